@@ -1,0 +1,276 @@
+//! The typed configuration that the daemon runs from, whatever file it came from.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where something was written: used in every warning and error.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Location {
+    /// File the token came from (after `include` expansion).
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column (in characters).
+    pub column: u32,
+}
+
+/// The whole configuration of one node.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// `global_defs`.
+    pub global: GlobalDefs,
+    /// `vrrp_script` blocks, in file order.
+    pub scripts: Vec<VrrpScript>,
+    /// `vrrp_instance` blocks, in file order.
+    pub instances: Vec<VrrpInstance>,
+    /// `vrrp_sync_group` blocks, in file order.
+    pub sync_groups: Vec<SyncGroup>,
+    /// Things that parsed but that tandem does not act on (yet): shown at check time and at start.
+    pub warnings: Vec<crate::Diagnostic>,
+}
+
+/// `global_defs`: settings shared by all instances.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlobalDefs {
+    /// `router_id`, used in notification e-mails and logs.
+    pub router_id: Option<String>,
+    /// `vrrp_mcast_group4`, default 224.0.0.18.
+    pub mcast_group4: Ipv4Addr,
+    /// `vrrp_mcast_group6`, default ff02::12.
+    pub mcast_group6: Ipv6Addr,
+    /// `vrrp_check_unicast_src`: drop unicast adverts whose source is not a configured peer.
+    pub check_unicast_src: bool,
+    /// `enable_script_security`.
+    pub enable_script_security: bool,
+    /// `script_user USER [GROUP]`.
+    pub script_user: Option<String>,
+    /// `notification_email { ... }` addresses.
+    pub notification_email: Vec<String>,
+    /// `notification_email_from`.
+    pub notification_email_from: Option<String>,
+    /// `smtp_server ADDR [PORT]`.
+    pub smtp_server: Option<String>,
+    /// `smtp_connect_timeout` seconds.
+    pub smtp_connect_timeout: Option<Duration>,
+    /// `vrrp_strict`.
+    pub vrrp_strict: bool,
+    /// `vrrp_version` (2 or 3), default 2: the default for instances that do not say.
+    pub vrrp_version: u8,
+    /// `vrrp_garp_master_delay` seconds, default 5: the second burst of gratuitous ARPs.
+    pub garp_master_delay: Duration,
+    /// `vrrp_garp_master_repeat`, default 5: ARPs per burst.
+    pub garp_master_repeat: u32,
+}
+
+impl Default for GlobalDefs {
+    fn default() -> Self {
+        GlobalDefs {
+            router_id: None,
+            mcast_group4: Ipv4Addr::new(224, 0, 0, 18),
+            mcast_group6: Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12),
+            check_unicast_src: false,
+            enable_script_security: false,
+            script_user: None,
+            notification_email: Vec::new(),
+            notification_email_from: None,
+            smtp_server: None,
+            smtp_connect_timeout: None,
+            vrrp_strict: false,
+            vrrp_version: 2,
+            garp_master_delay: Duration::from_secs(5),
+            garp_master_repeat: 5,
+        }
+    }
+}
+
+/// `vrrp_script NAME { ... }`: a health check whose result adjusts priority or forces FAULT.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VrrpScript {
+    /// Block name, referenced from `track_script`.
+    pub name: String,
+    /// `script "..."`: the command line.
+    pub script: String,
+    /// `interval` seconds, default 1.
+    pub interval: Duration,
+    /// `timeout` seconds, default = interval.
+    pub timeout: Option<Duration>,
+    /// `weight`, default 0 (0 means failure forces FAULT).
+    pub weight: i32,
+    /// `fall`, default 1.
+    pub fall: u32,
+    /// `rise`, default 1.
+    pub rise: u32,
+    /// Where the block starts.
+    pub location: Location,
+}
+
+/// The `state` keyword: a hint for the first transition only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialState {
+    /// `state MASTER`.
+    Master,
+    /// `state BACKUP`.
+    Backup,
+}
+
+/// `authentication { auth_type ... auth_pass ... }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authentication {
+    /// `auth_type PASS`: the password, truncated to 8 bytes as keepalived does.
+    Pass(Vec<u8>),
+    /// `auth_type AH`: parsed, not supported (warning).
+    Ah,
+}
+
+/// Address scope for `scope` on a virtual address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `global` (0).
+    Global,
+    /// `site` (200).
+    Site,
+    /// `link` (253).
+    Link,
+    /// `host` (254).
+    Host,
+    /// `nowhere` (255).
+    Nowhere,
+    /// A numeric scope.
+    Other(u8),
+}
+
+impl Scope {
+    /// The kernel's `RT_SCOPE_*` value.
+    pub fn to_kernel(self) -> u8 {
+        match self {
+            Scope::Global => 0,
+            Scope::Site => 200,
+            Scope::Link => 253,
+            Scope::Host => 254,
+            Scope::Nowhere => 255,
+            Scope::Other(v) => v,
+        }
+    }
+}
+
+/// Broadcast setting of a virtual IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broadcast {
+    /// `brd +`: derive from the prefix.
+    Derived,
+    /// `brd -`: no broadcast.
+    None,
+    /// `brd A.B.C.D`.
+    Address(Ipv4Addr),
+}
+
+/// One line of `virtual_ipaddress { ... }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualAddress {
+    /// The address.
+    pub address: IpAddr,
+    /// Prefix length; 32 or 128 when the line gives none (as keepalived does).
+    pub prefix_len: u8,
+    /// `dev IFNAME`: interface to put it on (default: the instance's interface).
+    pub dev: Option<String>,
+    /// `label NAME`.
+    pub label: Option<String>,
+    /// `brd ...`.
+    pub broadcast: Option<Broadcast>,
+    /// `scope ...`.
+    pub scope: Option<Scope>,
+    /// Where the line is.
+    pub location: Location,
+}
+
+/// The notify hooks shared by instances and sync groups, called with keepalived's arguments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotifyScripts {
+    /// `notify`: called as `SCRIPT TYPE NAME STATE PRIORITY`.
+    pub notify: Option<String>,
+    /// `notify_master`.
+    pub master: Option<String>,
+    /// `notify_backup`.
+    pub backup: Option<String>,
+    /// `notify_fault`.
+    pub fault: Option<String>,
+    /// `notify_stop`.
+    pub stop: Option<String>,
+}
+
+/// `track_interface` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackInterface {
+    /// Interface name.
+    pub name: String,
+    /// `weight N`; 0 means link down forces FAULT.
+    pub weight: i32,
+}
+
+/// `track_script` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackScript {
+    /// Name of a `vrrp_script`.
+    pub name: String,
+    /// `weight N` overriding the script's own weight.
+    pub weight: Option<i32>,
+}
+
+/// `vrrp_instance NAME { ... }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VrrpInstance {
+    /// Block name, e.g. `VI_1`.
+    pub name: String,
+    /// `state MASTER|BACKUP`.
+    pub initial_state: Option<InitialState>,
+    /// `interface IFNAME`.
+    pub interface: String,
+    /// `virtual_router_id` 1..=255.
+    pub virtual_router_id: u8,
+    /// `priority` 1..=255, default 100.
+    pub priority: u8,
+    /// `advert_int` seconds (fractions allowed for v3), default 1.
+    pub advert_int: Duration,
+    /// `version` or the global `vrrp_version`.
+    pub version: u8,
+    /// `authentication { ... }` (v2 only).
+    pub authentication: Option<Authentication>,
+    /// `virtual_ipaddress { ... }`: carried in adverts and added on MASTER.
+    pub virtual_addresses: Vec<VirtualAddress>,
+    /// `virtual_ipaddress_excluded { ... }`: added on MASTER, not carried in adverts.
+    pub excluded_addresses: Vec<VirtualAddress>,
+    /// `unicast_src_ip`.
+    pub unicast_src_ip: Option<IpAddr>,
+    /// `unicast_peer { ... }`: when non-empty adverts go unicast to these.
+    pub unicast_peers: Vec<IpAddr>,
+    /// `nopreempt`.
+    pub nopreempt: bool,
+    /// `preempt_delay` seconds, default 0.
+    pub preempt_delay: Duration,
+    /// `track_interface { ... }`.
+    pub track_interfaces: Vec<TrackInterface>,
+    /// `track_script { ... }`.
+    pub track_scripts: Vec<TrackScript>,
+    /// Notify hooks.
+    pub notify: NotifyScripts,
+    /// `garp_master_delay` seconds, default from global_defs.
+    pub garp_master_delay: Option<Duration>,
+    /// `dont_track_primary`: link state of `interface` does not cause FAULT.
+    pub dont_track_primary: bool,
+    /// Where the block starts.
+    pub location: Location,
+}
+
+/// `vrrp_sync_group NAME { group { ... } ... }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncGroup {
+    /// Block name.
+    pub name: String,
+    /// Names of member instances.
+    pub members: Vec<String>,
+    /// Notify hooks with `TYPE` = `GROUP`.
+    pub notify: NotifyScripts,
+    /// Where the block starts.
+    pub location: Location,
+}
