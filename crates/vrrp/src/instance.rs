@@ -1,0 +1,584 @@
+//! One virtual router: the state machine of RFC 5798 section 6.4, with keepalived's semantics
+//! where they differ (`nopreempt`, `preempt_delay`, `state MASTER` as a hint, FAULT).
+//!
+//! Nothing else changes an instance's state. Each event has one handler named after it.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::packet::{Advertisement, Auth, DecodeError, DropReason, Expected, Version};
+use crate::stats::Stats;
+
+/// Priority that says "I own the addresses": become master at once, never preempted.
+pub const PRIORITY_OWNER: u8 = 255;
+/// Priority that says "I am stopping": backups take over after skew time.
+pub const PRIORITY_STOP: u8 = 0;
+
+/// The states of RFC 5798 plus keepalived's FAULT and STOP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Not started yet.
+    Init,
+    /// Watching the master, ready to take over.
+    Backup,
+    /// Owning the addresses and advertising.
+    Master,
+    /// A tracked link is down: no addresses, no adverts.
+    Fault,
+    /// Shut down.
+    Stop,
+}
+
+impl State {
+    /// The word keepalived uses in logs and notify arguments.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            State::Init => "INIT",
+            State::Backup => "BACKUP",
+            State::Master => "MASTER",
+            State::Fault => "FAULT",
+            State::Stop => "STOP",
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.keyword())
+    }
+}
+
+/// Why a transition happened: shown in logs so an operator sees the cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// Start-up.
+    Start,
+    /// No advert from a master for Master_Down_Interval.
+    MasterDown,
+    /// The master sent priority 0.
+    MasterStopped,
+    /// A higher-priority (or equal priority, higher address) master advertised.
+    HigherPriority,
+    /// A tracked link went down.
+    LinkDown,
+    /// The tracked links came back.
+    LinkUp,
+    /// Another member of the sync group moved.
+    SyncGroup,
+    /// The daemon is stopping.
+    Shutdown,
+}
+
+/// Settings of one instance, taken from the configuration by the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceConfig {
+    /// Name used in logs and notify arguments (`VI_1`).
+    pub name: String,
+    /// Virtual router id.
+    pub vrid: u8,
+    /// Protocol version.
+    pub version: Version,
+    /// Configured priority, 1..=255.
+    pub priority: u8,
+    /// Configured advertisement interval.
+    pub advert_interval: Duration,
+    /// Whether a higher-priority backup takes over from a lower-priority master.
+    pub preempt: bool,
+    /// Wait this long after start, or after first seeing a lower-priority master, before preempting.
+    pub preempt_delay: Duration,
+    /// `state MASTER`: try to become master soon after start instead of after a full interval.
+    pub start_as_master: bool,
+    /// Virtual addresses carried in adverts.
+    pub addresses: Vec<IpAddr>,
+    /// v2 authentication.
+    pub auth: Auth,
+    /// This router's primary address on the interface: the advert source and the tie-breaker.
+    pub source: IpAddr,
+    /// Where adverts go: the multicast group, or the unicast peers.
+    pub destinations: Vec<IpAddr>,
+    /// Only accept adverts whose source is one of `destinations` (unicast with `vrrp_check_unicast_src`).
+    pub check_source: bool,
+    /// Second burst of gratuitous ARPs this long after becoming master (None: only one burst).
+    pub garp_repeat_after: Option<Duration>,
+}
+
+impl InstanceConfig {
+    /// Configured interval in centiseconds, as it appears on the wire.
+    pub fn interval_cs(&self) -> u16 {
+        (self.advert_interval.as_millis() / 10).clamp(1, 0x0fff) as u16
+    }
+}
+
+/// What an instance asks its caller to do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceAction {
+    /// Send these bytes (a complete VRRP advertisement) to `to`.
+    Send {
+        /// Destination (group or peer).
+        to: IpAddr,
+        /// Encoded advertisement.
+        bytes: Vec<u8>,
+    },
+    /// State changed: log it, run notify hooks.
+    Transition {
+        /// Old state.
+        from: State,
+        /// New state.
+        to: State,
+        /// Why.
+        cause: Cause,
+    },
+    /// Put the virtual addresses on the interfaces.
+    AddAddresses,
+    /// Take the virtual addresses off.
+    RemoveAddresses,
+    /// Announce the addresses: gratuitous ARP / unsolicited neighbour advertisements.
+    SendGratuitous,
+}
+
+/// Runtime state of one virtual router.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    config: InstanceConfig,
+    state: State,
+    priority: u8,
+    master_adver_interval: Duration,
+    adver_timer: Option<Instant>,
+    master_down_timer: Option<Instant>,
+    garp_timer: Option<Instant>,
+    preempt_deadline: Option<Instant>,
+    link_up: bool,
+    group_fault: bool,
+    in_group: bool,
+    wants_master: bool,
+    master: Option<IpAddr>,
+    stats: Stats,
+}
+
+impl Instance {
+    /// A new instance in INIT; call [`Instance::start`] to begin.
+    pub fn new(config: InstanceConfig) -> Instance {
+        Instance {
+            priority: config.priority,
+            master_adver_interval: config.advert_interval,
+            config,
+            state: State::Init,
+            adver_timer: None,
+            master_down_timer: None,
+            garp_timer: None,
+            preempt_deadline: None,
+            link_up: true,
+            group_fault: false,
+            in_group: false,
+            wants_master: false,
+            master: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Settings this instance runs with.
+    pub fn config(&self) -> &InstanceConfig {
+        &self.config
+    }
+
+    /// Current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Effective priority (configured priority adjusted by tracking).
+    pub fn priority(&self) -> u8 {
+        self.priority
+    }
+
+    /// Address of the master last heard from (None while master or before any advert).
+    pub fn master(&self) -> Option<IpAddr> {
+        self.master
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The advert interval in use: the master's, learned from its adverts (v3), or ours.
+    pub fn master_adver_interval(&self) -> Duration {
+        self.master_adver_interval
+    }
+
+    /// RFC 5798 Skew_Time: lower priorities wait longer, so the best backup wins.
+    pub fn skew_time(&self) -> Duration {
+        self.master_adver_interval * (256 - u32::from(self.priority)) / 256
+    }
+
+    /// RFC 5798 Master_Down_Interval.
+    pub fn master_down_interval(&self) -> Duration {
+        self.master_adver_interval * 3 + self.skew_time()
+    }
+
+    /// The earliest time at which [`Instance::handle_timers`] has work.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [self.adver_timer, self.master_down_timer, self.garp_timer]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Marks the instance as a sync-group member: its master-down expiry then waits for the group.
+    pub(crate) fn set_in_group(&mut self, in_group: bool) {
+        self.in_group = in_group;
+    }
+
+    /// Whether the master-down timer fired while the group was not ready to follow.
+    pub(crate) fn wants_master(&self) -> bool {
+        self.wants_master
+    }
+
+    /// Whether this instance's own links are down (as opposed to FAULT imposed by its group).
+    pub(crate) fn link_fault(&self) -> bool {
+        !self.link_up
+    }
+
+    /// Start-up (RFC 5798 6.4.1): owner → MASTER, otherwise BACKUP.
+    pub fn start(&mut self, now: Instant) -> Vec<InstanceAction> {
+        let mut out = Vec::new();
+        if self.state != State::Init && self.state != State::Stop {
+            return out;
+        }
+        self.preempt_deadline =
+            (!self.config.preempt_delay.is_zero()).then(|| now + self.config.preempt_delay);
+        if !self.link_up || self.group_fault {
+            self.enter_fault(now, Cause::Start, &mut out);
+        } else if self.priority == PRIORITY_OWNER {
+            self.enter_master(now, Cause::Start, &mut out);
+        } else {
+            self.enter_backup(now, Cause::Start, &mut out);
+            if self.config.start_as_master {
+                // A hint only: claim mastership after skew time unless someone answers first.
+                self.master_down_timer = Some(now + self.skew_time());
+            }
+        }
+        out
+    }
+
+    /// Checks a received advert against this instance's settings, counting what is dropped.
+    pub fn accept_packet(
+        &mut self,
+        src: IpAddr,
+        dst: IpAddr,
+        ttl: u8,
+        bytes: &[u8],
+    ) -> Result<Advertisement, DecodeError> {
+        let result = Advertisement::decode(bytes, src, dst).and_then(|advert| {
+            let expected = Expected {
+                version: self.config.version,
+                auth: self.config.auth,
+                interval_cs: self.config.interval_cs(),
+            };
+            expected.check(&advert, ttl)?;
+            if self.config.check_source && !self.config.destinations.contains(&src) {
+                return Err(DecodeError::UnicastSource {
+                    source_address: src,
+                });
+            }
+            Ok(advert)
+        });
+        if let Err(error) = &result {
+            self.stats.count_drop(error.reason());
+        }
+        result
+    }
+
+    /// An advert passed [`Instance::accept_packet`] (RFC 5798 6.4.2 and 6.4.3).
+    pub fn process_advert(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        advert: &Advertisement,
+    ) -> Vec<InstanceAction> {
+        let mut out = Vec::new();
+        self.stats.adverts_received += 1;
+        if advert.priority == PRIORITY_STOP {
+            self.stats.priority_zero_received += 1;
+        }
+        if !self.same_addresses(advert) {
+            self.stats.address_list_mismatch += 1;
+        }
+        match self.state {
+            State::Backup => self.backup_receives(now, src, advert),
+            State::Master => self.master_receives(now, src, advert, &mut out),
+            State::Init | State::Fault | State::Stop => {}
+        }
+        out
+    }
+
+    fn backup_receives(&mut self, now: Instant, src: IpAddr, advert: &Advertisement) {
+        if advert.priority == PRIORITY_STOP {
+            self.master_down_timer = Some(now + self.skew_time());
+            return;
+        }
+        let lower = advert.priority < self.priority;
+        if self.config.preempt && lower && !self.preempt_delay_running(now) {
+            // Let the master-down timer expire: we take over.
+            return;
+        }
+        self.master = Some(src);
+        self.wants_master = false;
+        if self.config.version == Version::V3 {
+            self.master_adver_interval = Duration::from_millis(u64::from(advert.interval_cs) * 10);
+        }
+        self.master_down_timer = Some(now + self.master_down_interval());
+    }
+
+    /// keepalived's `preempt_delay`: lower-priority masters are tolerated until the deadline.
+    fn preempt_delay_running(&mut self, now: Instant) -> bool {
+        if self.config.preempt_delay.is_zero() {
+            return false;
+        }
+        let deadline = *self
+            .preempt_deadline
+            .get_or_insert(now + self.config.preempt_delay);
+        now < deadline
+    }
+
+    fn master_receives(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        advert: &Advertisement,
+        out: &mut Vec<InstanceAction>,
+    ) {
+        if advert.priority == PRIORITY_STOP {
+            self.send_advert(self.priority, out);
+            self.adver_timer = Some(now + self.config.advert_interval);
+            return;
+        }
+        let higher = advert.priority > self.priority
+            || (advert.priority == self.priority && src > self.config.source);
+        if higher {
+            self.master = Some(src);
+            if self.config.version == Version::V3 {
+                self.master_adver_interval =
+                    Duration::from_millis(u64::from(advert.interval_cs) * 10);
+            }
+            self.leave_master(false, out);
+            self.enter_backup(now, Cause::HigherPriority, out);
+        } else {
+            // A lower-priority router thinks it is master (e.g. after a partition heals):
+            // answer at once instead of waiting for the next interval, so it steps down sooner.
+            self.send_advert(self.priority, out);
+            self.adver_timer = Some(now + self.config.advert_interval);
+        }
+    }
+
+    /// Runs whatever timers have expired by `now`.
+    pub fn handle_timers(&mut self, now: Instant) -> Vec<InstanceAction> {
+        let mut out = Vec::new();
+        if self.master_down_timer.is_some_and(|t| t <= now) {
+            self.handle_master_down_timer(now, &mut out);
+        }
+        if self.adver_timer.is_some_and(|t| t <= now) {
+            self.handle_adver_timer(now, &mut out);
+        }
+        if self.garp_timer.is_some_and(|t| t <= now) {
+            self.garp_timer = None;
+            if self.state == State::Master {
+                out.push(InstanceAction::SendGratuitous);
+            }
+        }
+        out
+    }
+
+    fn handle_master_down_timer(&mut self, now: Instant, out: &mut Vec<InstanceAction>) {
+        self.master_down_timer = None;
+        if self.state != State::Backup {
+            return;
+        }
+        if self.in_group {
+            // The sync group decides when all members are ready (see `group`).
+            self.wants_master = true;
+            return;
+        }
+        self.enter_master(now, Cause::MasterDown, out);
+    }
+
+    fn handle_adver_timer(&mut self, now: Instant, out: &mut Vec<InstanceAction>) {
+        if self.state != State::Master {
+            self.adver_timer = None;
+            return;
+        }
+        self.send_advert(self.priority, out);
+        self.adver_timer = Some(now + self.config.advert_interval);
+    }
+
+    /// A tracked link went down: FAULT (keepalived semantics).
+    pub fn handle_interface_down(&mut self, now: Instant) -> Vec<InstanceAction> {
+        let mut out = Vec::new();
+        self.link_up = false;
+        if matches!(self.state, State::Backup | State::Master) {
+            self.enter_fault(now, Cause::LinkDown, &mut out);
+        }
+        out
+    }
+
+    /// The tracked links are up again: back to BACKUP (or MASTER for the owner).
+    pub fn handle_interface_up(&mut self, now: Instant) -> Vec<InstanceAction> {
+        let mut out = Vec::new();
+        self.link_up = true;
+        if self.state == State::Fault && !self.group_fault {
+            self.leave_fault(now, Cause::LinkUp, &mut out);
+        }
+        out
+    }
+
+    /// The sync group imposes or lifts FAULT because another member's link failed.
+    pub fn set_group_fault(&mut self, now: Instant, fault: bool) -> Vec<InstanceAction> {
+        let mut out = Vec::new();
+        self.group_fault = fault;
+        match (fault, self.state) {
+            (true, State::Backup | State::Master) => {
+                self.enter_fault(now, Cause::SyncGroup, &mut out)
+            }
+            (false, State::Fault) if self.link_up => {
+                self.leave_fault(now, Cause::SyncGroup, &mut out)
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// The sync group moves this member to MASTER with the others.
+    pub fn force_master(&mut self, now: Instant) -> Vec<InstanceAction> {
+        let mut out = Vec::new();
+        if self.state == State::Backup {
+            self.enter_master(now, Cause::SyncGroup, &mut out);
+        }
+        out
+    }
+
+    /// The sync group moves this member to BACKUP with the others.
+    pub fn force_backup(&mut self, now: Instant) -> Vec<InstanceAction> {
+        let mut out = Vec::new();
+        if self.state == State::Master {
+            self.leave_master(false, &mut out);
+            self.enter_backup(now, Cause::SyncGroup, &mut out);
+        }
+        out
+    }
+
+    /// Tracking changed the effective priority (owners keep 255).
+    pub fn set_priority(&mut self, priority: u8) {
+        if self.config.priority != PRIORITY_OWNER {
+            self.priority = priority.clamp(1, 254);
+        }
+    }
+
+    /// Graceful stop: a priority-0 advert so a backup takes over after skew time, addresses removed.
+    pub fn shutdown(&mut self, _now: Instant) -> Vec<InstanceAction> {
+        let mut out = Vec::new();
+        if self.state == State::Master {
+            self.leave_master(true, &mut out);
+        }
+        self.transition(State::Stop, Cause::Shutdown, &mut out);
+        self.adver_timer = None;
+        self.master_down_timer = None;
+        self.garp_timer = None;
+        out
+    }
+
+    fn enter_master(&mut self, now: Instant, cause: Cause, out: &mut Vec<InstanceAction>) {
+        self.transition(State::Master, cause, out);
+        self.master = None;
+        self.wants_master = false;
+        self.master_down_timer = None;
+        self.master_adver_interval = self.config.advert_interval;
+        self.stats.became_master += 1;
+        out.push(InstanceAction::AddAddresses);
+        self.send_advert(self.priority, out);
+        out.push(InstanceAction::SendGratuitous);
+        self.garp_timer = self.config.garp_repeat_after.map(|d| now + d);
+        self.adver_timer = Some(now + self.config.advert_interval);
+    }
+
+    /// Everything a master undoes when it stops being master, whatever comes next.
+    ///
+    /// `announce_stop` sends priority 0 so backups take over after skew time. Only for a
+    /// shutdown or FAULT: when yielding to a higher priority it would make a low-priority backup
+    /// jump in before the new master's next advert.
+    fn leave_master(&mut self, announce_stop: bool, out: &mut Vec<InstanceAction>) {
+        self.stats.released_master += 1;
+        if announce_stop && self.link_up {
+            self.send_advert(PRIORITY_STOP, out);
+        }
+        out.push(InstanceAction::RemoveAddresses);
+        self.adver_timer = None;
+        self.garp_timer = None;
+    }
+
+    fn enter_backup(&mut self, now: Instant, cause: Cause, out: &mut Vec<InstanceAction>) {
+        self.transition(State::Backup, cause, out);
+        self.wants_master = false;
+        self.master_down_timer = Some(now + self.master_down_interval());
+    }
+
+    fn enter_fault(&mut self, _now: Instant, cause: Cause, out: &mut Vec<InstanceAction>) {
+        if self.state == State::Master {
+            self.leave_master(true, out);
+        }
+        self.transition(State::Fault, cause, out);
+        self.wants_master = false;
+        self.master_down_timer = None;
+        self.adver_timer = None;
+    }
+
+    fn leave_fault(&mut self, now: Instant, cause: Cause, out: &mut Vec<InstanceAction>) {
+        if self.priority == PRIORITY_OWNER {
+            self.enter_master(now, cause, out);
+        } else {
+            self.master_adver_interval = self.config.advert_interval;
+            self.enter_backup(now, cause, out);
+        }
+    }
+
+    fn transition(&mut self, to: State, cause: Cause, out: &mut Vec<InstanceAction>) {
+        let from = self.state;
+        if from != to {
+            self.state = to;
+            out.push(InstanceAction::Transition { from, to, cause });
+        }
+    }
+
+    fn send_advert(&mut self, priority: u8, out: &mut Vec<InstanceAction>) {
+        let advert = Advertisement {
+            version: self.config.version,
+            vrid: self.config.vrid,
+            priority,
+            interval_cs: self.config.interval_cs(),
+            addresses: self.config.addresses.clone(),
+            auth: self.config.auth,
+        };
+        for &to in &self.config.destinations {
+            out.push(InstanceAction::Send {
+                to,
+                bytes: advert.encode(self.config.source, to),
+            });
+            self.stats.adverts_sent += 1;
+            if priority == PRIORITY_STOP {
+                self.stats.priority_zero_sent += 1;
+            }
+        }
+    }
+
+    fn same_addresses(&self, advert: &Advertisement) -> bool {
+        advert.addresses.len() == self.config.addresses.len()
+            && advert
+                .addresses
+                .iter()
+                .all(|a| self.config.addresses.contains(a))
+    }
+
+    /// Counts a packet for this instance that was dropped before it could be decoded.
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.stats.count_drop(reason);
+    }
+}
