@@ -395,6 +395,9 @@ impl Advertisement {
                     }
                     other => Auth::Other(other),
                 };
+                if bytes[5] == 0 {
+                    return Err(DecodeError::ZeroInterval);
+                }
                 (auth, u16::from(bytes[5]) * 100)
             }
             Version::V3 => {
