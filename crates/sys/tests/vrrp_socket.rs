@@ -1,0 +1,231 @@
+//! Raw VRRP sockets between two namespaces joined by a veth.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use tandem_lab::Netns;
+use tandem_sys::{Received, VrrpSocket, VRRP_GROUP_V4, VRRP_GROUP_V6};
+
+/// Something shaped like a VRRPv3 advert; the socket layer does not look inside.
+const PAYLOAD: [u8; 12] = [0x31, 7, 100, 1, 0, 100, 0xab, 0xcd, 10, 0, 0, 100];
+const WAIT: Duration = Duration::from_secs(5);
+
+fn open_v4(
+    rt: &tokio::runtime::Runtime,
+    ns: &Netns,
+    source: Ipv4Addr,
+    group: Option<Ipv4Addr>,
+) -> VrrpSocket {
+    let handle = rt.handle().clone();
+    let index = common::index_of(ns, "eth0").unwrap();
+    ns.enter(move || {
+        let _guard = handle.enter();
+        VrrpSocket::open_v4("eth0", index, source, group)
+    })
+    .unwrap()
+    .unwrap()
+}
+
+fn open_v6(
+    rt: &tokio::runtime::Runtime,
+    ns: &Netns,
+    source: Ipv6Addr,
+    group: Option<Ipv6Addr>,
+) -> VrrpSocket {
+    let handle = rt.handle().clone();
+    let index = common::index_of(ns, "eth0").unwrap();
+    ns.enter(move || {
+        let _guard = handle.enter();
+        VrrpSocket::open_v6("eth0", index, source, group)
+    })
+    .unwrap()
+    .unwrap()
+}
+
+async fn recv(sock: &VrrpSocket) -> Received {
+    tokio::time::timeout(WAIT, sock.recv())
+        .await
+        .expect("no VRRP packet within 5s")
+        .expect("recv failed")
+}
+
+#[test]
+fn v4_multicast_arrives_with_ttl_255() {
+    tandem_lab::require_root!();
+    let p = common::pair("sysv4m").unwrap();
+    let rt = common::runtime();
+    let a = open_v4(&rt, &p.a, "10.0.0.1".parse().unwrap(), Some(VRRP_GROUP_V4));
+    let b = open_v4(&rt, &p.b, "10.0.0.2".parse().unwrap(), Some(VRRP_GROUP_V4));
+    rt.block_on(async {
+        a.send(VRRP_GROUP_V4.into(), &PAYLOAD).await.unwrap();
+        let r = recv(&b).await;
+        assert_eq!(r.src, "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(r.dst, IpAddr::V4(VRRP_GROUP_V4));
+        assert_eq!(r.ttl, 255);
+        assert_eq!(r.ifindex, b.ifindex());
+        assert_eq!(r.payload, PAYLOAD);
+
+        // Multicast loop is off: the sender does not hear itself.
+        let echo = tokio::time::timeout(Duration::from_millis(300), a.recv()).await;
+        assert!(echo.is_err(), "sender received its own advert: {echo:?}");
+
+        // And the other way round.
+        b.send(VRRP_GROUP_V4.into(), &PAYLOAD[..8]).await.unwrap();
+        let r = recv(&a).await;
+        assert_eq!(r.src, "10.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(r.payload, PAYLOAD[..8]);
+    });
+}
+
+#[test]
+fn v4_unicast_uses_the_configured_source() {
+    tandem_lab::require_root!();
+    let p = common::pair("sysv4u").unwrap();
+    // A secondary address: the kernel would pick 10.0.0.1 on its own.
+    p.a.ip("addr add 10.0.0.3/24 dev eth0").unwrap();
+    let rt = common::runtime();
+    let a = open_v4(&rt, &p.a, "10.0.0.3".parse().unwrap(), None);
+    let b = open_v4(&rt, &p.b, "10.0.0.2".parse().unwrap(), None);
+    rt.block_on(async {
+        a.send("10.0.0.2".parse().unwrap(), &PAYLOAD).await.unwrap();
+        let r = recv(&b).await;
+        assert_eq!(r.src, "10.0.0.3".parse::<IpAddr>().unwrap());
+        assert_eq!(r.dst, "10.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(r.ttl, 255);
+        assert_eq!(r.payload, PAYLOAD);
+
+        b.send("10.0.0.3".parse().unwrap(), &PAYLOAD).await.unwrap();
+        let r = recv(&a).await;
+        assert_eq!(r.src, "10.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(r.dst, "10.0.0.3".parse::<IpAddr>().unwrap());
+    });
+}
+
+#[test]
+fn v4_socket_without_group_ignores_multicast() {
+    tandem_lab::require_root!();
+    let p = common::pair("sysv4n").unwrap();
+    let rt = common::runtime();
+    let a = open_v4(&rt, &p.a, "10.0.0.1".parse().unwrap(), Some(VRRP_GROUP_V4));
+    // Both on b's eth0: only the one that joined the group may see the advert,
+    // even though the other one's interface has joined it through the first.
+    let joined = open_v4(&rt, &p.b, "10.0.0.2".parse().unwrap(), Some(VRRP_GROUP_V4));
+    let plain = open_v4(&rt, &p.b, "10.0.0.2".parse().unwrap(), None);
+    rt.block_on(async {
+        a.send(VRRP_GROUP_V4.into(), &PAYLOAD).await.unwrap();
+        assert_eq!(recv(&joined).await.payload, PAYLOAD);
+        let got = tokio::time::timeout(Duration::from_millis(500), plain.recv()).await;
+        assert!(got.is_err(), "unicast-only socket got multicast: {got:?}");
+        // It still gets unicast.
+        a.send("10.0.0.2".parse().unwrap(), &PAYLOAD).await.unwrap();
+        assert_eq!(
+            recv(&plain).await.dst,
+            "10.0.0.2".parse::<IpAddr>().unwrap()
+        );
+    });
+}
+
+#[test]
+fn v4_socket_only_hears_its_own_interface() {
+    tandem_lab::require_root!();
+    let mut p = common::pair("sysv4d").unwrap();
+    // A second link between the namespaces; b listens on eth0 only.
+    p.lab.veth((&p.a, "eth1"), (&p.b, "eth1")).unwrap();
+    p.a.ip("addr add 10.0.1.1/24 dev eth1").unwrap();
+    p.b.ip("addr add 10.0.1.2/24 dev eth1").unwrap();
+    let rt = common::runtime();
+    let handle = rt.handle().clone();
+    let index = common::index_of(&p.a, "eth1").unwrap();
+    let a1 =
+        p.a.enter(move || {
+            let _guard = handle.enter();
+            VrrpSocket::open_v4("eth1", index, "10.0.1.1".parse().unwrap(), None)
+        })
+        .unwrap()
+        .unwrap();
+    let b0 = open_v4(&rt, &p.b, "10.0.0.2".parse().unwrap(), Some(VRRP_GROUP_V4));
+    let handle = rt.handle().clone();
+    let index = common::index_of(&p.b, "eth1").unwrap();
+    let b1 =
+        p.b.enter(move || {
+            let _guard = handle.enter();
+            VrrpSocket::open_v4("eth1", index, "10.0.1.2".parse().unwrap(), None)
+        })
+        .unwrap()
+        .unwrap();
+    rt.block_on(async {
+        // Sent over eth1 to b's eth0 address: arrives on b's eth1, so only
+        // the eth1 socket may see it.
+        a1.send("10.0.0.2".parse().unwrap(), &PAYLOAD)
+            .await
+            .unwrap();
+        let r = recv(&b1).await;
+        assert_eq!(r.ifindex, index);
+        assert_eq!(r.dst, "10.0.0.2".parse::<IpAddr>().unwrap());
+        let got = tokio::time::timeout(Duration::from_millis(500), b0.recv()).await;
+        assert!(got.is_err(), "eth0 socket got a packet from eth1: {got:?}");
+    });
+}
+
+#[test]
+fn v6_multicast_from_link_local_arrives_with_hop_limit_255() {
+    tandem_lab::require_root!();
+    let p = common::pair("sysv6m").unwrap();
+    let ll_a = common::link_local(&p.a, "eth0").unwrap();
+    let ll_b = common::link_local(&p.b, "eth0").unwrap();
+    let rt = common::runtime();
+    let a = open_v6(&rt, &p.a, ll_a, Some(VRRP_GROUP_V6));
+    let b = open_v6(&rt, &p.b, ll_b, Some(VRRP_GROUP_V6));
+    rt.block_on(async {
+        a.send(VRRP_GROUP_V6.into(), &PAYLOAD).await.unwrap();
+        let r = recv(&b).await;
+        assert_eq!(r.src, IpAddr::V6(ll_a));
+        assert_eq!(r.dst, IpAddr::V6(VRRP_GROUP_V6));
+        assert_eq!(r.ttl, 255);
+        assert_eq!(r.ifindex, b.ifindex());
+        assert_eq!(r.payload, PAYLOAD);
+
+        let echo = tokio::time::timeout(Duration::from_millis(300), a.recv()).await;
+        assert!(echo.is_err(), "sender received its own advert: {echo:?}");
+    });
+}
+
+#[test]
+fn v6_unicast_to_link_local_and_global() {
+    tandem_lab::require_root!();
+    let p = common::pair("sysv6u").unwrap();
+    let ll_a = common::link_local(&p.a, "eth0").unwrap();
+    let ll_b = common::link_local(&p.b, "eth0").unwrap();
+    let rt = common::runtime();
+    let a = open_v6(&rt, &p.a, ll_a, None);
+    let b = open_v6(&rt, &p.b, ll_b, None);
+    rt.block_on(async {
+        a.send(IpAddr::V6(ll_b), &PAYLOAD).await.unwrap();
+        let r = recv(&b).await;
+        assert_eq!(r.src, IpAddr::V6(ll_a));
+        assert_eq!(r.dst, IpAddr::V6(ll_b));
+        assert_eq!(r.ttl, 255);
+        assert_eq!(r.payload, PAYLOAD);
+
+        a.send("fd00::2".parse().unwrap(), &PAYLOAD).await.unwrap();
+        let r = recv(&b).await;
+        assert_eq!(r.src, IpAddr::V6(ll_a));
+        assert_eq!(r.dst, "fd00::2".parse::<IpAddr>().unwrap());
+        assert_eq!(r.ttl, 255);
+    });
+}
+
+#[test]
+fn wrong_family_destination_is_an_error_naming_the_interface() {
+    tandem_lab::require_root!();
+    let p = common::pair("sysfam").unwrap();
+    let rt = common::runtime();
+    let a = open_v4(&rt, &p.a, "10.0.0.1".parse().unwrap(), None);
+    let err = rt
+        .block_on(a.send(IpAddr::V6(VRRP_GROUP_V6), &PAYLOAD))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("eth0") && msg.contains("ff02::12"), "{msg}");
+}
