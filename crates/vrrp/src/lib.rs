@@ -25,7 +25,7 @@
 //!     destinations: vec!["224.0.0.18".parse().unwrap()],
 //!     check_source: false,
 //!     garp_repeat_after: None,
-//! }, &[2]);
+//! }, 2, &[2]);
 //! let now = Instant::now();
 //! let actions = router.handle(now, Input::Start);
 //! assert!(!actions.is_empty());

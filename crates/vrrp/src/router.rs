@@ -116,13 +116,19 @@ impl Router {
         Router::default()
     }
 
-    /// Adds an instance that receives on `interfaces[0]` and goes to FAULT when any of
-    /// `interfaces` is down. An empty list means it tracks nothing and receives on interface 0.
-    pub fn add_instance(&mut self, config: InstanceConfig, interfaces: &[u32]) -> InstanceId {
+    /// Adds an instance that receives on `interface` and goes to FAULT while any of `tracked`
+    /// is down (normally `tracked` includes `interface`; keepalived's `dont_track_primary`
+    /// leaves it out).
+    pub fn add_instance(
+        &mut self,
+        config: InstanceConfig,
+        interface: u32,
+        tracked: &[u32],
+    ) -> InstanceId {
         self.slots.push(Slot {
             instance: Instance::new(config),
-            interface: interfaces.first().copied().unwrap_or(0),
-            tracked: interfaces.to_vec(),
+            interface,
+            tracked: tracked.to_vec(),
             group: None,
         });
         self.slots.len() - 1

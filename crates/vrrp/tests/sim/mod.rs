@@ -68,7 +68,7 @@ impl Node {
     fn build(configs: &[(InstanceConfig, u32)], groups: &[Vec<usize>]) -> Router {
         let mut router = Router::new();
         for (config, lan) in configs {
-            router.add_instance(config.clone(), &[*lan]);
+            router.add_instance(config.clone(), *lan, &[*lan]);
         }
         for (g, members) in groups.iter().enumerate() {
             router.add_group(&format!("G{g}"), members);
