@@ -12,6 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::AsyncSocket;
 use rtnetlink::MulticastGroup;
 use tokio::sync::mpsc;
 
@@ -37,16 +38,24 @@ pub enum LinkEvent {
     },
 }
 
+/// Receive buffer of the notification socket, in bytes.
+const EVENT_BUFFER: libc::c_int = 1 << 20;
 /// How many events may wait for the daemon before the watcher pauses.
 const QUEUE: usize = 256;
 
 /// Starts watching links in the calling thread's network namespace. Events
 /// arrive on the returned channel; dropping it stops the watcher.
 pub async fn watch_links() -> Result<mpsc::Receiver<LinkEvent>, SysError> {
-    let (conn, handle, mut messages) = rtnetlink::new_multicast_connection(&[MulticastGroup::Link])
-        .map_err(|e| {
+    let (mut conn, handle, mut messages) =
+        rtnetlink::new_multicast_connection(&[MulticastGroup::Link]).map_err(|e| {
             SysError::socket("opening rtnetlink link-event connection (RTNLGRP_LINK)", e)
         })?;
+    // A burst of changes (many VLANs flapping with their parent) must not
+    // overflow the socket: a lost notification would leave an index stale.
+    conn.socket_mut()
+        .socket_mut()
+        .set_rx_buf_sz(EVENT_BUFFER)
+        .map_err(|e| SysError::socket("setting SO_RCVBUF on rtnetlink link-event socket", e))?;
     let conn = tokio::spawn(conn);
 
     // Subscribed first, dumped second: a change racing the dump shows up as

@@ -160,7 +160,9 @@ impl VrrpSocket {
         self.source
     }
 
-    /// Waits for the next VRRP packet on the interface.
+    /// Waits for the next VRRP packet on the interface. A
+    /// [`SysError::Malformed`] concerns one packet only (count it, keep
+    /// receiving); other errors concern the socket.
     pub async fn recv(&self) -> Result<Received, SysError> {
         let op = || format!("receiving on VRRP socket for {}", self.ifname);
         loop {
