@@ -1,13 +1,154 @@
 //! keepalived.conf parser: reads the file operators already have into tandem's typed model.
+//!
+//! The file is read the way keepalived 2.2 reads it (same keywords, comments, quoting and
+//! `include` globs) into a [`Config`]. Keywords keepalived knows but tandem does not act
+//! on become warnings in [`Config::warnings`]; anything else that is wrong becomes an
+//! error naming `file:line:column`, and all errors found are returned together.
+//!
+//! ```
+//! use std::path::Path;
+//!
+//! let text = "vrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 51\n  \
+//!             virtual_ipaddress {\n    10.0.0.1/24\n  }\n}\n";
+//! let config = tandem_config::parse_str(text, Path::new("keepalived.conf")).unwrap();
+//! assert_eq!(config.instances[0].virtual_router_id, 51);
+//! assert_eq!(config.instances[0].priority, 100);
+//! ```
 
+mod diagnostic;
+mod instance;
+mod keywords;
+mod lexer;
 pub mod model;
+mod parser;
+mod tree;
+mod values;
+
+use std::path::{Path, PathBuf};
+
+pub use diagnostic::{Diagnostic, Severity};
 pub use model::*;
 
-/// A warning or error tied to a place in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    /// Where.
-    pub location: Location,
-    /// What, in words an operator can act on.
-    pub message: String,
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The top-level file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file we tried to read.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read but is not a usable configuration.
+    #[error("{}", summary(errors))]
+    Invalid {
+        /// Every error found, in file order.
+        errors: Vec<Diagnostic>,
+        /// Warnings found on the way, so a `--check` can show them too.
+        warnings: Vec<Diagnostic>,
+    },
+}
+
+impl ConfigError {
+    /// The errors behind this failure (empty for an I/O error).
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        match self {
+            ConfigError::Io { .. } => &[],
+            ConfigError::Invalid { errors, .. } => errors,
+        }
+    }
+}
+
+fn summary(errors: &[Diagnostic]) -> String {
+    let lines: Vec<String> = errors.iter().map(|d| d.to_string()).collect();
+    lines.join("\n")
+}
+
+/// Reads the configuration at `path`, following its `include` lines.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_str(&String::from_utf8_lossy(&bytes), path)
+}
+
+/// Parses `text` as if it were the contents of `file`; includes are resolved relative to
+/// the directory of `file`.
+pub fn parse_str(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    let lexed = lexer::lex_with_includes(text, file);
+    let (mut errors, mut warnings): (Vec<_>, Vec<_>) = lexed
+        .diagnostics
+        .into_iter()
+        .partition(Diagnostic::is_error);
+    let stmts = tree::build(&lexed.tokens, &mut errors);
+    let mut ctx = values::Ctx::default();
+    let mut config = parser::parse(&stmts, &mut ctx);
+    errors.extend(ctx.errors);
+    warnings.extend(ctx.warnings);
+    lexed.sources.attach(&mut errors);
+    lexed.sources.attach(&mut warnings);
+    sort(&mut errors);
+    sort(&mut warnings);
+    if !errors.is_empty() {
+        return Err(ConfigError::Invalid { errors, warnings });
+    }
+    config.warnings = warnings;
+    Ok(config)
+}
+
+/// Orders diagnostics by file order, keeping files in the order they were first seen.
+fn sort(diags: &mut [Diagnostic]) {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for d in diags.iter() {
+        if !files.contains(&d.location.file) {
+            files.push(d.location.file.clone());
+        }
+    }
+    diags.sort_by_key(|d| {
+        let f = files.iter().position(|f| *f == d.location.file);
+        (f, d.location.line, d.location.column)
+    });
+}
+
+/// Warns about interfaces the configuration names that do not exist on this host:
+/// the daemon passes a check against `/sys/class/net`, tests pass a fixed list.
+pub fn check_interfaces(config: &Config, exists: impl Fn(&str) -> bool) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut warn = |loc: &Location, what: String| {
+        out.push(Diagnostic::warning(loc.clone(), 1, what));
+    };
+    for i in &config.instances {
+        let name = &i.name;
+        if !exists(&i.interface) {
+            warn(
+                &i.location,
+                format!(
+                    "vrrp_instance `{name}`: interface `{}` does not exist on this host",
+                    i.interface
+                ),
+            );
+        }
+        for v in i.virtual_addresses.iter().chain(&i.excluded_addresses) {
+            if let Some(dev) = &v.dev {
+                if !exists(dev) {
+                    warn(
+                        &v.location,
+                        format!("vrrp_instance `{name}`: `dev {dev}` for {} does not exist on this host", v.address),
+                    );
+                }
+            }
+        }
+        for t in &i.track_interfaces {
+            if !exists(&t.name) {
+                warn(
+                    &i.location,
+                    format!("vrrp_instance `{name}`: tracked interface `{}` does not exist on this host", t.name),
+                );
+            }
+        }
+    }
+    out
 }

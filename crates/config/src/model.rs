@@ -43,14 +43,18 @@ pub struct GlobalDefs {
     pub check_unicast_src: bool,
     /// `enable_script_security`.
     pub enable_script_security: bool,
-    /// `script_user USER [GROUP]`.
+    /// `script_user USER [GROUP]`: the user.
     pub script_user: Option<String>,
+    /// `script_user USER [GROUP]`: the group, when given.
+    pub script_group: Option<String>,
     /// `notification_email { ... }` addresses.
     pub notification_email: Vec<String>,
     /// `notification_email_from`.
     pub notification_email_from: Option<String>,
-    /// `smtp_server ADDR [PORT]`.
+    /// `smtp_server ADDR [PORT]`: the address or host name.
     pub smtp_server: Option<String>,
+    /// `smtp_server ADDR [PORT]`: the port, default 25.
+    pub smtp_port: u16,
     /// `smtp_connect_timeout` seconds.
     pub smtp_connect_timeout: Option<Duration>,
     /// `vrrp_strict`.
@@ -72,9 +76,11 @@ impl Default for GlobalDefs {
             check_unicast_src: false,
             enable_script_security: false,
             script_user: None,
+            script_group: None,
             notification_email: Vec::new(),
             notification_email_from: None,
             smtp_server: None,
+            smtp_port: 25,
             smtp_connect_timeout: None,
             vrrp_strict: false,
             vrrp_version: 2,
@@ -101,6 +107,12 @@ pub struct VrrpScript {
     pub fall: u32,
     /// `rise`, default 1.
     pub rise: u32,
+    /// `user USER [GROUP]`: who runs the script (default: `script_user`).
+    pub user: Option<String>,
+    /// `user USER [GROUP]`: the group, when given.
+    pub group: Option<String>,
+    /// `init_fail`: the script counts as failed until it first succeeds.
+    pub init_fail: bool,
     /// Where the block starts.
     pub location: Location,
 }
@@ -240,7 +252,7 @@ pub struct VrrpInstance {
     pub virtual_addresses: Vec<VirtualAddress>,
     /// `virtual_ipaddress_excluded { ... }`: added on MASTER, not carried in adverts.
     pub excluded_addresses: Vec<VirtualAddress>,
-    /// `unicast_src_ip`.
+    /// `unicast_src_ip` (or `mcast_src_ip`, the same setting in keepalived): advert source.
     pub unicast_src_ip: Option<IpAddr>,
     /// `unicast_peer { ... }`: when non-empty adverts go unicast to these.
     pub unicast_peers: Vec<IpAddr>,

@@ -1,0 +1,635 @@
+//! `vrrp_instance NAME { ... }`: the keywords, the address lines, and the checks that
+//! need the whole block (or `global_defs`) to be known.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::keywords::{INSTANCE_NOT_YET, INSTANCE_UNSUPPORTED, VIP_OPTIONS_UNSUPPORTED};
+use crate::model::{
+    Authentication, Broadcast, GlobalDefs, InitialState, NotifyScripts, Scope, TrackInterface,
+    TrackScript, VirtualAddress, VrrpInstance,
+};
+use crate::parser::{block_name, notify_keyword};
+use crate::tree::{Block, Stmt, Word};
+use crate::values::{parse_seconds, Ctx};
+
+/// An instance as written, with the words later checks point at.
+pub(crate) struct ParsedInstance {
+    pub instance: VrrpInstance,
+    pub name: Word,
+    pub vrid_word: Option<Word>,
+    interface_set: bool,
+    advert_int: Option<Word>,
+    version: Option<u8>,
+    auth_word: Option<Word>,
+    vip_words: Vec<Word>,
+    src_word: Option<Word>,
+    peer_words: Vec<Word>,
+    track_script_words: Vec<Word>,
+}
+
+/// Parses one `vrrp_instance` block. Returns `None` only when the block is unusable.
+pub(crate) fn parse(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedInstance> {
+    let name = block_name(stmt, ctx)?;
+    let block = stmt.block.as_ref()?;
+    let mut p = ParsedInstance {
+        instance: VrrpInstance {
+            name: name.text.clone(),
+            initial_state: None,
+            interface: String::new(),
+            virtual_router_id: 0,
+            priority: 100,
+            advert_int: Duration::from_secs(1),
+            version: 2,
+            authentication: None,
+            virtual_addresses: Vec::new(),
+            excluded_addresses: Vec::new(),
+            unicast_src_ip: None,
+            unicast_peers: Vec::new(),
+            nopreempt: false,
+            preempt_delay: Duration::ZERO,
+            track_interfaces: Vec::new(),
+            track_scripts: Vec::new(),
+            notify: NotifyScripts::default(),
+            garp_master_delay: None,
+            dont_track_primary: false,
+            location: stmt.key.loc.clone(),
+        },
+        name,
+        vrid_word: None,
+        interface_set: false,
+        advert_int: None,
+        version: None,
+        auth_word: None,
+        vip_words: Vec::new(),
+        src_word: None,
+        peer_words: Vec::new(),
+        track_script_words: Vec::new(),
+    };
+    for s in &block.stmts {
+        keyword(s, &mut p, ctx);
+    }
+    Some(p)
+}
+
+fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
+    let i = &mut p.instance;
+    let k = s.key.text.as_str();
+    if notify_keyword(s, &mut i.notify, ctx) {
+        return;
+    }
+    match k {
+        "state" => {
+            if let Some(w) = ctx.one(s, "MASTER or BACKUP") {
+                match w.text.to_ascii_uppercase().as_str() {
+                    "MASTER" => i.initial_state = Some(InitialState::Master),
+                    "BACKUP" => i.initial_state = Some(InitialState::Backup),
+                    _ => ctx.error(
+                        w,
+                        format!("`state` expects MASTER or BACKUP, found `{}`", w.text),
+                    ),
+                }
+            }
+        }
+        "interface" => {
+            if let Some(w) = ctx.one(s, "an interface name") {
+                i.interface = w.text.clone();
+                p.interface_set = true;
+            }
+        }
+        "virtual_router_id" => {
+            if let Some(v) = ctx.int(s, 1u8, 255) {
+                i.virtual_router_id = v;
+                p.vrid_word = s.args.first().cloned();
+            }
+        }
+        "priority" => {
+            if let Some(v) = ctx.int(s, 1u8, 255) {
+                i.priority = v;
+            }
+        }
+        "advert_int" => {
+            // Checked once the VRRP version is known.
+            if let Some(w) = ctx.one(s, "seconds (e.g. 1, or 0.5 with version 3)") {
+                p.advert_int = Some(w.clone());
+            }
+        }
+        "version" => {
+            if let Some(v) = ctx.int(s, 2u8, 3) {
+                p.version = Some(v);
+            }
+        }
+        "authentication" => {
+            if let Some(b) = ctx.block(s) {
+                i.authentication = authentication(b, ctx);
+                p.auth_word = Some(s.key.clone());
+            }
+        }
+        "virtual_ipaddress" => {
+            if let Some(b) = ctx.block(s) {
+                addresses(k, b, &mut i.virtual_addresses, &mut p.vip_words, ctx);
+            }
+        }
+        "virtual_ipaddress_excluded" => {
+            if let Some(b) = ctx.block(s) {
+                let mut words = Vec::new();
+                addresses(k, b, &mut i.excluded_addresses, &mut words, ctx);
+            }
+        }
+        // keepalived treats these two as one setting: the source of our adverts.
+        "unicast_src_ip" | "mcast_src_ip" => {
+            if let Some(w) = ctx.one(s, "an IP address") {
+                if let Some(a) = ctx.ip(k, w) {
+                    i.unicast_src_ip = Some(a);
+                    p.src_word = Some(w.clone());
+                }
+            }
+        }
+        "unicast_peer" => {
+            if let Some(b) = ctx.block(s) {
+                unicast_peers(b, p, ctx);
+            }
+        }
+        "nopreempt" => {
+            if let Some(v) = ctx.flag(s) {
+                i.nopreempt = v;
+            }
+        }
+        "preempt" => {
+            if let Some(v) = ctx.flag(s) {
+                i.nopreempt = !v;
+            }
+        }
+        "preempt_delay" => {
+            if let Some(d) = ctx.seconds(s, 1000) {
+                i.preempt_delay = d;
+            }
+        }
+        "track_interface" => {
+            if let Some(b) = ctx.block(s) {
+                for line in &b.stmts {
+                    if let Some(t) = track_interface(line, ctx) {
+                        i.track_interfaces.push(t);
+                    }
+                }
+            }
+        }
+        "track_script" => {
+            if let Some(b) = ctx.block(s) {
+                for line in &b.stmts {
+                    if let Some(t) = track_script(line, ctx) {
+                        i.track_scripts.push(t);
+                        p.track_script_words.push(line.key.clone());
+                    }
+                }
+            }
+        }
+        "garp_master_delay" => {
+            if let Some(v) = ctx.int(s, 0u64, 255) {
+                i.garp_master_delay = Some(Duration::from_secs(v));
+            }
+        }
+        "dont_track_primary" => {
+            if let Some(v) = ctx.flag(s) {
+                i.dont_track_primary = v;
+            }
+        }
+        // tandem never filters traffic to the virtual addresses, which is accept mode.
+        "accept" => {
+            ctx.flag(s);
+        }
+        _ if INSTANCE_NOT_YET.contains(&k) => ctx.not_yet(s),
+        _ if INSTANCE_UNSUPPORTED.contains(&k) => ctx.unsupported(s),
+        _ => ctx.unknown(s, "vrrp_instance"),
+    }
+}
+
+fn authentication(b: &Block, ctx: &mut Ctx) -> Option<Authentication> {
+    let mut kind: Option<(String, Word)> = None;
+    let mut pass: Option<Word> = None;
+    for s in &b.stmts {
+        match s.key.text.as_str() {
+            "auth_type" => {
+                if let Some(w) = ctx.one(s, "PASS or AH") {
+                    match w.text.to_ascii_uppercase().as_str() {
+                        t @ ("PASS" | "AH") => kind = Some((t.to_owned(), w.clone())),
+                        _ => ctx.error(
+                            w,
+                            format!("`auth_type` expects PASS or AH, found `{}`", w.text),
+                        ),
+                    }
+                }
+            }
+            "auth_pass" => {
+                if let Some(w) = ctx.one(s, "a password") {
+                    pass = Some(w.clone());
+                }
+            }
+            _ => ctx.unknown(s, "authentication"),
+        }
+    }
+    match (kind, pass) {
+        (Some((t, w)), _) if t == "AH" => {
+            ctx.warn(&w, "`auth_type AH` is not supported by tandem: adverts are sent without authentication");
+            Some(Authentication::Ah)
+        }
+        (Some(_), Some(pass)) => {
+            let mut bytes = pass.text.clone().into_bytes();
+            if bytes.len() > 8 {
+                ctx.warn(
+                    &pass,
+                    format!(
+                        "`auth_pass` is {} bytes; only the first 8 are used (as keepalived does)",
+                        bytes.len()
+                    ),
+                );
+                bytes.truncate(8);
+            }
+            Some(Authentication::Pass(bytes))
+        }
+        (Some((_, w)), None) => {
+            ctx.error(
+                &w,
+                "`auth_type PASS` needs an `auth_pass` line in the same block",
+            );
+            None
+        }
+        (None, Some(pass)) => {
+            ctx.error(
+                &pass,
+                "`auth_pass` without `auth_type PASS` in the same block",
+            );
+            None
+        }
+        (None, None) => None,
+    }
+}
+
+/// Parses `ADDR[/PREFIX]`.
+fn address_prefix(key: &str, w: &Word, ctx: &mut Ctx) -> Option<(IpAddr, u8)> {
+    let (addr, prefix) = match w.text.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (w.text.as_str(), None),
+    };
+    let Ok(address) = addr.parse::<IpAddr>() else {
+        ctx.error(
+            w,
+            format!(
+                "`{key}` expects ADDRESS[/PREFIX] at the start of each line, found `{}`",
+                w.text
+            ),
+        );
+        return None;
+    };
+    let max = if address.is_ipv4() { 32 } else { 128 };
+    let prefix_len = match prefix {
+        None => max,
+        Some(p) => match p.parse::<u8>() {
+            Ok(n) if n <= max => n,
+            _ => {
+                ctx.error(
+                    w,
+                    format!(
+                        "`{key}`: prefix length of `{}` must be 0..={max}, found `{p}`",
+                        w.text
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    Some((address, prefix_len))
+}
+
+fn addresses(
+    key: &str,
+    b: &Block,
+    out: &mut Vec<VirtualAddress>,
+    words: &mut Vec<Word>,
+    ctx: &mut Ctx,
+) {
+    for line in &b.stmts {
+        if !ctx.no_block(line) {
+            continue;
+        }
+        if let Some(v) = address_line(key, line, ctx) {
+            out.push(v);
+            words.push(line.key.clone());
+        }
+    }
+}
+
+fn address_line(key: &str, line: &Stmt, ctx: &mut Ctx) -> Option<VirtualAddress> {
+    let (address, prefix_len) = address_prefix(key, &line.key, ctx)?;
+    let mut v = VirtualAddress {
+        address,
+        prefix_len,
+        dev: None,
+        label: None,
+        broadcast: None,
+        scope: None,
+        location: line.key.loc.clone(),
+    };
+    let mut ok = true;
+    let mut args = line.args.iter();
+    while let Some(opt) = args.next() {
+        let o = opt.text.as_str();
+        let takes_value = matches!(o, "dev" | "brd" | "label" | "scope")
+            || VIP_OPTIONS_UNSUPPORTED.iter().any(|&(n, v)| n == o && v);
+        let value = if takes_value {
+            match args.next() {
+                Some(value) => Some(value),
+                None => {
+                    ctx.error(
+                        opt,
+                        format!("`{o}` in `{key}` expects a value, found end of line"),
+                    );
+                    ok = false;
+                    break;
+                }
+            }
+        } else {
+            None
+        };
+        match (o, value) {
+            ("dev", Some(val)) => v.dev = Some(val.text.clone()),
+            ("label", Some(val)) => v.label = Some(val.text.clone()),
+            ("brd", Some(val)) => {
+                if address.is_ipv6() {
+                    ctx.error(
+                        opt,
+                        format!("`brd` applies to IPv4 addresses only, not `{address}`"),
+                    );
+                    ok = false;
+                    continue;
+                }
+                v.broadcast = match val.text.as_str() {
+                    "+" => Some(Broadcast::Derived),
+                    "-" => Some(Broadcast::None),
+                    t => match t.parse() {
+                        Ok(a) => Some(Broadcast::Address(a)),
+                        Err(_) => {
+                            ctx.error(
+                                val,
+                                format!("`brd` expects an IPv4 address, `+` or `-`, found `{t}`"),
+                            );
+                            ok = false;
+                            None
+                        }
+                    },
+                };
+            }
+            ("scope", Some(val)) => {
+                v.scope = match val.text.as_str() {
+                    "global" => Some(Scope::Global),
+                    "site" => Some(Scope::Site),
+                    "link" => Some(Scope::Link),
+                    "host" => Some(Scope::Host),
+                    "nowhere" => Some(Scope::Nowhere),
+                    t => match t.parse::<u8>() {
+                        Ok(n) => Some(Scope::Other(n)),
+                        Err(_) => {
+                            ctx.error(val, format!("`scope` expects global, site, link, host, nowhere or 0..=255, found `{t}`"));
+                            ok = false;
+                            None
+                        }
+                    },
+                };
+            }
+            _ if VIP_OPTIONS_UNSUPPORTED.iter().any(|&(n, _)| n == o) => {
+                ctx.warn(
+                    opt,
+                    format!("`{o}` on a `{key}` line is not supported by tandem (ignored)"),
+                );
+            }
+            _ => {
+                let hint = if o
+                    .split('/')
+                    .next()
+                    .is_some_and(|a| a.parse::<IpAddr>().is_ok())
+                {
+                    " (put each address on its own line)"
+                } else {
+                    ""
+                };
+                ctx.error(
+                    opt,
+                    format!(
+                        "unknown option `{o}` in `{key}`: expected dev, brd, label or scope{hint}"
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(v)
+}
+
+fn unicast_peers(b: &Block, p: &mut ParsedInstance, ctx: &mut Ctx) {
+    for line in &b.stmts {
+        if !ctx.no_block(line) {
+            continue;
+        }
+        let Some(addr) = ctx.ip("unicast_peer", &line.key) else {
+            continue;
+        };
+        let mut args = line.args.iter();
+        while let Some(opt) = args.next() {
+            match opt.text.as_str() {
+                o @ ("min_ttl" | "max_ttl") => {
+                    let value = args.next();
+                    if let Some(v) = value {
+                        ctx.int_word(o, v, 0u8, 255);
+                    } else {
+                        ctx.error(opt, format!("`{o}` expects 0..=255, found end of line"));
+                    }
+                    ctx.warn(
+                        opt,
+                        format!(
+                            "`{o}` on a `unicast_peer` line is not supported by tandem (ignored)"
+                        ),
+                    );
+                }
+                o => {
+                    let hint = if o.parse::<IpAddr>().is_ok() {
+                        " (put each peer on its own line)"
+                    } else {
+                        ""
+                    };
+                    ctx.error(opt, format!("unknown option `{o}` in `unicast_peer`: expected min_ttl or max_ttl{hint}"));
+                }
+            }
+        }
+        p.instance.unicast_peers.push(addr);
+        p.peer_words.push(line.key.clone());
+    }
+}
+
+fn track_interface(line: &Stmt, ctx: &mut Ctx) -> Option<TrackInterface> {
+    if !ctx.no_block(line) {
+        return None;
+    }
+    let weight = tracked_weight("track_interface", line, ctx)?;
+    Some(TrackInterface {
+        name: line.key.text.clone(),
+        weight: weight.unwrap_or(0),
+    })
+}
+
+fn track_script(line: &Stmt, ctx: &mut Ctx) -> Option<TrackScript> {
+    if !ctx.no_block(line) {
+        return None;
+    }
+    let weight = tracked_weight("track_script", line, ctx)?;
+    Some(TrackScript {
+        name: line.key.text.clone(),
+        weight,
+    })
+}
+
+/// `NAME [weight N [reverse|noreverse]]`: `Some(None)` when no weight is given.
+fn tracked_weight(key: &str, line: &Stmt, ctx: &mut Ctx) -> Option<Option<i32>> {
+    match line.args.split_first() {
+        None => Some(None),
+        Some((w, rest)) if w.text == "weight" => {
+            if rest.is_empty() {
+                ctx.error(
+                    w,
+                    format!("`weight` in `{key}` expects -253..=253, found end of line"),
+                );
+                return None;
+            }
+            ctx.weight("weight", rest).map(Some)
+        }
+        Some((w, _)) => {
+            ctx.error(w, format!("`{key}` expects `NAME [weight N]` on each line, found `{}` (put each name on its own line)", w.text));
+            None
+        }
+    }
+}
+
+/// Checks that need the whole block and `global_defs`, and fills in defaults from them.
+pub(crate) fn finish(
+    mut p: ParsedInstance,
+    global: &GlobalDefs,
+    scripts: &[&str],
+    ctx: &mut Ctx,
+) -> Option<ParsedInstance> {
+    let errors_before = ctx.errors.len();
+    let name = p.instance.name.clone();
+    if !p.interface_set {
+        ctx.error(
+            &p.name,
+            format!("vrrp_instance `{name}` has no `interface` line"),
+        );
+    }
+    if p.vrid_word.is_none() {
+        ctx.error(
+            &p.name,
+            format!("vrrp_instance `{name}` has no `virtual_router_id` line"),
+        );
+    }
+    let version = p.version.unwrap_or(global.vrrp_version);
+    p.instance.version = version;
+
+    if let Some(w) = &p.advert_int {
+        if let Some(d) = advert_int(w, version, ctx) {
+            p.instance.advert_int = d;
+        }
+    }
+
+    // One family per instance, and IPv6 only with VRRPv3.
+    let i = &p.instance;
+    let family_v6 = i.virtual_addresses.first().map(|v| v.address.is_ipv6());
+    for (v, w) in i.virtual_addresses.iter().zip(&p.vip_words) {
+        if Some(v.address.is_ipv6()) != family_v6 {
+            let first = i
+                .virtual_addresses
+                .first()
+                .map(|f| f.address.to_string())
+                .unwrap_or_default();
+            ctx.error(
+                w,
+                format!("vrrp_instance `{name}` mixes IPv4 and IPv6 in `virtual_ipaddress` (`{}` vs `{first}`): use one instance per family, or move it to `virtual_ipaddress_excluded`", v.address),
+            );
+        }
+    }
+    if family_v6 == Some(true) && version == 2 {
+        if let Some(w) = p.vip_words.first() {
+            ctx.error(
+                w,
+                format!("IPv6 address `{}` needs VRRP version 3, but vrrp_instance `{name}` uses version 2 (add `version 3` to the instance or `vrrp_version 3` to global_defs)", w.text),
+            );
+        }
+    }
+    if let Some(v6) = family_v6 {
+        let fam = if v6 { "IPv6" } else { "IPv4" };
+        let src = p.src_word.iter().zip(i.unicast_src_ip.iter());
+        let peers = p.peer_words.iter().zip(i.unicast_peers.iter());
+        for (w, a) in src.chain(peers) {
+            if a.is_ipv6() != v6 {
+                ctx.error(
+                    w,
+                    format!(
+                        "`{a}` is not {fam} like the virtual addresses of vrrp_instance `{name}`"
+                    ),
+                );
+            }
+        }
+    }
+    if version == 3 {
+        if let (Some(w), Some(_)) = (&p.auth_word, &p.instance.authentication) {
+            ctx.warn(w, "`authentication` does not exist in VRRPv3 (RFC 5798); ignored for this version 3 instance");
+            p.instance.authentication = None;
+        }
+    }
+    for (t, w) in p.instance.track_scripts.iter().zip(&p.track_script_words) {
+        if !scripts.contains(&t.name.as_str()) {
+            ctx.error(
+                w,
+                format!(
+                    "`track_script` names `{}`, but no vrrp_script by that name is defined",
+                    t.name
+                ),
+            );
+        }
+    }
+    (ctx.errors.len() == errors_before).then_some(p)
+}
+
+fn advert_int(w: &Word, version: u8, ctx: &mut Ctx) -> Option<Duration> {
+    let d = parse_seconds(&w.text);
+    if version == 2 {
+        match d {
+            Some(d) if d.subsec_micros() == 0 && (1..=255).contains(&d.as_secs()) => Some(d),
+            Some(d) if d.subsec_micros() != 0 && !d.is_zero() => {
+                ctx.error(w, format!("`advert_int` for VRRP version 2 expects whole seconds 1..=255, found `{}` (sub-second adverts need `version 3`)", w.text));
+                None
+            }
+            _ => {
+                ctx.error(
+                    w,
+                    format!(
+                        "`advert_int` expects whole seconds 1..=255, found `{}`",
+                        w.text
+                    ),
+                );
+                None
+            }
+        }
+    } else {
+        match d {
+            Some(d)
+                if d >= Duration::from_millis(10)
+                    && d <= Duration::from_millis(40_950)
+                    && d.subsec_micros() % 10_000 == 0 =>
+            {
+                Some(d)
+            }
+            _ => {
+                ctx.error(w, format!("`advert_int` for VRRP version 3 expects seconds 0.01..=40.95 in steps of 0.01, found `{}`", w.text));
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! Turns keepalived.conf text into tokens, following `include` lines into other files.
+//!
+//! The rules are keepalived's: `#` and `!` start a comment anywhere outside double quotes
+//! (`\#` and `\!` escape them), a backslash at the end of a line continues it, `{` and `}`
+//! are tokens even when glued to a word, and double quotes keep spaces inside one word.
+//! Backslashes inside quotes are kept as written (so `\"` does not end the string) because
+//! scripts split their own arguments later, the way keepalived does.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::diagnostic::Diagnostic;
+use crate::model::Location;
+
+/// How deep `include` may nest before we assume a loop the cycle check could not see.
+const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// What a token is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TokenKind {
+    /// A word, with quotes removed.
+    Word {
+        /// The text.
+        text: String,
+        /// Whether any part of it was in double quotes.
+        quoted: bool,
+    },
+    /// `{`.
+    Open,
+    /// `}`.
+    Close,
+    /// End of a (logical) line that had at least one token.
+    Eol,
+}
+
+/// A token and where it was written.
+#[derive(Debug, Clone)]
+pub(crate) struct Token {
+    pub kind: TokenKind,
+    pub loc: Location,
+    /// Characters the token covers in the source line (for carets).
+    pub width: u32,
+}
+
+/// The text of every file read, by line, so diagnostics can quote the line they point at.
+#[derive(Debug, Default)]
+pub(crate) struct Sources {
+    files: HashMap<PathBuf, Vec<String>>,
+}
+
+impl Sources {
+    fn add(&mut self, file: &Path, text: &str) {
+        let lines = text
+            .split('\n')
+            .map(|l| l.trim_end_matches('\r').to_owned());
+        self.files.insert(file.to_path_buf(), lines.collect());
+    }
+
+    /// Fills in `source_line` of each diagnostic from the file it points into.
+    pub fn attach(&self, diagnostics: &mut [Diagnostic]) {
+        for d in diagnostics {
+            if d.source_line.is_some() {
+                continue;
+            }
+            let line = (d.location.line as usize).checked_sub(1);
+            d.source_line = line.and_then(|n| {
+                self.files
+                    .get(&d.location.file)
+                    .and_then(|lines| lines.get(n))
+                    .cloned()
+            });
+        }
+    }
+}
+
+/// The tokens of a file with its includes spliced in, plus what went wrong on the way.
+#[derive(Debug, Default)]
+pub(crate) struct Lexed {
+    pub tokens: Vec<Token>,
+    pub diagnostics: Vec<Diagnostic>,
+    pub sources: Sources,
+}
+
+/// Tokenizes `text` (the contents of `file`) and every file it includes.
+pub(crate) fn lex_with_includes(text: &str, file: &Path) -> Lexed {
+    let mut out = Lexed::default();
+    let mut stack = Vec::new();
+    if let Ok(canonical) = file.canonicalize() {
+        stack.push(canonical);
+    }
+    lex_into(text, file, &mut stack, &mut out);
+    out
+}
+
+fn lex_into(text: &str, file: &Path, stack: &mut Vec<PathBuf>, out: &mut Lexed) {
+    out.sources.add(file, text);
+    let tokens = lex_one(text, file, &mut out.diagnostics);
+    let mut i = 0;
+    while i < tokens.len() {
+        let at_line_start = i == 0 || tokens[i - 1].kind == TokenKind::Eol;
+        let is_include = matches!(&tokens[i].kind,
+            TokenKind::Word { text, quoted: false } if text == "include");
+        if !(at_line_start && is_include) {
+            out.tokens.push(tokens[i].clone());
+            i += 1;
+            continue;
+        }
+        let include = tokens[i].clone();
+        i += 1;
+        let mut patterns = Vec::new();
+        while i < tokens.len() && tokens[i].kind != TokenKind::Eol {
+            if let TokenKind::Word { text, .. } = &tokens[i].kind {
+                patterns.push((text.clone(), tokens[i].clone()));
+            }
+            i += 1;
+        }
+        i += 1; // the Eol
+        if patterns.is_empty() {
+            out.diagnostics.push(Diagnostic::error(
+                include.loc.clone(),
+                include.width,
+                "`include` expects a file name or pattern, found end of line",
+            ));
+        }
+        for (pattern, token) in patterns {
+            include_pattern(&pattern, &token, file, stack, out);
+        }
+    }
+    if out.tokens.last().is_some_and(|t| t.kind != TokenKind::Eol) {
+        let loc = out.tokens.last().map(|t| t.loc.clone()).unwrap_or_default();
+        out.tokens.push(Token {
+            kind: TokenKind::Eol,
+            loc,
+            width: 1,
+        });
+    }
+}
+
+fn include_pattern(
+    pattern: &str,
+    token: &Token,
+    including: &Path,
+    stack: &mut Vec<PathBuf>,
+    out: &mut Lexed,
+) {
+    let err = |out: &mut Lexed, msg: String| {
+        out.diagnostics
+            .push(Diagnostic::error(token.loc.clone(), token.width, msg));
+    };
+    if stack.len() > MAX_INCLUDE_DEPTH {
+        err(
+            out,
+            format!("`include` nested deeper than {MAX_INCLUDE_DEPTH} files; is there a loop?"),
+        );
+        return;
+    }
+    let dir = including.parent().unwrap_or(Path::new(""));
+    let mut files = Vec::new();
+    for alternative in expand_braces(pattern) {
+        let full = if Path::new(&alternative).is_absolute() {
+            PathBuf::from(&alternative)
+        } else {
+            dir.join(&alternative)
+        };
+        let Some(full_str) = full.to_str() else {
+            err(
+                out,
+                format!("`include` pattern `{pattern}` is not valid UTF-8"),
+            );
+            return;
+        };
+        match glob::glob(full_str) {
+            Ok(paths) => {
+                let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+                found.sort();
+                files.extend(found.into_iter().filter(|p| !p.is_dir()));
+            }
+            Err(e) => {
+                err(
+                    out,
+                    format!("`include` pattern `{pattern}` is not a valid glob: {e}"),
+                );
+                return;
+            }
+        }
+    }
+    if files.is_empty() {
+        out.diagnostics.push(Diagnostic::warning(
+            token.loc.clone(),
+            token.width,
+            format!(
+                "`include {pattern}` matches no file (looked in {}); nothing included",
+                if dir.as_os_str().is_empty() {
+                    Path::new(".").display()
+                } else {
+                    dir.display()
+                }
+            ),
+        ));
+        return;
+    }
+    for path in files {
+        let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
+        if stack.contains(&canonical) {
+            err(
+                out,
+                format!(
+                    "`include` of {} loops back to a file already being read",
+                    path.display()
+                ),
+            );
+            continue;
+        }
+        let text = match std::fs::read(&path) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => {
+                err(
+                    out,
+                    format!("cannot read included file {}: {e}", path.display()),
+                );
+                continue;
+            }
+        };
+        stack.push(canonical);
+        lex_into(&text, &path, stack, out);
+        stack.pop();
+    }
+}
+
+/// Expands csh-style `{a,b}` alternatives in an include pattern (keepalived passes
+/// `GLOB_BRACE` to glob(3); the glob crate does not know braces).
+fn expand_braces(pattern: &str) -> Vec<String> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let Some(open) = chars.iter().position(|&c| c == '{') else {
+        return vec![pattern.to_owned()];
+    };
+    let mut depth = 0usize;
+    let mut close = None;
+    let mut commas = Vec::new();
+    for (i, &c) in chars.iter().enumerate().skip(open) {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    close = Some(i);
+                    break;
+                }
+            }
+            ',' if depth == 1 => commas.push(i),
+            _ => {}
+        }
+    }
+    let Some(close) = close else {
+        return vec![pattern.to_owned()];
+    };
+    let prefix: String = chars[..open].iter().collect();
+    let suffix: String = chars[close + 1..].iter().collect();
+    let mut bounds = vec![open];
+    bounds.extend(&commas);
+    bounds.push(close);
+    let mut out = Vec::new();
+    for pair in bounds.windows(2) {
+        let middle: String = chars[pair[0] + 1..pair[1]].iter().collect();
+        for expanded in expand_braces(&format!("{prefix}{middle}{suffix}")) {
+            if out.len() < 1024 {
+                out.push(expanded);
+            }
+        }
+    }
+    out
+}
+
+/// Tokenizes one file without following includes. `include` lines keep braces inside
+/// their words so that brace patterns survive.
+fn lex_one(text: &str, file: &Path, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut tokens: Vec<Token> = Vec::new();
+    let (mut i, mut line, mut col) = (0usize, 1u32, 1u32);
+    let mut include_line = false;
+    let loc = |line: u32, column: u32| Location {
+        file: file.to_path_buf(),
+        line,
+        column,
+    };
+    let push_eol = |tokens: &mut Vec<Token>, line: u32, col: u32| {
+        if tokens.last().is_some_and(|t| t.kind != TokenKind::Eol) {
+            tokens.push(Token {
+                kind: TokenKind::Eol,
+                loc: loc(line, col),
+                width: 1,
+            });
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '\n' => {
+                push_eol(&mut tokens, line, col);
+                include_line = false;
+                i += 1;
+                line += 1;
+                col = 1;
+            }
+            ' ' | '\t' | '\r' | '\x0b' | '\x0c' => {
+                i += 1;
+                col += 1;
+            }
+            '#' | '!' => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '\\' if is_continuation(&chars, i) => {
+                // Join the next line to this one.
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+                i += 1;
+                line += 1;
+                col = 1;
+            }
+            '{' | '}' if !include_line => {
+                let kind = if c == '{' {
+                    TokenKind::Open
+                } else {
+                    TokenKind::Close
+                };
+                tokens.push(Token {
+                    kind,
+                    loc: loc(line, col),
+                    width: 1,
+                });
+                i += 1;
+                col += 1;
+            }
+            _ => {
+                let start_col = col;
+                let at_line_start = tokens.last().is_none_or(|t| t.kind == TokenKind::Eol);
+                let mut text = String::new();
+                let mut quoted = false;
+                let mut quote_open: Option<u32> = None;
+                while i < chars.len() {
+                    let c = chars[i];
+                    if quote_open.is_some() {
+                        match c {
+                            '"' => quote_open = None,
+                            '\n' => break,
+                            '\\' if i + 1 < chars.len() && chars[i + 1] != '\n' => {
+                                text.push(c);
+                                text.push(chars[i + 1]);
+                                i += 1;
+                                col += 1;
+                            }
+                            _ => text.push(c),
+                        }
+                    } else {
+                        match c {
+                            ' ' | '\t' | '\r' | '\n' | '\x0b' | '\x0c' | '#' | '!' => break,
+                            '{' | '}' if !include_line => break,
+                            '\\' if is_continuation(&chars, i) => break,
+                            '"' => {
+                                quoted = true;
+                                quote_open = Some(col);
+                            }
+                            '\\' if matches!(chars.get(i + 1), Some('#' | '!')) => {
+                                text.push(chars[i + 1]);
+                                i += 1;
+                                col += 1;
+                            }
+                            _ => text.push(c),
+                        }
+                    }
+                    i += 1;
+                    col += 1;
+                }
+                if let Some(qcol) = quote_open {
+                    diags.push(Diagnostic::error(
+                        loc(line, qcol),
+                        1,
+                        "unterminated quoted string: add the closing `\"` on this line",
+                    ));
+                }
+                if at_line_start && !quoted && text == "include" {
+                    include_line = true;
+                }
+                tokens.push(Token {
+                    kind: TokenKind::Word { text, quoted },
+                    loc: loc(line, start_col),
+                    width: col.saturating_sub(start_col).max(1),
+                });
+            }
+        }
+    }
+    push_eol(&mut tokens, line, col);
+    tokens
+}
+
+/// A backslash followed only by blanks up to the end of the line continues the line.
+fn is_continuation(chars: &[char], i: usize) -> bool {
+    chars[i + 1..]
+        .iter()
+        .take_while(|&&c| c != '\n')
+        .all(|&c| c == ' ' || c == '\t' || c == '\r')
+        && chars[i + 1..].contains(&'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        let mut d = Vec::new();
+        lex_one(text, Path::new("t.conf"), &mut d)
+            .into_iter()
+            .map(|t| match t.kind {
+                TokenKind::Word { text, quoted } => {
+                    if quoted {
+                        format!("q:{text}")
+                    } else {
+                        text
+                    }
+                }
+                TokenKind::Open => "{".into(),
+                TokenKind::Close => "}".into(),
+                TokenKind::Eol => "\\n".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn braces_split_words_and_comments_end_lines() {
+        assert_eq!(
+            words("authentication {auth_type PASS} # c\n! x\nprio 1!x"),
+            [
+                "authentication",
+                "{",
+                "auth_type",
+                "PASS",
+                "}",
+                "\\n",
+                "prio",
+                "1",
+                "\\n"
+            ]
+        );
+    }
+
+    #[test]
+    fn quotes_keep_spaces_and_comment_chars() {
+        assert_eq!(
+            words("script \"killall -0 # x\" a\"b c\"d"),
+            ["script", "q:killall -0 # x", "q:ab cd", "\\n"]
+        );
+        assert_eq!(words(r#"x "a\"b""#), ["x", "q:a\\\"b", "\\n"]);
+    }
+
+    #[test]
+    fn continuation_and_escaped_comment() {
+        assert_eq!(words("a \\\n b\nc\\#d"), ["a", "b", "\\n", "c#d", "\\n"]);
+    }
+
+    #[test]
+    fn include_line_keeps_braces() {
+        assert_eq!(
+            words("include a/{b,c}.conf\n"),
+            ["include", "a/{b,c}.conf", "\\n"]
+        );
+    }
+
+    #[test]
+    fn brace_expansion() {
+        assert_eq!(expand_braces("a{b,c{d,e}}f"), ["abf", "acdf", "acef"]);
+        assert_eq!(expand_braces("a{b"), ["a{b"]);
+    }
+}

@@ -1,0 +1,526 @@
+//! Turns the statement tree into the typed [`Config`]: top level, `global_defs`,
+//! `vrrp_script` and `vrrp_sync_group`, then the checks that span several blocks.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::instance::{self, ParsedInstance};
+use crate::keywords::{
+    GLOBAL_UNSUPPORTED, SYNC_GROUP_UNSUPPORTED, TOP_LEVEL_NOT_YET, TOP_LEVEL_UNSUPPORTED,
+};
+use crate::model::{Config, GlobalDefs, NotifyScripts, SyncGroup, VrrpScript};
+use crate::tree::{Stmt, Word};
+use crate::values::{script_line, Ctx};
+
+/// Parses the top level of a configuration.
+pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
+    let mut config = Config::default();
+    let mut instances = Vec::new();
+    let mut groups = Vec::new();
+    let mut scripts: Vec<(VrrpScript, Word)> = Vec::new();
+    for stmt in stmts {
+        let k = stmt.key.text.as_str();
+        match k {
+            "global_defs" => {
+                if let Some(block) = ctx.block(stmt) {
+                    global_defs(&block.stmts, &mut config.global, ctx);
+                }
+            }
+            "vrrp_script" => {
+                if let Some(s) = vrrp_script(stmt, ctx) {
+                    scripts.push(s);
+                }
+            }
+            "vrrp_instance" => {
+                if let Some(i) = instance::parse(stmt, ctx) {
+                    instances.push(i);
+                }
+            }
+            "vrrp_sync_group" => {
+                if let Some(g) = sync_group(stmt, ctx) {
+                    groups.push(g);
+                }
+            }
+            _ if TOP_LEVEL_NOT_YET.contains(&k) => ctx.not_yet(stmt),
+            _ if TOP_LEVEL_UNSUPPORTED.contains(&k) => ctx.unsupported(stmt),
+            _ if !stmt.key.quoted
+                && (k.starts_with('@') || k.starts_with('$') || k.starts_with('~')) =>
+            {
+                ctx.error(
+                    &stmt.key,
+                    format!("keepalived's conditional and parameter lines (`@id`, `$NAME=`, `~SEQ`) are not supported by tandem, found `{k}`"),
+                );
+            }
+            _ => ctx.unknown(stmt, "the top level"),
+        }
+    }
+
+    // vrrp_script names: unique.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (script, name) in scripts {
+        if seen.contains_key(&script.name) {
+            ctx.error(
+                &name,
+                format!("vrrp_script `{}` is defined twice", script.name),
+            );
+            continue;
+        }
+        seen.insert(script.name.clone(), config.scripts.len());
+        config.scripts.push(script);
+    }
+
+    let script_names: Vec<&str> = config.scripts.iter().map(|s| s.name.as_str()).collect();
+    let instances: Vec<ParsedInstance> = instances
+        .into_iter()
+        .filter_map(|p| instance::finish(p, &config.global, &script_names, ctx))
+        .collect();
+    check_instances(&instances, ctx);
+    config.instances = instances.into_iter().map(|p| p.instance).collect();
+    config.sync_groups = check_groups(groups, &config, ctx);
+    config
+}
+
+fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, ctx: &mut Ctx) {
+    for stmt in stmts {
+        let k = stmt.key.text.as_str();
+        match k {
+            "router_id" => {
+                if let Some(w) = ctx.one(stmt, "a name") {
+                    g.router_id = Some(w.text.clone());
+                }
+            }
+            "vrrp_mcast_group4" => {
+                if let Some(w) = ctx.one(stmt, "an IPv4 multicast address") {
+                    match w.text.parse::<std::net::Ipv4Addr>() {
+                        Ok(a) if a.is_multicast() => g.mcast_group4 = a,
+                        _ => ctx.error(
+                            w,
+                            format!(
+                                "`{k}` expects an IPv4 multicast address (224.0.0.0/4), found `{}`",
+                                w.text
+                            ),
+                        ),
+                    }
+                }
+            }
+            "vrrp_mcast_group6" => {
+                if let Some(w) = ctx.one(stmt, "an IPv6 multicast address") {
+                    match w.text.parse::<std::net::Ipv6Addr>() {
+                        Ok(a) if a.is_multicast() => g.mcast_group6 = a,
+                        _ => ctx.error(
+                            w,
+                            format!(
+                                "`{k}` expects an IPv6 multicast address (ff00::/8), found `{}`",
+                                w.text
+                            ),
+                        ),
+                    }
+                }
+            }
+            "vrrp_check_unicast_src" => {
+                if let Some(v) = ctx.flag(stmt) {
+                    g.check_unicast_src = v;
+                }
+            }
+            "enable_script_security" => {
+                if let Some(v) = ctx.flag(stmt) {
+                    g.enable_script_security = v;
+                }
+            }
+            "vrrp_strict" => {
+                if let Some(v) = ctx.flag(stmt) {
+                    g.vrrp_strict = v;
+                }
+            }
+            "script_user" => {
+                if !ctx.no_block(stmt) {
+                    continue;
+                }
+                match stmt.args.as_slice() {
+                    [] => ctx.error(
+                        &stmt.key,
+                        "`script_user` expects USER [GROUP], found end of line",
+                    ),
+                    [user, rest @ ..] => {
+                        g.script_user = Some(user.text.clone());
+                        g.script_group = rest.first().map(|w| w.text.clone());
+                        if let Some(extra) = rest.get(1) {
+                            ctx.error(
+                                extra,
+                                format!(
+                                    "`script_user` expects USER [GROUP], found extra `{}`",
+                                    extra.text
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            "notification_email" => {
+                if let Some(block) = ctx.block(stmt) {
+                    for line in &block.stmts {
+                        if ctx.no_block(line) {
+                            g.notification_email
+                                .extend(line.words().map(|w| w.text.clone()));
+                        }
+                    }
+                }
+            }
+            "notification_email_from" => {
+                if let Some(w) = ctx.one(stmt, "an e-mail address") {
+                    g.notification_email_from = Some(w.text.clone());
+                }
+            }
+            "smtp_server" => {
+                if !ctx.no_block(stmt) {
+                    continue;
+                }
+                match stmt.args.as_slice() {
+                    [] => ctx.error(
+                        &stmt.key,
+                        "`smtp_server` expects ADDRESS [PORT], found end of line",
+                    ),
+                    [host, rest @ ..] => {
+                        g.smtp_server = Some(host.text.clone());
+                        if let Some(port) = rest.first() {
+                            if let Some(p) = ctx.int_word("smtp_server", port, 1u16, 65535) {
+                                g.smtp_port = p;
+                            }
+                        }
+                        if let Some(extra) = rest.get(1) {
+                            ctx.error(
+                                extra,
+                                format!(
+                                    "`smtp_server` expects ADDRESS [PORT], found extra `{}`",
+                                    extra.text
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            "smtp_connect_timeout" => {
+                if let Some(d) = ctx.seconds(stmt, 3600) {
+                    g.smtp_connect_timeout = Some(d);
+                }
+            }
+            "vrrp_version" => {
+                if let Some(v) = ctx.int(stmt, 2u8, 3) {
+                    g.vrrp_version = v;
+                }
+            }
+            "vrrp_garp_master_delay" => {
+                if let Some(v) = ctx.int(stmt, 0u64, 255) {
+                    g.garp_master_delay = Duration::from_secs(v);
+                }
+            }
+            "vrrp_garp_master_repeat" => {
+                if let Some(v) = ctx.int(stmt, 0u32, 255) {
+                    g.garp_master_repeat = v;
+                }
+            }
+            _ if GLOBAL_UNSUPPORTED.contains(&k) => ctx.unsupported(stmt),
+            _ => ctx.unknown(stmt, "global_defs"),
+        }
+    }
+}
+
+/// The name of a named block (`vrrp_script NAME {`), checked to be one word.
+pub(crate) fn block_name(stmt: &Stmt, ctx: &mut Ctx) -> Option<Word> {
+    let k = &stmt.key.text;
+    let name = match stmt.args.as_slice() {
+        [] => {
+            ctx.error(&stmt.key, format!("`{k}` expects a name before its `{{`"));
+            return None;
+        }
+        [name] => name.clone(),
+        [_, extra, ..] => {
+            ctx.error(
+                extra,
+                format!(
+                    "`{k}` expects one name before its `{{`, found extra `{}`",
+                    extra.text
+                ),
+            );
+            return None;
+        }
+    };
+    if stmt.block.is_none() {
+        ctx.error(
+            &stmt.key,
+            format!("`{k} {}` expects a block `{{ ... }}`", name.text),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+fn vrrp_script(stmt: &Stmt, ctx: &mut Ctx) -> Option<(VrrpScript, Word)> {
+    let name = block_name(stmt, ctx)?;
+    let block = stmt.block.as_ref()?;
+    let mut script = VrrpScript {
+        name: name.text.clone(),
+        script: String::new(),
+        interval: Duration::from_secs(1),
+        timeout: None,
+        weight: 0,
+        fall: 1,
+        rise: 1,
+        user: None,
+        group: None,
+        init_fail: false,
+        location: stmt.key.loc.clone(),
+    };
+    let mut has_script = false;
+    for s in &block.stmts {
+        match s.key.text.as_str() {
+            "script" => {
+                if let Some(text) = script_line(ctx, s) {
+                    script.script = text;
+                    has_script = true;
+                }
+            }
+            "interval" => {
+                if let Some(d) = ctx.seconds(s, 86400) {
+                    if d.is_zero() {
+                        ctx.error(&s.key, "`interval` must be greater than 0");
+                    } else {
+                        script.interval = d;
+                    }
+                }
+            }
+            "timeout" => {
+                if let Some(d) = ctx.seconds(s, 86400) {
+                    script.timeout = Some(d);
+                }
+            }
+            "weight" => {
+                if ctx.no_block(s) {
+                    if s.args.is_empty() {
+                        ctx.error(
+                            &s.key,
+                            "`weight` expects -253..=253 [reverse], found end of line",
+                        );
+                    } else if let Some(w) = ctx.weight("weight", &s.args) {
+                        script.weight = w;
+                    }
+                }
+            }
+            "fall" => {
+                if let Some(v) = ctx.int(s, 1u32, 1_000_000) {
+                    script.fall = v;
+                }
+            }
+            "rise" => {
+                if let Some(v) = ctx.int(s, 1u32, 1_000_000) {
+                    script.rise = v;
+                }
+            }
+            "user" => {
+                if !ctx.no_block(s) {
+                    continue;
+                }
+                match s.args.as_slice() {
+                    [] => ctx.error(&s.key, "`user` expects USER [GROUP], found end of line"),
+                    [user, rest @ ..] => {
+                        script.user = Some(user.text.clone());
+                        script.group = rest.first().map(|w| w.text.clone());
+                        if let Some(extra) = rest.get(1) {
+                            ctx.error(
+                                extra,
+                                format!(
+                                    "`user` expects USER [GROUP], found extra `{}`",
+                                    extra.text
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            "init_fail" => {
+                if let Some(v) = ctx.flag(s) {
+                    script.init_fail = v;
+                }
+            }
+            _ => ctx.unknown(s, "vrrp_script"),
+        }
+    }
+    if !has_script {
+        ctx.error(
+            &name,
+            format!("vrrp_script `{}` has no `script` line", name.text),
+        );
+        return None;
+    }
+    Some((script, name))
+}
+
+/// A sync group as written, with the words naming its members for error locations.
+struct ParsedGroup {
+    group: SyncGroup,
+    name: Word,
+    members: Vec<Word>,
+}
+
+fn sync_group(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedGroup> {
+    let name = block_name(stmt, ctx)?;
+    let block = stmt.block.as_ref()?;
+    let mut group = SyncGroup {
+        name: name.text.clone(),
+        members: Vec::new(),
+        notify: NotifyScripts::default(),
+        location: stmt.key.loc.clone(),
+    };
+    let mut members = Vec::new();
+    let mut has_group = false;
+    for s in &block.stmts {
+        let k = s.key.text.as_str();
+        if notify_keyword(s, &mut group.notify, ctx) {
+            continue;
+        }
+        match k {
+            "group" => {
+                if let Some(b) = ctx.block(s) {
+                    has_group = true;
+                    for line in &b.stmts {
+                        if ctx.no_block(line) {
+                            members.extend(line.words().cloned());
+                        }
+                    }
+                }
+            }
+            _ if SYNC_GROUP_UNSUPPORTED.contains(&k) => ctx.unsupported(s),
+            _ => ctx.unknown(s, "vrrp_sync_group"),
+        }
+    }
+    if !has_group {
+        ctx.error(
+            &name,
+            format!(
+                "vrrp_sync_group `{}` has no `group {{ ... }}` of instances",
+                name.text
+            ),
+        );
+    }
+    Some(ParsedGroup {
+        group,
+        name,
+        members,
+    })
+}
+
+/// Handles `notify`, `notify_master`, ... for instances and sync groups; returns whether
+/// `stmt` was one of them.
+pub(crate) fn notify_keyword(stmt: &Stmt, notify: &mut NotifyScripts, ctx: &mut Ctx) -> bool {
+    let slot = match stmt.key.text.as_str() {
+        "notify" => &mut notify.notify,
+        "notify_master" => &mut notify.master,
+        "notify_backup" => &mut notify.backup,
+        "notify_fault" => &mut notify.fault,
+        "notify_stop" => &mut notify.stop,
+        _ => return false,
+    };
+    if let Some(script) = script_line(ctx, stmt) {
+        *slot = Some(script);
+    }
+    true
+}
+
+/// Address family of an instance, for the (interface, VRID, family) uniqueness rule.
+fn family(p: &ParsedInstance) -> u8 {
+    let first = p
+        .instance
+        .virtual_addresses
+        .first()
+        .map(|v| v.address)
+        .or(p.instance.unicast_src_ip);
+    match first {
+        Some(IpAddr::V6(_)) => 6,
+        _ => 4,
+    }
+}
+
+fn check_instances(instances: &[ParsedInstance], ctx: &mut Ctx) {
+    let mut names: HashMap<&str, &ParsedInstance> = HashMap::new();
+    let mut routers: HashMap<(&str, u8, u8), &ParsedInstance> = HashMap::new();
+    for p in instances {
+        let i = &p.instance;
+        if let Some(first) = names.get(i.name.as_str()) {
+            let at = &first.instance.location;
+            ctx.error(
+                &p.name,
+                format!(
+                    "vrrp_instance `{}` is defined twice (first at {}:{})",
+                    i.name,
+                    at.file.display(),
+                    at.line
+                ),
+            );
+        } else {
+            names.insert(&i.name, p);
+        }
+        let fam = family(p);
+        let key = (i.interface.as_str(), i.virtual_router_id, fam);
+        if let Some(first) = routers.get(&key) {
+            let at = &first.instance.location;
+            let where_ = p.vrid_word.as_ref().unwrap_or(&p.name);
+            ctx.error(
+                where_,
+                format!(
+                    "virtual_router_id {} on {} (IPv{fam}) is already used by vrrp_instance `{}` at {}:{}",
+                    i.virtual_router_id, i.interface, first.instance.name, at.file.display(), at.line
+                ),
+            );
+        } else {
+            routers.insert(key, p);
+        }
+    }
+}
+
+fn check_groups(groups: Vec<ParsedGroup>, config: &Config, ctx: &mut Ctx) -> Vec<SyncGroup> {
+    let mut owner: HashMap<String, String> = HashMap::new();
+    let mut out: Vec<SyncGroup> = Vec::new();
+    for mut p in groups {
+        if out.iter().any(|g| g.name == p.group.name) {
+            ctx.error(
+                &p.name,
+                format!("vrrp_sync_group `{}` is defined twice", p.group.name),
+            );
+            continue;
+        }
+        for m in &p.members {
+            if !config.instances.iter().any(|i| i.name == m.text) {
+                ctx.error(
+                    m,
+                    format!(
+                        "vrrp_sync_group `{}`: no vrrp_instance named `{}`",
+                        p.group.name, m.text
+                    ),
+                );
+                continue;
+            }
+            if let Some(other) = owner.get(&m.text) {
+                ctx.error(
+                    m,
+                    format!("vrrp_instance `{}` is already in vrrp_sync_group `{other}`; an instance can be in one group only", m.text),
+                );
+                continue;
+            }
+            if p.group.members.contains(&m.text) {
+                ctx.error(
+                    m,
+                    format!(
+                        "`{}` is listed twice in vrrp_sync_group `{}`",
+                        m.text, p.group.name
+                    ),
+                );
+                continue;
+            }
+            owner.insert(m.text.clone(), p.group.name.clone());
+            p.group.members.push(m.text.clone());
+        }
+        out.push(p.group);
+    }
+    out
+}
