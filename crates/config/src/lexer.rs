@@ -15,6 +15,10 @@ use crate::model::Location;
 /// How deep `include` may nest before we assume a loop the cycle check could not see.
 const MAX_INCLUDE_DEPTH: usize = 16;
 
+/// How many files one configuration may read in total, so repeated includes cannot
+/// multiply without bound.
+const MAX_FILES: usize = 1000;
+
 /// What a token is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum TokenKind {
@@ -79,6 +83,8 @@ pub(crate) struct Lexed {
     pub tokens: Vec<Token>,
     pub diagnostics: Vec<Diagnostic>,
     pub sources: Sources,
+    /// Files read so far, including the top-level one.
+    files_read: usize,
 }
 
 /// Tokenizes `text` (the contents of `file`) and every file it includes.
@@ -93,6 +99,7 @@ pub(crate) fn lex_with_includes(text: &str, file: &Path) -> Lexed {
 }
 
 fn lex_into(text: &str, file: &Path, stack: &mut Vec<PathBuf>, out: &mut Lexed) {
+    out.files_read += 1;
     out.sources.add(file, text);
     let tokens = lex_one(text, file, &mut out.diagnostics);
     let mut i = 0;
@@ -156,7 +163,14 @@ fn include_pattern(
     }
     let dir = including.parent().unwrap_or(Path::new(""));
     let mut files = Vec::new();
-    for alternative in expand_braces(pattern) {
+    let Some(alternatives) = expand_braces(pattern) else {
+        err(
+            out,
+            format!("`include` pattern `{pattern}` expands to more than {MAX_BRACE_EXPANSIONS} alternatives"),
+        );
+        return;
+    };
+    for alternative in alternatives {
         let full = if Path::new(&alternative).is_absolute() {
             PathBuf::from(&alternative)
         } else {
@@ -200,6 +214,16 @@ fn include_pattern(
         return;
     }
     for path in files {
+        if out.files_read >= MAX_FILES {
+            err(
+                out,
+                format!(
+                    "`include` would read more than {MAX_FILES} files in total; not reading {}",
+                    path.display()
+                ),
+            );
+            return;
+        }
         let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
         if stack.contains(&canonical) {
             err(
@@ -228,47 +252,63 @@ fn include_pattern(
 }
 
 /// Expands csh-style `{a,b}` alternatives in an include pattern (keepalived passes
-/// `GLOB_BRACE` to glob(3); the glob crate does not know braces).
-fn expand_braces(pattern: &str) -> Vec<String> {
-    let chars: Vec<char> = pattern.chars().collect();
-    let Some(open) = chars.iter().position(|&c| c == '{') else {
-        return vec![pattern.to_owned()];
-    };
-    let mut depth = 0usize;
-    let mut close = None;
-    let mut commas = Vec::new();
-    for (i, &c) in chars.iter().enumerate().skip(open) {
-        match c {
-            '{' => depth += 1,
-            '}' => {
-                depth = depth.saturating_sub(1);
-                if depth == 0 {
-                    close = Some(i);
-                    break;
+/// `GLOB_BRACE` to glob(3); the glob crate does not know braces). At most
+/// [`MAX_BRACE_EXPANSIONS`] patterns come out: beyond that, `None`.
+fn expand_braces(pattern: &str) -> Option<Vec<String>> {
+    let mut done = Vec::new();
+    let mut todo = vec![pattern.to_owned()];
+    while let Some(p) = todo.pop() {
+        match first_brace_group(&p) {
+            None => done.push(p),
+            Some((prefix, alternatives, suffix)) => {
+                for alternative in alternatives.iter().rev() {
+                    todo.push(format!("{prefix}{alternative}{suffix}"));
                 }
             }
-            ',' if depth == 1 => commas.push(i),
+        }
+        if done.len() + todo.len() > MAX_BRACE_EXPANSIONS {
+            return None;
+        }
+    }
+    Some(done)
+}
+
+/// Bounds the work a brace pattern like `{a,b}{a,b}{a,b}...` can cause.
+const MAX_BRACE_EXPANSIONS: usize = 256;
+
+/// Splits `pre{a,b{c,d}}post` into `pre`, `["a", "b{c,d}"]` and `post`.
+fn first_brace_group(pattern: &str) -> Option<(String, Vec<String>, String)> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let open = chars.iter().position(|&c| c == '{')?;
+    let mut depth = 0usize;
+    let mut pieces = Vec::new();
+    let mut current = String::new();
+    for (i, &c) in chars.iter().enumerate().skip(open) {
+        match c {
+            '{' => {
+                depth += 1;
+                if depth == 1 {
+                    continue;
+                }
+            }
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    pieces.push(current);
+                    let prefix = chars[..open].iter().collect();
+                    let suffix = chars[i + 1..].iter().collect();
+                    return Some((prefix, pieces, suffix));
+                }
+            }
+            ',' if depth == 1 => {
+                pieces.push(std::mem::take(&mut current));
+                continue;
+            }
             _ => {}
         }
+        current.push(c);
     }
-    let Some(close) = close else {
-        return vec![pattern.to_owned()];
-    };
-    let prefix: String = chars[..open].iter().collect();
-    let suffix: String = chars[close + 1..].iter().collect();
-    let mut bounds = vec![open];
-    bounds.extend(&commas);
-    bounds.push(close);
-    let mut out = Vec::new();
-    for pair in bounds.windows(2) {
-        let middle: String = chars[pair[0] + 1..pair[1]].iter().collect();
-        for expanded in expand_braces(&format!("{prefix}{middle}{suffix}")) {
-            if out.len() < 1024 {
-                out.push(expanded);
-            }
-        }
-    }
-    out
+    None
 }
 
 /// Tokenizes one file without following includes. `include` lines keep braces inside
@@ -470,7 +510,10 @@ mod tests {
 
     #[test]
     fn brace_expansion() {
-        assert_eq!(expand_braces("a{b,c{d,e}}f"), ["abf", "acdf", "acef"]);
-        assert_eq!(expand_braces("a{b"), ["a{b"]);
+        let e = |p: &str| expand_braces(p).unwrap_or_default();
+        assert_eq!(e("a{b,c{d,e}}f"), ["abf", "acdf", "acef"]);
+        assert_eq!(e("a{b"), ["a{b"]);
+        assert_eq!(e("{x,y}{1,2}"), ["x1", "x2", "y1", "y2"]);
+        assert_eq!(expand_braces(&"{a,b}".repeat(40)), None);
     }
 }
