@@ -275,7 +275,8 @@ fn address_prefix(key: &str, w: &Word, ctx: &mut Ctx) -> Option<(IpAddr, u8)> {
         ctx.error(
             w,
             format!(
-                "`{key}` expects ADDRESS[/PREFIX] at the start of each line, found `{}`",
+                "`{key}` expects ADDRESS[/PREFIX] at the start of each line, found `{}` \
+                 (`{addr}` is not an IPv4 or IPv6 address)",
                 w.text
             ),
         );
