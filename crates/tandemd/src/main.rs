@@ -1,1 +1,149 @@
-fn main() {}
+//! tandemd: VRRP (and, later, conntrack replication) for a pair of Linux gateways, configured
+//! with the keepalived.conf the operator already has.
+
+mod control;
+mod daemon;
+mod notify;
+mod plan;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// Command line, with keepalived's spelling where one exists.
+#[derive(Parser, Debug)]
+#[command(
+    name = "tandemd",
+    version,
+    about = "VRRP failover for Linux gateway pairs"
+)]
+struct Args {
+    /// Configuration file (keepalived.conf syntax).
+    #[arg(short = 'f', long = "use-file", value_name = "FILE", required = true)]
+    files: Vec<PathBuf>,
+    /// Validate the configuration and exit: 0 when usable, 1 with file:line:column errors.
+    #[arg(long, short = 't', alias = "config-test")]
+    check: bool,
+    /// Unix socket for tandemctl.
+    #[arg(long, value_name = "PATH", default_value = "/run/tandemd.sock")]
+    control: PathBuf,
+    /// Write the daemon's pid here (removed on exit).
+    #[arg(long, value_name = "PATH")]
+    pid_file: Option<PathBuf>,
+    /// Log filter (tracing's env-filter syntax), also read from TANDEM_LOG.
+    #[arg(long, default_value = "info")]
+    log: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = std::env::var("TANDEM_LOG").unwrap_or_else(|_| args.log.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let config = match load(&args.files) {
+        Ok(config) => config,
+        Err(report) => {
+            eprint!("{report}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.check {
+        let missing = tandem_config::check_interfaces(&config, tandem_sys::interface_exists);
+        for w in config.warnings.iter().chain(&missing) {
+            eprintln!("{}", w.render());
+        }
+        println!(
+            "configuration OK: {} instance(s), {} sync group(s)",
+            config.instances.len(),
+            config.sync_groups.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    for w in &config.warnings {
+        warn!("{}", w.render());
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&args, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads the configuration; the error is the rendered diagnostics.
+fn load(files: &[PathBuf]) -> std::result::Result<tandem_config::Config, String> {
+    let Some(first) = files.first() else {
+        return Err("error: no configuration file given\n".into());
+    };
+    if files.len() > 1 {
+        warn!("only the first configuration file is read for now; ignoring the others");
+    }
+    tandem_config::load(first).map_err(|e| render_error(&e))
+}
+
+fn render_error(error: &tandem_config::ConfigError) -> String {
+    let diagnostics = error.diagnostics();
+    if diagnostics.is_empty() {
+        return format!("error: {error}\n");
+    }
+    diagnostics.iter().map(|d| d.render() + "\n").collect()
+}
+
+async fn run(args: &Args, config: tandem_config::Config) -> Result<()> {
+    let (handle, _connection) = tandem_sys::connect().await?;
+    let mut interfaces = BTreeMap::new();
+    for name in plan::interface_names(&config) {
+        let info = tandem_sys::interface(&handle, &name)
+            .await
+            .with_context(|| format!("looking up interface {name}"))?;
+        interfaces.insert(name, info);
+    }
+    let plan = plan::build(&config, &interfaces)?;
+    let links = tandem_sys::watch_links().await?;
+    let (control_tx, control_rx) = mpsc::channel(16);
+    let _control = control::listen(&args.control, control_tx)?;
+    let _pid = args.pid_file.as_deref().map(PidFile::create).transpose()?;
+    let daemon = daemon::Daemon::new(plan, tandem_sys::Addresses::new(handle))?;
+    info!(
+        "Starting tandemd {} with {} instance(s)",
+        env!("CARGO_PKG_VERSION"),
+        config.instances.len()
+    );
+    daemon.run(links, control_rx).await
+}
+
+/// The pid file, removed on drop.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn create(path: &Path) -> Result<PidFile> {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing pid file {}", path.display()))?;
+        Ok(PidFile(path.to_path_buf()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

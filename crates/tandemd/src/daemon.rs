@@ -1,0 +1,366 @@
+//! The daemon loop: feeds packets, link events, timers and signals to the VRRP core and
+//! carries out the actions it returns, in order.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tandem_sys::{Addresses, ArpSender, LinkEvent, NaSender, Received, VrrpSocket};
+use tandem_vrrp::{Action, DropReason, Input, InstanceAction, InstanceId};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+use crate::control::Request;
+use crate::notify::{self, Subject};
+use crate::plan::{Plan, SocketKey};
+
+/// The running node: core, plan and kernel handles.
+pub struct Daemon {
+    plan: Plan,
+    addresses: Addresses,
+    sockets: HashMap<SocketKey, Arc<VrrpSocket>>,
+    arp: HashMap<u32, ArpSender>,
+    na: HashMap<u32, NaSender>,
+    last_drop_log: HashMap<Option<InstanceId>, Instant>,
+}
+
+impl Daemon {
+    /// Opens the sockets the plan needs.
+    pub fn new(plan: Plan, addresses: Addresses) -> Result<Daemon> {
+        let mut sockets = HashMap::new();
+        for (key, sp) in &plan.sockets {
+            let socket = match (sp.source, sp.group) {
+                (IpAddr::V4(src), group) => VrrpSocket::open_v4(
+                    &sp.ifname,
+                    key.ifindex,
+                    src,
+                    group.and_then(|g| match g {
+                        IpAddr::V4(g) => Some(g),
+                        IpAddr::V6(_) => None,
+                    }),
+                ),
+                (IpAddr::V6(src), group) => VrrpSocket::open_v6(
+                    &sp.ifname,
+                    key.ifindex,
+                    src,
+                    group.and_then(|g| match g {
+                        IpAddr::V6(g) => Some(g),
+                        IpAddr::V4(_) => None,
+                    }),
+                ),
+            }
+            .with_context(|| format!("opening VRRP socket on {}", sp.ifname))?;
+            sockets.insert(*key, Arc::new(socket));
+        }
+        Ok(Daemon {
+            plan,
+            addresses,
+            sockets,
+            arp: HashMap::new(),
+            na: HashMap::new(),
+            last_drop_log: HashMap::new(),
+        })
+    }
+
+    /// Runs until SIGTERM or SIGINT, then stops gracefully.
+    pub async fn run(
+        mut self,
+        mut links: mpsc::Receiver<LinkEvent>,
+        mut control: mpsc::Receiver<Request>,
+    ) -> Result<()> {
+        let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+        let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+        let (packets_tx, mut packets) = mpsc::channel::<(u32, Received)>(4096);
+        for (key, socket) in &self.sockets {
+            let socket = Arc::clone(socket);
+            let tx = packets_tx.clone();
+            let ifindex = key.ifindex;
+            tokio::spawn(async move {
+                loop {
+                    match socket.recv().await {
+                        Ok(received) => {
+                            if tx.send((ifindex, received)).await.is_err() {
+                                return;
+                            }
+                        }
+                        // One unreadable packet: the socket is fine, keep going.
+                        Err(e @ tandem_sys::SysError::Malformed { .. }) => debug!("{e}"),
+                        Err(e) => {
+                            // A broken socket: say so, and do not spin on it.
+                            warn!("{e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            });
+        }
+
+        self.clean_leftovers().await;
+        let now = Instant::now();
+        let down: Vec<u32> = (self.plan.interfaces.values())
+            .filter(|info| !info.up)
+            .map(|info| info.index)
+            .collect();
+        for index in down {
+            let actions = self.plan.router.handle(now, Input::LinkDown(index));
+            self.execute(actions).await;
+        }
+        let actions = self.plan.router.handle(Instant::now(), Input::Start);
+        self.execute(actions).await;
+
+        loop {
+            let deadline = self
+                .plan
+                .router
+                .next_deadline()
+                .map(tokio::time::Instant::from_std);
+            let timer = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some((ifindex, packet)) = packets.recv() => {
+                    let input = Input::Packet {
+                        interface: ifindex,
+                        src: packet.src,
+                        dst: packet.dst,
+                        ttl: packet.ttl,
+                        bytes: &packet.payload,
+                    };
+                    let actions = self.plan.router.handle(Instant::now(), input);
+                    self.execute(actions).await;
+                }
+                Some(event) = links.recv() => {
+                    let input = match &event {
+                        LinkEvent::Up { index, name } => {
+                            info!("Netlink reports {name} up");
+                            Input::LinkUp(*index)
+                        }
+                        LinkEvent::Down { index, name } => {
+                            info!("Netlink reports {name} down");
+                            Input::LinkDown(*index)
+                        }
+                    };
+                    let actions = self.plan.router.handle(Instant::now(), input);
+                    self.execute(actions).await;
+                }
+                Some(request) = control.recv() => {
+                    let reply = self.answer(&request.command);
+                    let _ = request.reply.send(reply);
+                }
+                _ = timer => {
+                    let actions = self.plan.router.handle(Instant::now(), Input::Timer);
+                    self.execute(actions).await;
+                }
+                _ = sigterm.recv() => break,
+                _ = sigint.recv() => break,
+            }
+        }
+        info!("Stopping");
+        let actions = self.plan.router.handle(Instant::now(), Input::Shutdown);
+        self.execute(actions).await;
+        Ok(())
+    }
+
+    /// Addresses a killed run left on the interfaces would answer for a node that is not master.
+    async fn clean_leftovers(&self) {
+        for instance in &self.plan.instances {
+            for spec in &instance.addresses {
+                match self.addresses.present(spec).await {
+                    Ok(true) => {
+                        info!("({}) removing leftover address {spec}", instance.name);
+                        if let Err(e) = self.addresses.remove(spec).await {
+                            warn!("({}) {e}", instance.name);
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => warn!("({}) {e}", instance.name),
+                }
+            }
+        }
+    }
+
+    async fn execute(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Instance { id, action } => self.execute_instance(id, action).await,
+                Action::GroupTransition { group, to, .. } => {
+                    let plan = &self.plan.groups[group];
+                    info!("VRRP_Group({}) Syncing instances to {to} state", plan.name);
+                    notify::run(&plan.notify, Subject::Group, &plan.name, to, 0);
+                }
+                Action::Dropped {
+                    instance,
+                    interface,
+                    src,
+                    error,
+                } => self.log_drop(instance, interface, src, &error),
+            }
+        }
+    }
+
+    async fn execute_instance(&mut self, id: InstanceId, action: InstanceAction) {
+        let plan = &self.plan.instances[id];
+        match action {
+            InstanceAction::Send { to, bytes } => {
+                if let Some(socket) = self.sockets.get(&plan.socket) {
+                    if let Err(e) = socket.send(to, &bytes).await {
+                        debug!("({}) {e}", plan.name);
+                    }
+                }
+            }
+            InstanceAction::AddAddresses => {
+                for spec in &plan.addresses {
+                    if let Err(e) = self.addresses.add(spec).await {
+                        error!("({}) {e}", plan.name);
+                    }
+                }
+            }
+            InstanceAction::RemoveAddresses => {
+                for spec in &plan.addresses {
+                    if let Err(e) = self.addresses.remove(spec).await {
+                        error!("({}) {e}", plan.name);
+                    }
+                }
+            }
+            InstanceAction::SendGratuitous => self.announce(id),
+            InstanceAction::Transition { from, to, cause } => {
+                let priority = self.plan.router.instance(id).priority();
+                info!(
+                    "({}) Entering {to} STATE ({cause:?}, was {from})",
+                    plan.name
+                );
+                notify::run(&plan.notify, Subject::Instance, &plan.name, to, priority);
+            }
+        }
+    }
+
+    /// Gratuitous ARPs and unsolicited NAs for every address of the instance.
+    fn announce(&mut self, id: InstanceId) {
+        let plan = &self.plan.instances[id];
+        let repeat = self.plan.garp_repeat;
+        for a in &plan.announce {
+            let result = match a.address {
+                IpAddr::V4(ip) => {
+                    let sender = match self.arp.entry(a.ifindex) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            match ArpSender::new(a.ifindex, a.mac) {
+                                Ok(s) => v.insert(s),
+                                Err(e) => {
+                                    warn!("({}) {e}", plan.name);
+                                    continue;
+                                }
+                            }
+                        }
+                    };
+                    (0..repeat).try_for_each(|_| sender.send(ip))
+                }
+                IpAddr::V6(ip) => {
+                    let Some(source) = a.link_local else {
+                        warn!(
+                            "({}) no link-local address on {} for NA",
+                            plan.name, a.ifname
+                        );
+                        continue;
+                    };
+                    let sender = match self.na.entry(a.ifindex) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            match NaSender::new(&a.ifname, a.ifindex, a.mac) {
+                                Ok(s) => v.insert(s),
+                                Err(e) => {
+                                    warn!("({}) {e}", plan.name);
+                                    continue;
+                                }
+                            }
+                        }
+                    };
+                    (0..repeat).try_for_each(|_| sender.send(source, ip))
+                }
+            };
+            if let Err(e) = result {
+                warn!("({}) {e}", plan.name);
+            }
+        }
+    }
+
+    /// Logs a dropped packet; at most once a second per instance, the counters keep the rest.
+    fn log_drop(
+        &mut self,
+        instance: Option<InstanceId>,
+        interface: u32,
+        src: IpAddr,
+        error: &tandem_vrrp::DecodeError,
+    ) {
+        let now = Instant::now();
+        let last = self.last_drop_log.get(&instance).copied();
+        if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            return;
+        }
+        self.last_drop_log.insert(instance, now);
+        let name = instance.map_or("-", |id| self.plan.instances[id].name.as_str());
+        let ifname = self
+            .plan
+            .interfaces
+            .values()
+            .find(|i| i.index == interface)
+            .map_or("?", |i| i.name.as_str());
+        warn!("({name}) dropped packet from {src} on {ifname}: {error}");
+    }
+
+    /// Answers a control-socket command.
+    fn answer(&self, command: &str) -> String {
+        match command {
+            "status" | "stats" | "" => self.status(),
+            other => format!("error: unknown command `{other}` (try `status`)\n"),
+        }
+    }
+
+    fn status(&self) -> String {
+        let mut out = String::new();
+        for (id, instance) in self.plan.router.instances() {
+            let s = instance.stats();
+            let _ = write!(
+                out,
+                "instance={} state={} priority={} vrid={} master={} adverts_rx={} adverts_tx={} \
+                 priority_zero_rx={} priority_zero_tx={} became_master={} drops={}",
+                self.plan.instances[id].name,
+                instance.state(),
+                instance.priority(),
+                instance.config().vrid,
+                instance
+                    .master()
+                    .map_or_else(|| "-".to_string(), |m| m.to_string()),
+                s.adverts_received,
+                s.adverts_sent,
+                s.priority_zero_received,
+                s.priority_zero_sent,
+                s.became_master,
+                s.total_drops(),
+            );
+            for (name, n) in s.drop_counts() {
+                let _ = write!(out, " drop_{name}={n}");
+            }
+            out.push('\n');
+        }
+        let u = self.plan.router.unclaimed_stats();
+        let _ = write!(
+            out,
+            "unclaimed drops={} unknown_vrid={}",
+            u.total_drops(),
+            u.drops(DropReason::UnknownVrid)
+        );
+        for (name, n) in u.drop_counts() {
+            let _ = write!(out, " drop_{name}={n}");
+        }
+        out.push('\n');
+        out
+    }
+}

@@ -1,0 +1,70 @@
+//! Notify hooks with keepalived's calling convention, so existing scripts keep working.
+//!
+//! `notify` gets `TYPE NAME STATE PRIORITY` (TYPE is `INSTANCE` or `GROUP`); `notify_master`,
+//! `notify_backup`, `notify_fault` and `notify_stop` get nothing extra. The configured string is
+//! a command line (a script and its own arguments), run through `/bin/sh` like keepalived's
+//! parser splits it, and never waited for on the hot path.
+
+use tandem_config::NotifyScripts;
+use tandem_vrrp::State;
+
+/// Whether a hook is about an instance or a sync group.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject {
+    /// `vrrp_instance`.
+    Instance,
+    /// `vrrp_sync_group`.
+    Group,
+}
+
+impl Subject {
+    fn word(self) -> &'static str {
+        match self {
+            Subject::Instance => "INSTANCE",
+            Subject::Group => "GROUP",
+        }
+    }
+}
+
+/// Starts the hooks for a transition of `name` into `state`, without waiting for them.
+pub fn run(scripts: &NotifyScripts, subject: Subject, name: &str, state: State, priority: u8) {
+    let specific = match state {
+        State::Master => scripts.master.as_deref(),
+        State::Backup => scripts.backup.as_deref(),
+        State::Fault => scripts.fault.as_deref(),
+        State::Stop => scripts.stop.as_deref(),
+        State::Init => None,
+    };
+    if let Some(command) = specific {
+        spawn(command, &[]);
+    }
+    if let Some(command) = scripts.notify.as_deref() {
+        let priority = priority.to_string();
+        spawn(command, &[subject.word(), name, state.keyword(), &priority]);
+    }
+}
+
+fn spawn(command: &str, args: &[&str]) {
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(format!("{command} \"$@\""))
+        .arg("tandem-notify")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(false);
+    match cmd.spawn() {
+        Ok(mut child) => {
+            let command = command.to_string();
+            tokio::spawn(async move {
+                match child.wait().await {
+                    Ok(status) if !status.success() => {
+                        tracing::warn!("notify script `{command}` exited with {status}")
+                    }
+                    Err(e) => tracing::warn!("waiting for notify script `{command}`: {e}"),
+                    Ok(_) => {}
+                }
+            });
+        }
+        Err(e) => tracing::warn!("starting notify script `{command}`: {e}"),
+    }
+}

@@ -1,0 +1,293 @@
+//! Turns the parsed configuration and the host's interfaces into what the daemon runs: the VRRP
+//! router, the sockets to open and, per instance, the addresses to move.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use anyhow::{bail, Context, Result};
+use tandem_config::{
+    Authentication, Broadcast, Config, InitialState, NotifyScripts, VirtualAddress,
+};
+use tandem_sys::{AddressSpec, InterfaceInfo};
+use tandem_vrrp::{Auth, InstanceConfig, Router, Version};
+
+/// Which socket an instance sends and receives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SocketKey {
+    /// Interface index.
+    pub ifindex: u32,
+    /// IPv4 (true) or IPv6.
+    pub ipv4: bool,
+}
+
+/// A socket to open.
+#[derive(Debug, Clone)]
+pub struct SocketPlan {
+    /// Interface name.
+    pub ifname: String,
+    /// Source address for every packet (primary IPv4 or IPv6 link-local, or `unicast_src_ip`).
+    pub source: IpAddr,
+    /// Multicast group to join, if any instance on it uses multicast.
+    pub group: Option<IpAddr>,
+}
+
+/// An address to announce after taking it over.
+#[derive(Debug, Clone)]
+pub struct Announce {
+    /// Interface the address lives on.
+    pub ifname: String,
+    /// Its index.
+    pub ifindex: u32,
+    /// Its MAC.
+    pub mac: [u8; 6],
+    /// IPv6 link-local source for neighbour advertisements.
+    pub link_local: Option<std::net::Ipv6Addr>,
+    /// The address.
+    pub address: IpAddr,
+}
+
+/// Everything the daemon needs for one instance besides the core.
+#[derive(Debug, Clone)]
+pub struct InstancePlan {
+    /// Name (`VI_1`).
+    pub name: String,
+    /// Socket it speaks on.
+    pub socket: SocketKey,
+    /// Addresses added on MASTER and removed otherwise (`virtual_ipaddress` and `_excluded`).
+    pub addresses: Vec<AddressSpec>,
+    /// Gratuitous ARP / NA targets.
+    pub announce: Vec<Announce>,
+    /// Hooks.
+    pub notify: NotifyScripts,
+}
+
+/// A sync group's hooks.
+#[derive(Debug, Clone)]
+pub struct GroupPlan {
+    /// Name.
+    pub name: String,
+    /// Hooks.
+    pub notify: NotifyScripts,
+}
+
+/// The runnable node.
+pub struct Plan {
+    /// The sans-IO core.
+    pub router: Router,
+    /// Per instance, by the router's instance id.
+    pub instances: Vec<InstancePlan>,
+    /// Per sync group, by the router's group id.
+    pub groups: Vec<GroupPlan>,
+    /// Sockets to open.
+    pub sockets: BTreeMap<SocketKey, SocketPlan>,
+    /// Gratuitous ARPs per burst (`vrrp_garp_master_repeat`).
+    pub garp_repeat: u32,
+    /// Interface indexes by name, for link events.
+    pub interfaces: BTreeMap<String, InterfaceInfo>,
+}
+
+/// Builds the plan; `interfaces` holds every interface the configuration names.
+pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> Result<Plan> {
+    let lookup = |name: &str| -> Result<&InterfaceInfo> {
+        interfaces
+            .get(name)
+            .with_context(|| format!("interface {name} does not exist"))
+    };
+    let mut router = Router::new();
+    let mut instances = Vec::new();
+    let mut sockets: BTreeMap<SocketKey, SocketPlan> = BTreeMap::new();
+    for vi in &config.instances {
+        let context = || {
+            format!(
+                "{}:{}: vrrp_instance {}",
+                vi.location.file.display(),
+                vi.location.line,
+                vi.name
+            )
+        };
+        let iface = lookup(&vi.interface).with_context(context)?;
+        let ipv4 = vi
+            .virtual_addresses
+            .first()
+            .map_or(true, |a| a.address.is_ipv4());
+        let source: IpAddr = match vi.unicast_src_ip {
+            Some(ip) => ip,
+            None if ipv4 => match iface.ipv4.first() {
+                Some((a, _)) => IpAddr::V4(*a),
+                None => bail!(
+                    "{}: {} has no IPv4 address to send from",
+                    context(),
+                    iface.name
+                ),
+            },
+            None => match iface.ipv6_link_local {
+                Some(a) => IpAddr::V6(a),
+                None => bail!(
+                    "{}: {} has no IPv6 link-local address",
+                    context(),
+                    iface.name
+                ),
+            },
+        };
+        let multicast = vi.unicast_peers.is_empty();
+        let group: IpAddr = if ipv4 {
+            config.global.mcast_group4.into()
+        } else {
+            config.global.mcast_group6.into()
+        };
+        let destinations = if multicast {
+            vec![group]
+        } else {
+            vi.unicast_peers.clone()
+        };
+        let key = SocketKey {
+            ifindex: iface.index,
+            ipv4,
+        };
+        let socket = sockets.entry(key).or_insert_with(|| SocketPlan {
+            ifname: iface.name.clone(),
+            source,
+            group: None,
+        });
+        if socket.source != source {
+            bail!(
+                "{}: sends from {source} but another instance on {} sends from {}; \
+                 one source address per interface and family is supported",
+                context(),
+                iface.name,
+                socket.source
+            );
+        }
+        if multicast {
+            socket.group = Some(group);
+        }
+
+        let mut addresses = Vec::new();
+        let mut announce = Vec::new();
+        for va in vi.virtual_addresses.iter().chain(&vi.excluded_addresses) {
+            let dev = va.dev.as_deref().unwrap_or(&vi.interface);
+            let on = lookup(dev).with_context(|| {
+                format!(
+                    "{}:{}: virtual address {}",
+                    va.location.file.display(),
+                    va.location.line,
+                    va.address
+                )
+            })?;
+            addresses.push(address_spec(va, on.index));
+            announce.push(Announce {
+                ifname: on.name.clone(),
+                ifindex: on.index,
+                mac: on.mac,
+                link_local: on.ipv6_link_local,
+                address: va.address,
+            });
+        }
+
+        let mut tracked = Vec::new();
+        if !vi.dont_track_primary {
+            tracked.push(iface.index);
+        }
+        for t in &vi.track_interfaces {
+            let ti = lookup(&t.name).with_context(context)?;
+            // Weighted tracking adjusts priority (not built yet); weight 0 means FAULT.
+            if t.weight == 0 && !tracked.contains(&ti.index) {
+                tracked.push(ti.index);
+            }
+        }
+
+        let core = InstanceConfig {
+            name: vi.name.clone(),
+            vrid: vi.virtual_router_id,
+            version: if vi.version == 3 {
+                Version::V3
+            } else {
+                Version::V2
+            },
+            priority: vi.priority,
+            advert_interval: vi.advert_int,
+            preempt: !vi.nopreempt,
+            preempt_delay: vi.preempt_delay,
+            start_as_master: vi.initial_state == Some(InitialState::Master),
+            addresses: vi.virtual_addresses.iter().map(|a| a.address).collect(),
+            auth: match &vi.authentication {
+                Some(Authentication::Pass(p)) if vi.version == 2 => Auth::password(p),
+                _ => Auth::None,
+            },
+            source,
+            destinations,
+            check_source: config.global.check_unicast_src && !multicast,
+            garp_repeat_after: Some(
+                vi.garp_master_delay
+                    .unwrap_or(config.global.garp_master_delay),
+            )
+            .filter(|d| !d.is_zero()),
+        };
+        router.add_instance(core, iface.index, &tracked);
+        instances.push(InstancePlan {
+            name: vi.name.clone(),
+            socket: key,
+            addresses,
+            announce,
+            notify: vi.notify.clone(),
+        });
+    }
+    let mut groups = Vec::new();
+    for sg in &config.sync_groups {
+        let members: Vec<usize> = sg
+            .members
+            .iter()
+            .filter_map(|m| instances.iter().position(|i| &i.name == m))
+            .collect();
+        router.add_group(&sg.name, &members);
+        groups.push(GroupPlan {
+            name: sg.name.clone(),
+            notify: sg.notify.clone(),
+        });
+    }
+    Ok(Plan {
+        router,
+        instances,
+        groups,
+        sockets,
+        garp_repeat: config.global.garp_master_repeat.max(1),
+        interfaces: interfaces.clone(),
+    })
+}
+
+fn address_spec(va: &VirtualAddress, ifindex: u32) -> AddressSpec {
+    let broadcast = match (va.broadcast, va.address) {
+        (Some(Broadcast::Address(b)), _) => Some(b),
+        (Some(Broadcast::Derived), IpAddr::V4(a)) if va.prefix_len < 31 => {
+            let mask = u32::MAX.checked_shr(u32::from(va.prefix_len)).unwrap_or(0);
+            Some((u32::from(a) | mask).into())
+        }
+        _ => None,
+    };
+    AddressSpec {
+        address: va.address,
+        prefix_len: va.prefix_len,
+        ifindex,
+        label: va.label.clone(),
+        broadcast,
+        scope: va.scope.map(|s| s.to_kernel()),
+    }
+}
+
+/// Interface names the configuration refers to.
+pub fn interface_names(config: &Config) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for vi in &config.instances {
+        names.push(vi.interface.clone());
+        names.extend(
+            vi.virtual_addresses
+                .iter()
+                .chain(&vi.excluded_addresses)
+                .filter_map(|a| a.dev.clone()),
+        );
+        names.extend(vi.track_interfaces.iter().map(|t| t.name.clone()));
+    }
+    names.sort();
+    names.dedup();
+    names
+}

@@ -1,0 +1,214 @@
+//! Shared pieces of the end-to-end tests: a lab pair running real tandemd (or keepalived)
+//! processes, and polls with deadlines instead of sleeps.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tandem_lab::{wait_until, Child, Netns, Pair};
+
+/// The daemon under test.
+pub const TANDEMD: &str = env!("CARGO_BIN_EXE_tandemd");
+
+/// A running tandemd (or keepalived) in one namespace.
+pub struct Daemon {
+    pub child: Child,
+    pub control: PathBuf,
+    pub config: PathBuf,
+    pub ns: Netns,
+}
+
+impl Daemon {
+    /// Control-socket reply to `command`.
+    pub fn query(&self, command: &str) -> Result<String> {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&self.control)
+            .with_context(|| format!("connecting to {}", self.control.display()))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        writeln!(s, "{command}")?;
+        let mut reply = String::new();
+        s.read_to_string(&mut reply)?;
+        Ok(reply)
+    }
+
+    /// A counter from the `status` line of `instance` (or `unclaimed`).
+    pub fn counter(&self, instance: &str, key: &str) -> Result<u64> {
+        let status = self.query("status")?;
+        let prefix = if instance == "unclaimed" {
+            "unclaimed ".to_string()
+        } else {
+            format!("instance={instance} ")
+        };
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .with_context(|| format!("no {instance} in status:\n{status}"))?;
+        Ok(line
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .map_or(0, |v| v.parse().unwrap_or(0)))
+    }
+
+    /// Is the process still running?
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// Writes `text` as a config file named `name` in the lab's log directory.
+pub fn write_config(pair: &Pair, name: &str, text: &str) -> Result<PathBuf> {
+    let path = pair.lab.log_dir().join(name);
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// Starts tandemd in `ns` with `config` text.
+pub fn start_tandemd(pair: &Pair, ns: &Netns, config: &str) -> Result<Daemon> {
+    let tag = ns.name().rsplit('-').next().unwrap_or("x").to_string();
+    let config_path = write_config(pair, &format!("tandemd-{tag}.conf"), config)?;
+    let control = pair.lab.log_dir().join(format!("tandemd-{tag}.sock"));
+    let _ = std::fs::remove_file(&control);
+    let child = ns.spawn(&[
+        TANDEMD,
+        "-f",
+        config_path.to_str().unwrap(),
+        "--control",
+        control.to_str().unwrap(),
+        "--log",
+        "debug",
+    ])?;
+    let d = Daemon {
+        child,
+        control: control.clone(),
+        config: config_path,
+        ns: ns.clone(),
+    };
+    wait_until(
+        "tandemd control socket",
+        Duration::from_secs(10),
+        ms(10),
+        || control.exists().then_some(()),
+    )
+    .with_context(|| format!("tandemd did not start:\n{}", d.child.log()))?;
+    Ok(d)
+}
+
+/// Starts Debian's keepalived (VRRP only) in `ns` with `config` text.
+pub fn start_keepalived(pair: &Pair, ns: &Netns, config: &str) -> Result<Daemon> {
+    let tag = ns.name().rsplit('-').next().unwrap_or("x").to_string();
+    let dir = pair.lab.log_dir();
+    let config_path = write_config(pair, &format!("keepalived-{tag}.conf"), config)?;
+    let pid = dir.join(format!("keepalived-{tag}.pid"));
+    let vrrp_pid = dir.join(format!("keepalived-vrrp-{tag}.pid"));
+    let child = ns.spawn(&[
+        "keepalived",
+        "--dont-fork",
+        "--log-console",
+        "--log-detail",
+        "--vrrp",
+        "-f",
+        config_path.to_str().unwrap(),
+        "-p",
+        pid.to_str().unwrap(),
+        "-r",
+        vrrp_pid.to_str().unwrap(),
+    ])?;
+    Ok(Daemon {
+        child,
+        control: PathBuf::new(),
+        config: config_path,
+        ns: ns.clone(),
+    })
+}
+
+/// Milliseconds.
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Which of the two routers hold `vip` right now.
+pub fn holders(pair: &Pair, vip: &str) -> Result<Vec<&'static str>> {
+    let mut out = Vec::new();
+    if pair.a.has_address(vip)? {
+        out.push("a");
+    }
+    if pair.b.has_address(vip)? {
+        out.push("b");
+    }
+    Ok(out)
+}
+
+/// Waits until exactly `who` holds `vip`; returns how long it took.
+pub fn wait_holder(pair: &Pair, vip: &str, who: &str, deadline: Duration) -> Result<Duration> {
+    let start = Instant::now();
+    wait_until(
+        &format!("{vip} held by {who} only"),
+        deadline,
+        ms(5),
+        || match holders(pair, vip) {
+            Ok(h) if h == [who] => Some(()),
+            _ => None,
+        },
+    )?;
+    Ok(start.elapsed())
+}
+
+/// Waits until `ns` holds `vip` (whatever the other does); returns how long it took.
+pub fn wait_has(ns: &Netns, vip: &str, deadline: Duration) -> Result<Duration> {
+    let start = Instant::now();
+    wait_until(&format!("{vip} on {}", ns.name()), deadline, ms(5), || {
+        ns.has_address(vip).ok().filter(|h| *h)
+    })?;
+    Ok(start.elapsed())
+}
+
+/// Asserts that exactly `who` holds `vip` at every poll for `duration`.
+pub fn hold_steady(
+    pair: &Pair,
+    vip: &str,
+    who: &str,
+    duration: Duration,
+    every: Duration,
+) -> Result<usize> {
+    let end = Instant::now() + duration;
+    let mut polls = 0;
+    while Instant::now() < end {
+        let h = holders(pair, vip)?;
+        if h != [who] {
+            bail!("after {polls} polls, {vip} held by {h:?}, expected [{who}]");
+        }
+        polls += 1;
+        std::thread::sleep(every);
+    }
+    Ok(polls)
+}
+
+/// A keepalived.conf-style instance block.
+pub struct Vi<'a> {
+    pub name: &'a str,
+    pub interface: &'a str,
+    pub vrid: u8,
+    pub priority: u8,
+    pub advert_int: &'a str,
+    pub version: u8,
+    pub vips: &'a [&'a str],
+    pub extra: &'a str,
+}
+
+impl Vi<'_> {
+    /// The block as text.
+    pub fn render(&self) -> String {
+        let vips: String = self.vips.iter().map(|v| format!("        {v}\n")).collect();
+        format!(
+            "vrrp_instance {} {{\n    state BACKUP\n    interface {}\n    virtual_router_id {}\n    priority {}\n    advert_int {}\n    version {}\n{}\n    virtual_ipaddress {{\n{}    }}\n}}\n",
+            self.name, self.interface, self.vrid, self.priority, self.advert_int, self.version, self.extra, vips
+        )
+    }
+}
+
+/// Master_Down_Interval for a backup of `priority` at `advert_int` seconds.
+pub fn master_down(priority: u8, advert_int: f64) -> Duration {
+    Duration::from_secs_f64(3.0 * advert_int + (256.0 - f64::from(priority)) / 256.0 * advert_int)
+}
