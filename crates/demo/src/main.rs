@@ -1,7 +1,7 @@
 //! `scripts/demo`: builds a lab (gateways a and b, a client, one LAN), runs tandemd on both
 //! gateways, kills the master and prints a measured timeline of the takeover and the failback.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -32,7 +32,7 @@ fn tandemd_path() -> Result<PathBuf> {
     Ok(p)
 }
 
-fn start(pair: &Pair, ns: &Netns, name: &str, priority: u8, tandemd: &PathBuf) -> Result<Child> {
+fn start(pair: &Pair, ns: &Netns, name: &str, priority: u8, tandemd: &Path) -> Result<Child> {
     let conf = pair.lab.log_dir().join(format!("{name}.conf"));
     std::fs::write(&conf, config(priority))?;
     let sock = pair.lab.log_dir().join(format!("{name}.sock"));

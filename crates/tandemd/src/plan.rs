@@ -109,7 +109,7 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
         let ipv4 = vi
             .virtual_addresses
             .first()
-            .map_or(true, |a| a.address.is_ipv4());
+            .is_none_or(|a| a.address.is_ipv4());
         let source: IpAddr = match vi.unicast_src_ip {
             Some(ip) => ip,
             None if ipv4 => match iface.ipv4.first() {
