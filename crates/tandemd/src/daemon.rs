@@ -111,6 +111,9 @@ impl Daemon {
         }
         let actions = self.plan.router.handle(Instant::now(), Input::Start);
         self.execute(actions).await;
+        // systemd Type=notify: ready once the instances run; without systemd this is a no-op.
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        let mut watchdog = watchdog_interval().map(tokio::time::interval);
 
         loop {
             let deadline = self
@@ -154,6 +157,9 @@ impl Daemon {
                     let reply = self.answer(&request.command);
                     let _ = request.reply.send(reply);
                 }
+                _ = async { watchdog.as_mut().unwrap().tick().await }, if watchdog.is_some() => {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                }
                 _ = timer => {
                     let actions = self.plan.router.handle(Instant::now(), Input::Timer);
                     self.execute(actions).await;
@@ -163,6 +169,7 @@ impl Daemon {
             }
         }
         info!("Stopping");
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         let actions = self.plan.router.handle(Instant::now(), Input::Shutdown);
         self.execute(actions).await;
         Ok(())
@@ -363,4 +370,10 @@ impl Daemon {
         out.push('\n');
         out
     }
+}
+
+/// Half of systemd's `WatchdogSec`, when the unit sets one: the loop proves it is alive.
+fn watchdog_interval() -> Option<Duration> {
+    let mut usec = 0;
+    sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2))
 }
