@@ -543,8 +543,20 @@ fn encode_flow_attrs(w: &mut Writer<'_>, flow: &Flow, req: Request) {
             return;
         }
         Request::Create { strict_tcp } => {
-            w.nest(CTA_TUPLE_REPLY, |w| encode_tuple(w, &flow.reply));
-            encode_nat(w, flow);
+            // Under NAT the kernel wants the un-NATed reply tuple plus the
+            // NAT ranges: it then computes the NATed reply tuple itself and
+            // sets IPS_SRC_NAT / IPS_DST_NAT. A NATed reply tuple alone
+            // creates an entry that looks right but translates nothing.
+            let nat = flow.is_snat() || flow.is_dnat();
+            let reply = if nat {
+                flow.orig.inverted()
+            } else {
+                flow.reply
+            };
+            w.nest(CTA_TUPLE_REPLY, |w| encode_tuple(w, &reply));
+            if nat {
+                encode_nat(w, flow);
+            }
             strict_tcp
         }
         Request::Update { strict_tcp } => strict_tcp,
