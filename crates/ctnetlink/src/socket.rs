@@ -245,8 +245,19 @@ impl Conntrack {
         single("delete", self.delete_batch(std::slice::from_ref(flow))?)
     }
 
-    /// Deletes every entry of `family` (both with `None`).
+    /// Deletes every entry of `family` (both with `None`). The kernel's
+    /// flush ignores the family (6.x: every family goes), so a family
+    /// flush is a dump of that family and a delete batch; entries that
+    /// vanished meanwhile (ENOENT) are not an error.
     pub fn flush(&mut self, family: Option<Family>) -> Result<(), Error> {
+        if family.is_some() {
+            let flows = self.dump(family)?;
+            let report = self.delete_batch(&flows)?;
+            return match report.failed.iter().find(|f| f.1 != libc::ENOENT) {
+                Some(&(_, errno)) => Err(Error::Kernel { op: "flush", errno }),
+                None => Ok(()),
+            };
+        }
         let op = "flush";
         let seq = self.next_seq(1);
         self.tx.clear();
