@@ -15,12 +15,15 @@
 //! assert_eq!(config.instances[0].priority, 100);
 //! ```
 
+mod conntrackd;
 mod diagnostic;
 mod instance;
 mod keywords;
 mod lexer;
 pub mod model;
+mod native;
 mod parser;
+pub mod sync;
 mod tree;
 mod values;
 
@@ -28,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use model::*;
+pub use sync::{FilterConfig, ListFilter, Policy, SyncConfig, Transport};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +77,92 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         source,
     })?;
     parse_str(&String::from_utf8_lossy(&bytes), path)
+}
+
+/// Reads several files into one configuration, as `tandemd -f A -f B` does: keepalived.conf
+/// files give the VRRP part, a conntrackd.conf (recognised by its `Sync` / `General` blocks)
+/// or a `.toml` file with a `[sync]` section gives the replication part.
+pub fn load_files(paths: &[PathBuf]) -> Result<Config, ConfigError> {
+    let mut config = Config::default();
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut vrrp_seen = false;
+    for path in paths {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let text = String::from_utf8_lossy(&bytes);
+        let sync =
+            if path.extension().is_some_and(|e| e == "toml") {
+                match native::parse(&text, path) {
+                    Ok(sync) => sync,
+                    Err(e) => {
+                        errors.extend(e);
+                        continue;
+                    }
+                }
+            } else {
+                let lexed = lexer::lex_with_includes(&text, path);
+                let mut ctx = values::Ctx::default();
+                let stmts = tree::build(&lexed.tokens, &mut ctx.errors);
+                if !conntrackd::looks_like(&stmts) {
+                    if vrrp_seen {
+                        errors.push(Diagnostic::error(
+                        Location { file: path.clone(), line: 1, column: 1 },
+                        1,
+                        "only one keepalived.conf may be given (use `include` to combine files)",
+                    ));
+                        continue;
+                    }
+                    vrrp_seen = true;
+                    match parse_str(&text, path) {
+                        Ok(vrrp) => {
+                            let sync = config.sync.take();
+                            config = vrrp;
+                            config.sync = sync;
+                        }
+                        Err(ConfigError::Invalid {
+                            errors: e,
+                            warnings: w,
+                        }) => {
+                            errors.extend(e);
+                            warnings.extend(w);
+                        }
+                        Err(io) => return Err(io),
+                    }
+                    continue;
+                }
+                let start = Location {
+                    file: path.clone(),
+                    line: 1,
+                    column: 1,
+                };
+                let sync = conntrackd::parse(&stmts, start, &mut ctx);
+                lexed.sources.attach(&mut ctx.errors);
+                lexed.sources.attach(&mut ctx.warnings);
+                errors.extend(lexed.diagnostics.into_iter().filter(Diagnostic::is_error));
+                errors.extend(ctx.errors);
+                warnings.extend(ctx.warnings);
+                sync
+            };
+        if sync.is_some() {
+            if config.sync.is_some() {
+                errors.push(Diagnostic::error(
+                    Location { file: path.clone(), line: 1, column: 1 },
+                    1,
+                    "a second sync configuration: give conntrackd.conf or a [sync] section, not both",
+                ));
+            }
+            config.sync = sync;
+        }
+    }
+    if !errors.is_empty() {
+        sort(&mut errors);
+        return Err(ConfigError::Invalid { errors, warnings });
+    }
+    config.warnings.extend(warnings);
+    Ok(config)
 }
 
 /// Parses `text` as if it were the contents of `file`; includes are resolved relative to

@@ -26,6 +26,8 @@ pub struct Config {
     pub instances: Vec<VrrpInstance>,
     /// `vrrp_sync_group` blocks, in file order.
     pub sync_groups: Vec<SyncGroup>,
+    /// Conntrack replication, from conntrackd.conf or tandem's TOML `[sync]` section.
+    pub sync: Option<crate::sync::SyncConfig>,
     /// Things that parsed but that tandem does not act on (yet): shown at check time and at start.
     pub warnings: Vec<crate::Diagnostic>,
 }

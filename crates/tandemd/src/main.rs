@@ -23,7 +23,7 @@ use tracing::{info, warn};
     about = "VRRP failover for Linux gateway pairs"
 )]
 struct Args {
-    /// Configuration file (keepalived.conf syntax).
+    /// Configuration file: keepalived.conf, conntrackd.conf, or tandem's TOML (repeatable).
     #[arg(short = 'f', long = "use-file", value_name = "FILE", required = true)]
     files: Vec<PathBuf>,
     /// Validate the configuration and exit: 0 when usable, 1 with file:line:column errors.
@@ -61,9 +61,14 @@ fn main() -> ExitCode {
             eprintln!("{}", w.render());
         }
         println!(
-            "configuration OK: {} instance(s), {} sync group(s)",
+            "configuration OK: {} instance(s), {} sync group(s), conntrack replication {}",
             config.instances.len(),
-            config.sync_groups.len()
+            config.sync_groups.len(),
+            if config.sync.is_some() {
+                "configured"
+            } else {
+                "off"
+            }
         );
         return ExitCode::SUCCESS;
     }
@@ -91,13 +96,10 @@ fn main() -> ExitCode {
 
 /// Reads the configuration; the error is the rendered diagnostics.
 fn load(files: &[PathBuf]) -> std::result::Result<tandem_config::Config, String> {
-    let Some(first) = files.first() else {
+    if files.is_empty() {
         return Err("error: no configuration file given\n".into());
-    };
-    if files.len() > 1 {
-        warn!("only the first configuration file is read for now; ignoring the others");
     }
-    tandem_config::load(first).map_err(|e| render_error(&e))
+    tandem_config::load_files(files).map_err(|e| render_error(&e))
 }
 
 fn render_error(error: &tandem_config::ConfigError) -> String {

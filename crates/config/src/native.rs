@@ -1,0 +1,224 @@
+//! tandem's own TOML configuration (`[sync]`), layered with `TANDEM_`-prefixed environment
+//! variables (`TANDEM_SYNC__PORT=3781` overrides `[sync] port`).
+//!
+//! ```toml
+//! [sync]
+//! interface = "eth2"            # the dedicated sync link
+//! local = "192.168.2.1"         # this node on it
+//! peer = "192.168.2.2"          # unicast peer, or:  group = "225.0.0.50"
+//! port = 3780
+//! key_file = "/etc/tandem/sync.key"   # HMAC-SHA256 pre-shared key (optional)
+//! [sync.filter]
+//! ignore_addresses = ["127.0.0.0/8", "::1"]
+//! accept_protocols = ["TCP", "UDP", "ICMP"]
+//! ```
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment2::providers::{Env, Format, Toml};
+use figment2::Figment;
+use serde::Deserialize;
+
+use crate::diagnostic::Diagnostic;
+use crate::model::Location;
+use crate::sync::{FilterConfig, ListFilter, Policy, SyncConfig, Transport, DEFAULT_PORT};
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct File {
+    sync: Option<Sync>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sync {
+    interface: Option<String>,
+    local: Option<IpAddr>,
+    peer: Option<IpAddr>,
+    group: Option<IpAddr>,
+    port: Option<u16>,
+    mtu: Option<usize>,
+    key: Option<String>,
+    key_file: Option<String>,
+    tcp_window_tracking: Option<bool>,
+    max_entries: Option<usize>,
+    resend_queue: Option<usize>,
+    builtin_failover: Option<bool>,
+    preempt_wait: Option<f64>,
+    #[serde(default)]
+    filter: Filter,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Filter {
+    accept_protocols: Option<Vec<String>>,
+    ignore_protocols: Option<Vec<String>>,
+    accept_addresses: Option<Vec<String>>,
+    ignore_addresses: Option<Vec<String>>,
+    accept_tcp_states: Option<Vec<String>>,
+    ignore_tcp_states: Option<Vec<String>>,
+    ignore_own_addresses: Option<bool>,
+}
+
+/// Reads a TOML file's `[sync]` section (None when it has none); errors name file:line:column.
+pub(crate) fn parse(text: &str, file: &Path) -> Result<Option<SyncConfig>, Vec<Diagnostic>> {
+    let at = |line: u32, column: u32| Location {
+        file: file.to_path_buf(),
+        line,
+        column,
+    };
+    // Syntax first, with the TOML parser's own position.
+    if let Err(e) = toml::from_str::<toml::Table>(text) {
+        let (line, column) = e
+            .span()
+            .map(|s| line_column(text, s.start))
+            .unwrap_or((1, 1));
+        return Err(vec![Diagnostic::error(
+            at(line, column),
+            1,
+            e.message().to_string(),
+        )]);
+    }
+    let figment = Figment::from(Toml::string(text)).merge(Env::prefixed("TANDEM_").split("__"));
+    let parsed: File = figment.extract().map_err(|e| {
+        e.into_iter()
+            .map(|e| {
+                let key = e.path.last().cloned().unwrap_or_default();
+                let (line, column) = find_key(text, &key).unwrap_or((1, 1));
+                let from_env = e.metadata.as_ref().is_some_and(|m| m.name.contains("env"));
+                let message = if from_env {
+                    format!(
+                        "environment override for `{}`: {}",
+                        e.path.join("."),
+                        e.kind
+                    )
+                } else {
+                    format!("`{}`: {}", e.path.join("."), e.kind)
+                };
+                Diagnostic::error(at(line, column), key.len().max(1) as u32, message)
+            })
+            .collect::<Vec<_>>()
+    })?;
+    let Some(sync) = parsed.sync else {
+        return Ok(None);
+    };
+    let (line, column) = find_key(text, "[sync]").unwrap_or((1, 1));
+    let location = at(line, column);
+    let error = |message: &str| vec![Diagnostic::error(location.clone(), 6, message.to_string())];
+    let port = sync.port.unwrap_or(DEFAULT_PORT);
+    let transport = match (sync.peer, sync.group, sync.local) {
+        (Some(peer), None, Some(local)) => Transport::Udp { local, peer, port },
+        (Some(_), None, None) => return Err(error("[sync] with `peer` needs `local` too")),
+        (None, Some(group), local) => Transport::Multicast { group, local, port },
+        (Some(_), Some(_), _) => return Err(error("[sync] takes `peer` or `group`, not both")),
+        (None, None, _) => {
+            return Err(error(
+                "[sync] needs `peer` (unicast) or `group` (multicast)",
+            ))
+        }
+    };
+    let mut config = SyncConfig::with_transport(transport, location.clone());
+    config.interface = sync.interface;
+    config.mtu = sync.mtu.unwrap_or(config.mtu).clamp(576, 65_000);
+    config.key = match (sync.key, sync.key_file) {
+        (Some(k), _) => Some(k.into_bytes()),
+        (None, Some(path)) => {
+            Some(std::fs::read(&path).map_err(|e| error(&format!("[sync] key_file {path}: {e}")))?)
+        }
+        (None, None) => None,
+    };
+    config.tcp_window_tracking = sync.tcp_window_tracking.unwrap_or(false);
+    config.max_entries = sync.max_entries.unwrap_or(config.max_entries);
+    config.resend_queue = sync.resend_queue.unwrap_or(config.resend_queue);
+    config.builtin_failover = sync.builtin_failover.unwrap_or(true);
+    if let Some(secs) = sync.preempt_wait {
+        config.preempt_wait = Duration::try_from_secs_f64(secs)
+            .map_err(|_| error("[sync] preempt_wait must be a number of seconds"))?;
+    }
+    config.filter = filter(sync.filter).map_err(|m| error(&m))?;
+    Ok(Some(config))
+}
+
+fn filter(f: Filter) -> Result<FilterConfig, String> {
+    fn list<T>(
+        accept: Option<Vec<T>>,
+        ignore: Option<Vec<T>>,
+        what: &str,
+    ) -> Result<Option<ListFilter<T>>, String> {
+        match (accept, ignore) {
+            (Some(items), None) => Ok(Some(ListFilter {
+                policy: Policy::Accept,
+                items,
+            })),
+            (None, Some(items)) => Ok(Some(ListFilter {
+                policy: Policy::Ignore,
+                items,
+            })),
+            (None, None) => Ok(None),
+            (Some(_), Some(_)) => Err(format!(
+                "[sync.filter] accept_{what} and ignore_{what} exclude each other"
+            )),
+        }
+    }
+    let upper =
+        |v: Option<Vec<String>>| v.map(|v| v.into_iter().map(|s| s.to_ascii_uppercase()).collect());
+    let prefixes = |v: Option<Vec<String>>| -> Result<Option<Vec<(IpAddr, u8)>>, String> {
+        v.map(|v| v.iter().map(|s| parse_prefix(s)).collect())
+            .transpose()
+    };
+    Ok(FilterConfig {
+        protocols: list(
+            upper(f.accept_protocols),
+            upper(f.ignore_protocols),
+            "protocols",
+        )?,
+        addresses: list(
+            prefixes(f.accept_addresses)?,
+            prefixes(f.ignore_addresses)?,
+            "addresses",
+        )?,
+        tcp_states: list(
+            upper(f.accept_tcp_states),
+            upper(f.ignore_tcp_states),
+            "tcp_states",
+        )?,
+        ignore_own_addresses: f.ignore_own_addresses.unwrap_or(true),
+    })
+}
+
+fn parse_prefix(text: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, len) = text
+        .split_once('/')
+        .map_or((text, None), |(a, l)| (a, Some(l)));
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("[sync.filter] `{text}` is not an address or prefix"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    match len.map(str::parse::<u8>) {
+        None => Ok((addr, max)),
+        Some(Ok(n)) if n <= max => Ok((addr, n)),
+        Some(_) => Err(format!(
+            "[sync.filter] `{text}`: prefix length must be 0..={max}"
+        )),
+    }
+}
+
+/// 1-based line and column of byte offset `at`.
+fn line_column(text: &str, at: usize) -> (u32, u32) {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line as u32, column as u32)
+}
+
+/// Where `key` is first written at the start of a line (for errors serde reports by path).
+fn find_key(text: &str, key: &str) -> Option<(u32, u32)> {
+    text.lines().enumerate().find_map(|(i, l)| {
+        let trimmed = l.trim_start();
+        (!key.is_empty() && trimmed.starts_with(key))
+            .then(|| ((i + 1) as u32, (l.len() - trimmed.len() + 1) as u32))
+    })
+}

@@ -1,0 +1,133 @@
+//! Replication settings from conntrackd.conf files as operators have them, and from tandem's
+//! TOML with environment overrides.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use tandem_config::{load_files, ConfigError, Policy, Transport};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn conntrackd_ftfw_udp_is_read_as_is() {
+    let config = load_files(&[
+        fixture("good/unicast_pass.conf"),
+        fixture("sync/conntrackd-ftfw.conf"),
+    ])
+    .unwrap();
+    assert!(!config.instances.is_empty(), "keepalived part kept");
+    let sync = config.sync.expect("sync section");
+    assert_eq!(
+        sync.transport,
+        Transport::Udp {
+            local: ip("192.168.2.100"),
+            peer: ip("192.168.2.101"),
+            port: 3780
+        }
+    );
+    assert_eq!(sync.interface.as_deref(), Some("eth3"));
+    assert_eq!(sync.max_entries, 131072);
+    assert_eq!(sync.resend_queue, 131072);
+    assert!(!sync.tcp_window_tracking);
+    let protocols = sync.filter.protocols.unwrap();
+    assert_eq!(protocols.policy, Policy::Accept);
+    assert_eq!(protocols.items, ["TCP", "SCTP", "UDP", "ICMP"]);
+    let addresses = sync.filter.addresses.unwrap();
+    assert_eq!(addresses.policy, Policy::Ignore);
+    assert_eq!(addresses.items[2], (ip("192.168.2.0"), 24));
+    assert_eq!(addresses.items[3], (ip("::1"), 128));
+    let states = sync.filter.tcp_states.unwrap();
+    assert_eq!(
+        states.items,
+        ["ESTABLISHED", "CLOSED", "TIME_WAIT", "CLOSE_WAIT"]
+    );
+    // Tuning knobs of conntrackd itself are reported, not dropped silently.
+    assert!(config
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("SndSocketBuffer")));
+}
+
+#[test]
+fn conntrackd_multicast_channel() {
+    let config = load_files(&[fixture("sync/conntrackd-multicast.conf")]).unwrap();
+    let sync = config.sync.unwrap();
+    assert_eq!(
+        sync.transport,
+        Transport::Multicast {
+            group: ip("225.0.0.50"),
+            local: Some(ip("192.168.100.100")),
+            port: 3780
+        }
+    );
+    assert_eq!(sync.max_entries, 262144);
+}
+
+#[test]
+fn native_toml_with_environment_override() {
+    // Only this test touches TANDEM_SYNC__MTU, so parallel tests do not see it change.
+    std::env::set_var("TANDEM_SYNC__MTU", "1200");
+    let path = fixture("sync/tandem.toml");
+    let config = load_files(std::slice::from_ref(&path)).unwrap();
+    let sync = config.sync.unwrap();
+    assert_eq!(
+        sync.transport,
+        Transport::Udp {
+            local: ip("192.168.2.1"),
+            peer: ip("192.168.2.2"),
+            port: 3790
+        }
+    );
+    assert_eq!(
+        sync.key.as_deref(),
+        Some(&b"correct horse battery staple"[..])
+    );
+    assert_eq!(sync.filter.protocols.unwrap().items, ["TCP", "UDP"]);
+    assert!(sync.filter.ignore_own_addresses);
+    assert_eq!(sync.mtu, 1200, "environment overrides the file");
+}
+
+fn first_error(e: ConfigError) -> String {
+    e.diagnostics()
+        .first()
+        .map(|d| d.to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
+fn write(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tandem-config-sync-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn errors_name_file_line_column() {
+    let path = write("bad-conntrackd.conf", "Sync {\n    Mode FTFW {\n    }\n    UDP {\n        IPv4_address 192.168.2.100\n        IPv4_Destination_Address 192.168.2.101\n        Port seventy\n    }\n}\n");
+    let e = first_error(load_files(&[path]).unwrap_err());
+    assert!(e.contains("bad-conntrackd.conf:7:14"), "{e}");
+
+    let path = write("unknown.conf", "Sync {\n    Bogus 1\n}\n");
+    let e = first_error(load_files(&[path]).unwrap_err());
+    assert!(e.contains("unknown.conf:2:5") && e.contains("Bogus"), "{e}");
+
+    let path = write(
+        "bad.toml",
+        "[sync]\npeer = \"192.168.2.2\"\nlocal = \"192.168.2.1\"\nport = \"x\"\n",
+    );
+    let e = first_error(load_files(&[path]).unwrap_err());
+    assert!(e.contains("bad.toml:4:1") && e.contains("port"), "{e}");
+
+    let path = write("syntax.toml", "[sync]\npeer = \n");
+    let e = first_error(load_files(&[path]).unwrap_err());
+    assert!(e.contains("syntax.toml:2:"), "{e}");
+}
