@@ -1,14 +1,18 @@
-//! tandemctl: asks a running tandemd for its state over the control socket.
+//! tandemctl: asks a running tandemd for its state and steers conntrack replication.
+//!
+//! It speaks conntrackd's verbs too (`-c`, `-f`, `-R`, `-B`, `-n`, `-t`, `-s`, `-i`, `-e`), and
+//! when installed or linked under the name `conntrackd` it behaves as that command line, so a
+//! `primary-backup.sh` written for conntrackd keeps working while people migrate.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-/// Command line.
+/// Command line (conntrackd's single-letter verbs plus tandem's words).
 #[derive(Parser, Debug)]
 #[command(
     name = "tandemctl",
@@ -16,32 +20,110 @@ use clap::Parser;
     about = "Query and steer a running tandemd"
 )]
 struct Args {
-    /// tandemd's control socket.
+    /// tandemd's control socket (also TANDEM_CONTROL).
     #[arg(
         long,
         short = 'S',
         value_name = "PATH",
+        env = "TANDEM_CONTROL",
         default_value = "/run/tandemd.sock"
     )]
     control: PathBuf,
-    /// Command: `status` (instances, states, counters).
-    #[arg(default_value = "status")]
+    /// conntrackd's configuration file: accepted and ignored (tandemd has it already).
+    #[arg(short = 'C', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Commit the external cache (or `internal`) to the kernel table.
+    #[arg(short = 'c', num_args = 0..=1, default_missing_value = "external", value_name = "CACHE")]
+    commit: Option<String>,
+    /// Flush the caches (`internal`, `external`, or both).
+    #[arg(short = 'f', num_args = 0..=1, default_missing_value = "all", value_name = "CACHE")]
+    flush: Option<String>,
+    /// Resynchronise the internal cache from the kernel table.
+    #[arg(short = 'R')]
+    resync: bool,
+    /// Send a bulk update of the internal cache to the peer.
+    #[arg(short = 'B')]
+    bulk: bool,
+    /// Ask the peer for a full resynchronisation.
+    #[arg(short = 'n')]
+    request_resync: bool,
+    /// Shorten the kernel timers of the flows this node was forwarding.
+    #[arg(short = 't')]
+    shorten: bool,
+    /// Statistics.
+    #[arg(short = 's', num_args = 0..=1, default_missing_value = "all", value_name = "WHAT")]
+    stats: Option<String>,
+    /// Dump the internal cache.
+    #[arg(short = 'i')]
+    internal: bool,
+    /// Dump the external cache.
+    #[arg(short = 'e')]
+    external: bool,
+    /// conntrackd's daemon mode: tandemd is the daemon, so this is refused with a pointer.
+    #[arg(short = 'd')]
+    daemon: bool,
+    /// A tandem command word: `status`, `stats`, `commit`, ... (default `status`).
     command: Vec<String>,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let mut stream = UnixStream::connect(&args.control)
-        .with_context(|| format!("connecting to {}", args.control.display()))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    writeln!(stream, "{}", args.command.join(" "))?;
+    if args.daemon {
+        bail!("tandemd is the daemon: run `tandemd -f keepalived.conf -f conntrackd.conf`");
+    }
+    let mut commands = Vec::new();
+    if let Some(cache) = &args.commit {
+        commands.push(format!("commit {cache}"));
+    }
+    if let Some(cache) = &args.flush {
+        commands.push(format!("flush {cache}"));
+    }
+    if args.resync {
+        commands.push("resync".into());
+    }
+    if args.bulk {
+        commands.push("bulk".into());
+    }
+    if args.request_resync {
+        commands.push("request-resync".into());
+    }
+    if args.shorten {
+        commands.push("shorten".into());
+    }
+    if let Some(what) = &args.stats {
+        commands.push(format!("stats {what}"));
+    }
+    if args.internal {
+        commands.push("dump internal".into());
+    }
+    if args.external {
+        commands.push("dump external".into());
+    }
+    if !args.command.is_empty() {
+        commands.push(args.command.join(" "));
+    }
+    if commands.is_empty() {
+        commands.push("status".into());
+    }
+    for command in commands {
+        let reply = ask(&args.control, &command)?;
+        print!("{reply}");
+        if reply.starts_with("error:") {
+            std::process::exit(1);
+        }
+    }
+    Ok(())
+}
+
+fn ask(control: &PathBuf, command: &str) -> Result<String> {
+    let mut stream = UnixStream::connect(control)
+        .with_context(|| format!("connecting to tandemd at {}", control.display()))?;
+    // A commit of a million entries takes seconds; a dead daemon should not hang scripts.
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    writeln!(stream, "{command}")?;
     let mut reply = String::new();
     stream
         .read_to_string(&mut reply)
         .context("reading tandemd's reply")?;
-    print!("{reply}");
-    if reply.starts_with("error:") {
-        std::process::exit(1);
-    }
-    Ok(())
+    Ok(reply)
 }
