@@ -1,0 +1,105 @@
+//! `tandem-bench`: tandemd against keepalived in network namespaces. `failover` measures
+//! takeover times, `instances` CPU and memory with 1,000 VRRP instances. Needs root.
+
+mod daemons;
+mod failover;
+mod instances;
+mod summary;
+mod watch;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::daemons::Kind;
+
+/// Command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "tandem-bench",
+    about = "tandemd vs keepalived in network namespaces"
+)]
+struct Args {
+    /// Which benchmark.
+    #[command(subcommand)]
+    which: Which,
+    /// The tandemd binary to measure.
+    #[arg(long, global = true, default_value = "target/release/tandemd")]
+    tandemd: PathBuf,
+    /// Daemons to measure (default: both).
+    #[arg(long, global = true, value_delimiter = ',')]
+    only: Vec<Daemon>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Which {
+    /// Median takeover time, hard (link cut) and graceful (SIGTERM), v2 at 1 s and v3 at 0.1 s.
+    Failover {
+        /// Runs per cell (default 7 at advert_int 1 s, 15 at 0.1 s).
+        #[arg(long)]
+        runs: Option<usize>,
+    },
+    /// CPU and memory with many instances at advert_int 1.
+    Instances {
+        /// Bridges (VRIDs are reused on each).
+        #[arg(long, default_value_t = 4)]
+        lans: usize,
+        /// Instances per bridge.
+        #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u8).range(1..))]
+        per_lan: u8,
+        /// Seconds of steady state before measuring.
+        #[arg(long, default_value_t = 5)]
+        settle: u64,
+        /// Seconds to measure CPU over.
+        #[arg(long, default_value_t = 25)]
+        duration: u64,
+    },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Daemon {
+    Tandemd,
+    Keepalived,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let daemons: Vec<Kind> = if args.only.is_empty() {
+        vec![Kind::Tandemd, Kind::Keepalived]
+    } else {
+        args.only
+            .iter()
+            .map(|d| match d {
+                Daemon::Tandemd => Kind::Tandemd,
+                Daemon::Keepalived => Kind::Keepalived,
+            })
+            .collect()
+    };
+    if daemons.contains(&Kind::Tandemd) {
+        anyhow::ensure!(
+            args.tandemd.exists(),
+            "{} does not exist (build it: cargo build --release -p tandemd, or pass --tandemd)",
+            args.tandemd.display()
+        );
+    }
+    let tandemd = std::fs::canonicalize(&args.tandemd).unwrap_or(args.tandemd.clone());
+    match args.which {
+        Which::Failover { runs } => failover::run(&tandemd, runs, &daemons),
+        Which::Instances {
+            lans,
+            per_lan,
+            settle,
+            duration,
+        } => instances::run(
+            &tandemd,
+            instances::Shape {
+                lans,
+                per_lan,
+                settle,
+                duration,
+            },
+            &daemons,
+        ),
+    }
+}
