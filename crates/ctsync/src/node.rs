@@ -1,0 +1,397 @@
+//! One gateway's replication state: the caches, the filter, and the channel to the peer. Every
+//! change goes through [`Node::handle`]; the daemon executes the returned actions.
+//!
+//! Batching: local events are queued as attributes and packed into datagrams at the end of each
+//! `handle` call, so a daemon that feeds a burst of kernel events as one call per event still
+//! gets full datagrams as long as the window is full, and otherwise one datagram per call. A
+//! daemon that wants fuller datagrams feeds events in batches ([`Input::Local`] accepts many).
+
+use std::time::{Duration, Instant};
+
+use crate::auth::AuthKey;
+use crate::cache::{ExternalCache, InternalCache};
+use crate::channel::{Channel, ChannelConfig, Event as ChannelEvent};
+use crate::record::Record;
+use crate::stats::Stats;
+use crate::wire::{attr, Attrs};
+
+/// Settings of one node; [`Config::new`] fills in defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This node's id, unique within the pair.
+    pub node_id: u32,
+    /// A value that differs on every start (random, or boot time): peers detect restarts by it.
+    pub epoch: u32,
+    /// Largest UDP payload sent (default 1400, fits a 1500-byte path with IPv6 and a tunnel).
+    pub mtu: usize,
+    /// Most unacknowledged DATA datagrams in flight (default 256).
+    pub window: u32,
+    /// Bound on the internal cache.
+    pub max_internal: usize,
+    /// Bound on the external cache.
+    pub max_external: usize,
+    /// Bound on updates queued behind a full window; past it the queue becomes a full resync.
+    pub max_queue_bytes: usize,
+    /// Pre-shared key: every datagram carries an HMAC-SHA256 and unauthenticated ones are dropped.
+    pub hmac_key: Option<Vec<u8>>,
+    /// First retransmission timeout (doubles per expiry up to `max_rto`, reset by an ACK).
+    pub rto: Duration,
+    /// Largest retransmission timeout.
+    pub max_rto: Duration,
+    /// How long the receiver waits to acknowledge, to cover several datagrams with one ACK.
+    pub ack_delay: Duration,
+    /// How often a gap is NACKed again while it stays open.
+    pub nack_interval: Duration,
+    /// Keepalive period when nothing else is sent.
+    pub alive_interval: Duration,
+    /// A gap still open after this is skipped and a full resync requested.
+    pub repair_timeout: Duration,
+}
+
+impl Config {
+    /// Defaults for a pair on a dedicated link.
+    pub fn new(node_id: u32, epoch: u32) -> Config {
+        Config {
+            node_id,
+            epoch,
+            mtu: 1400,
+            window: 256,
+            max_internal: 1 << 20,
+            max_external: 1 << 20,
+            max_queue_bytes: 16 << 20,
+            hmac_key: None,
+            rto: Duration::from_millis(200),
+            max_rto: Duration::from_secs(2),
+            ack_delay: Duration::from_millis(10),
+            nack_interval: Duration::from_millis(50),
+            alive_interval: Duration::from_secs(1),
+            repair_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A change in this node's kernel table (from ctnetlink events).
+#[derive(Debug, Clone)]
+pub enum Event<R> {
+    /// A new entry.
+    New(R),
+    /// An entry changed (state, timeout, mark...).
+    Update(R),
+    /// An entry went away.
+    Destroy(R),
+}
+
+/// Which cache an operation is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheKind {
+    /// What this node's kernel has.
+    Internal,
+    /// What the peer reported.
+    External,
+}
+
+/// Something for the node to react to.
+#[derive(Debug, Clone)]
+pub enum Input<'a, R> {
+    /// Start the channel: announces this node and asks the peer for a full resync.
+    Start,
+    /// Kernel events, in order.
+    Local(Vec<Event<R>>),
+    /// A datagram arrived on the sync socket.
+    Datagram(&'a [u8]),
+    /// The time given is at or after [`Node::next_deadline`].
+    Timer,
+    /// Ask the peer to send its whole internal cache (conntrackd `-n`).
+    RequestResync,
+    /// Send our whole internal cache to the peer (conntrackd `-B`).
+    BulkSend,
+    /// Empty a cache (conntrackd `-f`); nothing is sent.
+    Flush(CacheKind),
+    /// Replace the internal cache with a kernel dump and bulk-send it (conntrackd `-R`).
+    ResyncFromKernel(Vec<R>),
+    /// Hand the external cache to the kernel side (conntrackd `-c`).
+    Commit,
+}
+
+/// What the daemon should do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action<R> {
+    /// Send these bytes to the peer (unicast or the sync multicast group).
+    Transmit(Vec<u8>),
+    /// Create these entries in the kernel (the external cache, on commit).
+    Commit(Vec<R>),
+    /// The peer restarted (its epoch changed): log it.
+    PeerRestarted {
+        /// The peer's node id.
+        node_id: u32,
+    },
+}
+
+#[derive(Debug)]
+struct Bulk<K> {
+    keys: Vec<K>,
+    next: usize,
+}
+
+/// One node: internal and external caches plus the reliable channel to the peer.
+pub struct Node<R: Record> {
+    channel: Channel,
+    internal: InternalCache<R>,
+    external: ExternalCache<R>,
+    filter: Box<dyn Fn(&R) -> bool + Send>,
+    bulk: Option<Bulk<R::Key>>,
+    max_queue_bytes: usize,
+}
+
+impl<R: Record> std::fmt::Debug for Node<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("channel", &self.channel)
+            .field("internal", &self.internal.len())
+            .field("external", &self.external.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Record> Node<R> {
+    /// A node that replicates every local entry; see [`Node::set_filter`].
+    pub fn new(config: Config) -> Node<R> {
+        let channel = Channel::new(ChannelConfig {
+            node_id: config.node_id,
+            epoch: config.epoch,
+            mtu: config.mtu,
+            window: config.window.max(1),
+            max_queue_bytes: config.max_queue_bytes,
+            key: config.hmac_key.as_deref().map(AuthKey::new),
+            rto: config.rto,
+            max_rto: config.max_rto.max(config.rto),
+            ack_delay: config.ack_delay,
+            nack_interval: config.nack_interval,
+            alive_interval: config.alive_interval,
+            repair_timeout: config.repair_timeout,
+        });
+        Node {
+            channel,
+            internal: InternalCache::new(config.max_internal),
+            external: ExternalCache::new(config.max_external),
+            filter: Box::new(|_| true),
+            bulk: None,
+            max_queue_bytes: config.max_queue_bytes,
+        }
+    }
+
+    /// Replicates only local entries for which `filter` is true (e.g. a [`crate::FlowFilter`]).
+    pub fn set_filter(&mut self, filter: impl Fn(&R) -> bool + Send + 'static) {
+        self.filter = Box::new(filter);
+    }
+
+    /// What this node's kernel has (`tandemctl -i`).
+    pub fn internal(&self) -> &InternalCache<R> {
+        &self.internal
+    }
+
+    /// What the peer reported (`tandemctl -e`).
+    pub fn external(&self) -> &ExternalCache<R> {
+        &self.external
+    }
+
+    /// Counters and cache sizes (`tandemctl -s`).
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.channel.stats.clone();
+        stats.internal_entries = self.internal.len();
+        stats.external_entries = self.external.len();
+        stats
+    }
+
+    /// When to call `handle(now, Input::Timer)` next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.channel.next_deadline()
+    }
+
+    /// Whether everything queued has been sent and acknowledged (no bulk in progress).
+    pub fn is_idle(&self) -> bool {
+        self.bulk.is_none() && self.channel.queued_bytes() == 0 && self.channel.unacked() == 0
+    }
+
+    /// Applies one input; returns what the daemon must do, in order.
+    pub fn handle(&mut self, now: Instant, input: Input<'_, R>) -> Vec<Action<R>> {
+        let mut actions = Vec::new();
+        match input {
+            Input::Start => {
+                self.channel.start();
+                self.request_resync();
+            }
+            Input::Local(events) => {
+                for event in events {
+                    self.local_event(event);
+                }
+            }
+            Input::Datagram(bytes) => self.channel.receive(now, bytes),
+            Input::Timer => {}
+            Input::RequestResync => self.request_resync(),
+            Input::BulkSend => self.start_bulk(),
+            Input::Flush(CacheKind::Internal) => self.internal.clear(),
+            Input::Flush(CacheKind::External) => self.external.clear(),
+            Input::ResyncFromKernel(dump) => {
+                self.internal.clear();
+                for record in dump {
+                    if (self.filter)(&record) {
+                        if self.internal.upsert(record).is_err() {
+                            self.channel.stats.internal_full += 1;
+                        }
+                    } else {
+                        self.channel.stats.filtered += 1;
+                    }
+                }
+                self.start_bulk();
+            }
+            Input::Commit => {
+                actions.push(Action::Commit(self.external.records().cloned().collect()))
+            }
+        }
+        for round in 0..3 {
+            self.settle(&mut actions);
+            self.pump(now);
+            if round < 2 {
+                self.channel.poll(now);
+            }
+        }
+        actions.extend(
+            self.channel
+                .take_transmits()
+                .into_iter()
+                .map(Action::Transmit),
+        );
+        actions
+    }
+
+    /// Reacts to channel events and applies delivered DATA in order.
+    fn settle(&mut self, actions: &mut Vec<Action<R>>) {
+        for event in self.channel.take_events() {
+            match event {
+                ChannelEvent::PeerRestarted { node_id } => {
+                    // Our stream was reset; the restarted peer asks for a resync at start.
+                    self.bulk = None;
+                    actions.push(Action::PeerRestarted { node_id });
+                }
+                ChannelEvent::GapAbandoned => self.request_resync(),
+            }
+        }
+        for body in self.channel.take_delivered() {
+            self.apply(&body);
+        }
+    }
+
+    fn local_event(&mut self, event: Event<R>) {
+        match event {
+            Event::New(record) | Event::Update(record) => {
+                if !(self.filter)(&record) {
+                    self.channel.stats.filtered += 1;
+                    // An entry that stops matching (e.g. a TCP state change) leaves the peer too.
+                    if self.internal.remove(&record.key()).is_some() {
+                        self.send(attr::DELETE, &record);
+                    }
+                    return;
+                }
+                if self.internal.upsert(record.clone()).is_err() {
+                    self.channel.stats.internal_full += 1;
+                    return;
+                }
+                self.send(attr::SET, &record);
+            }
+            Event::Destroy(record) => {
+                if self.internal.remove(&record.key()).is_some() {
+                    self.send(attr::DELETE, &record);
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, ty: u16, record: &R) {
+        self.channel.stats.records_sent += 1;
+        if !self.channel.push(ty, |out| record.encode(out)) {
+            self.start_bulk();
+        }
+    }
+
+    fn request_resync(&mut self) {
+        self.channel.stats.resync_requests_sent += 1;
+        if !self.channel.push(attr::RESYNC_REQUEST, |_| {}) {
+            self.start_bulk();
+            self.channel.push(attr::RESYNC_REQUEST, |_| {});
+        }
+    }
+
+    fn start_bulk(&mut self) {
+        self.channel.stats.bulk_sends += 1;
+        self.channel.push(attr::RESYNC_BEGIN, |_| {});
+        self.bulk = Some(Bulk {
+            keys: self.internal.keys().cloned().collect(),
+            next: 0,
+        });
+    }
+
+    /// Sends queued updates, then feeds the bulk (if any) as the window opens.
+    fn pump(&mut self, now: Instant) {
+        loop {
+            self.channel.flush(now);
+            if self.channel.queued_bytes() > 0 || self.channel.free_slots() == 0 {
+                return;
+            }
+            let Some(bulk) = self.bulk.as_mut() else {
+                return;
+            };
+            let budget =
+                (self.channel.free_slots() * self.channel.payload()).min(self.max_queue_bytes / 2);
+            while self.channel.queued_bytes() < budget.max(1) {
+                let Some(key) = bulk.keys.get(bulk.next) else {
+                    self.channel.push(attr::RESYNC_END, |_| {});
+                    self.bulk = None;
+                    break;
+                };
+                bulk.next += 1;
+                if let Some(record) = self.internal.get(key) {
+                    self.channel.stats.records_sent += 1;
+                    if !self.channel.push(attr::SET, |out| record.encode(out)) {
+                        self.start_bulk();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies one in-order DATA body to the external cache.
+    fn apply(&mut self, body: &[u8]) {
+        for a in Attrs::new(body) {
+            let Ok((ty, value)) = a else { break };
+            match ty {
+                attr::SET => match R::decode(value) {
+                    Ok(record) => {
+                        self.channel.stats.records_received += 1;
+                        if self.external.upsert(record).is_err() {
+                            self.channel.stats.external_full += 1;
+                        }
+                    }
+                    Err(_) => self.channel.stats.bad_records += 1,
+                },
+                attr::DELETE => match R::decode(value) {
+                    Ok(record) => {
+                        self.channel.stats.records_received += 1;
+                        self.external.remove(&record.key());
+                    }
+                    Err(_) => self.channel.stats.bad_records += 1,
+                },
+                attr::RESYNC_BEGIN => self.external.begin_resync(),
+                attr::RESYNC_END => {
+                    self.external.end_resync();
+                }
+                attr::RESYNC_REQUEST => {
+                    self.channel.stats.resync_requests_received += 1;
+                    self.start_bulk();
+                }
+                _ => self.channel.stats.unknown_attributes += 1,
+            }
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! What the sync core replicates, kept abstract so this crate does not depend on the kernel side.
+
+use crate::wire::WireError;
+
+/// A replicated entry (a conntrack flow, or anything with a stable key).
+pub trait Record: Clone + std::fmt::Debug {
+    /// Identifies the entry across updates (for a flow: the original tuple and zone).
+    type Key: Clone + Eq + std::hash::Hash + std::fmt::Debug;
+
+    /// The entry's key.
+    fn key(&self) -> Self::Key;
+
+    /// Appends the record's attributes (see [`crate::wire::put_attr`]) to `out`.
+    fn encode(&self, out: &mut Vec<u8>);
+
+    /// Decodes from the record's attributes, skipping unknown types (see [`crate::wire::Attrs`]).
+    fn decode(attrs: &[u8]) -> Result<Self, WireError>;
+
+    /// Rough heap plus inline size in bytes, reported for the memory bound.
+    fn size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+}
