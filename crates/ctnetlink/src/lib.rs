@@ -26,6 +26,7 @@
 mod attr;
 pub mod codec;
 mod flow;
+mod record;
 mod socket;
 
 pub use codec::DecodeError;
