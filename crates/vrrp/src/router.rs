@@ -6,7 +6,8 @@
 //! other member's has too, so a group never goes master while one of its links still hears the
 //! current master.
 
-use std::collections::HashSet;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -96,18 +97,29 @@ struct Group {
 #[derive(Debug, Clone)]
 struct Slot {
     instance: Instance,
-    interface: u32,
     tracked: Vec<u32>,
     group: Option<GroupId>,
 }
 
+/// Which instance a packet is for: receive interface, VRID, IPv4 (true) or IPv6.
+type PacketKey = (u32, u8, bool);
+
 /// The instances and sync groups of one node.
+///
+/// Packets find their instance through an index and timers through a heap of deadlines, so the
+/// cost of one input does not grow with the number of instances.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
     slots: Vec<Slot>,
     groups: Vec<Group>,
     links_down: HashSet<u32>,
     unclaimed: Stats,
+    /// First instance added for each key (the one a linear search would find).
+    by_key: HashMap<PacketKey, InstanceId>,
+    /// Each instance's deadline as last seen, to tell live heap entries from stale ones.
+    deadlines: Vec<Option<Instant>>,
+    /// Deadlines, earliest on top; entries no longer in `deadlines` are skipped and dropped.
+    timers: BinaryHeap<Reverse<(Instant, InstanceId)>>,
 }
 
 impl Router {
@@ -125,13 +137,17 @@ impl Router {
         interface: u32,
         tracked: &[u32],
     ) -> InstanceId {
+        let id = self.slots.len();
+        let key = (interface, config.vrid, config.source.is_ipv4());
+        self.by_key.entry(key).or_insert(id);
         self.slots.push(Slot {
             instance: Instance::new(config),
-            interface,
             tracked: tracked.to_vec(),
             group: None,
         });
-        self.slots.len() - 1
+        self.deadlines.push(None);
+        self.refresh(id);
+        id
     }
 
     /// Adds a sync group. Members already in another group are moved to this one.
@@ -181,17 +197,67 @@ impl Router {
 
     /// When the router next needs [`Input::Timer`].
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.slots
-            .iter()
-            .filter_map(|s| s.instance.next_deadline())
-            .min()
+        // `handle` leaves a live entry on top.
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Records instance `id`'s deadline after it may have changed.
+    fn refresh(&mut self, id: InstanceId) {
+        let deadline = self.slots[id].instance.next_deadline();
+        if deadline != self.deadlines[id] {
+            self.deadlines[id] = deadline;
+            if let Some(t) = deadline {
+                self.timers.push(Reverse((t, id)));
+            }
+        }
+    }
+
+    /// Drops stale entries from the top of the heap, and rebuilds it when stale ones pile up.
+    fn tidy_timers(&mut self) {
+        while let Some(&Reverse((t, id))) = self.timers.peek() {
+            if self.deadlines[id] == Some(t) {
+                break;
+            }
+            self.timers.pop();
+        }
+        if self.timers.len() > 4 * self.slots.len() + 64 {
+            self.timers = self
+                .deadlines
+                .iter()
+                .enumerate()
+                .filter_map(|(id, d)| d.map(|t| Reverse((t, id))))
+                .collect();
+        }
+    }
+
+    /// Instances whose deadline is at or before `now`, in id order, taken off the heap.
+    fn expired(&mut self, now: Instant) -> Vec<InstanceId> {
+        let mut due = Vec::new();
+        while let Some(&Reverse((t, id))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            if self.deadlines[id] == Some(t) {
+                // Taken off the heap: the next refresh puts it back whatever its deadline.
+                self.deadlines[id] = None;
+                due.push(id);
+            }
+        }
+        due.sort_unstable();
+        due.dedup();
+        due
     }
 
     /// Feeds one input; returns what to do, in order.
     pub fn handle(&mut self, now: Instant, input: Input<'_>) -> Vec<Action> {
         let mut out = Vec::new();
+        // Instances this input may have changed: their deadlines are refreshed at the end.
+        let mut touched: Vec<InstanceId> = Vec::new();
+        let mut touched_all = false;
         match input {
             Input::Start => {
+                touched_all = true;
                 for id in 0..self.slots.len() {
                     let actions = self.slots[id].instance.start(now);
                     push(&mut out, id, actions);
@@ -203,33 +269,35 @@ impl Router {
                 dst,
                 ttl,
                 bytes,
-            } => self.process_packet(now, interface, src, dst, ttl, bytes, &mut out),
+            } => {
+                let id = self.process_packet(now, interface, src, dst, ttl, bytes, &mut out);
+                touched.extend(id);
+            }
             Input::Timer => {
-                for id in 0..self.slots.len() {
-                    if self.slots[id]
-                        .instance
-                        .next_deadline()
-                        .is_some_and(|t| t <= now)
-                    {
-                        let actions = self.slots[id].instance.handle_timers(now);
-                        push(&mut out, id, actions);
-                    }
+                for id in self.expired(now) {
+                    let actions = self.slots[id].instance.handle_timers(now);
+                    push(&mut out, id, actions);
+                    touched.push(id);
                 }
             }
             Input::LinkDown(link) => {
+                touched_all = true;
                 self.links_down.insert(link);
                 self.apply_link_state(now, link, &mut out);
             }
             Input::LinkUp(link) => {
+                touched_all = true;
                 self.links_down.remove(&link);
                 self.apply_link_state(now, link, &mut out);
             }
             Input::SetPriority { instance, priority } => {
                 if let Some(slot) = self.slots.get_mut(instance) {
                     slot.instance.set_priority(priority);
+                    touched.push(instance);
                 }
             }
             Input::Shutdown => {
+                touched_all = true;
                 for id in 0..self.slots.len() {
                     let actions = self.slots[id].instance.shutdown(now);
                     push(&mut out, id, actions);
@@ -240,6 +308,20 @@ impl Router {
             self.settle_groups(now, &mut out);
         }
         self.report_group_states(&mut out);
+        if touched_all {
+            touched = (0..self.slots.len()).collect();
+        } else {
+            // Sync groups may move any of their members.
+            for g in &self.groups {
+                if g.members.len() > 1 {
+                    touched.extend(&g.members);
+                }
+            }
+        }
+        for id in touched {
+            self.refresh(id);
+        }
+        self.tidy_timers();
         out
     }
 
@@ -253,7 +335,7 @@ impl Router {
         ttl: u8,
         bytes: &[u8],
         out: &mut Vec<Action>,
-    ) {
+    ) -> Option<InstanceId> {
         let peek = match packet::peek(bytes) {
             Ok(p) => p,
             Err(error) => {
@@ -264,18 +346,12 @@ impl Router {
                     src,
                     error,
                 });
-                return;
+                return None;
             }
         };
-        let family_v4 = src.is_ipv4();
-        let found = self.slots.iter().position(|s| {
-            s.interface == interface
-                && s.instance.config().vrid == peek.vrid
-                && s.instance.config().source.is_ipv4() == family_v4
-        });
-        let Some(id) = found else {
+        let Some(&id) = self.by_key.get(&(interface, peek.vrid, src.is_ipv4())) else {
             self.unclaimed.count_drop(DropReason::UnknownVrid);
-            return;
+            return None;
         };
         let instance = &mut self.slots[id].instance;
         match instance.accept_packet(src, dst, ttl, bytes) {
@@ -290,6 +366,7 @@ impl Router {
                 error,
             }),
         }
+        Some(id)
     }
 
     fn apply_link_state(&mut self, now: Instant, link: u32, out: &mut Vec<Action>) {
@@ -425,4 +502,135 @@ fn push(out: &mut Vec<Action>, id: InstanceId, actions: Vec<InstanceAction>) {
             .into_iter()
             .map(|action| Action::Instance { id, action }),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::packet::{Auth, Version};
+
+    /// `lans` interfaces x `per_lan` VRIDs, one instance each, VRIDs reused on every interface.
+    fn router(host: u8, priority: u8, lans: u32, per_lan: u8) -> Router {
+        let mut r = Router::new();
+        for lan in 0..lans {
+            for vrid in 1..=per_lan {
+                let config = InstanceConfig {
+                    name: format!("VI_{lan}_{vrid}"),
+                    vrid,
+                    version: Version::V3,
+                    priority,
+                    advert_interval: Duration::from_millis(100 + u64::from(vrid % 7) * 10),
+                    preempt: true,
+                    preempt_delay: Duration::ZERO,
+                    start_as_master: false,
+                    addresses: vec![IpAddr::from([10, 100 + lan as u8, 0, vrid])],
+                    auth: Auth::None,
+                    source: IpAddr::from([10, 0, lan as u8, host]),
+                    destinations: vec!["224.0.0.18".parse().unwrap()],
+                    check_source: false,
+                    garp_repeat_after: Some(Duration::from_secs(1)),
+                };
+                r.add_instance(config, lan, &[lan]);
+            }
+        }
+        r
+    }
+
+    fn brute_force_deadline(r: &Router) -> Option<Instant> {
+        r.instances().filter_map(|(_, i)| i.next_deadline()).min()
+    }
+
+    /// Adverts in `actions` as packets for the other router, with their interface.
+    fn packets(r: &Router, actions: &[Action]) -> Vec<(u32, IpAddr, Vec<u8>)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Instance {
+                    id,
+                    action: InstanceAction::Send { bytes, .. },
+                } => {
+                    let source = r.instance(*id).config().source;
+                    let IpAddr::V4(v4) = source else { return None };
+                    Some((u32::from(v4.octets()[2]), source, bytes.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The indexed router agrees with a linear scan of every instance at every step, and the
+    /// election comes out right: the higher priority holds every VRID, then the other takes
+    /// over when it stops.
+    #[test]
+    fn deadline_heap_and_packet_index_match_a_linear_scan() {
+        let (lans, per_lan) = (3, 40);
+        let mut nodes = [router(1, 150, lans, per_lan), router(2, 100, lans, per_lan)];
+        let mut alive = [true, true];
+        let start = Instant::now();
+        let mut now = start;
+        for r in &mut nodes {
+            r.handle(now, Input::Start);
+        }
+        let group: IpAddr = "224.0.0.18".parse().unwrap();
+        let mut steps = 0;
+        while now < start + Duration::from_secs(6) {
+            if now > start + Duration::from_secs(3) && alive[0] {
+                alive[0] = false;
+                let actions = nodes[0].handle(now, Input::Shutdown);
+                for (lan, src, bytes) in packets(&nodes[0], &actions) {
+                    let input = Input::Packet {
+                        interface: lan,
+                        src,
+                        dst: group,
+                        ttl: 255,
+                        bytes: &bytes,
+                    };
+                    nodes[1].handle(now, input);
+                }
+            }
+            let (n, t) = (0..2)
+                .filter(|&n| alive[n])
+                .filter_map(|n| Some((n, nodes[n].next_deadline()?)))
+                .min_by_key(|&(_, t)| t)
+                .expect("some timer is always running");
+            now = t;
+            let actions = nodes[n].handle(now, Input::Timer);
+            let other = 1 - n;
+            if alive[other] {
+                for (lan, src, bytes) in packets(&nodes[n], &actions) {
+                    let input = Input::Packet {
+                        interface: lan,
+                        src,
+                        dst: group,
+                        ttl: 255,
+                        bytes: &bytes,
+                    };
+                    nodes[other].handle(now, input);
+                }
+            }
+            for r in &nodes {
+                assert_eq!(r.next_deadline(), brute_force_deadline(r));
+            }
+            if now > start + Duration::from_secs(2) && alive[0] {
+                assert!(nodes[0]
+                    .instances()
+                    .all(|(_, i)| i.state() == State::Master));
+                assert!(nodes[1]
+                    .instances()
+                    .all(|(_, i)| i.state() == State::Backup));
+                assert!(nodes[1]
+                    .instances()
+                    .all(|(_, i)| i.stats().adverts_received > 0));
+            }
+            steps += 1;
+        }
+        assert!(nodes[1]
+            .instances()
+            .all(|(_, i)| i.state() == State::Master));
+        assert_eq!(nodes[1].unclaimed_stats().total_drops(), 0);
+        assert!(steps > 100, "only {steps} steps");
+        assert!(nodes[0].timers.len() <= 4 * nodes[0].slots.len() + 64);
+    }
 }
