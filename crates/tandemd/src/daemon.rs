@@ -18,6 +18,9 @@ use crate::control::Request;
 use crate::notify::{self, Subject};
 use crate::plan::{Plan, SocketKey};
 
+/// Most packets handed from a socket's reader to the daemon loop at once.
+const RECEIVE_BATCH: usize = 256;
+
 /// The running node: core, plan and kernel handles.
 pub struct Daemon {
     plan: Plan,
@@ -26,11 +29,16 @@ pub struct Daemon {
     arp: HashMap<u32, ArpSender>,
     na: HashMap<u32, NaSender>,
     last_drop_log: HashMap<Option<InstanceId>, Instant>,
+    replication: Option<crate::conntrack::Handle>,
 }
 
 impl Daemon {
     /// Opens the sockets the plan needs.
-    pub fn new(plan: Plan, addresses: Addresses) -> Result<Daemon> {
+    pub fn new(
+        plan: Plan,
+        addresses: Addresses,
+        replication: Option<crate::conntrack::Handle>,
+    ) -> Result<Daemon> {
         let mut sockets = HashMap::new();
         for (key, sp) in &plan.sockets {
             let socket = match (sp.source, sp.group) {
@@ -63,6 +71,7 @@ impl Daemon {
             arp: HashMap::new(),
             na: HashMap::new(),
             last_drop_log: HashMap::new(),
+            replication,
         })
     }
 
@@ -74,26 +83,40 @@ impl Daemon {
     ) -> Result<()> {
         let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
         let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-        let (packets_tx, mut packets) = mpsc::channel::<(u32, Received)>(4096);
+        // Packets travel in batches: everything queued on a socket when it wakes up, so a
+        // burst of adverts from many instances costs one hand-over, not one per packet.
+        let (packets_tx, mut packets) = mpsc::channel::<(u32, Vec<Received>)>(64);
         for (key, socket) in &self.sockets {
             let socket = Arc::clone(socket);
             let tx = packets_tx.clone();
             let ifindex = key.ifindex;
             tokio::spawn(async move {
                 loop {
+                    let mut batch = Vec::new();
                     match socket.recv().await {
-                        Ok(received) => {
-                            if tx.send((ifindex, received)).await.is_err() {
-                                return;
-                            }
-                        }
+                        Ok(received) => batch.push(received),
                         // One unreadable packet: the socket is fine, keep going.
                         Err(e @ tandem_sys::SysError::Malformed { .. }) => debug!("{e}"),
                         Err(e) => {
                             // A broken socket: say so, and do not spin on it.
                             warn!("{e}");
                             tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
                         }
+                    }
+                    while batch.len() < RECEIVE_BATCH {
+                        match socket.try_recv() {
+                            None => break,
+                            Some(Ok(received)) => batch.push(received),
+                            Some(Err(e @ tandem_sys::SysError::Malformed { .. })) => debug!("{e}"),
+                            Some(Err(e)) => {
+                                warn!("{e}");
+                                break;
+                            }
+                        }
+                    }
+                    if !batch.is_empty() && tx.send((ifindex, batch)).await.is_err() {
+                        return;
                     }
                 }
             });
@@ -128,16 +151,18 @@ impl Daemon {
                 }
             };
             tokio::select! {
-                Some((ifindex, packet)) = packets.recv() => {
-                    let input = Input::Packet {
-                        interface: ifindex,
-                        src: packet.src,
-                        dst: packet.dst,
-                        ttl: packet.ttl,
-                        bytes: &packet.payload,
-                    };
-                    let actions = self.plan.router.handle(Instant::now(), input);
-                    self.execute(actions).await;
+                Some((ifindex, batch)) = packets.recv() => {
+                    for packet in &batch {
+                        let input = Input::Packet {
+                            interface: ifindex,
+                            src: packet.src,
+                            dst: packet.dst,
+                            ttl: packet.ttl,
+                            bytes: &packet.payload,
+                        };
+                        let actions = self.plan.router.handle(Instant::now(), input);
+                        self.execute(actions).await;
+                    }
                 }
                 Some(event) = links.recv() => {
                     let input = match &event {
@@ -153,10 +178,7 @@ impl Daemon {
                     let actions = self.plan.router.handle(Instant::now(), input);
                     self.execute(actions).await;
                 }
-                Some(request) = control.recv() => {
-                    let reply = self.answer(&request.command);
-                    let _ = request.reply.send(reply);
-                }
+                Some(request) = control.recv() => self.on_control(request),
                 _ = async { watchdog.as_mut().unwrap().tick().await }, if watchdog.is_some() => {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
                 }
@@ -322,12 +344,38 @@ impl Daemon {
         warn!("({name}) dropped packet from {src} on {ifname}: {error}");
     }
 
-    /// Answers a control-socket command.
-    fn answer(&self, command: &str) -> String {
-        match command {
+    /// Answers a control-socket request; replication verbs go to that service, whose answer
+    /// may take seconds (a commit), without holding up this loop.
+    fn on_control(&self, request: Request) {
+        let verb = request.command.split_whitespace().next().unwrap_or("");
+        let verb = if verb == "stats" && request.command.trim() != "stats vrrp" {
+            "sync-stats"
+        } else {
+            verb
+        };
+        if crate::conntrack::VERBS.contains(&verb) {
+            match &self.replication {
+                Some(handle) => {
+                    let rest = request.command.split_once(' ').map_or("", |(_, r)| r);
+                    handle.forward(format!("{verb} {rest}"), request.reply);
+                }
+                None if verb == "sync-stats" => {
+                    let _ = request.reply.send(self.status());
+                }
+                None => {
+                    let _ = request.reply.send(
+                        "error: conntrack replication is not configured (add conntrackd.conf or a [sync] section)\n"
+                            .into(),
+                    );
+                }
+            }
+            return;
+        }
+        let reply = match verb {
             "status" | "stats" | "" => self.status(),
             other => format!("error: unknown command `{other}` (try `status`)\n"),
-        }
+        };
+        let _ = request.reply.send(reply);
     }
 
     fn status(&self) -> String {

@@ -1,6 +1,7 @@
 //! tandemd: VRRP (and, later, conntrack replication) for a pair of Linux gateways, configured
 //! with the keepalived.conf the operator already has.
 
+mod conntrack;
 mod control;
 mod daemon;
 mod notify;
@@ -48,7 +49,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    let config = match load(&args.files) {
+    // Parsed on a short-lived thread: the parser's temporaries (tokens, statement trees, a
+    // large file's text) and the parsed model then sit in that thread's allocator arena, which
+    // goes back to the system once the model is dropped after the plan is built, instead of
+    // leaving a fragmented high-water mark in the daemon's own heap for its whole life.
+    let loaded = std::thread::scope(|s| s.spawn(|| load(&args.files)).join());
+    let config = match loaded.unwrap_or_else(|panic| std::panic::resume_unwind(panic)) {
         Ok(config) => config,
         Err(report) => {
             eprint!("{report}");
@@ -120,15 +126,31 @@ async fn run(args: &Args, config: tandem_config::Config) -> Result<()> {
         interfaces.insert(name, info);
     }
     let plan = plan::build(&config, &interfaces)?;
+    let replication = match &config.sync {
+        Some(sync) => {
+            let mut own = conntrack::host_addresses();
+            own.extend(config.instances.iter().flat_map(|i| {
+                i.virtual_addresses
+                    .iter()
+                    .chain(&i.excluded_addresses)
+                    .map(|a| a.address)
+            }));
+            Some(conntrack::start(sync, own).context("starting conntrack replication")?)
+        }
+        None => None,
+    };
+    let instance_count = config.instances.len();
+    // Everything the daemon needs is in the plan now.
+    drop(config);
     let links = tandem_sys::watch_links().await?;
     let (control_tx, control_rx) = mpsc::channel(16);
     let _control = control::listen(&args.control, control_tx)?;
     let _pid = args.pid_file.as_deref().map(PidFile::create).transpose()?;
-    let daemon = daemon::Daemon::new(plan, tandem_sys::Addresses::new(handle))?;
+    let daemon = daemon::Daemon::new(plan, tandem_sys::Addresses::new(handle), replication)?;
     info!(
         "Starting tandemd {} with {} instance(s)",
         env!("CARGO_PKG_VERSION"),
-        config.instances.len()
+        instance_count
     );
     daemon.run(links, control_rx).await
 }

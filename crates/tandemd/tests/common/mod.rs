@@ -66,19 +66,37 @@ pub fn write_config(pair: &Pair, name: &str, text: &str) -> Result<PathBuf> {
 
 /// Starts tandemd in `ns` with `config` text.
 pub fn start_tandemd(pair: &Pair, ns: &Netns, config: &str) -> Result<Daemon> {
+    start_tandemd_with(pair, ns, config, &[])
+}
+
+/// Starts tandemd in `ns` with `config` text plus more configuration files (`-f` each).
+pub fn start_tandemd_with(
+    pair: &Pair,
+    ns: &Netns,
+    config: &str,
+    more: &[PathBuf],
+) -> Result<Daemon> {
     let tag = ns.name().rsplit('-').next().unwrap_or("x").to_string();
     let config_path = write_config(pair, &format!("tandemd-{tag}.conf"), config)?;
     let control = pair.lab.log_dir().join(format!("tandemd-{tag}.sock"));
     let _ = std::fs::remove_file(&control);
-    let child = ns.spawn(&[
-        TANDEMD,
-        "-f",
-        config_path.to_str().unwrap(),
-        "--control",
-        control.to_str().unwrap(),
-        "--log",
-        "debug",
-    ])?;
+    let mut argv = vec![
+        TANDEMD.to_string(),
+        "-f".into(),
+        config_path.display().to_string(),
+    ];
+    for f in more {
+        argv.push("-f".into());
+        argv.push(f.display().to_string());
+    }
+    argv.extend([
+        "--control".into(),
+        control.display().to_string(),
+        "--log".into(),
+        "debug".into(),
+    ]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let child = ns.spawn(&argv)?;
     let d = Daemon {
         child,
         control: control.clone(),

@@ -1,0 +1,71 @@
+//! The kernel's conntrack table, reached from the async daemon without blocking it: a thread
+//! owns the request socket (dumps and batched creates of a million entries take seconds) and
+//! another reads events.
+
+use std::sync::mpsc as std_mpsc;
+use std::thread;
+
+use anyhow::{anyhow, Context, Result};
+use tandem_ctnetlink::{Conntrack, Event, Events, Groups};
+use tokio::sync::{mpsc, oneshot};
+
+type Job = Box<dyn FnOnce(&mut Conntrack) + Send>;
+
+/// Handle to the request thread.
+#[derive(Clone)]
+pub struct Kernel {
+    jobs: std_mpsc::Sender<Job>,
+}
+
+impl Kernel {
+    /// Opens the sockets in the caller's network namespace and starts both threads.
+    /// Events arrive in batches on the returned channel.
+    pub fn start(strict_tcp: bool) -> Result<(Kernel, mpsc::Receiver<Vec<Event>>)> {
+        let mut conntrack = Conntrack::open().context("opening ctnetlink")?;
+        conntrack.set_strict_tcp(strict_tcp);
+        let mut events =
+            Events::subscribe(Groups::ALL).context("subscribing to conntrack events")?;
+        let (jobs, queue) = std_mpsc::channel::<Job>();
+        thread::Builder::new()
+            .name("ct-requests".into())
+            .spawn(move || {
+                for job in queue {
+                    job(&mut conntrack);
+                }
+            })
+            .context("starting the conntrack request thread")?;
+        let (tx, rx) = mpsc::channel(1024);
+        thread::Builder::new()
+            .name("ct-events".into())
+            .spawn(move || loop {
+                let mut batch = Vec::new();
+                if let Err(e) = events.recv_into(&mut batch) {
+                    tracing::warn!("conntrack events: {e}");
+                    batch.push(Event::Overflow);
+                    // Back off so a socket that keeps failing does not spin a core.
+                    thread::sleep(std::time::Duration::from_millis(100));
+                }
+                if !batch.is_empty() && tx.blocking_send(batch).is_err() {
+                    return;
+                }
+            })
+            .context("starting the conntrack event thread")?;
+        Ok((Kernel { jobs }, rx))
+    }
+
+    /// Runs `f` on the request thread and waits for its result without blocking the runtime.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Conntrack) -> Result<T, tandem_ctnetlink::Error> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move |ct| {
+                let _ = tx.send(f(ct));
+            }))
+            .map_err(|_| anyhow!("conntrack request thread has stopped"))?;
+        rx.await
+            .map_err(|_| anyhow!("conntrack request thread dropped a request"))?
+            .map_err(Into::into)
+    }
+}

@@ -1,0 +1,39 @@
+//! Conntrack replication inside the daemon: the sans-IO sync core (`tandem-ctsync`) wired to
+//! the kernel (`tandem-ctnetlink`) and a UDP socket on the sync link.
+
+mod filter;
+mod kernel;
+mod service;
+
+use std::net::IpAddr;
+
+pub use service::{start, Handle};
+
+/// Verbs the control socket hands to the replication service (conntrackd's, in words).
+pub const VERBS: &[&str] = &[
+    "commit",
+    "flush",
+    "resync",
+    "bulk",
+    "request-resync",
+    "shorten",
+    "sync-stats",
+    "dump",
+];
+
+/// Every address configured on this host right now, for the own-address filter.
+pub fn host_addresses() -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    addrs
+        .filter_map(|a| a.address)
+        .filter_map(|s| {
+            if let Some(v4) = s.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,445 @@
+//! The conntrack replication service: kernel events in, sync datagrams out, peer datagrams in,
+//! commits to the kernel on request. One tokio task drives the sans-IO sync core.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use socket2::{Domain, Protocol, Socket, Type};
+use tandem_config::{SyncConfig, Transport};
+use tandem_ctnetlink::{Event as KernelEvent, EventKind, Flow};
+use tandem_ctsync::{Action, CacheKind, Config as CoreConfig, Event, Input, Node};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use super::filter::FlowFilter;
+use super::kernel::Kernel;
+
+/// A request to the service, answered with text for the control socket.
+pub struct Command {
+    /// The command words (`commit external`, `flush all`, `resync`, `bulk`, ...).
+    pub words: String,
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<String>,
+}
+
+/// Handle the daemon keeps to talk to the service.
+#[derive(Clone)]
+pub struct Handle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl Handle {
+    /// Forwards a control-socket request without waiting (the daemon loop must not block).
+    pub fn forward(&self, words: String, reply: oneshot::Sender<String>) {
+        let commands = self.commands.clone();
+        tokio::spawn(async move {
+            if let Err(e) = commands.send(Command { words, reply }).await {
+                let _ =
+                    e.0.reply
+                        .send("error: conntrack replication has stopped\n".into());
+            }
+        });
+    }
+}
+
+/// The running service's state.
+struct Service {
+    node: Node<Flow>,
+    filter: FlowFilter,
+    kernel: Kernel,
+    socket: Arc<UdpSocket>,
+    peer: SocketAddr,
+    last_commit: Option<String>,
+}
+
+/// Opens the sync socket and the kernel side, then runs the service as a task.
+pub fn start(config: &SyncConfig, own_addresses: Vec<IpAddr>) -> Result<Handle> {
+    let (socket, peer) = open_socket(config)?;
+    let socket = Arc::new(socket);
+    let (kernel, events) = Kernel::start(config.tcp_window_tracking)?;
+    let local = match &config.transport {
+        Transport::Udp { local, .. } => Some(*local),
+        Transport::Multicast { local, .. } => *local,
+    };
+    let mut core = CoreConfig::new(node_id(local), rand::random());
+    core.mtu = config.mtu;
+    core.max_internal = config.max_entries;
+    core.max_external = config.max_entries;
+    core.hmac_key = config.key.clone();
+    let filter = FlowFilter::new(&config.filter, own_addresses);
+    let service = Service {
+        node: Node::new(core),
+        filter,
+        kernel,
+        socket,
+        peer,
+        last_commit: None,
+    };
+    let (commands, command_rx) = mpsc::channel(64);
+    tokio::spawn(service.run(events, command_rx));
+    info!(
+        "conntrack replication on {} to {peer}",
+        config.interface.as_deref().unwrap_or("any interface")
+    );
+    Ok(Handle { commands })
+}
+
+/// A node id that differs between the two ends: the low bits of the local address.
+fn node_id(local: Option<IpAddr>) -> u32 {
+    match local {
+        Some(IpAddr::V4(a)) => u32::from(a),
+        Some(IpAddr::V6(a)) => (u128::from(a) & 0xffff_ffff) as u32,
+        None => rand::random(),
+    }
+}
+
+fn open_socket(config: &SyncConfig) -> Result<(UdpSocket, SocketAddr)> {
+    let (bind, peer, group) = match &config.transport {
+        Transport::Udp { local, peer, port } => (
+            SocketAddr::new(*local, *port),
+            SocketAddr::new(*peer, *port),
+            None,
+        ),
+        Transport::Multicast { group, local, port } => {
+            let any: IpAddr = if group.is_ipv4() {
+                [0, 0, 0, 0].into()
+            } else {
+                [0u16; 8].into()
+            };
+            (
+                SocketAddr::new(any, *port),
+                SocketAddr::new(*group, *port),
+                Some((*group, *local)),
+            )
+        }
+    };
+    let domain = if bind.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).context("sync socket")?;
+    socket.set_reuse_address(true)?;
+    if let Some(dev) = &config.interface {
+        socket
+            .bind_device(Some(dev.as_bytes()))
+            .with_context(|| format!("binding the sync socket to {dev}"))?;
+    }
+    // Bulk updates arrive in bursts of thousands of datagrams.
+    let _ = socket.set_recv_buffer_size(8 << 20);
+    let _ = socket.set_send_buffer_size(8 << 20);
+    socket
+        .bind(&bind.into())
+        .with_context(|| format!("binding the sync socket to {bind}"))?;
+    if let Some((group, local)) = group {
+        match (group, local) {
+            (IpAddr::V4(g), Some(IpAddr::V4(l))) => {
+                socket.join_multicast_v4(&g, &l)?;
+                socket.set_multicast_if_v4(&l)?;
+                socket.set_multicast_loop_v4(false)?;
+            }
+            (IpAddr::V4(g), _) => socket.join_multicast_v4(&g, &[0, 0, 0, 0].into())?,
+            (IpAddr::V6(g), _) => {
+                socket.join_multicast_v6(&g, 0)?;
+                socket.set_multicast_loop_v6(false)?;
+            }
+        }
+    }
+    socket.set_nonblocking(true)?;
+    let socket = UdpSocket::from_std(socket.into()).context("registering the sync socket")?;
+    Ok((socket, peer))
+}
+
+impl Service {
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<Vec<KernelEvent>>,
+        mut commands: mpsc::Receiver<Command>,
+    ) {
+        let actions = self.node.handle(Instant::now(), Input::Start);
+        self.execute(actions).await;
+        // The kernel may already have flows: start from a dump, as conntrackd does.
+        self.resync_from_kernel().await;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let deadline = self
+                .node
+                .next_deadline()
+                .map(tokio::time::Instant::from_std);
+            let timer = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some(batch) = events.recv() => self.on_kernel_events(batch).await,
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((n, _from)) => {
+                        let actions = self.node.handle(Instant::now(), Input::Datagram(&buf[..n]));
+                        self.execute(actions).await;
+                    }
+                    Err(e) => warn!("sync socket: {e}"),
+                },
+                Some(command) = commands.recv() => {
+                    let answer = self.on_command(&command.words).await;
+                    let _ = command.reply.send(answer);
+                }
+                _ = timer => {
+                    let actions = self.node.handle(Instant::now(), Input::Timer);
+                    self.execute(actions).await;
+                }
+            }
+        }
+    }
+
+    async fn on_kernel_events(&mut self, batch: Vec<KernelEvent>) {
+        let mut local = Vec::with_capacity(batch.len());
+        for event in batch {
+            match event {
+                KernelEvent::Flow { kind, flow } => {
+                    if !self.filter.accepts(&flow) {
+                        continue;
+                    }
+                    local.push(match kind {
+                        EventKind::New => Event::New(flow),
+                        EventKind::Update => Event::Update(flow),
+                        EventKind::Destroy => Event::Destroy(flow),
+                    });
+                }
+                KernelEvent::Overflow => {
+                    warn!("conntrack events were lost (ENOBUFS): resynchronising from a dump");
+                    if !local.is_empty() {
+                        let actions = self
+                            .node
+                            .handle(Instant::now(), Input::Local(std::mem::take(&mut local)));
+                        self.execute(actions).await;
+                    }
+                    self.resync_from_kernel().await;
+                }
+            }
+        }
+        if !local.is_empty() {
+            let actions = self.node.handle(Instant::now(), Input::Local(local));
+            self.execute(actions).await;
+        }
+    }
+
+    async fn resync_from_kernel(&mut self) -> String {
+        let started = Instant::now();
+        match self.kernel.call(|ct| ct.dump(None)).await {
+            Ok(flows) => {
+                let flows: Vec<Flow> = flows
+                    .into_iter()
+                    .filter(|f| self.filter.accepts(f))
+                    .collect();
+                let n = flows.len();
+                let actions = self
+                    .node
+                    .handle(Instant::now(), Input::ResyncFromKernel(flows));
+                self.execute(actions).await;
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                info!("internal cache resynchronised from the kernel: {n} entries in {ms:.1} ms");
+                format!("resync: {n} entries in {ms:.1} ms\n")
+            }
+            Err(e) => {
+                warn!("dumping the conntrack table: {e}");
+                format!("error: dumping the conntrack table: {e}\n")
+            }
+        }
+    }
+
+    async fn execute(&mut self, actions: Vec<Action<Flow>>) {
+        for action in actions {
+            match action {
+                Action::Transmit(bytes) => {
+                    if let Err(e) = self.socket.send_to(&bytes, self.peer).await {
+                        debug!("sending to {}: {e}", self.peer);
+                    }
+                }
+                Action::Commit(flows) => {
+                    let summary = self.commit(flows).await;
+                    self.last_commit = Some(summary);
+                }
+                Action::PeerRestarted { node_id } => {
+                    info!("sync peer {node_id:#x} restarted: sending it our state")
+                }
+            }
+        }
+    }
+
+    /// Creates `flows` in the kernel in batches; the summary says how many and how long.
+    async fn commit(&mut self, flows: Vec<Flow>) -> String {
+        let started = Instant::now();
+        let total = flows.len();
+        let result = self.kernel.call(move |ct| ct.create_batch(&flows)).await;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        match result {
+            Ok(report) => {
+                let failed = report.failed.len();
+                let existed = report
+                    .failed
+                    .iter()
+                    .filter(|(_, errno)| *errno == libc::EEXIST)
+                    .count();
+                info!(
+                    "commit: {} entries in {ms:.1} ms ({} created, {existed} already present, {} refused)",
+                    total,
+                    total - failed,
+                    failed - existed
+                );
+                format!(
+                    "commit: {total} entries in {ms:.1} ms, {} created, {existed} already present, {} refused\n",
+                    total - failed,
+                    failed - existed
+                )
+            }
+            Err(e) => {
+                warn!("commit failed after {ms:.1} ms: {e}");
+                format!("error: commit failed: {e}\n")
+            }
+        }
+    }
+
+    async fn on_command(&mut self, words: &str) -> String {
+        let mut parts = words.split_whitespace();
+        let verb = parts.next().unwrap_or("");
+        let arg = parts.next().unwrap_or("");
+        match (verb, arg) {
+            ("commit", "" | "external") => {
+                self.last_commit = None;
+                let actions = self.node.handle(Instant::now(), Input::Commit);
+                self.execute(actions).await;
+                self.last_commit
+                    .take()
+                    .unwrap_or_else(|| "commit: 0 entries\n".into())
+            }
+            ("commit", "internal") => {
+                "error: committing the internal cache is not supported (it came from this kernel)\n"
+                    .into()
+            }
+            ("flush", which) => {
+                let kinds: &[CacheKind] = match which {
+                    "internal" => &[CacheKind::Internal],
+                    "external" => &[CacheKind::External],
+                    _ => &[CacheKind::Internal, CacheKind::External],
+                };
+                for kind in kinds {
+                    let actions = self.node.handle(Instant::now(), Input::Flush(*kind));
+                    self.execute(actions).await;
+                }
+                "flush: done\n".into()
+            }
+            ("resync", _) => self.resync_from_kernel().await,
+            ("bulk", _) => {
+                let n = self.node.internal().len();
+                let actions = self.node.handle(Instant::now(), Input::BulkSend);
+                self.execute(actions).await;
+                format!("bulk: sending {n} entries\n")
+            }
+            ("request-resync", _) => {
+                let actions = self.node.handle(Instant::now(), Input::RequestResync);
+                self.execute(actions).await;
+                "request-resync: sent\n".into()
+            }
+            ("shorten", _) => self.shorten().await,
+            ("stats", _) | ("sync-stats", _) => self.stats(),
+            ("dump", "internal") => dump(self.node.internal().records()),
+            ("dump", "external") => dump(self.node.external().records()),
+            _ => format!("error: unknown conntrack command `{words}`\n"),
+        }
+    }
+
+    /// conntrackd `-t`: flows this node was forwarding expire soon unless traffic refreshes them.
+    async fn shorten(&mut self) -> String {
+        const SHORT: u32 = 60;
+        let flows: Vec<Flow> = self.node.internal().records().cloned().collect();
+        let n = flows.len();
+        match self
+            .kernel
+            .call(move |ct| ct.shorten_timeouts(&flows, SHORT))
+            .await
+        {
+            Ok(report) => format!("shorten: {} of {n} entries to {SHORT} s\n", report.ok()),
+            Err(e) => format!("error: shortening timers: {e}\n"),
+        }
+    }
+
+    fn stats(&self) -> String {
+        let s = self.node.stats();
+        let d = &s.drops;
+        let counters = [
+            ("datagrams_sent", s.datagrams_sent),
+            ("bytes_sent", s.bytes_sent),
+            ("datagrams_received", s.datagrams_received),
+            ("bytes_received", s.bytes_received),
+            ("retransmissions", s.retransmissions),
+            ("nacks_sent", s.nacks_sent),
+            ("nacks_received", s.nacks_received),
+            ("records_sent", s.records_sent),
+            ("records_received", s.records_received),
+            ("bulk_sends", s.bulk_sends),
+            ("resync_requests_sent", s.resync_requests_sent),
+            ("resync_requests_received", s.resync_requests_received),
+            ("peer_restarts", s.peer_restarts),
+            ("gaps_abandoned", s.gaps_abandoned),
+            ("filtered", s.filtered),
+            ("internal_full", s.internal_full),
+            ("external_full", s.external_full),
+            ("drop_bad_hmac", d.bad_hmac),
+            ("drop_truncated", d.truncated),
+            ("drop_bad_magic", d.bad_magic),
+            ("drop_bad_version", d.bad_version),
+            ("drop_unknown_type", d.unknown_type),
+            ("drop_malformed", d.malformed),
+            ("drop_stale_epoch", d.stale_epoch),
+            ("drop_duplicate", d.duplicate),
+            ("internal_entries", s.internal_entries as u64),
+            ("external_entries", s.external_entries as u64),
+        ];
+        let mut out = String::new();
+        for (name, value) in counters {
+            let _ = writeln!(out, "{name}={value}");
+        }
+        out
+    }
+}
+
+fn dump<'a>(flows: impl Iterator<Item = &'a Flow>) -> String {
+    let mut out = String::new();
+    for f in flows {
+        let _ = writeln!(out, "{}", describe(f));
+    }
+    out
+}
+
+/// One line per flow, in the words `conntrack -L` uses.
+pub fn describe(f: &Flow) -> String {
+    fn tuple(t: &tandem_ctnetlink::Tuple) -> String {
+        let l4 = match t.l4 {
+            tandem_ctnetlink::L4::Ports { src, dst } => format!(" sport={src} dport={dst}"),
+            tandem_ctnetlink::L4::Icmp { id, kind, code } => {
+                format!(" type={kind} code={code} id={id}")
+            }
+            tandem_ctnetlink::L4::None => String::new(),
+        };
+        format!("src={} dst={}{l4}", t.src, t.dst)
+    }
+    let state = f
+        .tcp
+        .map(|t| format!(" state={}", t.state))
+        .unwrap_or_default();
+    format!(
+        "proto={} timeout={}{state} {} {} mark={} zone={}",
+        f.orig.proto,
+        f.timeout,
+        tuple(&f.orig),
+        tuple(&f.reply),
+        f.mark,
+        f.zone
+    )
+}

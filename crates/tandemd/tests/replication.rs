@@ -1,0 +1,307 @@
+//! Conntrack replication between two tandemd in network namespaces: entries created in A's
+//! kernel reach B's external cache with their attributes, deletions follow, a commit puts them
+//! into B's kernel, loss on the sync link is repaired, a restarted B gets everything back, and
+//! forged or garbage datagrams are dropped and counted.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use common::*;
+use tandem_ctnetlink::{Conntrack, Flow, Status, TcpInfo, Tuple, L4};
+use tandem_lab::{require_root, wait_until, Netns, Pair};
+
+const FLOWS: usize = 10_000;
+
+fn vrrp(priority: u8) -> String {
+    Vi {
+        name: "VI_1",
+        interface: "eth0",
+        vrid: 51,
+        priority,
+        advert_int: "1",
+        version: 3,
+        vips: &["10.0.0.254/24"],
+        extra: "",
+    }
+    .render()
+}
+
+fn sync_toml(local: &str, peer: &str, key: &str) -> String {
+    format!(
+        "[sync]\ninterface = \"eth0\"\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = 3780\nkey = \"{key}\"\n"
+    )
+}
+
+/// Starts tandemd with a keepalived.conf and a TOML sync section.
+fn start(
+    pair: &Pair,
+    ns: &Netns,
+    priority: u8,
+    local: &str,
+    peer: &str,
+    key: &str,
+) -> Result<Daemon> {
+    let tag = ns.name().rsplit('-').next().unwrap_or("x").to_string();
+    let toml = write_config(
+        pair,
+        &format!("sync-{tag}.toml"),
+        &sync_toml(local, peer, key),
+    )?;
+    start_tandemd_with(pair, ns, &vrrp(priority), &[toml])
+}
+
+/// TCP flows between prefixes that are none of the gateways' own addresses; every tenth is
+/// source-NATed, every seventh carries a mark.
+fn flows(n: usize) -> Vec<Flow> {
+    (0..n)
+        .map(|i| {
+            let orig = Tuple {
+                src: format!("10.50.{}.{}", i / 250, i % 250 + 1)
+                    .parse()
+                    .unwrap(),
+                dst: "10.60.0.1".parse().unwrap(),
+                proto: 6,
+                l4: L4::Ports {
+                    src: 40000 + (i % 20000) as u16,
+                    dst: 80,
+                },
+            };
+            let mut f = Flow::new(orig, 3600);
+            f.status = Status(Status::CONFIRMED | Status::ASSURED | Status::SEEN_REPLY);
+            f.tcp = Some(TcpInfo {
+                state: TcpInfo::ESTABLISHED,
+                ..TcpInfo::default()
+            });
+            if i % 10 == 0 {
+                f.reply.dst = "10.70.0.1".parse().unwrap();
+            }
+            if i % 7 == 0 {
+                f.mark = 7;
+            }
+            f
+        })
+        .collect()
+}
+
+fn create(ns: &Netns, flows: Vec<Flow>) -> Result<()> {
+    let report = ns.enter(move || Conntrack::open()?.create_batch(&flows))??;
+    anyhow::ensure!(
+        report.failed.is_empty(),
+        "creating flows: {:?}",
+        &report.failed[..report.failed.len().min(5)]
+    );
+    Ok(())
+}
+
+fn stat(d: &Daemon, key: &str) -> u64 {
+    d.query("stats")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix(&format!("{key}="))
+                    .map(|v| v.trim().parse().unwrap_or(0))
+            })
+        })
+        .unwrap_or(0)
+}
+
+fn wait_external(d: &Daemon, n: u64, deadline: Duration) -> Result<Duration> {
+    let t = Instant::now();
+    wait_until(
+        &format!("{n} entries in the external cache"),
+        deadline,
+        ms(20),
+        || (stat(d, "external_entries") == n).then_some(()),
+    )
+    .with_context(|| {
+        format!(
+            "stats:\n{}\nlog:\n{}",
+            d.query("stats").unwrap_or_default(),
+            tail(&d.child.log())
+        )
+    })?;
+    Ok(t.elapsed())
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// The lines of `conntrack -L` in `ns` for our test prefix, without the timeout and counters.
+fn kernel_flows(ns: &Netns) -> Result<BTreeSet<String>> {
+    let out = ns.run("conntrack -L -p tcp 2>/dev/null | grep 'src=10.50.' || true")?;
+    Ok(out
+        .lines()
+        .map(|l| {
+            l.split_whitespace()
+                .filter(|w| {
+                    w.starts_with("src=")
+                        || w.starts_with("dst=")
+                        || w.starts_with("sport=")
+                        || w.starts_with("dport=")
+                        || w.starts_with("mark=")
+                        || *w == "ESTABLISHED"
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect())
+}
+
+fn prepare(pair: &Pair) -> Result<()> {
+    for ns in pair.routers() {
+        // Mid-stream packets must not re-create entries behind our back.
+        ns.sysctl("net.netfilter.nf_conntrack_tcp_loose", "0").ok();
+    }
+    Ok(())
+}
+
+#[test]
+fn ten_thousand_flows_replicate_delete_and_commit() -> Result<()> {
+    require_root!(Ok(()));
+    let pair = Pair::new("repl")?;
+    prepare(&pair)?;
+    let a = start(&pair, &pair.a, 150, "10.0.0.1", "10.0.0.2", "k1")?;
+    let b = start(&pair, &pair.b, 100, "10.0.0.2", "10.0.0.1", "k1")?;
+    let created = Instant::now();
+    create(&pair.a, flows(FLOWS))?;
+    let took = wait_external(&b, FLOWS as u64, Duration::from_secs(30))?;
+    println!(
+        "{FLOWS} flows in B's external cache {} ms after A's kernel had them",
+        took.as_millis()
+    );
+    let _ = created;
+
+    // Attributes: B's external cache, committed into B's kernel, matches A's kernel.
+    let reply = b.query("commit")?;
+    println!("B: {}", reply.trim());
+    assert!(
+        reply.contains(&format!("commit: {FLOWS} entries")),
+        "{reply}"
+    );
+    assert!(reply.contains(&format!("{FLOWS} created")), "{reply}");
+    let on_a = kernel_flows(&pair.a)?;
+    let on_b = kernel_flows(&pair.b)?;
+    assert_eq!(on_a.len(), FLOWS);
+    assert_eq!(
+        on_a, on_b,
+        "same tuples, NAT, mark and TCP state on both kernels"
+    );
+    assert!(
+        on_b.iter().any(|l| l.contains("dst=10.70.0.1")),
+        "NATed reply tuples kept"
+    );
+    assert!(on_b.iter().any(|l| l.contains("mark=7")), "marks kept");
+
+    // Deleting on A removes them from B's external cache.
+    pair.a.run("conntrack -F 2>/dev/null")?;
+    let took = wait_external(&b, 0, Duration::from_secs(30))?;
+    println!("deletions reached B within {} ms", took.as_millis());
+    assert!(a.query("stats")?.contains("records_sent="));
+    Ok(())
+}
+
+#[test]
+fn twenty_percent_loss_each_way_is_repaired() -> Result<()> {
+    require_root!(Ok(()));
+    let pair = Pair::new("loss")?;
+    prepare(&pair)?;
+    for ns in pair.routers() {
+        ns.run(
+            "nft add table inet lossy && \
+             nft add chain inet lossy in '{ type filter hook input priority 0; }' && \
+             nft add chain inet lossy out '{ type filter hook output priority 0; }' && \
+             nft add rule inet lossy in udp dport 3780 numgen random mod 10 '<' 2 drop && \
+             nft add rule inet lossy out udp dport 3780 numgen random mod 10 '<' 2 drop",
+        )?;
+    }
+    let _a = start(&pair, &pair.a, 150, "10.0.0.1", "10.0.0.2", "k2")?;
+    let b = start(&pair, &pair.b, 100, "10.0.0.2", "10.0.0.1", "k2")?;
+    create(&pair.a, flows(FLOWS))?;
+    let took = wait_external(&b, FLOWS as u64, Duration::from_secs(60))?;
+    let a_stats = _a.query("stats")?;
+    let retransmissions = stat(&_a, "retransmissions");
+    let dropped = pair
+        .a
+        .run("nft list chain inet lossy out | grep -o 'drop' | wc -l")?;
+    println!(
+        "with 20 % loss each way: all {FLOWS} arrived in {} ms, {retransmissions} retransmissions",
+        took.as_millis()
+    );
+    assert!(retransmissions > 0, "{a_stats}");
+    assert!(!dropped.trim().is_empty());
+    Ok(())
+}
+
+#[test]
+fn restarted_peer_gets_everything_back() -> Result<()> {
+    require_root!(Ok(()));
+    let pair = Pair::new("restart")?;
+    prepare(&pair)?;
+    let _a = start(&pair, &pair.a, 150, "10.0.0.1", "10.0.0.2", "k3")?;
+    let mut b = start(&pair, &pair.b, 100, "10.0.0.2", "10.0.0.1", "k3")?;
+    create(&pair.a, flows(2_000))?;
+    wait_external(&b, 2_000, Duration::from_secs(30))?;
+    b.child.kill()?;
+    let b2 = start(&pair, &pair.b, 100, "10.0.0.2", "10.0.0.1", "k3")?;
+    let took = wait_external(&b2, 2_000, Duration::from_secs(30))?;
+    println!(
+        "restarted B had all 2000 entries back after {} ms",
+        took.as_millis()
+    );
+    assert!(stat(&b2, "resync_requests_sent") >= 1);
+    Ok(())
+}
+
+#[test]
+fn forged_truncated_and_random_datagrams_are_dropped_and_counted() -> Result<()> {
+    require_root!(Ok(()));
+    let pair = Pair::new("forge")?;
+    prepare(&pair)?;
+    let mut a = start(&pair, &pair.a, 150, "10.0.0.1", "10.0.0.2", "right-key")?;
+    let mut b = start(&pair, &pair.b, 100, "10.0.0.2", "10.0.0.1", "right-key")?;
+    // An intruder on the sync network running tandemd with the wrong key.
+    let intruder_toml = write_config(
+        &pair,
+        "intruder.toml",
+        &sync_toml("10.0.0.100", "10.0.0.2", "wrong-key"),
+    )?;
+    let mut intruder = start_tandemd_with(&pair, &pair.client, &vrrp(50), &[intruder_toml])?;
+    create(&pair.client, flows(100))?;
+    // And plain garbage of every length.
+    pair.client.enter(|| -> Result<()> {
+        use rand::Rng;
+        let s = std::net::UdpSocket::bind("10.0.0.100:0")?;
+        let mut rng = rand::rng();
+        for len in 0..600 {
+            let bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            s.send_to(&bytes, "10.0.0.2:3780")?;
+        }
+        Ok(())
+    })??;
+    wait_until("forgeries counted", Duration::from_secs(10), ms(20), || {
+        (stat(&b, "drop_bad_hmac") > 0
+            && stat(&b, "drop_truncated") + stat(&b, "drop_bad_magic") > 0)
+            .then_some(())
+    })?;
+    assert_eq!(
+        stat(&b, "external_entries"),
+        0,
+        "nothing from the intruder got in"
+    );
+    // Still syncing with the real peer.
+    create(&pair.a, flows(500))?;
+    wait_external(&b, 500, Duration::from_secs(30))?;
+    println!(
+        "B dropped {} datagrams with a bad HMAC, {} truncated, {} bad magic; still in sync",
+        stat(&b, "drop_bad_hmac"),
+        stat(&b, "drop_truncated"),
+        stat(&b, "drop_bad_magic")
+    );
+    assert!(a.alive() && b.alive() && intruder.alive());
+    Ok(())
+}
