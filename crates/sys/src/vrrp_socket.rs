@@ -19,6 +19,7 @@ use nix::sys::socket::{
 };
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 use crate::error::SysError;
 use crate::interfaces::is_link_local_v6;
@@ -182,6 +183,28 @@ impl VrrpSocket {
                 Ok(Err(e)) => return Err(SysError::socket(op(), e)),
                 Err(_would_block) => continue,
             }
+        }
+    }
+
+    /// The next packet already queued on the socket, without waiting; `None` when there is
+    /// none. After [`VrrpSocket::recv`] returns, this drains the rest of a burst (many
+    /// instances advertise at once) without a wake-up per packet.
+    pub fn try_recv(&self) -> Option<Result<Received, SysError>> {
+        let op = || format!("receiving on VRRP socket for {}", self.ifname);
+        loop {
+            let result = self
+                .fd
+                .try_io(Interest::READABLE, |sock| match self.source {
+                    IpAddr::V4(_) => recv_v4(sock, self.ifindex),
+                    IpAddr::V6(_) => recv_v6(sock, self.ifindex),
+                });
+            return match result {
+                Ok(Ok(received)) => Some(Ok(received)),
+                Ok(Err(detail)) => Some(Err(SysError::Malformed { op: op(), detail })),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+                Err(e) => Some(Err(SysError::socket(op(), e))),
+            };
         }
     }
 
