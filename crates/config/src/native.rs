@@ -47,6 +47,7 @@ struct Sync {
     resend_queue: Option<usize>,
     builtin_failover: Option<bool>,
     preempt_wait: Option<f64>,
+    commit_wait: Option<f64>,
     #[serde(default)]
     filter: Filter,
 }
@@ -137,6 +138,10 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Option<SyncConfig>, Vec<D
     if let Some(secs) = sync.preempt_wait {
         config.preempt_wait = Duration::try_from_secs_f64(secs)
             .map_err(|_| error("[sync] preempt_wait must be a number of seconds"))?;
+    }
+    if let Some(secs) = sync.commit_wait {
+        config.commit_wait = Duration::try_from_secs_f64(secs)
+            .map_err(|_| error("[sync] commit_wait must be a number of seconds"))?;
     }
     config.filter = filter(sync.filter).map_err(|m| error(&m))?;
     Ok(Some(config))

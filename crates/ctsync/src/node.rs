@@ -125,6 +125,12 @@ pub enum Action<R> {
         /// The peer's node id.
         node_id: u32,
     },
+    /// A full resync from the peer completed: the external cache now holds the peer's whole
+    /// table (a returning node may preempt from here on).
+    ResyncReceived {
+        /// Entries in the external cache afterwards.
+        entries: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -278,7 +284,11 @@ impl<R: Record> Node<R> {
             }
         }
         for body in self.channel.take_delivered() {
-            self.apply(&body);
+            if self.apply(&body) {
+                actions.push(Action::ResyncReceived {
+                    entries: self.external.len(),
+                });
+            }
         }
     }
 
@@ -361,8 +371,9 @@ impl<R: Record> Node<R> {
         }
     }
 
-    /// Applies one in-order DATA body to the external cache.
-    fn apply(&mut self, body: &[u8]) {
+    /// Applies one in-order DATA body to the external cache; true when it ended a full resync.
+    fn apply(&mut self, body: &[u8]) -> bool {
+        let mut resync_done = false;
         for a in Attrs::new(body) {
             let Ok((ty, value)) = a else { break };
             match ty {
@@ -385,6 +396,7 @@ impl<R: Record> Node<R> {
                 attr::RESYNC_BEGIN => self.external.begin_resync(),
                 attr::RESYNC_END => {
                     self.external.end_resync();
+                    resync_done = true;
                 }
                 attr::RESYNC_REQUEST => {
                     self.channel.stats.resync_requests_received += 1;
@@ -393,5 +405,6 @@ impl<R: Record> Node<R> {
                 _ => self.channel.stats.unknown_attributes += 1,
             }
         }
+        resync_done
     }
 }

@@ -100,6 +100,10 @@ fn peer_restart_is_detected_and_resynced() {
             pair.nodes[0].stats().peer_restarts >= 1,
             "seed {seed}: A saw B restart"
         );
+        assert!(
+            !pair.resyncs_received[1].is_empty(),
+            "seed {seed}: the restarted B was told its resync completed"
+        );
     }
 }
 

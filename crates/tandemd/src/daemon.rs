@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tandem_sys::{Addresses, ArpSender, LinkEvent, NaSender, Received, VrrpSocket};
-use tandem_vrrp::{Action, DropReason, Input, InstanceAction, InstanceId};
+use tandem_vrrp::{Action, DropReason, Input, InstanceAction, InstanceId, State};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
@@ -29,7 +29,21 @@ pub struct Daemon {
     arp: HashMap<u32, ArpSender>,
     na: HashMap<u32, NaSender>,
     last_drop_log: HashMap<Option<InstanceId>, Instant>,
-    replication: Option<crate::conntrack::Handle>,
+    replication: Option<Replication>,
+}
+
+/// The replication service as the VRRP side drives it.
+pub struct Replication {
+    /// The service.
+    pub handle: crate::conntrack::Handle,
+    /// Run commit / resync / shorten on transitions (off: notify scripts do it).
+    pub builtin: bool,
+    /// Longest wait for the commit before the addresses are announced.
+    pub commit_wait: Duration,
+    /// Longest wait for the peer's full state before this node may preempt.
+    pub preempt_wait: Duration,
+    /// Fires when the peer's full state has arrived.
+    pub first_resync: Option<tokio::sync::oneshot::Receiver<usize>>,
 }
 
 impl Daemon {
@@ -37,7 +51,7 @@ impl Daemon {
     pub fn new(
         plan: Plan,
         addresses: Addresses,
-        replication: Option<crate::conntrack::Handle>,
+        replication: Option<Replication>,
     ) -> Result<Daemon> {
         let mut sockets = HashMap::new();
         for (key, sp) in &plan.sockets {
@@ -132,6 +146,16 @@ impl Daemon {
             let actions = self.plan.router.handle(now, Input::LinkDown(index));
             self.execute(actions).await;
         }
+        let mut first_resync = None;
+        if let Some(r) = self.replication.as_mut().filter(|r| r.builtin) {
+            // Do not take over from a working master before we have its flows (CARP waits
+            // for pfsync's bulk update the same way); a dead master is still replaced.
+            first_resync = r.first_resync.take();
+            let until = Instant::now() + r.preempt_wait;
+            self.plan
+                .router
+                .handle(Instant::now(), Input::HoldPreemption(Some(until)));
+        }
         let actions = self.plan.router.handle(Instant::now(), Input::Start);
         self.execute(actions).await;
         // systemd Type=notify: ready once the instances run; without systemd this is a no-op.
@@ -186,6 +210,13 @@ impl Daemon {
                     let actions = self.plan.router.handle(Instant::now(), Input::Timer);
                     self.execute(actions).await;
                 }
+                received = async { first_resync.as_mut().unwrap().await }, if first_resync.is_some() => {
+                    first_resync = None;
+                    if let Ok(entries) = received {
+                        info!("peer state received ({entries} flows): preemption allowed");
+                        self.plan.router.handle(Instant::now(), Input::HoldPreemption(None));
+                    }
+                }
                 _ = sigterm.recv() => break,
                 _ = sigint.recv() => break,
             }
@@ -216,6 +247,10 @@ impl Daemon {
     }
 
     async fn execute(&mut self, actions: Vec<Action>) {
+        let replicated = self.replicated_transition(&actions);
+        if replicated == Some(State::Master) {
+            self.commit_before_announcing().await;
+        }
         for action in actions {
             match action {
                 Action::Instance { id, action } => self.execute_instance(id, action).await,
@@ -231,6 +266,54 @@ impl Daemon {
                     error,
                 } => self.log_drop(instance, interface, src, &error),
             }
+        }
+        if let (Some(to), Some(r)) = (replicated, &self.replication) {
+            // The slow parts run in the service's own task, after the addresses moved.
+            // Commands queue in order behind the commit: the peer's state, now in the kernel,
+            // leaves the external cache (it would go stale), then this node's table becomes
+            // the internal cache and is sent to the peer.
+            let steps: &[&str] = match to {
+                State::Master => &["flush external", "resync"],
+                State::Backup | State::Fault => &["shorten", "request-resync"],
+                State::Init | State::Stop => &[],
+            };
+            for step in steps {
+                let (tx, _) = tokio::sync::oneshot::channel();
+                r.handle.forward((*step).into(), tx);
+            }
+        }
+    }
+
+    /// The transition that drives replication in this batch of actions, if any: the sync
+    /// group's when there are groups, otherwise any instance's; only into or out of MASTER.
+    fn replicated_transition(&self, actions: &[Action]) -> Option<State> {
+        let r = self.replication.as_ref()?;
+        if !r.builtin {
+            return None;
+        }
+        let grouped = !self.plan.groups.is_empty();
+        actions.iter().find_map(|a| match a {
+            Action::GroupTransition { from, to, .. } if grouped => {
+                (*to == State::Master || *from == State::Master).then_some(*to)
+            }
+            Action::Instance {
+                action: InstanceAction::Transition { from, to, .. },
+                ..
+            } if !grouped => (*to == State::Master || *from == State::Master).then_some(*to),
+            _ => None,
+        })
+    }
+
+    /// Puts the peer's flows into the kernel before the gratuitous ARPs send traffic here.
+    async fn commit_before_announcing(&self) {
+        let Some(r) = &self.replication else { return };
+        let started = Instant::now();
+        match r.handle.ask("commit", r.commit_wait).await {
+            Some(summary) => info!("before announcing: {}", summary.trim()),
+            None => warn!(
+                "commit still running after {} ms: announcing the addresses anyway",
+                started.elapsed().as_millis()
+            ),
         }
     }
 
@@ -354,7 +437,7 @@ impl Daemon {
             verb
         };
         if crate::conntrack::VERBS.contains(&verb) {
-            match &self.replication {
+            match self.replication.as_ref().map(|r| &r.handle) {
                 Some(handle) => {
                     let rest = request.command.split_once(' ').map_or("", |(_, r)| r);
                     handle.forward(format!("{verb} {rest}"), request.reply);

@@ -147,6 +147,7 @@ pub struct Instance {
     master_down_timer: Option<Instant>,
     garp_timer: Option<Instant>,
     preempt_deadline: Option<Instant>,
+    preempt_hold: Option<Instant>,
     link_up: bool,
     group_fault: bool,
     in_group: bool,
@@ -167,6 +168,7 @@ impl Instance {
             master_down_timer: None,
             garp_timer: None,
             preempt_deadline: None,
+            preempt_hold: None,
             link_up: true,
             group_fault: false,
             in_group: false,
@@ -330,8 +332,19 @@ impl Instance {
         self.master_down_timer = Some(now + self.master_down_interval());
     }
 
-    /// keepalived's `preempt_delay`: lower-priority masters are tolerated until the deadline.
+    /// Holds preemption until `until` (or releases a hold with `None`): a returning node waits
+    /// for the current master's replicated state before it takes over. A master that stops
+    /// advertising is still replaced when the master-down timer fires.
+    pub fn hold_preemption(&mut self, until: Option<Instant>) {
+        self.preempt_hold = until;
+    }
+
+    /// keepalived's `preempt_delay` (and a replication hold): lower-priority masters are
+    /// tolerated until the deadline.
     fn preempt_delay_running(&mut self, now: Instant) -> bool {
+        if self.preempt_hold.is_some_and(|until| now < until) {
+            return true;
+        }
         if self.config.preempt_delay.is_zero() {
             return false;
         }

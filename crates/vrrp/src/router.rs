@@ -51,6 +51,9 @@ pub enum Input<'a> {
         /// New effective priority.
         priority: u8,
     },
+    /// Hold preemption on every instance until the given time (`None` releases the hold):
+    /// a returning node waits for the current master's replicated state first.
+    HoldPreemption(Option<Instant>),
     /// Stop every instance gracefully.
     Shutdown,
 }
@@ -294,6 +297,11 @@ impl Router {
                 if let Some(slot) = self.slots.get_mut(instance) {
                     slot.instance.set_priority(priority);
                     touched.push(instance);
+                }
+            }
+            Input::HoldPreemption(until) => {
+                for slot in &mut self.slots {
+                    slot.instance.hold_preemption(until);
                 }
             }
             Input::Shutdown => {

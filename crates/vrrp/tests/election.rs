@@ -268,3 +268,48 @@ fn sync_group_never_splits_when_one_member_still_hears_the_master() {
         assert_eq!((s.holders(0), s.holders(1)), (vec![a], vec![a]))
     });
 }
+
+#[test]
+fn replication_hold_delays_preemption_until_released() {
+    let mut sim = Sim::new(15);
+    let a = sim.add(config(0, 200));
+    let b = sim.add(config(1, 100));
+    sim.start_node(b);
+    sim.run(10 * S);
+    sim.start_node(a);
+    let until = sim.now + 60 * S;
+    sim.nodes[a]
+        .router
+        .handle(sim.now, tandem_vrrp::Input::HoldPreemption(Some(until)));
+    sim.run_checking(20 * S, |s| assert_eq!(s.holders(0), vec![b]));
+    // The bulk update arrived: the hold is released and a preempts as usual.
+    let released = sim.elapsed();
+    sim.nodes[a]
+        .router
+        .handle(sim.now, tandem_vrrp::Input::HoldPreemption(None));
+    sim.run(5 * S);
+    assert_eq!(sim.holders(0), vec![a]);
+    let took = sim.entered(a, 0, State::Master).unwrap() - released;
+    assert!(
+        took <= sim.nodes[a].router.instance(0).master_down_interval(),
+        "took {took:?}"
+    );
+}
+
+#[test]
+fn replication_hold_does_not_stop_a_takeover_from_a_dead_master() {
+    let mut sim = Sim::new(16);
+    let a = sim.add(config(0, 200));
+    let b = sim.add(config(1, 100));
+    sim.start_node(b);
+    sim.run(10 * S);
+    sim.start_node(a);
+    let until = sim.now + 60 * S;
+    sim.nodes[a]
+        .router
+        .handle(sim.now, tandem_vrrp::Input::HoldPreemption(Some(until)));
+    sim.run(5 * S);
+    sim.crash(b);
+    sim.run(5 * S);
+    assert_eq!(sim.holders(0), vec![a]);
+}

@@ -186,6 +186,8 @@ pub struct Pair {
     counter: u64,
     epochs: u32,
     pub committed: Vec<Flow>,
+    /// Full resyncs each node finished receiving, with the external cache size at the end.
+    pub resyncs_received: [Vec<usize>; 2],
 }
 
 impl Pair {
@@ -207,6 +209,7 @@ impl Pair {
             counter: 0,
             epochs: 0,
             committed: Vec::new(),
+            resyncs_received: [Vec::new(), Vec::new()],
         };
         pair.input(0, Input::Start);
         pair.input(1, Input::Start);
@@ -225,6 +228,7 @@ impl Pair {
                 Action::Transmit(bytes) => self.send(i, bytes),
                 Action::Commit(flows) => self.committed = flows,
                 Action::PeerRestarted { .. } => {}
+                Action::ResyncReceived { entries } => self.resyncs_received[i].push(entries),
             }
         }
     }

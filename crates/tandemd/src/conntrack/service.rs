@@ -33,16 +33,30 @@ pub struct Handle {
 }
 
 impl Handle {
+    /// Sends a command and waits at most `wait` for the answer (`None` when it takes longer;
+    /// the command still completes in the service).
+    pub async fn ask(&self, words: &str, wait: std::time::Duration) -> Option<String> {
+        let (reply, answer) = oneshot::channel();
+        self.forward(words.to_string(), reply);
+        tokio::time::timeout(wait, answer).await.ok()?.ok()
+    }
+
     /// Forwards a control-socket request without waiting (the daemon loop must not block).
+    /// Requests forwarded one after another reach the service in that order.
     pub fn forward(&self, words: String, reply: oneshot::Sender<String>) {
-        let commands = self.commands.clone();
-        tokio::spawn(async move {
-            if let Err(e) = commands.send(Command { words, reply }).await {
-                let _ =
-                    e.0.reply
-                        .send("error: conntrack replication has stopped\n".into());
+        match self.commands.try_send(Command { words, reply }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(command)) => {
+                let _ = command
+                    .reply
+                    .send("error: conntrack replication is busy, try again\n".into());
             }
-        });
+            Err(mpsc::error::TrySendError::Closed(command)) => {
+                let _ = command
+                    .reply
+                    .send("error: conntrack replication has stopped\n".into());
+            }
+        }
     }
 }
 
@@ -54,10 +68,15 @@ struct Service {
     socket: Arc<UdpSocket>,
     peer: SocketAddr,
     last_commit: Option<String>,
+    resync_received: Option<oneshot::Sender<usize>>,
 }
 
-/// Opens the sync socket and the kernel side, then runs the service as a task.
-pub fn start(config: &SyncConfig, own_addresses: Vec<IpAddr>) -> Result<Handle> {
+/// Opens the sync socket and the kernel side, then runs the service as a task. The receiver
+/// fires when the first full resync from the peer has arrived.
+pub fn start(
+    config: &SyncConfig,
+    own_addresses: Vec<IpAddr>,
+) -> Result<(Handle, oneshot::Receiver<usize>)> {
     let (socket, peer) = open_socket(config)?;
     let socket = Arc::new(socket);
     let (kernel, events) = Kernel::start(config.tcp_window_tracking)?;
@@ -71,6 +90,7 @@ pub fn start(config: &SyncConfig, own_addresses: Vec<IpAddr>) -> Result<Handle> 
     core.max_external = config.max_entries;
     core.hmac_key = config.key.clone();
     let filter = FlowFilter::new(&config.filter, own_addresses);
+    let (first_resync, first_resync_rx) = oneshot::channel();
     let service = Service {
         node: Node::new(core),
         filter,
@@ -78,6 +98,7 @@ pub fn start(config: &SyncConfig, own_addresses: Vec<IpAddr>) -> Result<Handle> 
         socket,
         peer,
         last_commit: None,
+        resync_received: Some(first_resync),
     };
     let (commands, command_rx) = mpsc::channel(64);
     tokio::spawn(service.run(events, command_rx));
@@ -85,7 +106,7 @@ pub fn start(config: &SyncConfig, own_addresses: Vec<IpAddr>) -> Result<Handle> 
         "conntrack replication on {} to {peer}",
         config.interface.as_deref().unwrap_or("any interface")
     );
-    Ok(Handle { commands })
+    Ok((Handle { commands }, first_resync_rx))
 }
 
 /// A node id that differs between the two ends: the low bits of the local address.
@@ -267,6 +288,12 @@ impl Service {
                 }
                 Action::PeerRestarted { node_id } => {
                     info!("sync peer {node_id:#x} restarted: sending it our state")
+                }
+                Action::ResyncReceived { entries } => {
+                    info!("full resync from the peer received: {entries} entries");
+                    if let Some(tx) = self.resync_received.take() {
+                        let _ = tx.send(entries);
+                    }
                 }
             }
         }
