@@ -43,6 +43,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Notify scripts that call `tandemctl` (or `conntrackd` linked to it) find this daemon.
+    std::env::set_var("TANDEM_CONTROL", &args.control);
     let filter = std::env::var("TANDEM_LOG").unwrap_or_else(|_| args.log.clone());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
