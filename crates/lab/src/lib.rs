@@ -16,6 +16,8 @@
 //! ```
 
 mod child;
+pub mod flows;
+pub mod gateway;
 mod lab;
 mod netns;
 mod pair;
@@ -24,6 +26,8 @@ mod ping;
 use std::time::{Duration, Instant};
 
 pub use child::Child;
+pub use flows::{EchoServer, FlowOptions, FlowReport, FlowStat, TcpFlows, UdpFlow, UdpReport};
+pub use gateway::Gateway;
 pub use lab::{remove_stale, Lab};
 pub use netns::{Addr, Netns};
 pub use pair::{Pair, HOST_A, HOST_B, HOST_CLIENT};
