@@ -34,6 +34,9 @@ struct Outcome {
     startup: Duration,
     cpu_master: f64,
     cpu_backup: f64,
+    /// Share of the CPU time spent in the kernel (stime), master and backup.
+    kernel_master: f64,
+    kernel_backup: f64,
     rss_master: u64,
     rss_backup: u64,
     on_master: usize,
@@ -127,6 +130,12 @@ pub fn run(tandemd: &Path, shape: Shape, daemons: &[Kind]) -> Result<()> {
             third(&|o| o.cpu_backup, ik_b),
         ),
         row(
+            "  kernel share (stime), master / backup",
+            &|o| format!("{:.0} % / {:.0} %", o.kernel_master, o.kernel_backup),
+            String::new(),
+            String::new(),
+        ),
+        row(
             "RSS master (MiB)",
             &|o| mb(o.rss_master),
             format!("{ik_mb:.1}"),
@@ -208,7 +217,9 @@ fn run_one(tandemd: &Path, shape: Shape, kind: Kind, ticks: u64) -> Result<Outco
     std::thread::sleep(Duration::from_secs(shape.duration));
     let (m1, b1) = (cpu_ticks(&pm)?, cpu_ticks(&pb)?);
     let wall = t0.elapsed().as_secs_f64();
-    let pct = |d: u64| d as f64 / ticks as f64 / wall * 100.0;
+    let pct = |d: (u64, u64)| (d.0 + d.1) as f64 / ticks as f64 / wall * 100.0;
+    let kernel = |d: (u64, u64)| d.1 as f64 / (d.0 + d.1).max(1) as f64 * 100.0;
+    let (dm, db) = ((m1.0 - m0.0, m1.1 - m0.1), (b1.0 - b0.0, b1.1 - b0.1));
     let (rss_master, rss_backup) = (rss(&pm)?, rss(&pb)?);
     master.ensure_alive()?;
     backup.ensure_alive()?;
@@ -220,8 +231,10 @@ fn run_one(tandemd: &Path, shape: Shape, kind: Kind, ticks: u64) -> Result<Outco
         .count();
     Ok(Outcome {
         startup,
-        cpu_master: pct(m1 - m0),
-        cpu_backup: pct(b1 - b0),
+        cpu_master: pct(dm),
+        cpu_backup: pct(db),
+        kernel_master: kernel(dm),
+        kernel_backup: kernel(db),
         rss_master,
         rss_backup,
         on_master: on_a.len(),
@@ -244,9 +257,9 @@ fn held(ns: &Netns, vips: &HashSet<Ipv4Addr>) -> Result<HashSet<Ipv4Addr>> {
         .collect())
 }
 
-/// utime + stime (fields 14 and 15 of /proc/PID/stat), summed.
-fn cpu_ticks(pids: &[u32]) -> Result<u64> {
-    let mut sum = 0;
+/// (utime, stime) (fields 14 and 15 of /proc/PID/stat), summed.
+fn cpu_ticks(pids: &[u32]) -> Result<(u64, u64)> {
+    let mut sum = (0, 0);
     for pid in pids {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .with_context(|| format!("reading /proc/{pid}/stat"))?;
@@ -256,7 +269,8 @@ fn cpu_ticks(pids: &[u32]) -> Result<u64> {
         // rest starts at field 3 (state): utime is field 14, stime 15.
         let utime: u64 = fields.get(11).context("short stat")?.parse()?;
         let stime: u64 = fields.get(12).context("short stat")?.parse()?;
-        sum += utime + stime;
+        sum.0 += utime;
+        sum.1 += stime;
     }
     Ok(sum)
 }
