@@ -83,7 +83,11 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Option<SyncConfig>, Vec<D
             e.message().to_string(),
         )]);
     }
-    let figment = Figment::from(Toml::string(text)).merge(Env::prefixed("TANDEM_").split("__"));
+    // Only TANDEM_SYNC__* variables: others (TANDEM_CONTROL, TANDEM_LOG) are not settings.
+    let env = Env::prefixed("TANDEM_")
+        .filter(|key| key.as_str().to_ascii_lowercase().starts_with("sync__"))
+        .split("__");
+    let figment = Figment::from(Toml::string(text)).merge(env);
     let parsed: File = figment.extract().map_err(|e| {
         e.into_iter()
             .map(|e| {

@@ -75,6 +75,8 @@ fn conntrackd_multicast_channel() {
 fn native_toml_with_environment_override() {
     // Only this test touches TANDEM_SYNC__MTU, so parallel tests do not see it change.
     std::env::set_var("TANDEM_SYNC__MTU", "1200");
+    // Variables for other purposes share the prefix and must not be read as settings.
+    std::env::set_var("TANDEM_CONTROL", "/run/tandemd.sock");
     let path = fixture("sync/tandem.toml");
     let config = load_files(std::slice::from_ref(&path)).unwrap();
     let sync = config.sync.unwrap();

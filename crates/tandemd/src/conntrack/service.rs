@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use socket2::{Domain, Protocol, Socket, Type};
 use tandem_config::{SyncConfig, Transport};
-use tandem_ctnetlink::{Event as KernelEvent, EventKind, Flow};
+use tandem_ctnetlink::{BatchReport, Event as KernelEvent, EventKind, Flow};
 use tandem_ctsync::{Action, CacheKind, Config as CoreConfig, Event, Input, Node};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -299,31 +299,42 @@ impl Service {
         }
     }
 
-    /// Creates `flows` in the kernel in batches; the summary says how many and how long.
+    /// Creates `flows` in the kernel in batches; entries the kernel already has (left from
+    /// an earlier time as master, with stale TCP windows) are updated instead, so they take
+    /// the replicated state and the be-liberal window flag. The summary says how many and how
+    /// long.
     async fn commit(&mut self, flows: Vec<Flow>) -> String {
         let started = Instant::now();
         let total = flows.len();
-        let result = self.kernel.call(move |ct| ct.create_batch(&flows)).await;
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        match result {
-            Ok(report) => {
-                let failed = report.failed.len();
-                let existed = report
+        let result = self
+            .kernel
+            .call(move |ct| {
+                let created = ct.create_batch(&flows)?;
+                let existing: Vec<Flow> = created
                     .failed
                     .iter()
                     .filter(|(_, errno)| *errno == libc::EEXIST)
-                    .count();
-                info!(
-                    "commit: {} entries in {ms:.1} ms ({} created, {existed} already present, {} refused)",
-                    total,
-                    total - failed,
-                    failed - existed
+                    .filter_map(|(i, _)| flows.get(*i).cloned())
+                    .collect();
+                let updated = if existing.is_empty() {
+                    BatchReport::default()
+                } else {
+                    ct.update_batch(&existing)?
+                };
+                Ok((created, existing.len(), updated))
+            })
+            .await;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        match result {
+            Ok((created, existing, updated)) => {
+                let refused = created.failed.len() - existing + updated.failed.len();
+                let summary = format!(
+                    "commit: {total} entries in {ms:.1} ms, {} created, {} updated, {refused} refused",
+                    total - created.failed.len(),
+                    existing - updated.failed.len(),
                 );
-                format!(
-                    "commit: {total} entries in {ms:.1} ms, {} created, {existed} already present, {} refused\n",
-                    total - failed,
-                    failed - existed
-                )
+                info!("{summary}");
+                summary + "\n"
             }
             Err(e) => {
                 warn!("commit failed after {ms:.1} ms: {e}");

@@ -59,7 +59,16 @@ impl Daemon {
 
 /// Writes `text` as a config file named `name` in the lab's log directory.
 pub fn write_config(pair: &Pair, name: &str, text: &str) -> Result<PathBuf> {
-    let path = pair.lab.log_dir().join(name);
+    write_config_lab(&pair.lab, name, text)
+}
+
+/// [`write_config`] for a gateway lab.
+pub fn write_config_in(gw: &tandem_lab::Gateway, name: &str, text: &str) -> Result<PathBuf> {
+    write_config_lab(&gw.lab, name, text)
+}
+
+fn write_config_lab(lab: &tandem_lab::Lab, name: &str, text: &str) -> Result<PathBuf> {
+    let path = lab.log_dir().join(name);
     std::fs::write(&path, text)?;
     Ok(path)
 }
@@ -76,9 +85,19 @@ pub fn start_tandemd_with(
     config: &str,
     more: &[PathBuf],
 ) -> Result<Daemon> {
+    start_tandemd_in(&pair.lab, ns, config, more)
+}
+
+/// [`start_tandemd_with`] for any lab.
+pub fn start_tandemd_in(
+    lab: &tandem_lab::Lab,
+    ns: &Netns,
+    config: &str,
+    more: &[PathBuf],
+) -> Result<Daemon> {
     let tag = ns.name().rsplit('-').next().unwrap_or("x").to_string();
-    let config_path = write_config(pair, &format!("tandemd-{tag}.conf"), config)?;
-    let control = pair.lab.log_dir().join(format!("tandemd-{tag}.sock"));
+    let config_path = write_config_lab(lab, &format!("tandemd-{tag}.conf"), config)?;
+    let control = lab.log_dir().join(format!("tandemd-{tag}.sock"));
     let _ = std::fs::remove_file(&control);
     let mut argv = vec![
         TANDEMD.to_string(),
