@@ -166,7 +166,7 @@ fn traffic(gw: &Gateway, dead_after: Duration) -> Result<Traffic> {
         dead_after,
         ..FlowOptions::default()
     };
-    let tcp = TcpFlows::start_with(&gw.client, to, FLOWS, opts.clone())?;
+    let tcp = TcpFlows::start_with(&gw.client, to, FLOWS, opts)?;
     let udp = UdpFlow::start_with(&gw.client, to, opts)?;
     tcp.wait_all_progress(Duration::from_secs(10))?;
     Ok(Traffic {
