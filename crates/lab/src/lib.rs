@@ -16,6 +16,7 @@
 //! ```
 
 mod child;
+pub mod example;
 pub mod flows;
 pub mod gateway;
 mod lab;
@@ -26,6 +27,7 @@ mod ping;
 use std::time::{Duration, Instant};
 
 pub use child::Child;
+pub use example::{example_config, Side, SIDE_A, SIDE_B};
 pub use flows::{EchoServer, FlowOptions, FlowReport, FlowStat, TcpFlows, UdpFlow, UdpReport};
 pub use gateway::Gateway;
 pub use lab::{remove_stale, Lab};

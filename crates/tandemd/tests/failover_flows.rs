@@ -13,7 +13,8 @@ use anyhow::{Context, Result};
 use common::*;
 use nix::sys::signal::Signal;
 use tandem_lab::{
-    require_root, wait_until, EchoServer, FlowOptions, Gateway, Netns, TcpFlows, UdpFlow,
+    example_config, require_root, wait_until, EchoServer, FlowOptions, Gateway, Netns, Side,
+    TcpFlows, UdpFlow, SIDE_A, SIDE_B,
 };
 
 const FLOWS: usize = 50;
@@ -25,12 +26,10 @@ fn etc(file: &str) -> PathBuf {
         .join(file)
 }
 
-/// The example configuration from etc/, with this node's priority and sync addresses.
+/// One gateway of the pair.
 struct Node<'a> {
     ns: &'a Netns,
-    priority: u8,
-    local: &'a str,
-    peer: &'a str,
+    side: Side,
 }
 
 /// How replication is set up for a run.
@@ -46,8 +45,7 @@ enum Mode {
 
 fn start(gw: &Gateway, node: &Node, mode: Mode) -> Result<Daemon> {
     let tag = node.ns.name().rsplit('-').next().unwrap_or("x").to_string();
-    let mut conf = std::fs::read_to_string(etc("keepalived.conf"))?
-        .replace("priority 150", &format!("priority {}", node.priority));
+    let (mut conf, mut toml) = example_config(&etc(""), node.side)?;
     if mode == Mode::Scripts {
         let hook = scripts_hook(gw)?;
         conf = conf.replace(
@@ -57,13 +55,8 @@ fn start(gw: &Gateway, node: &Node, mode: Mode) -> Result<Daemon> {
             ),
         );
     }
-    let mut toml = std::fs::read_to_string(etc("tandem.toml"))?
-        .replace(
-            "local = \"10.3.0.1\"",
-            &format!("local = \"{}\"", node.local),
-        )
-        .replace("peer = \"10.3.0.2\"", &format!("peer = \"{}\"", node.peer));
     if mode == Mode::Scripts {
+        // This node leaves the sequence to its notify hooks.
         toml = toml.replace("builtin_failover = true", "builtin_failover = false");
     }
     let extra = match mode {
@@ -199,15 +192,11 @@ fn nodes(gw: &Gateway) -> (Node<'_>, Node<'_>) {
     (
         Node {
             ns: &gw.a,
-            priority: 150,
-            local: "10.3.0.1",
-            peer: "10.3.0.2",
+            side: SIDE_A,
         },
         Node {
             ns: &gw.b,
-            priority: 100,
-            local: "10.3.0.2",
-            peer: "10.3.0.1",
+            side: SIDE_B,
         },
     )
 }
