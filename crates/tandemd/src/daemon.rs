@@ -163,17 +163,7 @@ impl Daemon {
         let mut watchdog = watchdog_interval().map(tokio::time::interval);
 
         loop {
-            let deadline = self
-                .plan
-                .router
-                .next_deadline()
-                .map(tokio::time::Instant::from_std);
-            let timer = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let timer = crate::deadline::sleep_until(self.plan.router.next_deadline());
             tokio::select! {
                 Some((ifindex, batch)) = packets.recv() => {
                     for packet in &batch {

@@ -4,6 +4,7 @@
 mod conntrack;
 mod control;
 mod daemon;
+mod deadline;
 mod notify;
 mod plan;
 

@@ -187,16 +187,7 @@ impl Service {
         self.resync_from_kernel().await;
         let mut buf = vec![0u8; 65536];
         loop {
-            let deadline = self
-                .node
-                .next_deadline()
-                .map(tokio::time::Instant::from_std);
-            let timer = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let timer = crate::deadline::sleep_until(self.node.next_deadline());
             tokio::select! {
                 Some(batch) = events.recv() => self.on_kernel_events(batch).await,
                 received = self.socket.recv_from(&mut buf) => match received {
