@@ -169,13 +169,24 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Config, ConfigError> {
 /// the directory of `file`.
 pub fn parse_str(text: &str, file: &Path) -> Result<Config, ConfigError> {
     let lexed = lexer::lex_with_includes(text, file);
+    let mut tree_errors = Vec::new();
+    let stmts = tree::build(&lexed.tokens, &mut tree_errors);
+    parse_keepalived(lexed, &stmts, tree_errors)
+}
+
+/// The keepalived.conf reading of a file already lexed and grouped into statements.
+fn parse_keepalived(
+    lexed: lexer::Lexed,
+    stmts: &[tree::Stmt],
+    tree_errors: Vec<Diagnostic>,
+) -> Result<Config, ConfigError> {
     let (mut errors, mut warnings): (Vec<_>, Vec<_>) = lexed
         .diagnostics
         .into_iter()
         .partition(Diagnostic::is_error);
-    let stmts = tree::build(&lexed.tokens, &mut errors);
+    errors.extend(tree_errors);
     let mut ctx = values::Ctx::default();
-    let mut config = parser::parse(&stmts, &mut ctx);
+    let mut config = parser::parse(stmts, &mut ctx);
     errors.extend(ctx.errors);
     warnings.extend(ctx.warnings);
     lexed.sources.attach(&mut errors);
