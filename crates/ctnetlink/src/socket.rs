@@ -78,11 +78,11 @@ impl BatchReport {
     }
 }
 
-fn open(op: &'static str) -> Result<Socket, Error> {
+fn open(op: &'static str) -> Result<(Socket, u32), Error> {
     let io = |source| Error::Io { op, source };
     let mut sock = Socket::new(NETLINK_NETFILTER).map_err(io)?;
-    sock.bind_auto().map_err(io)?;
-    Ok(sock)
+    let addr = sock.bind_auto().map_err(io)?;
+    Ok((sock, addr.port_number()))
 }
 
 /// Sets the receive buffer, forcing past `rmem_max` when we may (CAP_NET_ADMIN).
@@ -96,6 +96,7 @@ fn set_rcvbuf(sock: &Socket, bytes: usize) -> io::Result<()> {
 /// A request socket: dump, create, update, delete, flush.
 pub struct Conntrack {
     sock: Socket,
+    port: u32,
     seq: u32,
     rx: Vec<u8>,
     tx: Vec<u8>,
@@ -106,18 +107,25 @@ impl Conntrack {
     /// Opens a socket in the calling thread's network namespace.
     pub fn open() -> Result<Conntrack, Error> {
         let op = "open";
-        let sock = open(op)?;
+        let (sock, port) = open(op)?;
         set_rcvbuf(&sock, REQUEST_RCVBUF).map_err(|source| Error::Io { op, source })?;
         // Errors then carry only the header of the refused request, not all of it.
         sock.set_cap_ack(true)
             .map_err(|source| Error::Io { op, source })?;
         Ok(Conntrack {
             sock,
+            port,
             seq: 1,
             rx: Vec::with_capacity(RECV_BYTES),
             tx: Vec::with_capacity(BATCH_BYTES),
             strict_tcp: false,
         })
+    }
+
+    /// This socket's netlink port id: events caused by its requests carry it as their
+    /// [`Event::Flow`] `origin`, so a caller can tell its own changes from the kernel's.
+    pub fn port_id(&self) -> u32 {
+        self.port
     }
 
     /// Keep TCP flags as replicated instead of adding BE_LIBERAL, for
@@ -426,6 +434,9 @@ pub enum Event {
         kind: EventKind,
         /// The entry as the kernel reported it.
         flow: Flow,
+        /// Netlink port id of the socket whose request caused the change (0: the kernel
+        /// itself, e.g. a packet or a timeout); see [`Conntrack::port_id`].
+        origin: u32,
     },
     /// The kernel dropped events (ENOBUFS): the caller's view may diverge
     /// and must be resynchronised from a [`Conntrack::dump`].
@@ -449,7 +460,7 @@ impl Events {
     pub fn subscribe_with_rcvbuf(groups: Groups, rcvbuf: usize) -> Result<Events, Error> {
         let op = "subscribe";
         let io = |source| Error::Io { op, source };
-        let sock = open(op)?;
+        let (sock, _) = open(op)?;
         set_rcvbuf(&sock, rcvbuf).map_err(io)?;
         for (on, group) in [
             (groups.new, NFNLGRP_CONNTRACK_NEW),
@@ -499,7 +510,11 @@ impl Events {
                     _ if header.flags & NLM_F_CREATE != 0 => EventKind::New,
                     _ => EventKind::Update,
                 };
-                out.push(Event::Flow { kind, flow });
+                out.push(Event::Flow {
+                    kind,
+                    flow,
+                    origin: header.pid,
+                });
             }
         }
         Ok(())

@@ -249,7 +249,7 @@ fn events_for_create_update_destroy() {
     let got: Vec<(EventKind, Flow)> = (&mut events)
         .take(3)
         .map(|e| match e.unwrap() {
-            Event::Flow { kind, flow } => (kind, flow),
+            Event::Flow { kind, flow, .. } => (kind, flow),
             Event::Overflow => panic!("overflow"),
         })
         .collect();
@@ -260,6 +260,32 @@ fn events_for_create_update_destroy() {
     );
     assert!(got.iter().all(|g| g.1.key() == f.key()));
     assert_eq!(got[1].1.mark, 5);
+}
+
+#[test]
+fn events_name_the_socket_that_caused_them() {
+    tandem_lab::require_root!();
+    let (_lab, ns) = ns("ctorigin");
+    let mut events = ns
+        .enter(|| Events::subscribe(Groups::ALL).unwrap())
+        .unwrap();
+    let f = udp("10.5.0.1", "10.5.0.2", 3, 4);
+    let port = with_ct(&ns, |ct| {
+        ct.create(&f).unwrap();
+        ct.port_id()
+    });
+    ns.run("conntrack -U -p udp -s 10.5.0.1 -d 10.5.0.2 --sport 3 --dport 4 --mark 5")
+        .unwrap();
+    let origins: Vec<u32> = (&mut events)
+        .take(2)
+        .map(|e| match e.unwrap() {
+            Event::Flow { origin, .. } => origin,
+            Event::Overflow => panic!("overflow"),
+        })
+        .collect();
+    assert_ne!(port, 0);
+    assert_eq!(origins[0], port, "our create carries our port id");
+    assert_ne!(origins[1], port, "conntrack -U is another socket");
 }
 
 #[test]

@@ -213,7 +213,7 @@ impl Service {
         let mut local = Vec::with_capacity(batch.len());
         for event in batch {
             match event {
-                KernelEvent::Flow { kind, flow } => {
+                KernelEvent::Flow { kind, flow, .. } => {
                     if !self.filter.accepts(&flow) {
                         continue;
                     }
