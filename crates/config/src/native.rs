@@ -48,6 +48,7 @@ struct Sync {
     builtin_failover: Option<bool>,
     preempt_wait: Option<f64>,
     commit_wait: Option<f64>,
+    warm_standby: Option<bool>,
     #[serde(default)]
     filter: Filter,
 }
@@ -139,6 +140,7 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Option<SyncConfig>, Vec<D
     config.max_entries = sync.max_entries.unwrap_or(config.max_entries);
     config.resend_queue = sync.resend_queue.unwrap_or(config.resend_queue);
     config.builtin_failover = sync.builtin_failover.unwrap_or(true);
+    config.warm_standby = sync.warm_standby.unwrap_or(config.builtin_failover);
     if let Some(secs) = sync.preempt_wait {
         config.preempt_wait = Duration::try_from_secs_f64(secs)
             .map_err(|_| error("[sync] preempt_wait must be a number of seconds"))?;

@@ -87,6 +87,9 @@ pub struct SyncConfig {
     pub builtin_failover: bool,
     /// How long a returning node waits for the peer's bulk update before it may preempt.
     pub preempt_wait: Duration,
+    /// Keep the backup's kernel table warm: apply the peer's flows to it as they arrive, so a
+    /// promotion commits only what is still pending (needs `builtin_failover`).
+    pub warm_standby: bool,
     /// How long a new master waits for the commit of the external cache before it announces
     /// the addresses (the commit goes on in the background if it takes longer).
     pub commit_wait: Duration,
@@ -112,6 +115,7 @@ impl SyncConfig {
             builtin_failover: true,
             preempt_wait: Duration::from_secs(5),
             commit_wait: Duration::from_secs(1),
+            warm_standby: true,
             location,
         }
     }

@@ -135,12 +135,19 @@ impl<R: Record> ExternalCache<R> {
         self.generation = self.generation.wrapping_add(1);
     }
 
-    /// Ends a resync, dropping entries the peer did not re-send; returns how many went.
-    pub fn end_resync(&mut self) -> usize {
-        let before = self.map.len();
+    /// Ends a resync, dropping entries the peer did not re-send; returns them.
+    pub fn end_resync(&mut self) -> Vec<R> {
         let generation = self.generation;
-        self.map.retain(|_, s| s.generation == generation);
-        before - self.map.len()
+        let stale: Vec<R::Key> = self
+            .map
+            .iter()
+            .filter(|(_, s)| s.generation != generation)
+            .map(|(k, _)| k.clone())
+            .collect();
+        stale
+            .iter()
+            .filter_map(|k| self.map.remove(k).map(|s| s.record))
+            .collect()
     }
 
     /// The entry for `key`.

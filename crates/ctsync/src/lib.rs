@@ -65,7 +65,7 @@ pub mod wire;
 pub use auth::AuthKey;
 pub use cache::{ExternalCache, Full, InternalCache};
 pub use filter::{FlowFilter, FlowView, Prefix};
-pub use node::{Action, CacheKind, Config, Event, Input, Node};
+pub use node::{Action, CacheKind, Config, Event, ExternalChange, Input, Node};
 pub use record::Record;
 pub use stats::{DropReason, Drops, Stats};
 pub use wire::WireError;

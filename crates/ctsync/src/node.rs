@@ -46,6 +46,9 @@ pub struct Config {
     pub alive_interval: Duration,
     /// A gap still open after this is skipped and a full resync requested.
     pub repair_timeout: Duration,
+    /// Report every change the peer makes to the external cache ([`Action::ExternalChanged`]),
+    /// so a backup can keep its kernel table warm and promotion has little left to commit.
+    pub report_external: bool,
 }
 
 impl Config {
@@ -66,6 +69,7 @@ impl Config {
             nack_interval: Duration::from_millis(50),
             alive_interval: Duration::from_secs(1),
             repair_timeout: Duration::from_secs(5),
+            report_external: false,
         }
     }
 }
@@ -125,12 +129,23 @@ pub enum Action<R> {
         /// The peer's node id.
         node_id: u32,
     },
+    /// The peer changed the external cache (only with [`Config::report_external`]), in order.
+    ExternalChanged(Vec<ExternalChange<R>>),
     /// A full resync from the peer completed: the external cache now holds the peer's whole
     /// table (a returning node may preempt from here on).
     ResyncReceived {
         /// Entries in the external cache afterwards.
         entries: usize,
     },
+}
+
+/// One change to the external cache, as reported with [`Config::report_external`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExternalChange<R> {
+    /// Added or updated.
+    Set(R),
+    /// Deleted by the peer, or absent from its full resync.
+    Removed(R),
 }
 
 #[derive(Debug)]
@@ -147,6 +162,8 @@ pub struct Node<R: Record> {
     filter: Box<dyn Fn(&R) -> bool + Send>,
     bulk: Option<Bulk<R::Key>>,
     max_queue_bytes: usize,
+    report_external: bool,
+    changes: Vec<ExternalChange<R>>,
 }
 
 impl<R: Record> std::fmt::Debug for Node<R> {
@@ -183,6 +200,8 @@ impl<R: Record> Node<R> {
             filter: Box::new(|_| true),
             bulk: None,
             max_queue_bytes: config.max_queue_bytes,
+            report_external: config.report_external,
+            changes: Vec::new(),
         }
     }
 
@@ -261,6 +280,9 @@ impl<R: Record> Node<R> {
             if round < 2 {
                 self.channel.poll(now);
             }
+        }
+        if !self.changes.is_empty() {
+            actions.push(Action::ExternalChanged(std::mem::take(&mut self.changes)));
         }
         actions.extend(
             self.channel
@@ -380,8 +402,11 @@ impl<R: Record> Node<R> {
                 attr::SET => match R::decode(value) {
                     Ok(record) => {
                         self.channel.stats.records_received += 1;
+                        let report = self.report_external.then(|| record.clone());
                         if self.external.upsert(record).is_err() {
                             self.channel.stats.external_full += 1;
+                        } else if let Some(record) = report {
+                            self.changes.push(ExternalChange::Set(record));
                         }
                     }
                     Err(_) => self.channel.stats.bad_records += 1,
@@ -389,13 +414,20 @@ impl<R: Record> Node<R> {
                 attr::DELETE => match R::decode(value) {
                     Ok(record) => {
                         self.channel.stats.records_received += 1;
-                        self.external.remove(&record.key());
+                        let gone = self.external.remove(&record.key());
+                        if let Some(gone) = gone.filter(|_| self.report_external) {
+                            self.changes.push(ExternalChange::Removed(gone));
+                        }
                     }
                     Err(_) => self.channel.stats.bad_records += 1,
                 },
                 attr::RESYNC_BEGIN => self.external.begin_resync(),
                 attr::RESYNC_END => {
-                    self.external.end_resync();
+                    let stale = self.external.end_resync();
+                    if self.report_external {
+                        self.changes
+                            .extend(stale.into_iter().map(ExternalChange::Removed));
+                    }
                     resync_done = true;
                 }
                 attr::RESYNC_REQUEST => {

@@ -55,6 +55,33 @@ fn converges_after_30_percent_loss_with_duplication_and_reordering() {
 }
 
 #[test]
+fn reported_external_changes_add_up_to_the_external_cache() {
+    for seed in 0..16 {
+        let mut pair = Pair::new(seed, Conditions::hostile(), |c| c.report_external = true);
+        churn(&mut pair, 2, 5, 2000);
+        // A restart of A in the middle: B's full resync from it must also be reported.
+        pair.restart(0, false);
+        churn(&mut pair, 1, 5, 2000);
+        pair.net = Conditions::perfect();
+        assert!(
+            pair.run_to_convergence(Duration::from_secs(30)).is_some(),
+            "seed {seed}"
+        );
+        let external: std::collections::HashMap<_, _> = pair.nodes[1]
+            .external()
+            .records()
+            .map(|f| (f.key(), f.clone()))
+            .collect();
+        assert!(!external.is_empty());
+        // Compared without printing: the maps hold thousands of flows.
+        assert!(
+            pair.warm[1] == external,
+            "seed {seed}: reported changes diverge from the cache"
+        );
+    }
+}
+
+#[test]
 fn converges_while_loss_continues() {
     for seed in 0..16 {
         let mut pair = Pair::new(seed, Conditions::hostile(), |_| {});

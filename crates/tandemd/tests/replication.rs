@@ -30,8 +30,12 @@ fn vrrp(priority: u8) -> String {
 }
 
 fn sync_toml(local: &str, peer: &str, key: &str) -> String {
+    sync_toml_warm(local, peer, key, true)
+}
+
+fn sync_toml_warm(local: &str, peer: &str, key: &str, warm: bool) -> String {
     format!(
-        "[sync]\ninterface = \"eth0\"\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = 3780\nkey = \"{key}\"\n"
+        "[sync]\ninterface = \"eth0\"\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = 3780\nkey = \"{key}\"\nwarm_standby = {warm}\n"
     )
 }
 
@@ -44,12 +48,20 @@ fn start(
     peer: &str,
     key: &str,
 ) -> Result<Daemon> {
+    start_warm(pair, ns, priority, (local, peer, key), true)
+}
+
+/// [`start`] choosing whether the backup keeps its kernel table warm.
+fn start_warm(
+    pair: &Pair,
+    ns: &Netns,
+    priority: u8,
+    (local, peer, key): (&str, &str, &str),
+    warm: bool,
+) -> Result<Daemon> {
     let tag = ns.name().rsplit('-').next().unwrap_or("x").to_string();
-    let toml = write_config(
-        pair,
-        &format!("sync-{tag}.toml"),
-        &sync_toml(local, peer, key),
-    )?;
+    let text = sync_toml_warm(local, peer, key, warm);
+    let toml = write_config(pair, &format!("sync-{tag}.toml"), &text)?;
     start_tandemd_with(pair, ns, &vrrp(priority), &[toml])
 }
 
@@ -165,8 +177,9 @@ fn ten_thousand_flows_replicate_delete_and_commit() -> Result<()> {
     require_root!(Ok(()));
     let pair = Pair::new("repl")?;
     prepare(&pair)?;
-    let a = start(&pair, &pair.a, 150, "10.0.0.1", "10.0.0.2", "k1")?;
-    let b = start(&pair, &pair.b, 100, "10.0.0.2", "10.0.0.1", "k1")?;
+    // conntrackd's way: the backup only caches, an explicit commit fills its kernel.
+    let a = start_warm(&pair, &pair.a, 150, ("10.0.0.1", "10.0.0.2", "k1"), false)?;
+    let b = start_warm(&pair, &pair.b, 100, ("10.0.0.2", "10.0.0.1", "k1"), false)?;
     let created = Instant::now();
     create(&pair.a, flows(FLOWS))?;
     let took = wait_external(&b, FLOWS as u64, Duration::from_secs(30))?;
@@ -202,6 +215,56 @@ fn ten_thousand_flows_replicate_delete_and_commit() -> Result<()> {
     let took = wait_external(&b, 0, Duration::from_secs(30))?;
     println!("deletions reached B within {} ms", took.as_millis());
     assert!(a.query("stats")?.contains("records_sent="));
+    Ok(())
+}
+
+#[test]
+fn warm_standby_keeps_the_backups_kernel_table_in_step() -> Result<()> {
+    require_root!(Ok(()));
+    let pair = Pair::new("warm")?;
+    prepare(&pair)?;
+    let _a = start(&pair, &pair.a, 150, "10.0.0.1", "10.0.0.2", "k5")?;
+    let b = start(&pair, &pair.b, 100, "10.0.0.2", "10.0.0.1", "k5")?;
+    create(&pair.a, flows(FLOWS))?;
+    let t = Instant::now();
+    wait_until(
+        "the backup's kernel table matches the master's",
+        Duration::from_secs(30),
+        ms(50),
+        || (kernel_flows(&pair.b).ok()?.len() == FLOWS).then_some(()),
+    )?;
+    println!(
+        "warm standby: {FLOWS} flows in B's kernel {} ms after A's",
+        t.elapsed().as_millis()
+    );
+    assert_eq!(kernel_flows(&pair.a)?, kernel_flows(&pair.b)?);
+    assert_eq!(
+        stat(&b, "internal_entries"),
+        0,
+        "the peer's flows are not echoed back as B's own"
+    );
+    // Deletions on the master reach the backup's kernel too.
+    pair.a.run("conntrack -F 2>/dev/null")?;
+    wait_until(
+        "deletions reach B's kernel",
+        Duration::from_secs(30),
+        ms(50),
+        || kernel_flows(&pair.b).ok()?.is_empty().then_some(()),
+    )?;
+    // A promotion then has nothing left to commit.
+    create(&pair.a, flows(1_000))?;
+    wait_until(
+        "1000 new flows in B's kernel",
+        Duration::from_secs(30),
+        ms(50),
+        || (kernel_flows(&pair.b).ok()?.len() == 1_000).then_some(()),
+    )?;
+    let reply = b.query("commit")?;
+    println!("B: {}", reply.trim());
+    assert!(
+        reply.contains("commit: 0 entries") && reply.contains("(1000 already warm)"),
+        "{reply}"
+    );
     Ok(())
 }
 

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tandem_ctsync::wire::{self, Attrs};
-use tandem_ctsync::{Action, Config, Event, FlowView, Input, Node, Record, WireError};
+use tandem_ctsync::{
+    Action, Config, Event, ExternalChange, FlowView, Input, Node, Record, WireError,
+};
 
 /// An IPv4 flow: both tuples, status, timeout, mark, TCP state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,6 +190,8 @@ pub struct Pair {
     pub committed: Vec<Flow>,
     /// Full resyncs each node finished receiving, with the external cache size at the end.
     pub resyncs_received: [Vec<usize>; 2],
+    /// What each node's reported external-cache changes add up to (a warm kernel table).
+    pub warm: [HashMap<FlowKey, Flow>; 2],
 }
 
 impl Pair {
@@ -210,6 +214,7 @@ impl Pair {
             epochs: 0,
             committed: Vec::new(),
             resyncs_received: [Vec::new(), Vec::new()],
+            warm: [HashMap::new(), HashMap::new()],
         };
         pair.input(0, Input::Start);
         pair.input(1, Input::Start);
@@ -229,6 +234,18 @@ impl Pair {
                 Action::Commit(flows) => self.committed = flows,
                 Action::PeerRestarted { .. } => {}
                 Action::ResyncReceived { entries } => self.resyncs_received[i].push(entries),
+                Action::ExternalChanged(changes) => {
+                    for change in changes {
+                        match change {
+                            ExternalChange::Set(f) => {
+                                self.warm[i].insert(f.key(), f);
+                            }
+                            ExternalChange::Removed(f) => {
+                                self.warm[i].remove(&f.key());
+                            }
+                        }
+                    }
+                }
             }
         }
     }

@@ -15,6 +15,7 @@ type Job = Box<dyn FnOnce(&mut Conntrack) + Send>;
 #[derive(Clone)]
 pub struct Kernel {
     jobs: std_mpsc::Sender<Job>,
+    port: u32,
 }
 
 impl Kernel {
@@ -23,6 +24,7 @@ impl Kernel {
     pub fn start(strict_tcp: bool) -> Result<(Kernel, mpsc::Receiver<Vec<Event>>)> {
         let mut conntrack = Conntrack::open().context("opening ctnetlink")?;
         conntrack.set_strict_tcp(strict_tcp);
+        let port = conntrack.port_id();
         let mut events =
             Events::subscribe(Groups::ALL).context("subscribing to conntrack events")?;
         let (jobs, queue) = std_mpsc::channel::<Job>();
@@ -50,7 +52,12 @@ impl Kernel {
                 }
             })
             .context("starting the conntrack event thread")?;
-        Ok((Kernel { jobs }, rx))
+        Ok((Kernel { jobs, port }, rx))
+    }
+
+    /// Netlink port id of the request socket: events carrying it are our own changes.
+    pub fn port_id(&self) -> u32 {
+        self.port
     }
 
     /// Runs `f` on the request thread and waits for its result without blocking the runtime.

@@ -1,6 +1,7 @@
 //! The conntrack replication service: kernel events in, sync datagrams out, peer datagrams in,
 //! commits to the kernel on request. One tokio task drives the sans-IO sync core.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -9,8 +10,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use socket2::{Domain, Protocol, Socket, Type};
 use tandem_config::{SyncConfig, Transport};
-use tandem_ctnetlink::{BatchReport, Event as KernelEvent, EventKind, Flow};
-use tandem_ctsync::{Action, CacheKind, Config as CoreConfig, Event, Input, Node};
+use tandem_ctnetlink::{BatchReport, Event as KernelEvent, EventKind, Flow, FlowKey};
+use tandem_ctsync::{Action, CacheKind, Config as CoreConfig, Event, ExternalChange, Input, Node};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -69,6 +70,10 @@ struct Service {
     peer: SocketAddr,
     last_commit: Option<String>,
     resync_received: Option<oneshot::Sender<usize>>,
+    /// With warm standby: keys of the peer's flows already in this backup's kernel table.
+    warm: Option<HashSet<FlowKey>>,
+    /// Whether this node is the one forwarding (set by commit, cleared by shorten).
+    master: bool,
 }
 
 /// Opens the sync socket and the kernel side, then runs the service as a task. The receiver
@@ -89,6 +94,8 @@ pub fn start(
     core.max_internal = config.max_entries;
     core.max_external = config.max_entries;
     core.hmac_key = config.key.clone();
+    let warm = config.warm_standby && config.builtin_failover;
+    core.report_external = warm;
     let filter = FlowFilter::new(&config.filter, own_addresses);
     let (first_resync, first_resync_rx) = oneshot::channel();
     let service = Service {
@@ -99,6 +106,8 @@ pub fn start(
         peer,
         last_commit: None,
         resync_received: Some(first_resync),
+        warm: warm.then(HashSet::new),
+        master: false,
     };
     let (commands, command_rx) = mpsc::channel(64);
     tokio::spawn(service.run(events, command_rx));
@@ -213,7 +222,15 @@ impl Service {
         let mut local = Vec::with_capacity(batch.len());
         for event in batch {
             match event {
-                KernelEvent::Flow { kind, flow, .. } => {
+                KernelEvent::Flow { kind, flow, origin } => {
+                    if origin == self.kernel.port_id() {
+                        // Our own commit or warm-standby update: the peer's flow, not ours.
+                        continue;
+                    }
+                    if let (EventKind::Destroy, Some(warm)) = (kind, self.warm.as_mut()) {
+                        // Expired in this kernel: a promotion must create it again.
+                        warm.remove(&flow.key());
+                    }
                     if !self.filter.accepts(&flow) {
                         continue;
                     }
@@ -274,8 +291,30 @@ impl Service {
                     }
                 }
                 Action::Commit(flows) => {
-                    let summary = self.commit(flows).await;
-                    self.last_commit = Some(summary);
+                    let total = flows.len();
+                    let pending: Vec<Flow> = match self.warm.as_mut() {
+                        Some(warm) => flows
+                            .into_iter()
+                            .filter(|f| !warm.contains(&f.key()))
+                            .collect(),
+                        None => flows,
+                    };
+                    let warm_already = total - pending.len();
+                    let summary = self.commit(pending).await;
+                    self.last_commit = Some(if self.warm.is_some() {
+                        format!("{} ({warm_already} already warm)\n", summary.trim_end())
+                    } else {
+                        summary
+                    });
+                    self.master = true;
+                    if let Some(warm) = self.warm.as_mut() {
+                        warm.clear();
+                    }
+                }
+                Action::ExternalChanged(changes) => {
+                    if !self.master && self.warm.is_some() {
+                        self.apply_warm(changes).await;
+                    }
                 }
                 Action::PeerRestarted { node_id } => {
                     info!("sync peer {node_id:#x} restarted: sending it our state")
@@ -383,8 +422,76 @@ impl Service {
         }
     }
 
+    /// Warm standby: applies the peer's changes to this backup's kernel table as they arrive
+    /// (last change per flow wins), so a promotion has little left to commit.
+    async fn apply_warm(&mut self, changes: Vec<ExternalChange<Flow>>) {
+        let mut last: HashMap<FlowKey, ExternalChange<Flow>> =
+            HashMap::with_capacity(changes.len());
+        for change in changes {
+            let key = match &change {
+                ExternalChange::Set(f) | ExternalChange::Removed(f) => f.key(),
+            };
+            last.insert(key, change);
+        }
+        let (mut set, mut removed) = (Vec::new(), Vec::new());
+        for change in last.into_values() {
+            match change {
+                ExternalChange::Set(f) => set.push(f),
+                ExternalChange::Removed(f) => removed.push(f),
+            }
+        }
+        let keys: Vec<FlowKey> = set.iter().map(Flow::key).collect();
+        let gone: Vec<FlowKey> = removed.iter().map(Flow::key).collect();
+        let result = self
+            .kernel
+            .call(move |ct| {
+                let created = ct.create_batch(&set)?;
+                let existing: Vec<usize> = created
+                    .failed
+                    .iter()
+                    .filter(|(_, errno)| *errno == libc::EEXIST)
+                    .map(|(i, _)| *i)
+                    .collect();
+                let mut refused: HashSet<usize> = created
+                    .failed
+                    .iter()
+                    .filter(|(_, errno)| *errno != libc::EEXIST)
+                    .map(|(i, _)| *i)
+                    .collect();
+                if !existing.is_empty() {
+                    let update: Vec<Flow> = existing.iter().map(|&i| set[i].clone()).collect();
+                    let updated = ct.update_batch(&update)?;
+                    refused.extend(updated.failed.iter().map(|(j, _)| existing[*j]));
+                }
+                if !removed.is_empty() {
+                    ct.delete_batch(&removed)?;
+                }
+                Ok(refused)
+            })
+            .await;
+        let Some(warm) = self.warm.as_mut() else {
+            return;
+        };
+        match result {
+            Ok(refused) => {
+                for (i, key) in keys.into_iter().enumerate() {
+                    if refused.contains(&i) {
+                        warm.remove(&key);
+                    } else {
+                        warm.insert(key);
+                    }
+                }
+                for key in &gone {
+                    warm.remove(key);
+                }
+            }
+            Err(e) => debug!("warm standby: {e}"),
+        }
+    }
+
     /// conntrackd `-t`: flows this node was forwarding expire soon unless traffic refreshes them.
     async fn shorten(&mut self) -> String {
+        self.master = false;
         const SHORT: u32 = 60;
         let flows: Vec<Flow> = self.node.internal().records().cloned().collect();
         let n = flows.len();
