@@ -1,10 +1,12 @@
 //! `tandem-bench`: tandemd against keepalived in network namespaces. `failover` measures
 //! takeover times, `instances` CPU and memory with 1,000 VRRP instances. Needs root.
 
+mod ctbench;
 mod daemons;
 mod failover;
 mod instances;
 mod summary;
+mod sync;
 mod watch;
 
 use std::path::PathBuf;
@@ -55,6 +57,24 @@ enum Which {
         #[arg(long, default_value_t = 25)]
         duration: u64,
     },
+    /// Conntrack replication against conntrackd: rate, CPU, memory, bytes, bulk, commit.
+    Sync {
+        /// Also 1,000,000 entries (raises the global nf_conntrack_max while it runs).
+        #[arg(long)]
+        big: bool,
+        /// Entry counts instead of 100,000 (and 1,000,000 with --big).
+        #[arg(long, value_delimiter = ',')]
+        sizes: Vec<usize>,
+        /// Generator rate in entries/s (0: as fast as the kernel takes them).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Skip conntrackd (or tandemd, with --no-tandem).
+        #[arg(long)]
+        no_conntrackd: bool,
+        /// Skip tandemd.
+        #[arg(long)]
+        no_tandem: bool,
+    },
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +105,26 @@ fn main() -> Result<()> {
     }
     let tandemd = std::fs::canonicalize(&args.tandemd).unwrap_or(args.tandemd.clone());
     match args.which {
+        Which::Sync {
+            big,
+            sizes,
+            rate,
+            no_conntrackd,
+            no_tandem,
+        } => {
+            let sizes = match (sizes.is_empty(), big) {
+                (false, _) => sizes,
+                (true, false) => vec![100_000],
+                (true, true) => vec![100_000, 1_000_000],
+            };
+            let opts = sync::Opts {
+                sizes,
+                rate,
+                tandem: !no_tandem,
+                conntrackd: !no_conntrackd,
+            };
+            sync::run(&tandemd, &opts)
+        }
         Which::Failover { runs } => failover::run(&tandemd, runs, &daemons),
         Which::Instances {
             lans,
