@@ -4,6 +4,7 @@
 mod ctbench;
 mod daemons;
 mod failover;
+mod failover_flows;
 mod instances;
 mod summary;
 mod sync;
@@ -57,6 +58,21 @@ enum Which {
         #[arg(long, default_value_t = 25)]
         duration: u64,
     },
+    /// 50 connections across the master's death: tandem against keepalived + conntrackd.
+    FailoverFlows {
+        /// Also 1,000,000 other entries (raises the global nf_conntrack_max while it runs).
+        #[arg(long)]
+        big: bool,
+        /// Counts of other replicated entries instead of 0 and 100,000 (and 1,000,000).
+        #[arg(long, value_delimiter = ',')]
+        others: Vec<usize>,
+        /// Skip the tandemd run with `warm_standby = false`.
+        #[arg(long)]
+        no_cold: bool,
+        /// Skip keepalived + conntrackd.
+        #[arg(long)]
+        no_conntrackd: bool,
+    },
     /// Conntrack replication against conntrackd: rate, CPU, memory, bytes, bulk, commit.
     Sync {
         /// Also 1,000,000 entries (raises the global nf_conntrack_max while it runs).
@@ -105,6 +121,26 @@ fn main() -> Result<()> {
     }
     let tandemd = std::fs::canonicalize(&args.tandemd).unwrap_or(args.tandemd.clone());
     match args.which {
+        Which::FailoverFlows {
+            big,
+            others,
+            no_cold,
+            no_conntrackd,
+        } => {
+            let others = match (others.is_empty(), big) {
+                (false, _) => others,
+                (true, false) => vec![0, 100_000],
+                (true, true) => vec![0, 100_000, 1_000_000],
+            };
+            let mut setups = vec![failover_flows::Setup::Tandem];
+            if !no_cold {
+                setups.push(failover_flows::Setup::TandemCold);
+            }
+            if !no_conntrackd {
+                setups.push(failover_flows::Setup::KeepalivedConntrackd);
+            }
+            failover_flows::run(&tandemd, &setups, &others)
+        }
         Which::Sync {
             big,
             sizes,
