@@ -52,6 +52,8 @@ struct Run {
     commit: Option<Duration>,
     kernel_after_commit: u64,
     internal_after_commit: u64,
+    resync: Option<Duration>,
+    internal_after_resync: u64,
     rss_a_end: u64,
     rss_b_end: u64,
 }
@@ -65,6 +67,9 @@ trait Node {
     fn bulk(&self) -> Result<()>;
     /// Commits the external cache; the time the commit took.
     fn commit(&self) -> Result<Duration>;
+    /// Refills the internal cache from a kernel dump (the step after the commit in a
+    /// promotion, `conntrackd -R`); the time it took.
+    fn resync(&self) -> Result<Duration>;
 }
 
 impl Node for Tandemd {
@@ -93,6 +98,12 @@ impl Node for Tandemd {
             .with_context(|| format!("unexpected commit reply: {reply}"))?;
         Ok(Duration::from_secs_f64(ms / 1000.0))
     }
+    fn resync(&self) -> Result<Duration> {
+        let t = Instant::now();
+        let reply = self.ask("resync", Duration::from_secs(300))?;
+        anyhow::ensure!(reply.starts_with("resync:"), "resync: {reply}");
+        Ok(t.elapsed())
+    }
 }
 
 impl Node for Conntrackd {
@@ -114,6 +125,11 @@ impl Node for Conntrackd {
     fn commit(&self) -> Result<Duration> {
         let t = Instant::now();
         self.ctl(&["-c"])?;
+        Ok(t.elapsed())
+    }
+    fn resync(&self) -> Result<Duration> {
+        let t = Instant::now();
+        self.ctl(&["-R"])?;
         Ok(t.elapsed())
     }
 }
@@ -315,6 +331,16 @@ fn measure(pair: &Pair, a: &dyn Node, b: &dyn Node, n: usize, rate: u64) -> Resu
         b.internal()
     });
     run.internal_after_commit = internal;
+    // What a promotion does next (primary-backup.sh: -f, -R; tandemd: resync): the internal
+    // cache from a kernel dump.
+    match b.resync() {
+        Ok(d) => run.resync = Some(d),
+        Err(e) => eprintln!("  resync failed: {e:#}"),
+    }
+    let (_, internal) = wait_count(got, Duration::from_secs(30), Duration::from_secs(3), || {
+        b.internal()
+    });
+    run.internal_after_resync = internal;
     run.rss_a_end = rss(a.pid());
     run.rss_b_end = rss(b.pid());
     eprintln!(
@@ -447,9 +473,21 @@ fn print_table(n: usize, t: Option<&Run>, c: Option<&Run>) {
             String::new(),
         ),
         (
-            "B's internal cache after commit",
+            "B's internal cache after commit (events)",
             Box::new(|r: &Run| thousands(r.internal_after_commit)),
             thousands(nn),
+        ),
+        (
+            "then resync from a kernel dump (-R)",
+            Box::new(|r: &Run| match r.resync {
+                Some(d) => format!(
+                    "{:.3} s, {}",
+                    d.as_secs_f64(),
+                    thousands(r.internal_after_resync)
+                ),
+                None => "failed".into(),
+            }),
+            String::new(),
         ),
         (
             "RSS at the end, A / B",
