@@ -292,10 +292,12 @@ fn measure(pair: &Pair, a: &dyn Node, b: &dyn Node, n: usize, rate: u64) -> Resu
         ..Run::default()
     };
     eprintln!(
-        "  replicated {} of {} in {:.2} s",
+        "  replicated {} of {} in {:.2} s (A's internal cache {}, A's kernel {})",
         thousands(reached),
         thousands(nn),
-        replicated.as_secs_f64()
+        replicated.as_secs_f64(),
+        thousands(a.internal()),
+        thousands(kernel_count(&pair.a))
     );
 
     // Bulk send: B forgets, A sends its whole internal cache again.
