@@ -57,6 +57,8 @@ pub mod auth;
 pub mod cache;
 mod channel;
 pub mod filter;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod node;
 pub mod record;
 pub mod stats;

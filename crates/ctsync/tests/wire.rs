@@ -188,36 +188,12 @@ fn record_errors_name_the_field() {
     );
 }
 
-/// Same interpretation of fuzz input as fuzz/fuzz_targets/ctsync_decode.rs.
-fn fuzz_input(data: &[u8]) {
-    let key = AuthKey::new(b"fuzz");
-    let _ = wire::decode(data, Some(&key));
-    if let Ok(msg) = wire::decode(data, None) {
-        let mut again = Vec::new();
-        msg.header.encode(&mut again);
-        assert_eq!(&again[..], &data[..wire::HEADER_LEN], "header re-encodes");
-        for a in Attrs::new(msg.body) {
-            let (_, value) = a.expect("decode validated the attributes");
-            for inner in Attrs::new(value) {
-                let _ = inner;
-            }
-        }
-    }
-    let mut node: Node<Flow> = Node::new(Config::new(2, 1));
-    let now = Instant::now();
-    node.handle(now, Input::Start);
-    for chunk in data.split(|b| *b == 0xff) {
-        node.handle(now, Input::Datagram(chunk));
-    }
-    node.handle(now, Input::Datagram(data));
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
     fn decoder_never_panics_on_random_bytes(data in proptest::collection::vec(any::<u8>(), 0..200)) {
-        fuzz_input(&data);
+        tandem_ctsync::fuzzing::fuzz_datagram(&data);
     }
 
     #[test]
@@ -231,7 +207,7 @@ proptest! {
             d[at % n] ^= x;
         }
         d.truncate(cut % (d.len() + 1));
-        fuzz_input(&d);
+        tandem_ctsync::fuzzing::fuzz_datagram(&d);
     }
 
     #[test]
@@ -254,7 +230,7 @@ fn saved_fuzz_corpus_replays() {
     };
     let mut n = 0;
     for entry in entries.flatten() {
-        fuzz_input(&std::fs::read(entry.path()).unwrap());
+        tandem_ctsync::fuzzing::fuzz_datagram(&std::fs::read(entry.path()).unwrap());
         n += 1;
     }
     assert!(n > 0, "corpus directory {} is empty", dir.display());
