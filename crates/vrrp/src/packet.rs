@@ -475,6 +475,31 @@ impl Expected {
     }
 }
 
+/// The check the fuzzer runs on arbitrary bytes, shared with the corpus replay test: the
+/// first byte picks the family, decoding the rest must not panic, and whatever decodes must
+/// survive a re-encode unchanged.
+#[doc(hidden)]
+pub fn fuzz_decode(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let (src, dst): (IpAddr, IpAddr) = if selector & 1 == 1 {
+        (
+            Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1).into(),
+            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12).into(),
+        )
+    } else {
+        (
+            Ipv4Addr::new(10, 0, 0, 1).into(),
+            Ipv4Addr::new(224, 0, 0, 18).into(),
+        )
+    };
+    if let Ok(advert) = Advertisement::decode(rest, src, dst) {
+        let again = advert.encode(src, dst);
+        assert_eq!(Advertisement::decode(&again, src, dst), Ok(advert));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -616,30 +641,5 @@ mod tests {
     #[test]
     fn long_password_is_truncated_to_eight_bytes() {
         assert_eq!(Auth::password(b"0123456789"), Auth::Password(*b"01234567"));
-    }
-}
-
-/// The check the fuzzer runs on arbitrary bytes, shared with the corpus replay test: the
-/// first byte picks the family, decoding the rest must not panic, and whatever decodes must
-/// survive a re-encode unchanged.
-#[doc(hidden)]
-pub fn fuzz_decode(data: &[u8]) {
-    let Some((&selector, rest)) = data.split_first() else {
-        return;
-    };
-    let (src, dst): (IpAddr, IpAddr) = if selector & 1 == 1 {
-        (
-            Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1).into(),
-            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12).into(),
-        )
-    } else {
-        (
-            Ipv4Addr::new(10, 0, 0, 1).into(),
-            Ipv4Addr::new(224, 0, 0, 18).into(),
-        )
-    };
-    if let Ok(advert) = Advertisement::decode(rest, src, dst) {
-        let again = advert.encode(src, dst);
-        assert_eq!(Advertisement::decode(&again, src, dst), Ok(advert));
     }
 }
