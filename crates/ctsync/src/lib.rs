@@ -1,5 +1,5 @@
 //! Sans-IO conntrack replication between the two gateways of a pair: the internal cache (what
-//! this node's kernel has), the external cache (what the peer reported), filters, and a reliable
+//! this node's kernel has), the external cache (what the peer reported), a pluggable filter, and a reliable
 //! sync channel over UDP with a hand-written, extensible wire format (docs/sync-protocol.md).
 //!
 //! Nothing here reads a clock, opens a socket or spawns a task. The daemon passes `now` and an
@@ -56,7 +56,6 @@
 pub mod auth;
 pub mod cache;
 mod channel;
-pub mod filter;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod node;
@@ -66,7 +65,6 @@ pub mod wire;
 
 pub use auth::AuthKey;
 pub use cache::{ExternalCache, Full, InternalCache};
-pub use filter::{FlowFilter, FlowView, Prefix};
 pub use node::{Action, CacheKind, Config, Event, ExternalChange, Input, Node};
 pub use record::Record;
 pub use stats::{DropReason, Drops, Stats};

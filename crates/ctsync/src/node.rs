@@ -205,7 +205,8 @@ impl<R: Record> Node<R> {
         }
     }
 
-    /// Replicates only local entries for which `filter` is true (e.g. a [`crate::FlowFilter`]).
+    /// Replicates only local entries for which `filter` is true (the daemon passes its
+    /// conntrackd-style protocol / address / TCP-state filter).
     pub fn set_filter(&mut self, filter: impl Fn(&R) -> bool + Send + 'static) {
         self.filter = Box::new(filter);
     }

@@ -5,15 +5,13 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tandem_ctsync::wire::{self, Attrs};
-use tandem_ctsync::{
-    Action, Config, Event, ExternalChange, FlowView, Input, Node, Record, WireError,
-};
+use tandem_ctsync::{Action, Config, Event, ExternalChange, Input, Node, Record, WireError};
 
 /// An IPv4 flow: both tuples, status, timeout, mark, TCP state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,18 +108,6 @@ impl Record for Flow {
             mark,
             tcp_state,
         })
-    }
-}
-
-impl FlowView for Flow {
-    fn l4proto(&self) -> u8 {
-        self.proto
-    }
-    fn orig_addresses(&self) -> (IpAddr, IpAddr) {
-        (self.src.into(), self.dst.into())
-    }
-    fn tcp_state(&self) -> Option<u8> {
-        (self.proto == 6).then_some(self.tcp_state)
     }
 }
 
