@@ -25,8 +25,7 @@ impl Kernel {
         let mut conntrack = Conntrack::open().context("opening ctnetlink")?;
         conntrack.set_strict_tcp(strict_tcp);
         let port = conntrack.port_id();
-        let mut events =
-            Events::subscribe(Groups::ALL).context("subscribing to conntrack events")?;
+        let events = Events::subscribe(Groups::ALL).context("subscribing to conntrack events")?;
         let (jobs, queue) = std_mpsc::channel::<Job>();
         thread::Builder::new()
             .name("ct-requests".into())
@@ -39,18 +38,7 @@ impl Kernel {
         let (tx, rx) = mpsc::channel(1024);
         thread::Builder::new()
             .name("ct-events".into())
-            .spawn(move || loop {
-                let mut batch = Vec::new();
-                if let Err(e) = events.recv_into(&mut batch) {
-                    tracing::warn!("conntrack events: {e}");
-                    batch.push(Event::Overflow);
-                    // Back off so a socket that keeps failing does not spin a core.
-                    thread::sleep(std::time::Duration::from_millis(100));
-                }
-                if !batch.is_empty() && tx.blocking_send(batch).is_err() {
-                    return;
-                }
-            })
+            .spawn(move || read_events(events, tx))
             .context("starting the conntrack event thread")?;
         Ok((Kernel { jobs, port }, rx))
     }
@@ -74,5 +62,47 @@ impl Kernel {
         rx.await
             .map_err(|_| anyhow!("conntrack request thread dropped a request"))?
             .map_err(Into::into)
+    }
+}
+
+/// Reads events and hands them over in batches. After the kernel reports lost events
+/// (ENOBUFS) it keeps reading, without blocking, until the socket is drained, and only then
+/// asks for a resync: the kernel reports only the first loss while the socket stays
+/// congested, so a dump taken earlier could miss events dropped after it, unreported.
+fn read_events(mut events: Events, tx: mpsc::Sender<Vec<Event>>) {
+    let mut draining = false;
+    loop {
+        let mut batch = Vec::new();
+        let result = events.recv_into(&mut batch);
+        let mut lost = batch.iter().any(|e| matches!(e, Event::Overflow));
+        batch.retain(|e| !matches!(e, Event::Overflow));
+        let mut drained = false;
+        match result {
+            Ok(()) => {}
+            Err(tandem_ctnetlink::Error::Io { source, .. })
+                if draining && source.kind() == std::io::ErrorKind::WouldBlock =>
+            {
+                drained = true;
+            }
+            Err(e) => {
+                tracing::warn!("conntrack events: {e}");
+                lost = true;
+                // Back off so a socket that keeps failing does not spin a core.
+                thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+        if lost && !draining {
+            draining = true;
+            let _ = events.set_nonblocking(true);
+        }
+        if drained {
+            // The kernel reports the next loss again, and a dump from now on is complete.
+            draining = false;
+            let _ = events.set_nonblocking(false);
+            batch.push(Event::Overflow);
+        }
+        if !batch.is_empty() && tx.blocking_send(batch).is_err() {
+            return;
+        }
     }
 }
