@@ -3,7 +3,6 @@
 //! generated conntrackd.conf, per-process CPU and memory, an nft byte counter on the sync link,
 //! and a guard for the global `nf_conntrack_max`.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -223,27 +222,15 @@ impl Tandemd {
 
     /// The control socket's reply to `command`, waiting up to `timeout`.
     pub fn ask(&self, command: &str, timeout: Duration) -> Result<String> {
-        let mut s = std::os::unix::net::UnixStream::connect(&self.control)
-            .with_context(|| format!("connecting to {}", self.control.display()))?;
-        s.set_read_timeout(Some(timeout))?;
-        writeln!(s, "{command}")?;
-        let mut reply = String::new();
-        s.read_to_string(&mut reply)?;
-        Ok(reply)
+        tandem_lab::control::ask(&self.control, command, timeout)
     }
 
     /// One counter of the `stats` reply (0 when missing).
     pub fn stat(&self, key: &str) -> u64 {
-        self.ask("stats", Duration::from_secs(10))
-            .ok()
-            .and_then(|s| {
-                s.lines().find_map(|l| {
-                    l.strip_prefix(key)?
-                        .strip_prefix('=')
-                        .and_then(|v| v.trim().parse().ok())
-                })
-            })
-            .unwrap_or(0)
+        let reply = self
+            .ask("stats", Duration::from_secs(10))
+            .unwrap_or_default();
+        tandem_lab::control::counter(&reply, key)
     }
 }
 

@@ -4,17 +4,15 @@
 //! gateways from the example configuration in `etc/`, opens 50 long-lived TCP connections and
 //! a UDP stream from client to server, kills the master and prints a measured timeline.
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tandem_lab::gateway::SERVER_ADDR;
 use tandem_lab::{
-    example_config, wait_until, Child, EchoServer, FlowOptions, Gateway, Netns, Side, TcpFlows,
-    UdpFlow, SIDE_A, SIDE_B,
+    control, example_config, wait_until, Child, EchoServer, FlowOptions, Gateway, Netns, Side,
+    TcpFlows, UdpFlow, SIDE_A, SIDE_B,
 };
 
 const FLOWS: usize = 50;
@@ -70,26 +68,9 @@ fn start(gw: &Gateway, ns: &Netns, name: &str, side: Side, tandemd: &Path) -> Re
     Ok(Node { child, control })
 }
 
-fn query(node: &Node, command: &str) -> String {
-    let ask = || -> std::io::Result<String> {
-        let mut s = UnixStream::connect(&node.control)?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        writeln!(s, "{command}")?;
-        let mut reply = String::new();
-        s.read_to_string(&mut reply)?;
-        Ok(reply)
-    };
-    ask().unwrap_or_default()
-}
-
 fn stat(node: &Node, key: &str) -> u64 {
-    query(node, "stats")
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(&format!("{key}="))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0)
+    let reply = control::ask(&node.control, "stats", Duration::from_secs(5)).unwrap_or_default();
+    control::counter(&reply, key)
 }
 
 fn holds_all(ns: &Netns) -> bool {

@@ -16,6 +16,7 @@
 //! ```
 
 mod child;
+pub mod control;
 pub mod example;
 pub mod flows;
 pub mod gateway;

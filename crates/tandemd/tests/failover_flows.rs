@@ -134,15 +134,7 @@ fn tail(log: &str) -> String {
 }
 
 fn external_entries(d: &Daemon) -> u64 {
-    d.query("stats")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("external_entries=")
-                    .map(|v| v.trim().parse().unwrap_or(0))
-            })
-        })
-        .unwrap_or(0)
+    tandem_lab::control::counter(&d.query("stats").unwrap_or_default(), "external_entries")
 }
 
 struct Traffic {

@@ -109,15 +109,7 @@ fn create(ns: &Netns, flows: Vec<Flow>) -> Result<()> {
 }
 
 fn stat(d: &Daemon, key: &str) -> u64 {
-    d.query("stats")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix(&format!("{key}="))
-                    .map(|v| v.trim().parse().unwrap_or(0))
-            })
-        })
-        .unwrap_or(0)
+    tandem_lab::control::counter(&d.query("stats").unwrap_or_default(), key)
 }
 
 fn wait_external(d: &Daemon, n: u64, deadline: Duration) -> Result<Duration> {

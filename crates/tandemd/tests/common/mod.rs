@@ -23,14 +23,7 @@ pub struct Daemon {
 impl Daemon {
     /// Control-socket reply to `command`.
     pub fn query(&self, command: &str) -> Result<String> {
-        use std::io::{Read, Write};
-        let mut s = std::os::unix::net::UnixStream::connect(&self.control)
-            .with_context(|| format!("connecting to {}", self.control.display()))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        writeln!(s, "{command}")?;
-        let mut reply = String::new();
-        s.read_to_string(&mut reply)?;
-        Ok(reply)
+        tandem_lab::control::ask(&self.control, command, Duration::from_secs(5))
     }
 
     /// A counter from the `status` line of `instance` (or `unclaimed`).
