@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use tandem_ctnetlink::{Conntrack, Flow, Status, TcpInfo, Tuple, L4};
+use tandem_ctnetlink::{Conntrack, Flow, Tuple, L4};
 use tandem_lab::{wait_until, Child, Netns};
 
 /// The sync port both tools use.
@@ -27,13 +27,7 @@ pub fn entry(i: usize) -> Flow {
             dst: 80,
         },
     };
-    let mut f = Flow::new(orig, 3600);
-    f.status = Status(Status::CONFIRMED | Status::ASSURED | Status::SEEN_REPLY);
-    f.tcp = Some(TcpInfo {
-        state: TcpInfo::ESTABLISHED,
-        ..TcpInfo::default()
-    });
-    f
+    Flow::tcp_established(orig, 3600)
 }
 
 /// Creates entries `0..n` in `ns`'s kernel table in batches of 5,000, as fast as the kernel

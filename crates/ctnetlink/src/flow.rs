@@ -219,6 +219,18 @@ impl Flow {
         }
     }
 
+    /// A confirmed, assured TCP flow in ESTABLISHED state: what a long-lived connection
+    /// looks like in the table (load generators and tests build many of these).
+    pub fn tcp_established(orig: Tuple, timeout: u32) -> Flow {
+        let mut f = Flow::new(orig, timeout);
+        f.status = Status(Status::CONFIRMED | Status::ASSURED | Status::SEEN_REPLY);
+        f.tcp = Some(TcpInfo {
+            state: TcpInfo::ESTABLISHED,
+            ..TcpInfo::default()
+        });
+        f
+    }
+
     /// The stable key of this entry, for maps in the sync core.
     pub fn key(&self) -> FlowKey {
         FlowKey {

@@ -152,9 +152,8 @@ impl Conntrack {
             })
     }
 
-    /// Every entry of `family` (both families with `None`) in this namespace's table.
-    pub fn dump(&mut self, family: Option<Family>) -> Result<Vec<Flow>, Error> {
-        let op = "dump";
+    /// Sends a dump request; replies carry the returned sequence number.
+    fn request_dump(&mut self, op: &'static str, family: Option<Family>) -> Result<u32, Error> {
         let seq = self.next_seq(1);
         self.tx.clear();
         encode_empty(
@@ -165,6 +164,13 @@ impl Conntrack {
             family,
         );
         self.send(op)?;
+        Ok(seq)
+    }
+
+    /// Every entry of `family` (both families with `None`) in this namespace's table.
+    pub fn dump(&mut self, family: Option<Family>) -> Result<Vec<Flow>, Error> {
+        let op = "dump";
+        let seq = self.request_dump(op, family)?;
         let mut out = Vec::new();
         loop {
             self.recv(op)?;
@@ -184,16 +190,7 @@ impl Conntrack {
     /// Raw dump bytes (every datagram up to NLMSG_DONE), for fixtures and debugging.
     pub fn dump_raw(&mut self, family: Option<Family>) -> Result<Vec<Vec<u8>>, Error> {
         let op = "dump";
-        let seq = self.next_seq(1);
-        self.tx.clear();
-        encode_empty(
-            &mut self.tx,
-            Op::Get,
-            NLM_F_REQUEST | NLM_F_DUMP,
-            seq,
-            family,
-        );
-        self.send(op)?;
+        self.request_dump(op, family)?;
         let mut out = Vec::new();
         loop {
             self.recv(op)?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use common::*;
-use tandem_ctnetlink::{Conntrack, Flow, Status, TcpInfo, Tuple, L4};
+use tandem_ctnetlink::{Conntrack, Flow, Tuple, L4};
 use tandem_lab::{require_root, wait_until, Netns, Pair};
 
 const FLOWS: usize = 10_000;
@@ -81,12 +81,7 @@ fn flows(n: usize) -> Vec<Flow> {
                     dst: 80,
                 },
             };
-            let mut f = Flow::new(orig, 3600);
-            f.status = Status(Status::CONFIRMED | Status::ASSURED | Status::SEEN_REPLY);
-            f.tcp = Some(TcpInfo {
-                state: TcpInfo::ESTABLISHED,
-                ..TcpInfo::default()
-            });
+            let mut f = Flow::tcp_established(orig, 3600);
             if i % 10 == 0 {
                 f.reply.dst = "10.70.0.1".parse().unwrap();
             }
