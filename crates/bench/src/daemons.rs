@@ -110,23 +110,7 @@ impl Running {
                 Ok(running)
             }
             Kind::Keepalived => {
-                let pid = dir.join(format!("keepalived-{tag}.pid"));
-                let vrrp_pid = dir.join(format!("keepalived-vrrp-{tag}.pid"));
-                let _ = std::fs::remove_file(&pid);
-                let _ = std::fs::remove_file(&vrrp_pid);
-                let child = ns.spawn(&[
-                    "keepalived",
-                    "--dont-fork",
-                    "--log-console",
-                    "--log-detail",
-                    "--vrrp",
-                    "-f",
-                    conf_s,
-                    "-p",
-                    pid.to_str().context("non-UTF-8 path")?,
-                    "-r",
-                    vrrp_pid.to_str().context("non-UTF-8 path")?,
-                ])?;
+                let (child, vrrp_pid) = tandem_lab::peers::spawn_keepalived(ns, &conf, dir, tag)?;
                 Ok(Running {
                     child,
                     kind,

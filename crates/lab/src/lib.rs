@@ -23,6 +23,7 @@ pub mod gateway;
 mod lab;
 mod netns;
 mod pair;
+pub mod peers;
 mod ping;
 
 use std::time::{Duration, Instant};

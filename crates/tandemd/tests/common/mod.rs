@@ -130,21 +130,7 @@ pub fn start_keepalived(pair: &Pair, ns: &Netns, config: &str) -> Result<Daemon>
     let tag = ns.name().rsplit('-').next().unwrap_or("x").to_string();
     let dir = pair.lab.log_dir();
     let config_path = write_config(pair, &format!("keepalived-{tag}.conf"), config)?;
-    let pid = dir.join(format!("keepalived-{tag}.pid"));
-    let vrrp_pid = dir.join(format!("keepalived-vrrp-{tag}.pid"));
-    let child = ns.spawn(&[
-        "keepalived",
-        "--dont-fork",
-        "--log-console",
-        "--log-detail",
-        "--vrrp",
-        "-f",
-        config_path.to_str().unwrap(),
-        "-p",
-        pid.to_str().unwrap(),
-        "-r",
-        vrrp_pid.to_str().unwrap(),
-    ])?;
+    let (child, _) = tandem_lab::peers::spawn_keepalived(ns, &config_path, dir, &tag)?;
     Ok(Daemon {
         child,
         control: PathBuf::new(),
