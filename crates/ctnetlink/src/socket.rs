@@ -475,6 +475,31 @@ impl Events {
         })
     }
 
+    /// Has the kernel drop, before queueing, every event caused by the netlink socket with
+    /// port id `port` (a daemon's own request socket): a million entries committed or applied
+    /// by the daemon then cost no event reading and cannot overflow this socket's buffer.
+    pub fn ignore_origin(&self, port: u32) -> Result<(), Error> {
+        use socket2::SockFilter;
+        // Classic BPF over the netlink header: load nlmsg_pid (offset 12; BPF loads are
+        // big-endian, the header is in host order), drop the event if it matches.
+        const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+        const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+        const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+        let pid = u32::from_be_bytes(port.to_ne_bytes());
+        let program = [
+            SockFilter::new(LD_W_ABS, 0, 0, 12),
+            SockFilter::new(JEQ_K, 0, 1, pid),
+            SockFilter::new(RET_K, 0, 0, 0),
+            SockFilter::new(RET_K, 0, 0, u32::MAX),
+        ];
+        socket2::SockRef::from(&self.sock)
+            .attach_filter(&program)
+            .map_err(|source| Error::Io {
+                op: "attach event filter",
+                source,
+            })
+    }
+
     /// Non-blocking mode for use under an event loop (`recv` then returns WouldBlock).
     pub fn set_nonblocking(&self, on: bool) -> Result<(), Error> {
         self.sock.set_non_blocking(on).map_err(|source| Error::Io {

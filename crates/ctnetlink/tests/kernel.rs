@@ -289,6 +289,41 @@ fn events_name_the_socket_that_caused_them() {
 }
 
 #[test]
+fn events_of_an_ignored_origin_never_arrive() {
+    tandem_lab::require_root!();
+    let (_lab, ns) = ns("ctignore");
+    let (mut ct, mut events) = ns
+        .enter(|| {
+            (
+                Conntrack::open().unwrap(),
+                Events::subscribe(Groups::ALL).unwrap(),
+            )
+        })
+        .unwrap();
+    events.ignore_origin(ct.port_id()).unwrap();
+    let ours: Vec<Flow> = (0..100)
+        .map(|i| udp("10.5.0.1", "10.5.0.2", 1000 + i, 53))
+        .collect();
+    ct.create_batch(&ours).unwrap();
+    ct.delete_batch(&ours).unwrap();
+    // Another socket's change arrives, and is the first thing that does.
+    ns.run("conntrack -I -p udp -s 10.5.0.9 -d 10.5.0.2 --sport 7 --dport 53 -t 60")
+        .unwrap();
+    match events.next().unwrap().unwrap() {
+        Event::Flow { kind, flow, origin } => {
+            assert_eq!(kind, EventKind::New);
+            assert_ne!(origin, ct.port_id());
+            assert_eq!(
+                flow.orig.src,
+                ip("10.5.0.9"),
+                "our 200 events were filtered out"
+            );
+        }
+        Event::Overflow => panic!("overflow"),
+    }
+}
+
+#[test]
 fn overflow_is_reported_not_swallowed() {
     tandem_lab::require_root!();
     let (_lab, ns) = ns("ctoverflow");

@@ -26,6 +26,10 @@ impl Kernel {
         conntrack.set_strict_tcp(strict_tcp);
         let port = conntrack.port_id();
         let events = Events::subscribe(Groups::ALL).context("subscribing to conntrack events")?;
+        if let Err(e) = events.ignore_origin(port) {
+            // Still correct without it: the service skips its own events, at some CPU cost.
+            tracing::warn!("conntrack events: {e}; own changes are filtered in user space");
+        }
         let (jobs, queue) = std_mpsc::channel::<Job>();
         thread::Builder::new()
             .name("ct-requests".into())
@@ -46,6 +50,13 @@ impl Kernel {
     /// Netlink port id of the request socket: events carrying it are our own changes.
     pub fn port_id(&self) -> u32 {
         self.port
+    }
+
+    /// Queues `f` on the request thread without waiting for it (it reports back itself).
+    pub fn submit(&self, f: impl FnOnce(&mut Conntrack) + Send + 'static) -> Result<()> {
+        self.jobs
+            .send(Box::new(f))
+            .map_err(|_| anyhow!("conntrack request thread has stopped"))
     }
 
     /// Runs `f` on the request thread and waits for its result without blocking the runtime.

@@ -4,6 +4,7 @@
 mod filter;
 mod kernel;
 mod service;
+mod warm;
 
 use std::net::IpAddr;
 

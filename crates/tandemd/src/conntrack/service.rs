@@ -1,7 +1,6 @@
 //! The conntrack replication service: kernel events in, sync datagrams out, peer datagrams in,
 //! commits to the kernel on request. One tokio task drives the sans-IO sync core.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -10,14 +9,25 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use socket2::{Domain, Protocol, Socket, Type};
 use tandem_config::{SyncConfig, Transport};
-use tandem_ctnetlink::{BatchReport, Event as KernelEvent, EventKind, Flow, FlowKey};
-use tandem_ctsync::{Action, CacheKind, Config as CoreConfig, Event, ExternalChange, Input, Node};
+use tandem_ctnetlink::{Event as KernelEvent, EventKind, Flow, FlowKey};
+use tandem_ctsync::{Action, CacheKind, Config as CoreConfig, Event, Input, Node};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::filter::FlowFilter;
 use super::kernel::Kernel;
+use super::warm::{Chunk, WarmStandby};
+
+/// Changes a warm backup hands the kernel at a time: a promotion's commit waits behind at
+/// most one such chunk (about 15 ms).
+const WARM_CHUNK: usize = 2048;
+
+/// What became of a warm-standby chunk.
+struct ChunkDone {
+    total: usize,
+    refused: Vec<FlowKey>,
+}
 
 /// A request to the service, answered with text for the control socket.
 pub struct Command {
@@ -70,8 +80,10 @@ struct Service {
     peer: SocketAddr,
     last_commit: Option<String>,
     resync_received: Option<oneshot::Sender<usize>>,
-    /// With warm standby: keys of the peer's flows already in this backup's kernel table.
-    warm: Option<HashSet<FlowKey>>,
+    /// With warm standby: the peer's changes not yet in this backup's kernel table.
+    warm: Option<WarmStandby>,
+    /// Where the request thread reports applied warm-standby chunks.
+    warm_done: mpsc::UnboundedSender<ChunkDone>,
     /// Whether this node is the one forwarding (set by commit, cleared by shorten).
     master: bool,
 }
@@ -98,6 +110,7 @@ pub fn start(
     core.report_external = warm;
     let filter = FlowFilter::new(&config.filter, own_addresses);
     let (first_resync, first_resync_rx) = oneshot::channel();
+    let (warm_done, warm_done_rx) = mpsc::unbounded_channel();
     let service = Service {
         node: Node::new(core),
         filter,
@@ -106,11 +119,12 @@ pub fn start(
         peer,
         last_commit: None,
         resync_received: Some(first_resync),
-        warm: warm.then(HashSet::new),
+        warm: warm.then(WarmStandby::default),
+        warm_done,
         master: false,
     };
     let (commands, command_rx) = mpsc::channel(64);
-    tokio::spawn(service.run(events, command_rx));
+    tokio::spawn(service.run(events, command_rx, warm_done_rx));
     info!(
         "conntrack replication on {} to {peer}",
         config.interface.as_deref().unwrap_or("any interface")
@@ -189,6 +203,7 @@ impl Service {
         mut self,
         mut events: mpsc::Receiver<Vec<KernelEvent>>,
         mut commands: mpsc::Receiver<Command>,
+        mut warm_done: mpsc::UnboundedReceiver<ChunkDone>,
     ) {
         let actions = self.node.handle(Instant::now(), Input::Start);
         self.execute(actions).await;
@@ -210,6 +225,7 @@ impl Service {
                     let answer = self.on_command(&command.words).await;
                     let _ = command.reply.send(answer);
                 }
+                Some(done) = warm_done.recv() => self.on_chunk_done(done).await,
                 _ = timer => {
                     let actions = self.node.handle(Instant::now(), Input::Timer);
                     self.execute(actions).await;
@@ -228,8 +244,12 @@ impl Service {
                         continue;
                     }
                     if let (EventKind::Destroy, Some(warm)) = (kind, self.warm.as_mut()) {
-                        // Expired in this kernel: a promotion must create it again.
-                        warm.remove(&flow.key());
+                        let key = flow.key();
+                        if self.node.external().get(&key).is_some() {
+                            // The peer's flow expired in this kernel: a promotion must
+                            // create it again.
+                            warm.lost(key);
+                        }
                     }
                     if !self.filter.accepts(&flow) {
                         continue;
@@ -262,9 +282,13 @@ impl Service {
         let started = Instant::now();
         match self.kernel.call(|ct| ct.dump(None)).await {
             Ok(flows) => {
+                // A warm backup's table also holds the peer's flows: those are not ours.
+                let peers = self.warm.is_some() && !self.master;
+                let external = self.node.external();
                 let flows: Vec<Flow> = flows
                     .into_iter()
                     .filter(|f| self.filter.accepts(f))
+                    .filter(|f| !peers || external.get(&f.key()).is_none())
                     .collect();
                 let n = flows.len();
                 let actions = self
@@ -291,29 +315,19 @@ impl Service {
                     }
                 }
                 Action::Commit(flows) => {
-                    let total = flows.len();
-                    let pending: Vec<Flow> = match self.warm.as_mut() {
-                        Some(warm) => flows
-                            .into_iter()
-                            .filter(|f| !warm.contains(&f.key()))
-                            .collect(),
-                        None => flows,
-                    };
-                    let warm_already = total - pending.len();
-                    let summary = self.commit(pending).await;
-                    self.last_commit = Some(if self.warm.is_some() {
-                        format!("{} ({warm_already} already warm)\n", summary.trim_end())
-                    } else {
-                        summary
-                    });
                     self.master = true;
-                    if let Some(warm) = self.warm.as_mut() {
-                        warm.clear();
-                    }
+                    self.last_commit = Some(
+                        self.commit(Chunk {
+                            set: flows,
+                            removed: Vec::new(),
+                        })
+                        .await,
+                    );
                 }
                 Action::ExternalChanged(changes) => {
-                    if !self.master && self.warm.is_some() {
-                        self.apply_warm(changes).await;
+                    if let (false, Some(warm)) = (self.master, self.warm.as_mut()) {
+                        warm.record(changes);
+                        self.apply_next_chunk();
                     }
                 }
                 Action::PeerRestarted { node_id } => {
@@ -329,39 +343,31 @@ impl Service {
         }
     }
 
-    /// Creates `flows` in the kernel in batches; entries the kernel already has (left from
-    /// an earlier time as master, with stale TCP windows) are updated instead, so they take
-    /// the replicated state and the be-liberal window flag. The summary says how many and how
-    /// long.
-    async fn commit(&mut self, flows: Vec<Flow>) -> String {
+    /// Puts `chunk` into the kernel: creates its flows in batches (entries the kernel already
+    /// has, left from an earlier time as master with stale TCP windows, are updated instead,
+    /// so they take the replicated state and the be-liberal window flag) and deletes its
+    /// removed ones. The summary says how many and how long.
+    async fn commit(&mut self, chunk: Chunk) -> String {
         let started = Instant::now();
-        let total = flows.len();
+        let total = chunk.set.len();
         let result = self
             .kernel
             .call(move |ct| {
-                let created = ct.create_batch(&flows)?;
-                let existing: Vec<Flow> = created
-                    .failed
-                    .iter()
-                    .filter(|(_, errno)| *errno == libc::EEXIST)
-                    .filter_map(|(i, _)| flows.get(*i).cloned())
-                    .collect();
-                let updated = if existing.is_empty() {
-                    BatchReport::default()
-                } else {
-                    ct.update_batch(&existing)?
-                };
-                Ok((created, existing.len(), updated))
+                let put = put_flows(ct, &chunk.set)?;
+                if !chunk.removed.is_empty() {
+                    ct.delete_batch(&chunk.removed)?;
+                }
+                Ok(put)
             })
             .await;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         match result {
-            Ok((created, existing, updated)) => {
-                let refused = created.failed.len() - existing + updated.failed.len();
+            Ok(put) => {
                 let summary = format!(
-                    "commit: {total} entries in {ms:.1} ms, {} created, {} updated, {refused} refused",
-                    total - created.failed.len(),
-                    existing - updated.failed.len(),
+                    "commit: {total} entries in {ms:.1} ms, {} created, {} updated, {} refused",
+                    put.created,
+                    put.updated,
+                    put.refused.len(),
                 );
                 info!("{summary}");
                 summary + "\n"
@@ -373,11 +379,83 @@ impl Service {
         }
     }
 
+    /// Promotion of a warm backup: commits only what its kernel does not have yet.
+    async fn commit_warm(&mut self) -> String {
+        self.master = true;
+        let Some(warm) = self.warm.as_mut() else {
+            return String::new();
+        };
+        let already = self.node.external().len().saturating_sub(warm.pending());
+        let (mut chunk, lost) = warm.take_all();
+        let external = self.node.external();
+        chunk
+            .set
+            .extend(lost.iter().filter_map(|k| external.get(k).cloned()));
+        let summary = self.commit(chunk).await;
+        format!("{} ({already} already warm)\n", summary.trim_end())
+    }
+
+    /// Warm standby: hands the kernel the next chunk of the peer's changes, unless one is
+    /// still being applied; its result comes back through `warm_done`.
+    fn apply_next_chunk(&mut self) {
+        let Some(warm) = self.warm.as_mut().filter(|_| !self.master) else {
+            return;
+        };
+        let Some(chunk) = warm.next_chunk(WARM_CHUNK) else {
+            return;
+        };
+        let done = self.warm_done.clone();
+        let submitted = self.kernel.submit(move |ct| {
+            let total = chunk.set.len() + chunk.removed.len();
+            let applied = put_flows(ct, &chunk.set).and_then(|put| {
+                if !chunk.removed.is_empty() {
+                    ct.delete_batch(&chunk.removed)?;
+                }
+                Ok(put.refused.iter().map(|&i| chunk.set[i].key()).collect())
+            });
+            let refused = applied.unwrap_or_else(|e| {
+                debug!("warm standby: {e}");
+                chunk.keys()
+            });
+            let _ = done.send(ChunkDone { total, refused });
+        });
+        if let Err(e) = submitted {
+            warn!("warm standby: {e}");
+        }
+    }
+
+    async fn on_chunk_done(&mut self, done: ChunkDone) {
+        let Some(warm) = self.warm.as_mut() else {
+            return;
+        };
+        warm.chunk_done(done.total, done.refused);
+        if self.master {
+            // Promoted while this chunk was in the kernel's hands: what it could not apply
+            // is committed now.
+            let lost = warm.take_all().1;
+            if !lost.is_empty() {
+                let external = self.node.external();
+                let set = lost
+                    .iter()
+                    .filter_map(|k| external.get(k).cloned())
+                    .collect();
+                self.commit(Chunk {
+                    set,
+                    removed: Vec::new(),
+                })
+                .await;
+            }
+        } else {
+            self.apply_next_chunk();
+        }
+    }
+
     async fn on_command(&mut self, words: &str) -> String {
         let mut parts = words.split_whitespace();
         let verb = parts.next().unwrap_or("");
         let arg = parts.next().unwrap_or("");
         match (verb, arg) {
+            ("commit", "" | "external") if self.warm.is_some() => self.commit_warm().await,
             ("commit", "" | "external") => {
                 self.last_commit = None;
                 let actions = self.node.handle(Instant::now(), Input::Commit);
@@ -419,73 +497,6 @@ impl Service {
             ("dump", "internal") => dump(self.node.internal().records()),
             ("dump", "external") => dump(self.node.external().records()),
             _ => format!("error: unknown conntrack command `{words}`\n"),
-        }
-    }
-
-    /// Warm standby: applies the peer's changes to this backup's kernel table as they arrive
-    /// (last change per flow wins), so a promotion has little left to commit.
-    async fn apply_warm(&mut self, changes: Vec<ExternalChange<Flow>>) {
-        let mut last: HashMap<FlowKey, ExternalChange<Flow>> =
-            HashMap::with_capacity(changes.len());
-        for change in changes {
-            let key = match &change {
-                ExternalChange::Set(f) | ExternalChange::Removed(f) => f.key(),
-            };
-            last.insert(key, change);
-        }
-        let (mut set, mut removed) = (Vec::new(), Vec::new());
-        for change in last.into_values() {
-            match change {
-                ExternalChange::Set(f) => set.push(f),
-                ExternalChange::Removed(f) => removed.push(f),
-            }
-        }
-        let keys: Vec<FlowKey> = set.iter().map(Flow::key).collect();
-        let gone: Vec<FlowKey> = removed.iter().map(Flow::key).collect();
-        let result = self
-            .kernel
-            .call(move |ct| {
-                let created = ct.create_batch(&set)?;
-                let existing: Vec<usize> = created
-                    .failed
-                    .iter()
-                    .filter(|(_, errno)| *errno == libc::EEXIST)
-                    .map(|(i, _)| *i)
-                    .collect();
-                let mut refused: HashSet<usize> = created
-                    .failed
-                    .iter()
-                    .filter(|(_, errno)| *errno != libc::EEXIST)
-                    .map(|(i, _)| *i)
-                    .collect();
-                if !existing.is_empty() {
-                    let update: Vec<Flow> = existing.iter().map(|&i| set[i].clone()).collect();
-                    let updated = ct.update_batch(&update)?;
-                    refused.extend(updated.failed.iter().map(|(j, _)| existing[*j]));
-                }
-                if !removed.is_empty() {
-                    ct.delete_batch(&removed)?;
-                }
-                Ok(refused)
-            })
-            .await;
-        let Some(warm) = self.warm.as_mut() else {
-            return;
-        };
-        match result {
-            Ok(refused) => {
-                for (i, key) in keys.into_iter().enumerate() {
-                    if refused.contains(&i) {
-                        warm.remove(&key);
-                    } else {
-                        warm.insert(key);
-                    }
-                }
-                for key in &gone {
-                    warm.remove(key);
-                }
-            }
-            Err(e) => debug!("warm standby: {e}"),
         }
     }
 
@@ -537,8 +548,9 @@ impl Service {
             ("internal_entries", s.internal_entries as u64),
             ("external_entries", s.external_entries as u64),
         ];
+        let warm = self.warm.as_ref().map(WarmStandby::counters);
         let mut out = String::new();
-        for (name, value) in counters {
+        for (name, value) in counters.into_iter().chain(warm.into_iter().flatten()) {
             let _ = writeln!(out, "{name}={value}");
         }
         out
@@ -578,4 +590,38 @@ pub fn describe(f: &Flow) -> String {
         f.mark,
         f.zone
     )
+}
+
+/// What [`put_flows`] did: how many created and updated, and which (by index) the kernel
+/// refused.
+#[derive(Default)]
+struct Put {
+    created: usize,
+    updated: usize,
+    refused: Vec<usize>,
+}
+
+/// Creates `flows`; those the kernel already has are updated instead.
+fn put_flows(
+    ct: &mut tandem_ctnetlink::Conntrack,
+    flows: &[Flow],
+) -> Result<Put, tandem_ctnetlink::Error> {
+    let created = ct.create_batch(flows)?;
+    let (existing, mut refused): (Vec<_>, Vec<_>) = created
+        .failed
+        .iter()
+        .map(|&(i, errno)| (i, errno == libc::EEXIST))
+        .partition(|&(_, exists)| exists);
+    let mut updated = 0;
+    if !existing.is_empty() {
+        let update: Vec<Flow> = existing.iter().map(|&(i, _)| flows[i].clone()).collect();
+        let report = ct.update_batch(&update)?;
+        updated = existing.len() - report.failed.len();
+        refused.extend(report.failed.iter().map(|&(j, _)| (existing[j].0, false)));
+    }
+    Ok(Put {
+        created: flows.len() - created.failed.len(),
+        updated,
+        refused: refused.into_iter().map(|(i, _)| i).collect(),
+    })
 }
