@@ -40,6 +40,13 @@ impl Record for Flow {
         Flow::key(self)
     }
 
+    fn differs_from(&self, earlier: &Flow) -> bool {
+        Flow {
+            timeout: earlier.timeout,
+            ..self.clone()
+        } != *earlier
+    }
+
     fn encode(&self, out: &mut Vec<u8>) {
         put_tuple(out, ORIG, &self.orig);
         if self.reply != self.orig.inverted() {
@@ -239,6 +246,19 @@ mod tests {
                 flags_reply: 0x23,
             }),
         }
+    }
+
+    #[test]
+    fn only_a_timeout_that_ran_down_is_no_news() {
+        let earlier = flow(true);
+        let mut later = earlier.clone();
+        later.timeout -= 7;
+        assert!(!later.differs_from(&earlier));
+        later.mark = 9;
+        assert!(later.differs_from(&earlier));
+        let mut later = earlier.clone();
+        later.tcp = Some(TcpInfo::default());
+        assert!(later.differs_from(&earlier));
     }
 
     #[test]

@@ -26,23 +26,30 @@ impl<R: Record> InternalCache<R> {
         }
     }
 
-    /// Inserts or replaces; refuses a new key when full.
-    pub fn upsert(&mut self, record: R) -> Result<(), Full> {
+    /// Inserts or replaces, returning the replaced version; refuses a new key when full.
+    pub fn upsert(&mut self, record: R) -> Result<Option<R>, Full> {
         let key = record.key();
         if let Some(slot) = self.map.get_mut(&key) {
-            *slot = record;
-            return Ok(());
+            return Ok(Some(std::mem::replace(slot, record)));
         }
         if self.map.len() >= self.max {
             return Err(Full);
         }
         self.map.insert(key, record);
-        Ok(())
+        Ok(None)
     }
 
     /// Removes an entry, returning it.
     pub fn remove(&mut self, key: &R::Key) -> Option<R> {
         self.map.remove(key)
+    }
+
+    /// Takes every entry out, leaving an empty cache with the same bound.
+    pub fn take(&mut self) -> InternalCache<R> {
+        InternalCache {
+            map: std::mem::take(&mut self.map),
+            max: self.max,
+        }
     }
 
     /// The entry for `key`.
@@ -110,19 +117,20 @@ impl<R: Record> ExternalCache<R> {
         }
     }
 
-    /// Inserts or replaces, marking the entry as seen in the current resync generation.
-    pub fn upsert(&mut self, record: R) -> Result<(), Full> {
+    /// Inserts or replaces, marking the entry as seen in the current resync generation;
+    /// returns the replaced version.
+    pub fn upsert(&mut self, record: R) -> Result<Option<R>, Full> {
         let key = record.key();
         let generation = self.generation;
         if let Some(slot) = self.map.get_mut(&key) {
-            *slot = Slot { record, generation };
-            return Ok(());
+            let old = std::mem::replace(slot, Slot { record, generation });
+            return Ok(Some(old.record));
         }
         if self.map.len() >= self.max {
             return Err(Full);
         }
         self.map.insert(key, Slot { record, generation });
-        Ok(())
+        Ok(None)
     }
 
     /// Removes an entry, returning it.

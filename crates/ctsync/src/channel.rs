@@ -162,20 +162,16 @@ impl Channel {
         self.unacked.len()
     }
 
-    /// Queues one attribute for the reliable stream. Returns false when the queue overflowed:
-    /// everything queued was discarded and the node must fall back to a full resync.
+    /// Queues one attribute for the reliable stream. Returns false when a record (SET or
+    /// DELETE) does not fit in the queue: it was not queued, and the node must send it later
+    /// (a bulk takes its key again). Control attributes (resync markers and requests) are
+    /// always queued, so a bulk's boundaries are never lost.
     pub fn push(&mut self, ty: u16, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+        let mark = self.queue.len();
         wire::put_nested(&mut self.queue, ty, write);
-        if self.queued_bytes() > self.cfg.max_queue_bytes {
-            // Records are replaced by the full resync the node starts; a queued resync request
-            // is the one thing a resync does not replace.
-            let requested = Attrs::new(&self.queue[self.queue_pos..])
-                .any(|a| matches!(a, Ok((attr::RESYNC_REQUEST, _))));
-            self.queue.clear();
-            self.queue_pos = 0;
-            if requested {
-                wire::put_attr(&mut self.queue, attr::RESYNC_REQUEST, &[]);
-            }
+        let record = ty == attr::SET || ty == attr::DELETE;
+        if record && self.queued_bytes() > self.cfg.max_queue_bytes {
+            self.queue.truncate(mark);
             self.stats.queue_overflows += 1;
             return false;
         }

@@ -6,6 +6,7 @@
 //! gets full datagrams as long as the window is full, and otherwise one datagram per call. A
 //! daemon that wants fuller datagrams feeds events in batches ([`Input::Local`] accepts many).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::auth::AuthKey;
@@ -149,9 +150,12 @@ pub enum ExternalChange<R> {
 }
 
 #[derive(Debug)]
-struct Bulk<K> {
-    keys: Vec<K>,
+struct Bulk<R: Record> {
+    keys: Vec<R::Key>,
     next: usize,
+    /// Entries deleted after the bulk started whose deletion could not be queued: sent as
+    /// deletions when the bulk reaches their key again.
+    deleted: HashMap<R::Key, R>,
 }
 
 /// One node: internal and external caches plus the reliable channel to the peer.
@@ -160,7 +164,7 @@ pub struct Node<R: Record> {
     internal: InternalCache<R>,
     external: ExternalCache<R>,
     filter: Box<dyn Fn(&R) -> bool + Send>,
-    bulk: Option<Bulk<R::Key>>,
+    bulk: Option<Bulk<R>>,
     max_queue_bytes: usize,
     report_external: bool,
     changes: Vec<ExternalChange<R>>,
@@ -258,19 +262,7 @@ impl<R: Record> Node<R> {
             Input::BulkSend => self.start_bulk(),
             Input::Flush(CacheKind::Internal) => self.internal.clear(),
             Input::Flush(CacheKind::External) => self.external.clear(),
-            Input::ResyncFromKernel(dump) => {
-                self.internal.clear();
-                for record in dump {
-                    if (self.filter)(&record) {
-                        if self.internal.upsert(record).is_err() {
-                            self.channel.stats.internal_full += 1;
-                        }
-                    } else {
-                        self.channel.stats.filtered += 1;
-                    }
-                }
-                self.start_bulk();
-            }
+            Input::ResyncFromKernel(dump) => self.resync_from_kernel(dump),
             Input::Commit => {
                 actions.push(Action::Commit(self.external.records().cloned().collect()))
             }
@@ -340,9 +332,56 @@ impl<R: Record> Node<R> {
         }
     }
 
+    /// Queues one change for the peer. When the send queue is full the change is not lost:
+    /// a running bulk takes the key again (reading the entry's state when it gets there), or
+    /// a bulk starts.
     fn send(&mut self, ty: u16, record: &R) {
         self.channel.stats.records_sent += 1;
-        if !self.channel.push(ty, |out| record.encode(out)) {
+        if self.channel.push(ty, |out| record.encode(out)) {
+            return;
+        }
+        match self.bulk.as_mut() {
+            Some(bulk) => {
+                let key = record.key();
+                if ty == attr::DELETE {
+                    bulk.deleted.insert(key.clone(), record.clone());
+                }
+                bulk.keys.push(key);
+            }
+            None => self.start_bulk(),
+        }
+    }
+
+    /// Replaces the internal cache with a dump of the kernel table and tells the peer only
+    /// what differs: new and changed entries, and the ones that are gone. With nothing to
+    /// compare with (at start), the peer gets a full bulk, which also sweeps whatever it kept
+    /// from this node's previous life.
+    fn resync_from_kernel(&mut self, dump: Vec<R>) {
+        let mut earlier = self.internal.take();
+        let mut overflowed = earlier.is_empty();
+        for record in dump {
+            if !(self.filter)(&record) {
+                self.channel.stats.filtered += 1;
+                continue;
+            }
+            let before = earlier.remove(&record.key());
+            let news = before.as_ref().is_none_or(|b| record.differs_from(b));
+            if news && !overflowed {
+                self.channel.stats.records_sent += 1;
+                overflowed = !self.channel.push(attr::SET, |out| record.encode(out));
+            }
+            if self.internal.upsert(record).is_err() {
+                self.channel.stats.internal_full += 1;
+            }
+        }
+        for gone in earlier.records() {
+            if overflowed {
+                break;
+            }
+            self.channel.stats.records_sent += 1;
+            overflowed = !self.channel.push(attr::DELETE, |out| gone.encode(out));
+        }
+        if overflowed {
             self.start_bulk();
         }
     }
@@ -361,6 +400,7 @@ impl<R: Record> Node<R> {
         self.bulk = Some(Bulk {
             keys: self.internal.keys().cloned().collect(),
             next: 0,
+            deleted: HashMap::new(),
         });
     }
 
@@ -383,12 +423,20 @@ impl<R: Record> Node<R> {
                     break;
                 };
                 bulk.next += 1;
-                if let Some(record) = self.internal.get(key) {
-                    self.channel.stats.records_sent += 1;
-                    if !self.channel.push(attr::SET, |out| record.encode(out)) {
-                        self.start_bulk();
-                        break;
+                let (ty, record) = match self.internal.get(key) {
+                    Some(record) => (attr::SET, record),
+                    None => match bulk.deleted.get(key) {
+                        Some(record) => (attr::DELETE, record),
+                        None => continue,
+                    },
+                };
+                self.channel.stats.records_sent += 1;
+                if !self.channel.push(ty, |out| record.encode(out)) {
+                    // Retried once the queue drains (a record that fits no queue is skipped).
+                    if self.channel.queued_bytes() > 0 {
+                        bulk.next -= 1;
                     }
+                    break;
                 }
             }
         }
@@ -404,10 +452,15 @@ impl<R: Record> Node<R> {
                     Ok(record) => {
                         self.channel.stats.records_received += 1;
                         let report = self.report_external.then(|| record.clone());
-                        if self.external.upsert(record).is_err() {
-                            self.channel.stats.external_full += 1;
-                        } else if let Some(record) = report {
-                            self.changes.push(ExternalChange::Set(record));
+                        match self.external.upsert(record) {
+                            Err(_) => self.channel.stats.external_full += 1,
+                            Ok(earlier) => {
+                                if let Some(record) = report
+                                    .filter(|r| earlier.as_ref().is_none_or(|e| r.differs_from(e)))
+                                {
+                                    self.changes.push(ExternalChange::Set(record));
+                                }
+                            }
                         }
                     }
                     Err(_) => self.channel.stats.bad_records += 1,

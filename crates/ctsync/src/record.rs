@@ -16,6 +16,14 @@ pub trait Record: Clone + std::fmt::Debug {
     /// Decodes from the record's attributes, skipping unknown types (see [`crate::wire::Attrs`]).
     fn decode(attrs: &[u8]) -> Result<Self, WireError>;
 
+    /// Whether `self`, a newer version of the same entry, is news compared with `earlier`.
+    /// Values that move on their own (a flow's remaining timeout) are not: a copy needs no
+    /// rewrite for them, so a bulk resync that repeats what the peer has costs it nothing.
+    fn differs_from(&self, earlier: &Self) -> bool {
+        let _ = earlier;
+        true
+    }
+
     /// Rough heap plus inline size in bytes, reported for the memory bound.
     fn size(&self) -> usize {
         std::mem::size_of::<Self>()

@@ -261,9 +261,9 @@ impl Daemon {
             // The slow parts run in the service's own task, after the addresses moved.
             // Commands queue in order behind the commit: the peer's state, now in the kernel,
             // leaves the external cache (it would go stale), then this node's table becomes
-            // the internal cache and is sent to the peer.
+            // the internal cache (from empty, so the resync ends in one bulk to the peer).
             let steps: &[&str] = match to {
-                State::Master => &["flush external", "resync"],
+                State::Master => &["flush external", "flush internal", "resync"],
                 State::Backup | State::Fault => &["shorten", "request-resync"],
                 State::Init | State::Stop => &[],
             };

@@ -47,6 +47,10 @@ impl Record for Flow {
         (self.src, self.dst, self.sport, self.dport, self.proto)
     }
 
+    fn differs_from(&self, earlier: &Flow) -> bool {
+        self != earlier
+    }
+
     fn encode(&self, out: &mut Vec<u8>) {
         let mut orig = [0u8; 13];
         orig[..4].copy_from_slice(&self.src.octets());

@@ -88,14 +88,14 @@ struct Service {
     master: bool,
 }
 
-/// Opens the sync socket and the kernel side, then runs the service as a task. The receiver
-/// fires when the first full resync from the peer has arrived.
+/// Opens the sync socket and the kernel side, then runs the service on a thread of its own
+/// (with its own event loop), so that a million-entry resync or bulk send never delays a VRRP
+/// advertisement. The receiver fires when the first full resync from the peer has arrived.
 pub fn start(
     config: &SyncConfig,
     own_addresses: Vec<IpAddr>,
 ) -> Result<(Handle, oneshot::Receiver<usize>)> {
     let (socket, peer) = open_socket(config)?;
-    let socket = Arc::new(socket);
     let (kernel, events) = Kernel::start(config.tcp_window_tracking)?;
     let local = match &config.transport {
         Transport::Udp { local, .. } => Some(*local),
@@ -111,23 +111,42 @@ pub fn start(
     let filter = FlowFilter::new(&config.filter, own_addresses);
     let (first_resync, first_resync_rx) = oneshot::channel();
     let (warm_done, warm_done_rx) = mpsc::unbounded_channel();
-    let service = Service {
-        node: Node::new(core),
-        filter,
-        kernel,
-        socket,
-        peer,
-        last_commit: None,
-        resync_received: Some(first_resync),
-        warm: warm.then(WarmStandby::default),
-        warm_done,
-        master: false,
-    };
     let (commands, command_rx) = mpsc::channel(64);
-    tokio::spawn(service.run(events, command_rx, warm_done_rx));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the replication event loop")?;
+    let interface = config.interface.clone();
+    std::thread::Builder::new()
+        .name("ct-sync".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let socket = match UdpSocket::from_std(socket) {
+                    Ok(socket) => Arc::new(socket),
+                    Err(e) => {
+                        warn!("registering the sync socket: {e}; replication stopped");
+                        return;
+                    }
+                };
+                let service = Service {
+                    node: Node::new(core),
+                    filter,
+                    kernel,
+                    socket,
+                    peer,
+                    last_commit: None,
+                    resync_received: Some(first_resync),
+                    warm: warm.then(WarmStandby::default),
+                    warm_done,
+                    master: false,
+                };
+                service.run(events, command_rx, warm_done_rx).await
+            })
+        })
+        .context("starting the replication thread")?;
     info!(
         "conntrack replication on {} to {peer}",
-        config.interface.as_deref().unwrap_or("any interface")
+        interface.as_deref().unwrap_or("any interface")
     );
     Ok((Handle { commands }, first_resync_rx))
 }
@@ -141,7 +160,7 @@ fn node_id(local: Option<IpAddr>) -> u32 {
     }
 }
 
-fn open_socket(config: &SyncConfig) -> Result<(UdpSocket, SocketAddr)> {
+fn open_socket(config: &SyncConfig) -> Result<(std::net::UdpSocket, SocketAddr)> {
     let (bind, peer, group) = match &config.transport {
         Transport::Udp { local, peer, port } => (
             SocketAddr::new(*local, *port),
@@ -194,8 +213,7 @@ fn open_socket(config: &SyncConfig) -> Result<(UdpSocket, SocketAddr)> {
         }
     }
     socket.set_nonblocking(true)?;
-    let socket = UdpSocket::from_std(socket.into()).context("registering the sync socket")?;
-    Ok((socket, peer))
+    Ok((socket.into(), peer))
 }
 
 impl Service {
