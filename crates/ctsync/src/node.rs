@@ -149,10 +149,15 @@ pub enum ExternalChange<R> {
     Removed(R),
 }
 
+/// Keys whose current state still has to go to the peer, sent as the window opens: either a
+/// full bulk (between resync markers, so the peer drops what it is not sent) or a backlog of
+/// changes that did not fit the send queue.
 #[derive(Debug)]
 struct Bulk<R: Record> {
     keys: Vec<R::Key>,
     next: usize,
+    /// A full bulk, closed with the resync end marker.
+    full: bool,
     /// Entries deleted after the bulk started whose deletion could not be queued: sent as
     /// deletions when the bulk reaches their key again.
     deleted: HashMap<R::Key, R>,
@@ -333,23 +338,24 @@ impl<R: Record> Node<R> {
     }
 
     /// Queues one change for the peer. When the send queue is full the change is not lost:
-    /// a running bulk takes the key again (reading the entry's state when it gets there), or
-    /// a bulk starts.
+    /// its key joins the running bulk or backlog, which sends the entry's state when it gets
+    /// there.
     fn send(&mut self, ty: u16, record: &R) {
         self.channel.stats.records_sent += 1;
         if self.channel.push(ty, |out| record.encode(out)) {
             return;
         }
-        match self.bulk.as_mut() {
-            Some(bulk) => {
-                let key = record.key();
-                if ty == attr::DELETE {
-                    bulk.deleted.insert(key.clone(), record.clone());
-                }
-                bulk.keys.push(key);
-            }
-            None => self.start_bulk(),
+        let bulk = self.bulk.get_or_insert_with(|| Bulk {
+            keys: Vec::new(),
+            next: 0,
+            full: false,
+            deleted: HashMap::new(),
+        });
+        let key = record.key();
+        if ty == attr::DELETE {
+            bulk.deleted.insert(key.clone(), record.clone());
         }
+        bulk.keys.push(key);
     }
 
     /// Replaces the internal cache with a dump of the kernel table and tells the peer only
@@ -388,18 +394,18 @@ impl<R: Record> Node<R> {
 
     fn request_resync(&mut self) {
         self.channel.stats.resync_requests_sent += 1;
-        if !self.channel.push(attr::RESYNC_REQUEST, |_| {}) {
-            self.start_bulk();
-            self.channel.push(attr::RESYNC_REQUEST, |_| {});
-        }
+        self.channel.push(attr::RESYNC_REQUEST, |_| {});
     }
 
     fn start_bulk(&mut self) {
         self.channel.stats.bulk_sends += 1;
         self.channel.push(attr::RESYNC_BEGIN, |_| {});
+        // Supersedes a backlog: the bulk sends every key's state, and the end marker makes
+        // the peer drop what was deleted.
         self.bulk = Some(Bulk {
             keys: self.internal.keys().cloned().collect(),
             next: 0,
+            full: true,
             deleted: HashMap::new(),
         });
     }
@@ -418,7 +424,9 @@ impl<R: Record> Node<R> {
                 (self.channel.free_slots() * self.channel.payload()).min(self.max_queue_bytes / 2);
             while self.channel.queued_bytes() < budget.max(1) {
                 let Some(key) = bulk.keys.get(bulk.next) else {
-                    self.channel.push(attr::RESYNC_END, |_| {});
+                    if bulk.full {
+                        self.channel.push(attr::RESYNC_END, |_| {});
+                    }
                     self.bulk = None;
                     break;
                 };

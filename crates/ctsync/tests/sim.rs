@@ -94,7 +94,7 @@ fn converges_while_loss_continues() {
 }
 
 #[test]
-fn small_window_and_queue_overflow_fall_back_to_resync() {
+fn small_window_and_queue_overflow_still_converge() {
     for seed in 0..16 {
         let mut pair = Pair::new(seed, Conditions::hostile(), |c| {
             c.window = 4;
