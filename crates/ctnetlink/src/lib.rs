@@ -32,5 +32,6 @@ mod socket;
 pub use codec::DecodeError;
 pub use flow::{Family, Flow, FlowKey, Status, TcpInfo, Tuple, L4};
 pub use socket::{
-    BatchReport, Conntrack, Error, Event, EventKind, Events, Groups, BATCH_BYTES, EVENT_RCVBUF,
+    BatchReport, Conntrack, Error, Event, EventKind, Events, Groups, PauseHandle, BATCH_BYTES,
+    EVENT_RCVBUF,
 };

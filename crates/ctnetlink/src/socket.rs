@@ -442,7 +442,8 @@ pub enum Event {
 
 /// A socket subscribed to conntrack event groups.
 pub struct Events {
-    sock: Socket,
+    sock: std::sync::Arc<Socket>,
+    groups: Groups,
     rx: Vec<u8>,
     pending: std::collections::VecDeque<Event>,
 }
@@ -469,7 +470,8 @@ impl Events {
             }
         }
         Ok(Events {
-            sock,
+            sock: std::sync::Arc::new(sock),
+            groups,
             rx: Vec::with_capacity(RECV_BYTES),
             pending: Default::default(),
         })
@@ -498,6 +500,15 @@ impl Events {
                 op: "attach event filter",
                 source,
             })
+    }
+
+    /// A handle that can pause this socket's NEW and UPDATE subscriptions from another
+    /// thread while the reader blocks in `recv`.
+    pub fn pause_handle(&self) -> PauseHandle {
+        PauseHandle {
+            sock: self.sock.clone(),
+            groups: self.groups,
+        }
     }
 
     /// Non-blocking mode for use under an event loop (`recv` then returns WouldBlock).
@@ -538,6 +549,53 @@ impl Events {
                     origin: header.pid,
                 });
             }
+        }
+        Ok(())
+    }
+}
+
+/// Pauses an [`Events`] socket's NEW and UPDATE subscriptions. The kernel builds an event
+/// message for every change only while somebody listens: during a daemon's own bulk of
+/// creates, nobody else listening halves their cost. The caller learns what it missed
+/// meanwhile from a dump.
+#[derive(Clone)]
+pub struct PauseHandle {
+    sock: std::sync::Arc<Socket>,
+    groups: Groups,
+}
+
+impl PauseHandle {
+    fn changes(&self) -> impl Iterator<Item = u32> {
+        [
+            (self.groups.new, NFNLGRP_CONNTRACK_NEW),
+            (self.groups.update, NFNLGRP_CONNTRACK_UPDATE),
+        ]
+        .into_iter()
+        .filter_map(|(on, group)| on.then_some(group))
+    }
+
+    /// Stops NEW and UPDATE events for this socket.
+    pub fn pause(&self) -> Result<(), Error> {
+        for group in self.changes() {
+            self.sock
+                .drop_membership(group)
+                .map_err(|source| Error::Io {
+                    op: "pause events",
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Resumes them.
+    pub fn resume(&self) -> Result<(), Error> {
+        for group in self.changes() {
+            self.sock
+                .add_membership(group)
+                .map_err(|source| Error::Io {
+                    op: "resume events",
+                    source,
+                })?;
         }
         Ok(())
     }

@@ -112,10 +112,16 @@ pub enum Input<'a, R> {
     BulkSend,
     /// Empty a cache (conntrackd `-f`); nothing is sent.
     Flush(CacheKind),
-    /// Replace the internal cache with a kernel dump and bulk-send it (conntrackd `-R`).
+    /// Replace the internal cache with a kernel dump and send the peer the difference, or
+    /// everything when there was nothing to compare with (conntrackd `-R`).
     ResyncFromKernel(Vec<R>),
     /// Hand the external cache to the kernel side (conntrackd `-c`).
     Commit,
+    /// The external cache is now in this node's kernel (a commit completed): its entries
+    /// become this node's own, in the internal cache, without telling the peer (it has them,
+    /// or asks for a resync). This is what the kernel's events of a commit would say, at no
+    /// cost to the kernel.
+    AdoptExternal,
 }
 
 /// What the daemon should do, in order.
@@ -270,6 +276,15 @@ impl<R: Record> Node<R> {
             Input::ResyncFromKernel(dump) => self.resync_from_kernel(dump),
             Input::Commit => {
                 actions.push(Action::Commit(self.external.records().cloned().collect()))
+            }
+            Input::AdoptExternal => {
+                for record in self.external.records() {
+                    if !(self.filter)(record) {
+                        self.channel.stats.filtered += 1;
+                    } else if self.internal.upsert(record.clone()).is_err() {
+                        self.channel.stats.internal_full += 1;
+                    }
+                }
             }
         }
         for round in 0..3 {

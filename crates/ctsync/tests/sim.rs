@@ -226,3 +226,17 @@ fn a_resync_from_the_kernel_sends_only_what_changed() {
     assert!(pair.nodes[1].external().get(&gone).is_none());
     assert!(pair.nodes[1].external().get(&new.key()).is_some());
 }
+
+#[test]
+fn adopting_the_external_cache_makes_it_ours_without_sending() {
+    let mut pair = Pair::new(3, Conditions::perfect(), |_| {});
+    churn(&mut pair, 1, 5, 500);
+    pair.run_to_convergence(Duration::from_secs(5)).unwrap();
+    let before = pair.nodes[1].stats();
+    pair.input(1, Input::AdoptExternal);
+    let after = pair.nodes[1].stats();
+    assert_eq!(after.records_sent, before.records_sent);
+    for (key, flow) in &pair.kernels[0] {
+        assert_eq!(pair.nodes[1].internal().get(key), Some(flow));
+    }
+}

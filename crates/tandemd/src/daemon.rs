@@ -259,11 +259,12 @@ impl Daemon {
         }
         if let (Some(to), Some(r)) = (replicated, &self.replication) {
             // The slow parts run in the service's own task, after the addresses moved.
-            // Commands queue in order behind the commit: the peer's state, now in the kernel,
-            // leaves the external cache (it would go stale), then this node's table becomes
-            // the internal cache (from empty, so the resync ends in one bulk to the peer).
+            // Commands queue in order behind the commit, which also made the committed
+            // entries this node's own (the internal cache) and, after a big commit, resynced
+            // the internal cache from the kernel: the peer's state leaves the external cache
+            // (it would go stale), and the peer gets the whole table in one bulk.
             let steps: &[&str] = match to {
-                State::Master => &["flush external", "flush internal", "resync"],
+                State::Master => &["flush external", "bulk"],
                 State::Backup | State::Fault => &["shorten", "request-resync"],
                 State::Init | State::Stop => &[],
             };

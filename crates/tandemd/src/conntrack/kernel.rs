@@ -6,7 +6,7 @@ use std::sync::mpsc as std_mpsc;
 use std::thread;
 
 use anyhow::{anyhow, Context, Result};
-use tandem_ctnetlink::{Conntrack, Event, Events, Groups};
+use tandem_ctnetlink::{Conntrack, Event, Events, Groups, PauseHandle};
 use tokio::sync::{mpsc, oneshot};
 
 type Job = Box<dyn FnOnce(&mut Conntrack) + Send>;
@@ -16,6 +16,7 @@ type Job = Box<dyn FnOnce(&mut Conntrack) + Send>;
 pub struct Kernel {
     jobs: std_mpsc::Sender<Job>,
     port: u32,
+    pause: PauseHandle,
 }
 
 impl Kernel {
@@ -30,6 +31,7 @@ impl Kernel {
             // Still correct without it: the service skips its own events, at some CPU cost.
             tracing::warn!("conntrack events: {e}; own changes are filtered in user space");
         }
+        let pause = events.pause_handle();
         let (jobs, queue) = std_mpsc::channel::<Job>();
         thread::Builder::new()
             .name("ct-requests".into())
@@ -44,12 +46,17 @@ impl Kernel {
             .name("ct-events".into())
             .spawn(move || read_events(events, tx))
             .context("starting the conntrack event thread")?;
-        Ok((Kernel { jobs, port }, rx))
+        Ok((Kernel { jobs, port, pause }, rx))
     }
 
     /// Netlink port id of the request socket: events carrying it are our own changes.
     pub fn port_id(&self) -> u32 {
         self.port
+    }
+
+    /// Pauses and resumes the event socket's NEW and UPDATE subscriptions (big commits).
+    pub fn pause_handle(&self) -> PauseHandle {
+        self.pause.clone()
     }
 
     /// Queues `f` on the request thread without waiting for it (it reports back itself).

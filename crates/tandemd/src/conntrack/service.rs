@@ -23,6 +23,11 @@ use super::warm::{Chunk, WarmStandby};
 /// most one such chunk (about 15 ms).
 const WARM_CHUNK: usize = 2048;
 
+/// Commits at least this big stop this node's NEW and UPDATE events while they run (the
+/// kernel then builds no event message per entry, which halves the commit) and resync the
+/// internal cache from a dump afterwards for what traffic changed meanwhile.
+const PAUSE_EVENTS_FROM: usize = 10_000;
+
 /// What became of a warm-standby chunk.
 struct ChunkDone {
     total: usize,
@@ -86,6 +91,9 @@ struct Service {
     warm_done: mpsc::UnboundedSender<ChunkDone>,
     /// Whether this node is the one forwarding (set by commit, cleared by shorten).
     master: bool,
+    /// A commit completed (and whether it paused events): the follow-up work, done after
+    /// the commit's answer went out.
+    committed: Option<bool>,
 }
 
 /// Opens the sync socket and the kernel side, then runs the service on a thread of its own
@@ -139,6 +147,7 @@ pub fn start(
                     warm: warm.then(WarmStandby::default),
                     warm_done,
                     master: false,
+                    committed: None,
                 };
                 service.run(events, command_rx, warm_done_rx).await
             })
@@ -248,6 +257,9 @@ impl Service {
                     let actions = self.node.handle(Instant::now(), Input::Timer);
                     self.execute(actions).await;
                 }
+            }
+            if let Some(paused) = self.committed.take() {
+                self.after_commit(paused).await;
             }
         }
     }
@@ -368,14 +380,24 @@ impl Service {
     async fn commit(&mut self, chunk: Chunk) -> String {
         let started = Instant::now();
         let total = chunk.set.len();
+        let pause = (total >= PAUSE_EVENTS_FROM).then(|| self.kernel.pause_handle());
+        self.committed = Some(pause.is_some());
         let result = self
             .kernel
             .call(move |ct| {
-                let put = put_flows(ct, &chunk.set)?;
-                if !chunk.removed.is_empty() {
-                    ct.delete_batch(&chunk.removed)?;
+                if let Some(events) = &pause {
+                    events.pause()?;
                 }
-                Ok(put)
+                let put = put_flows(ct, &chunk.set).and_then(|put| {
+                    if !chunk.removed.is_empty() {
+                        ct.delete_batch(&chunk.removed)?;
+                    }
+                    Ok(put)
+                });
+                if let Some(events) = &pause {
+                    events.resume()?;
+                }
+                put
             })
             .await;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -394,6 +416,16 @@ impl Service {
                 warn!("commit failed after {ms:.1} ms: {e}");
                 format!("error: commit failed: {e}\n")
             }
+        }
+    }
+
+    /// After a commit: the committed entries are this node's own now, and when the commit
+    /// paused events, a dump tells what traffic changed meanwhile.
+    async fn after_commit(&mut self, paused: bool) {
+        let actions = self.node.handle(Instant::now(), Input::AdoptExternal);
+        self.execute(actions).await;
+        if paused {
+            self.resync_from_kernel().await;
         }
     }
 
