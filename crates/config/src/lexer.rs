@@ -69,7 +69,7 @@ impl Sources {
             let line = (d.location.line as usize).checked_sub(1);
             d.source_line = line.and_then(|n| {
                 self.files
-                    .get(&d.location.file)
+                    .get(&*d.location.file)
                     .and_then(|lines| lines.get(n))
                     .cloned()
             });
@@ -318,8 +318,9 @@ fn lex_one(text: &str, file: &Path, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
     let mut tokens: Vec<Token> = Vec::new();
     let (mut i, mut line, mut col) = (0usize, 1u32, 1u32);
     let mut include_line = false;
+    let shared: std::sync::Arc<Path> = file.into();
     let loc = |line: u32, column: u32| Location {
-        file: file.to_path_buf(),
+        file: shared.clone(),
         line,
         column,
     };

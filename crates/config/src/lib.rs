@@ -109,7 +109,7 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Config, ConfigError> {
                 if !conntrackd::looks_like(&stmts) {
                     if vrrp_seen {
                         errors.push(Diagnostic::error(
-                        Location { file: path.clone(), line: 1, column: 1 },
+                        Location { file: path.as_path().into(), line: 1, column: 1 },
                         1,
                         "only one keepalived.conf may be given (use `include` to combine files)",
                     ));
@@ -134,7 +134,7 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Config, ConfigError> {
                     continue;
                 }
                 let start = Location {
-                    file: path.clone(),
+                    file: path.as_path().into(),
                     line: 1,
                     column: 1,
                 };
@@ -149,7 +149,7 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Config, ConfigError> {
         if sync.is_some() {
             if config.sync.is_some() {
                 errors.push(Diagnostic::error(
-                    Location { file: path.clone(), line: 1, column: 1 },
+                    Location { file: path.as_path().into(), line: 1, column: 1 },
                     1,
                     "a second sync configuration: give conntrackd.conf or a [sync] section, not both",
                 ));
@@ -202,7 +202,7 @@ fn parse_keepalived(
 
 /// Orders diagnostics by file order, keeping files in the order they were first seen.
 fn sort(diags: &mut [Diagnostic]) {
-    let mut files: Vec<PathBuf> = Vec::new();
+    let mut files: Vec<std::sync::Arc<Path>> = Vec::new();
     for d in diags.iter() {
         if !files.contains(&d.location.file) {
             files.push(d.location.file.clone());

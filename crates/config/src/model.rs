@@ -1,18 +1,30 @@
 //! The typed configuration that the daemon runs from, whatever file it came from.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where something was written: used in every warning and error.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
-    /// File the token came from (after `include` expansion).
-    pub file: PathBuf,
+    /// File the token came from (after `include` expansion); shared by every location in
+    /// the file, so a thousand-instance configuration does not hold a path per token.
+    pub file: Arc<Path>,
     /// 1-based line.
     pub line: u32,
     /// 1-based column (in characters).
     pub column: u32,
+}
+
+impl Default for Location {
+    fn default() -> Location {
+        Location {
+            file: Path::new("").into(),
+            line: 0,
+            column: 0,
+        }
+    }
 }
 
 /// The whole configuration of one node.

@@ -68,7 +68,7 @@ struct Filter {
 /// Reads a TOML file's `[sync]` section (None when it has none); errors name file:line:column.
 pub(crate) fn parse(text: &str, file: &Path) -> Result<Option<SyncConfig>, Vec<Diagnostic>> {
     let at = |line: u32, column: u32| Location {
-        file: file.to_path_buf(),
+        file: file.into(),
         line,
         column,
     };

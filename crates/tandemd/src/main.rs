@@ -153,6 +153,7 @@ async fn run(args: &Args, config: tandem_config::Config) -> Result<()> {
     let instance_count = config.instances.len();
     // Everything the daemon needs is in the plan now.
     drop(config);
+    release_free_memory();
     let links = tandem_sys::watch_links().await?;
     let (control_tx, control_rx) = mpsc::channel(16);
     let _control = control::listen(&args.control, control_tx)?;
@@ -164,6 +165,18 @@ async fn run(args: &Args, config: tandem_config::Config) -> Result<()> {
         instance_count
     );
     daemon.run(links, control_rx).await
+}
+
+/// Hands the memory the configuration parser freed back to the system. glibc keeps freed
+/// memory of the parse thread's arena resident (8 MiB of a 1,000-instance configuration,
+/// more than the daemon's whole live heap) until asked to trim.
+#[allow(unsafe_code)]
+fn release_free_memory() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no pointers
+    // from us and is safe to call at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The pid file, removed on drop.
