@@ -50,7 +50,7 @@
 //!         b.handle(now, Input::Datagram(&bytes));
 //!     }
 //! }
-//! assert_eq!(b.external().get(&7), Some(&Entry { key: 7, value: 42 }));
+//! assert_eq!(b.external().get(&7), Some(Entry { key: 7, value: 42 }));
 //! ```
 
 pub mod auth;

@@ -275,13 +275,13 @@ impl<R: Record> Node<R> {
             Input::Flush(CacheKind::External) => self.external.clear(),
             Input::ResyncFromKernel(dump) => self.resync_from_kernel(dump),
             Input::Commit => {
-                actions.push(Action::Commit(self.external.records().cloned().collect()))
+                actions.push(Action::Commit(self.external.records().collect()))
             }
             Input::AdoptExternal => {
                 for record in self.external.records() {
-                    if !(self.filter)(record) {
+                    if !(self.filter)(&record) {
                         self.channel.stats.filtered += 1;
-                    } else if self.internal.upsert(record.clone()).is_err() {
+                    } else if self.internal.upsert(record).is_err() {
                         self.channel.stats.internal_full += 1;
                     }
                 }
@@ -418,7 +418,7 @@ impl<R: Record> Node<R> {
         // Supersedes a backlog: the bulk sends every key's state, and the end marker makes
         // the peer drop what was deleted.
         self.bulk = Some(Bulk {
-            keys: self.internal.keys().cloned().collect(),
+            keys: self.internal.keys().collect(),
             next: 0,
             full: true,
             deleted: HashMap::new(),
@@ -446,15 +446,18 @@ impl<R: Record> Node<R> {
                     break;
                 };
                 bulk.next += 1;
-                let (ty, record) = match self.internal.get(key) {
-                    Some(record) => (attr::SET, record),
+                // A bulk copies the stored encoding out as it is.
+                let queued = match self.internal.get_encoded(key) {
+                    Some(bytes) => self
+                        .channel
+                        .push(attr::SET, |out| out.extend_from_slice(bytes)),
                     None => match bulk.deleted.get(key) {
-                        Some(record) => (attr::DELETE, record),
+                        Some(record) => self.channel.push(attr::DELETE, |out| record.encode(out)),
                         None => continue,
                     },
                 };
                 self.channel.stats.records_sent += 1;
-                if !self.channel.push(ty, |out| record.encode(out)) {
+                if !queued {
                     // Retried once the queue drains (a record that fits no queue is skipped).
                     if self.channel.queued_bytes() > 0 {
                         bulk.next -= 1;

@@ -237,6 +237,6 @@ fn adopting_the_external_cache_makes_it_ours_without_sending() {
     let after = pair.nodes[1].stats();
     assert_eq!(after.records_sent, before.records_sent);
     for (key, flow) in &pair.kernels[0] {
-        assert_eq!(pair.nodes[1].internal().get(key), Some(flow));
+        assert_eq!(pair.nodes[1].internal().get(key).as_ref(), Some(flow));
     }
 }

@@ -94,7 +94,7 @@ fn a_newer_peers_unknown_attributes_and_message_types_are_skipped() {
     wire::put_nested(&mut body, attr::SET, |out| flow(3).encode(out));
     node.handle(now, Input::Datagram(&datagram(1, 0, 7, 1, 1, &body, None)));
 
-    assert_eq!(node.external().get(&flow(1).key()), Some(&flow(1)));
+    assert_eq!(node.external().get(&flow(1).key()), Some(flow(1)));
     assert_eq!(node.external().len(), 3);
     let stats = node.stats();
     assert_eq!(stats.unknown_attributes, 1);

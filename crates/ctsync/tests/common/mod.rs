@@ -332,7 +332,7 @@ impl Pair {
             && internal.len() == self.kernels[from].len()
             && self.kernels[from]
                 .iter()
-                .all(|(k, f)| external.get(k) == Some(f) && internal.get(k) == Some(f))
+                .all(|(k, f)| external.get(k).as_ref() == Some(f) && internal.get(k).as_ref() == Some(f))
     }
 
     /// Runs until both directions converged, in 10 ms steps; returns the time it took.

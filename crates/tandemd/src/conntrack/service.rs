@@ -275,7 +275,7 @@ impl Service {
                     }
                     if let (EventKind::Destroy, Some(warm)) = (kind, self.warm.as_mut()) {
                         let key = flow.key();
-                        if self.node.external().get(&key).is_some() {
+                        if self.node.external().contains(&key) {
                             // The peer's flow expired in this kernel: a promotion must
                             // create it again.
                             warm.lost(key);
@@ -318,7 +318,7 @@ impl Service {
                 let flows: Vec<Flow> = flows
                     .into_iter()
                     .filter(|f| self.filter.accepts(f))
-                    .filter(|f| !peers || external.get(&f.key()).is_none())
+                    .filter(|f| !peers || !external.contains(&f.key()))
                     .collect();
                 let n = flows.len();
                 let actions = self
@@ -440,7 +440,7 @@ impl Service {
         let external = self.node.external();
         chunk
             .set
-            .extend(lost.iter().filter_map(|k| external.get(k).cloned()));
+            .extend(lost.iter().filter_map(|k| external.get(k)));
         let summary = self.commit(chunk).await;
         format!("{} ({already} already warm)\n", summary.trim_end())
     }
@@ -487,7 +487,7 @@ impl Service {
                 let external = self.node.external();
                 let set = lost
                     .iter()
-                    .filter_map(|k| external.get(k).cloned())
+                    .filter_map(|k| external.get(k))
                     .collect();
                 self.commit(Chunk {
                     set,
@@ -554,7 +554,7 @@ impl Service {
     async fn shorten(&mut self) -> String {
         self.master = false;
         const SHORT: u32 = 60;
-        let flows: Vec<Flow> = self.node.internal().records().cloned().collect();
+        let flows: Vec<Flow> = self.node.internal().records().collect();
         let n = flows.len();
         match self
             .kernel
@@ -607,10 +607,10 @@ impl Service {
     }
 }
 
-fn dump<'a>(flows: impl Iterator<Item = &'a Flow>) -> String {
+fn dump(flows: impl Iterator<Item = Flow>) -> String {
     let mut out = String::new();
     for f in flows {
-        let _ = writeln!(out, "{}", describe(f));
+        let _ = writeln!(out, "{}", describe(&f));
     }
     out
 }
