@@ -100,6 +100,10 @@ pub(crate) struct Channel {
     /// Sequence of `unacked[0]`.
     base: u32,
     unacked: VecDeque<Sent>,
+    /// No unacknowledged datagram was sent before this (a lower bound, exact after each
+    /// retransmission scan): with thousands in flight, polls and deadlines then cost nothing
+    /// until something can actually have timed out.
+    oldest_unacked: Option<Instant>,
     reset_next: bool,
     queue: Vec<u8>,
     queue_pos: usize,
@@ -122,6 +126,7 @@ impl Channel {
             next_seq: 0,
             base: 0,
             unacked: VecDeque::new(),
+            oldest_unacked: None,
             reset_next: true,
             queue: Vec::new(),
             queue_pos: 0,
@@ -181,6 +186,7 @@ impl Channel {
     /// Forgets everything sent to the previous incarnation of the peer and starts a new stream.
     fn reset_stream(&mut self) {
         self.unacked.clear();
+        self.oldest_unacked = None;
         self.base = self.next_seq;
         self.queue.clear();
         self.queue_pos = 0;
@@ -254,6 +260,7 @@ impl Channel {
                 bytes: dgram.clone(),
                 sent_at: now,
             });
+            self.oldest_unacked.get_or_insert(now);
             self.next_seq = self.next_seq.wrapping_add(1);
             self.transmit(now, dgram);
         }
@@ -376,6 +383,9 @@ impl Channel {
             return;
         }
         self.unacked.drain(..acked);
+        if self.unacked.is_empty() {
+            self.oldest_unacked = None;
+        }
         self.base = next;
         self.rto_current = self.cfg.rto;
     }
@@ -467,6 +477,9 @@ impl Channel {
 
     fn retransmit_expired(&mut self, now: Instant) {
         let rto = self.rto_current;
+        if self.oldest_unacked.is_none_or(|t| t + rto > now) {
+            return;
+        }
         let mut sent = 0;
         for i in 0..self.unacked.len() {
             if sent == RETRANSMIT_BURST {
@@ -483,6 +496,7 @@ impl Channel {
         if sent > 0 {
             self.rto_current = (self.rto_current * 2).min(self.cfg.max_rto);
         }
+        self.oldest_unacked = self.unacked.iter().map(|s| s.sent_at).min();
     }
 
     /// Sends ACK and NACK ranges (or just our next sequence when nothing is known of the peer).
@@ -554,13 +568,7 @@ impl Channel {
                 ));
             }
         }
-        consider(
-            self.unacked
-                .iter()
-                .map(|s| s.sent_at)
-                .min()
-                .map(|t| t + self.rto_current),
-        );
+        consider(self.oldest_unacked.map(|t| t + self.rto_current));
         deadline
     }
 }
