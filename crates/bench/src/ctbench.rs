@@ -69,36 +69,45 @@ pub fn kernel_count(ns: &Netns) -> u64 {
         .unwrap_or(0)
 }
 
+const CONNTRACK_MAX: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
+const HASHSIZE: &str = "/sys/module/nf_conntrack/parameters/hashsize";
+
 /// Raises the global `net.netfilter.nf_conntrack_max` (writable only from the initial
-/// namespace) and puts the old value back when dropped, also during a panic unwind.
+/// namespace) and the conntrack hash table to match (`hashsize`: with the default 262,144
+/// buckets a million entries per gateway make every insert walk a chain of eight, which no
+/// operator running tables that size leaves in place), and puts the old values back when
+/// dropped, also during a panic unwind.
 pub struct ConntrackMax {
-    old: Option<String>,
+    old: Vec<(&'static str, String)>,
 }
 
-const CONNTRACK_MAX: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
-
 impl ConntrackMax {
-    /// Makes sure the limit is at least `at_least`.
+    /// Makes sure the limit is at least `at_least`, with at least as many hash buckets.
     pub fn raise(at_least: u64) -> Result<ConntrackMax> {
-        let old = std::fs::read_to_string(CONNTRACK_MAX)
-            .with_context(|| format!("reading {CONNTRACK_MAX} (is nf_conntrack loaded?)"))?;
-        let cur: u64 = old.trim().parse().unwrap_or(0);
-        if cur >= at_least {
-            return Ok(ConntrackMax { old: None });
+        let mut guard = ConntrackMax { old: Vec::new() };
+        guard.at_least(CONNTRACK_MAX, at_least)?;
+        guard.at_least(HASHSIZE, at_least.next_power_of_two())?;
+        Ok(guard)
+    }
+
+    fn at_least(&mut self, path: &'static str, value: u64) -> Result<()> {
+        let old = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {path} (is nf_conntrack loaded?)"))?;
+        if old.trim().parse::<u64>().unwrap_or(0) >= value {
+            return Ok(());
         }
-        std::fs::write(CONNTRACK_MAX, at_least.to_string())
-            .with_context(|| format!("raising {CONNTRACK_MAX} to {at_least}"))?;
-        Ok(ConntrackMax {
-            old: Some(old.trim().to_string()),
-        })
+        std::fs::write(path, value.to_string())
+            .with_context(|| format!("raising {path} to {value}"))?;
+        self.old.push((path, old.trim().to_string()));
+        Ok(())
     }
 }
 
 impl Drop for ConntrackMax {
     fn drop(&mut self) {
-        if let Some(old) = self.old.take() {
-            if let Err(e) = std::fs::write(CONNTRACK_MAX, &old) {
-                eprintln!("could not restore {CONNTRACK_MAX} to {old}: {e}");
+        for (path, old) in self.old.drain(..).rev() {
+            if let Err(e) = std::fs::write(path, &old) {
+                eprintln!("could not restore {path} to {old}: {e}");
             }
         }
     }

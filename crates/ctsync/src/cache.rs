@@ -54,8 +54,9 @@ impl<R: Record> PackedTable<R> {
 
     fn find(&self, key: &R::Key) -> Option<&Packed> {
         let hash = self.state.hash_one(key);
-        self.table
-            .find(hash, |p| p.hash == hash && decode::<R>(&p.bytes).key() == *key)
+        self.table.find(hash, |p| {
+            p.hash == hash && decode::<R>(&p.bytes).key() == *key
+        })
     }
 
     /// Inserts or replaces; returns the replaced encoding.
@@ -137,10 +138,7 @@ impl<R: Record> InternalCache<R> {
 
     /// Inserts or replaces, returning the replaced version; refuses a new key when full.
     pub fn upsert(&mut self, record: R) -> Result<Option<R>, Full> {
-        Ok(self
-            .packed
-            .insert(&record, 0)?
-            .map(|bytes| decode(&bytes)))
+        Ok(self.packed.insert(&record, 0)?.map(|bytes| decode(&bytes)))
     }
 
     /// Removes an entry, returning it.

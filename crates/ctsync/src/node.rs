@@ -274,9 +274,7 @@ impl<R: Record> Node<R> {
             Input::Flush(CacheKind::Internal) => self.internal.clear(),
             Input::Flush(CacheKind::External) => self.external.clear(),
             Input::ResyncFromKernel(dump) => self.resync_from_kernel(dump),
-            Input::Commit => {
-                actions.push(Action::Commit(self.external.records().collect()))
-            }
+            Input::Commit => actions.push(Action::Commit(self.external.records().collect())),
             Input::AdoptExternal => {
                 for record in self.external.records() {
                     if !(self.filter)(&record) {

@@ -330,9 +330,9 @@ impl Pair {
         let internal = self.nodes[from].internal();
         external.len() == self.kernels[from].len()
             && internal.len() == self.kernels[from].len()
-            && self.kernels[from]
-                .iter()
-                .all(|(k, f)| external.get(k).as_ref() == Some(f) && internal.get(k).as_ref() == Some(f))
+            && self.kernels[from].iter().all(|(k, f)| {
+                external.get(k).as_ref() == Some(f) && internal.get(k).as_ref() == Some(f)
+            })
     }
 
     /// Runs until both directions converged, in 10 ms steps; returns the time it took.

@@ -485,10 +485,7 @@ impl Service {
             let lost = warm.take_all().1;
             if !lost.is_empty() {
                 let external = self.node.external();
-                let set = lost
-                    .iter()
-                    .filter_map(|k| external.get(k))
-                    .collect();
+                let set = lost.iter().filter_map(|k| external.get(k)).collect();
                 self.commit(Chunk {
                     set,
                     removed: Vec::new(),
