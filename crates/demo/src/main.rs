@@ -135,11 +135,11 @@ fn main() -> Result<()> {
     let udp = UdpFlow::start_with(&gw.client, to, opts)?;
     tcp.wait_all_progress(Duration::from_secs(10))?;
     println!("{}  client has {FLOWS} TCP connections and a UDP stream to the server, echoing every 20 ms", at(Instant::now()));
-    wait_for("flows replicated to gw-b", || {
-        stat(&b, "external_entries") >= FLOWS as u64
+    wait_for("connections replicated to gw-b", || {
+        control::established_in_external(&b.control, server.port()) >= FLOWS
     })?;
     println!(
-        "{}  gw-b's external cache holds {} replicated flows",
+        "{}  gw-b's external cache holds {} replicated flows, the {FLOWS} connections established",
         at(Instant::now()),
         stat(&b, "external_entries")
     );

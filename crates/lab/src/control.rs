@@ -26,3 +26,14 @@ pub fn counter(reply: &str, key: &str) -> u64 {
         .find_map(|l| l.strip_prefix(key)?.strip_prefix('=')?.trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// How many TCP connections to `port` the daemon's external cache holds in ESTABLISHED
+/// state. A count of entries alone can be reached while a connection's last update is still
+/// on its way, and an entry committed in SYN_SENT state rightly drops mid-stream packets.
+pub fn established_in_external(control: &Path, port: u16) -> usize {
+    let dump = ask(control, "dump external", Duration::from_secs(5)).unwrap_or_default();
+    let orig = format!("dport={port} ");
+    dump.lines()
+        .filter(|l| l.starts_with("proto=6 ") && l.contains(" state=3 ") && l.contains(&orig))
+        .count()
+}

@@ -189,13 +189,7 @@ fn nodes(gw: &Gateway) -> (Node<'_>, Node<'_>) {
 /// of entries alone can be reached while the last connection's update is still on its way,
 /// and an entry committed in SYN_SENT state would rightly drop the mid-stream packets).
 fn replicated(b: &Daemon, t: &Traffic) -> Result<()> {
-    let orig = format!("dport={} ", t.server.port());
-    let established = || {
-        let dump = b.query("dump external").unwrap_or_default();
-        dump.lines()
-            .filter(|l| l.starts_with("proto=6 ") && l.contains(" state=3 ") && l.contains(&orig))
-            .count()
-    };
+    let established = || tandem_lab::control::established_in_external(&b.control, t.server.port());
     wait_until(
         "connections replicated to the backup",
         Duration::from_secs(10),
