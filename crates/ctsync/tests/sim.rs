@@ -240,3 +240,36 @@ fn adopting_the_external_cache_makes_it_ours_without_sending() {
         assert_eq!(pair.nodes[1].internal().get(key).as_ref(), Some(flow));
     }
 }
+
+/// The start of a gateway pair whose kernels answer slowly: both promote themselves once, run
+/// the promotion sequence (adopt, flush external, bulk), the lower one steps back and asks
+/// for a resync; flows the master opens afterwards must still reach the backup.
+#[test]
+fn updates_keep_flowing_after_both_ends_ran_the_promotion_sequence() {
+    let mut pair = Pair::new(11, Conditions::perfect(), |_| {});
+    pair.run_for(Duration::from_millis(300));
+    for node in [0, 1] {
+        pair.input(node, Input::ResyncFromKernel(Vec::new()));
+        pair.input(node, Input::AdoptExternal);
+        pair.input(node, Input::Flush(CacheKind::External));
+        pair.input(node, Input::BulkSend);
+    }
+    pair.input(1, Input::RequestResync);
+    pair.run_for(Duration::from_millis(50));
+    let flows: Vec<Flow> = (0..50).map(flow).collect();
+    for f in &flows {
+        pair.kernels[0].insert(f.key(), f.clone());
+    }
+    pair.input(
+        0,
+        Input::Local(flows.iter().cloned().map(Event::New).collect()),
+    );
+    pair.run_for(Duration::from_millis(500));
+    assert_eq!(
+        pair.nodes[1].external().len(),
+        50,
+        "A {:?}\nB {:?}",
+        pair.nodes[0].stats(),
+        pair.nodes[1].stats()
+    );
+}

@@ -148,7 +148,10 @@ impl Drop for Lab {
                 eprintln!("tandem-lab: {e:#}");
             }
         }
-        let _ = std::fs::remove_dir_all(&*self.log_dir);
+        // TANDEM_LAB_KEEP_LOGS=1 keeps the daemons' logs for a post-mortem.
+        if std::env::var_os("TANDEM_LAB_KEEP_LOGS").is_none_or(|v| v != "1") {
+            let _ = std::fs::remove_dir_all(&*self.log_dir);
+        }
     }
 }
 

@@ -377,10 +377,14 @@ impl Instance {
             self.leave_master(false, out);
             self.enter_backup(now, Cause::HigherPriority, out);
         } else {
-            // A lower-priority router thinks it is master (e.g. after a partition heals):
-            // answer at once instead of waiting for the next interval, so it steps down sooner.
+            // A lower-priority router thinks it is master (e.g. after a partition heals, or a
+            // start where this router was slow to advertise): answer at once instead of
+            // waiting for the next interval, so it steps down sooner, and announce the
+            // addresses again, because its gratuitous ARPs / NAs pointed the neighbours' caches
+            // at its own MAC (keepalived's garp_lower_prio_repeat).
             self.send_advert(self.priority, out);
             self.adver_timer = Some(now + self.config.advert_interval);
+            out.push(InstanceAction::SendGratuitous);
         }
     }
 

@@ -313,3 +313,34 @@ fn replication_hold_does_not_stop_a_takeover_from_a_dead_master() {
     sim.run(5 * S);
     assert_eq!(sim.holders(0), vec![a]);
 }
+
+#[test]
+fn a_master_hearing_a_lower_priority_master_answers_and_announces_again() {
+    use tandem_vrrp::{Advertisement, Auth, Instance, InstanceAction, Version};
+    let start = std::time::Instant::now();
+    let mut a = Instance::new(config(0, 200));
+    a.start(start);
+    let mut now = start;
+    while a.state() != State::Master {
+        now = a.next_deadline().expect("a backup has a timer");
+        a.handle_timers(now);
+    }
+    // b, lower priority, claimed the addresses (its gratuitous ARPs pointed the neighbours'
+    // caches at its MAC) before it heard a.
+    let from_b = Advertisement {
+        version: Version::V3,
+        vrid: 51,
+        priority: 100,
+        interval_cs: 100,
+        addresses: vec!["10.0.0.254".parse().unwrap()],
+        auth: Auth::None,
+    };
+    let actions = a.process_advert(now, sim::address(0, 1), &from_b);
+    assert_eq!(a.state(), State::Master);
+    assert!(actions
+        .iter()
+        .any(|x| matches!(x, InstanceAction::Send { .. })));
+    assert!(actions
+        .iter()
+        .any(|x| matches!(x, InstanceAction::SendGratuitous)));
+}
