@@ -23,31 +23,41 @@ pub struct Full;
 #[derive(Debug, Clone)]
 struct Packed {
     hash: u64,
-    /// Resync generation (external cache only).
+    /// Resync generation (used by the external cache).
     generation: u32,
     bytes: Box<[u8]>,
 }
 
-/// Records stored as their encoding, found by key.
+/// Entries stored as their encoding, found by key, at most `max` of them. The internal and
+/// the external cache are this one type; only the external cache uses the resync generation.
 #[derive(Debug, Clone)]
-struct PackedTable<R: Record> {
+pub struct Cache<R: Record> {
     table: HashTable<Packed>,
     state: RandomState,
     max: usize,
+    generation: u32,
     _records: PhantomData<fn() -> R>,
 }
+
+/// What this node's kernel has, as last reported by events or a dump.
+pub type InternalCache<R> = Cache<R>;
+
+/// What the peer reported; committed into the kernel on promotion.
+pub type ExternalCache<R> = Cache<R>;
 
 fn decode<R: Record>(bytes: &[u8]) -> R {
     // Only records this crate encoded itself are stored, so decoding cannot fail.
     R::decode(bytes).expect("a stored record decodes")
 }
 
-impl<R: Record> PackedTable<R> {
-    fn new(max: usize) -> Self {
-        PackedTable {
+impl<R: Record> Cache<R> {
+    /// An empty cache holding at most `max` entries.
+    pub fn new(max: usize) -> Self {
+        Cache {
             table: HashTable::new(),
             state: RandomState::new(),
             max,
+            generation: 0,
             _records: PhantomData,
         }
     }
@@ -59,15 +69,16 @@ impl<R: Record> PackedTable<R> {
         })
     }
 
-    /// Inserts or replaces; returns the replaced encoding.
-    fn insert(&mut self, record: &R, generation: u32) -> Result<Option<Box<[u8]>>, Full> {
+    /// Inserts or replaces, marking the entry as seen in the current resync generation;
+    /// returns the replaced version. Refuses a new key when full.
+    pub fn upsert(&mut self, record: R) -> Result<Option<R>, Full> {
         let key = record.key();
         let hash = self.state.hash_one(&key);
         let mut bytes = Vec::with_capacity(64);
         record.encode(&mut bytes);
         let packed = Packed {
             hash,
-            generation,
+            generation: self.generation,
             bytes: bytes.into_boxed_slice(),
         };
         let full = self.table.len() >= self.max;
@@ -76,7 +87,10 @@ impl<R: Record> PackedTable<R> {
             |p| p.hash == hash && decode::<R>(&p.bytes).key() == key,
             |p| p.hash,
         ) {
-            Slot::Occupied(mut slot) => Ok(Some(std::mem::replace(slot.get_mut(), packed).bytes)),
+            Slot::Occupied(mut slot) => {
+                let old = std::mem::replace(slot.get_mut(), packed);
+                Ok(Some(decode(&old.bytes)))
+            }
             Slot::Vacant(_) if full => Err(Full),
             Slot::Vacant(slot) => {
                 slot.insert(packed);
@@ -85,7 +99,8 @@ impl<R: Record> PackedTable<R> {
         }
     }
 
-    fn remove(&mut self, key: &R::Key) -> Option<R> {
+    /// Removes an entry, returning it.
+    pub fn remove(&mut self, key: &R::Key) -> Option<R> {
         let hash = self.state.hash_one(key);
         let slot = self
             .table
@@ -96,132 +111,30 @@ impl<R: Record> PackedTable<R> {
         Some(decode(&slot.remove().0.bytes))
     }
 
-    fn take(&mut self) -> Self {
-        PackedTable {
-            table: std::mem::take(&mut self.table),
-            state: self.state.clone(),
-            max: self.max,
-            _records: PhantomData,
-        }
-    }
-
-    /// Table slots plus the encodings on the heap (with the allocator's 16-byte rounding
-    /// and its 8-byte chunk header).
-    fn memory(&self) -> usize {
-        let buckets = if self.table.capacity() == 0 {
-            0
-        } else {
-            (self.table.capacity() * 8 / 7).next_power_of_two()
-        };
-        buckets * (std::mem::size_of::<Packed>() + 1)
-            + self
-                .table
-                .iter()
-                .map(|p| (p.bytes.len() + 8).div_ceil(16) * 16)
-                .sum::<usize>()
-    }
-}
-
-/// What this node's kernel has, as last reported by events or a dump.
-#[derive(Debug, Clone)]
-pub struct InternalCache<R: Record> {
-    packed: PackedTable<R>,
-}
-
-impl<R: Record> InternalCache<R> {
-    /// An empty cache holding at most `max` entries.
-    pub fn new(max: usize) -> Self {
-        InternalCache {
-            packed: PackedTable::new(max),
-        }
-    }
-
-    /// Inserts or replaces, returning the replaced version; refuses a new key when full.
-    pub fn upsert(&mut self, record: R) -> Result<Option<R>, Full> {
-        Ok(self.packed.insert(&record, 0)?.map(|bytes| decode(&bytes)))
-    }
-
-    /// Removes an entry, returning it.
-    pub fn remove(&mut self, key: &R::Key) -> Option<R> {
-        self.packed.remove(key)
-    }
-
     /// The entry for `key`.
     pub fn get(&self, key: &R::Key) -> Option<R> {
-        self.packed.find(key).map(|p| decode(&p.bytes))
+        self.find(key).map(|p| decode(&p.bytes))
     }
 
     /// The encoding of the entry for `key`, as it goes on the wire.
     pub fn get_encoded(&self, key: &R::Key) -> Option<&[u8]> {
-        self.packed.find(key).map(|p| &*p.bytes)
+        self.find(key).map(|p| &*p.bytes)
+    }
+
+    /// Whether there is an entry for `key`.
+    pub fn contains(&self, key: &R::Key) -> bool {
+        self.find(key).is_some()
     }
 
     /// Takes every entry out, leaving an empty cache with the same bound.
-    pub fn take(&mut self) -> InternalCache<R> {
-        InternalCache {
-            packed: self.packed.take(),
+    pub fn take(&mut self) -> Cache<R> {
+        Cache {
+            table: std::mem::take(&mut self.table),
+            state: self.state.clone(),
+            max: self.max,
+            generation: self.generation,
+            _records: PhantomData,
         }
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.packed.table.len()
-    }
-
-    /// Whether the cache is empty.
-    pub fn is_empty(&self) -> bool {
-        self.packed.table.is_empty()
-    }
-
-    /// Drops every entry.
-    pub fn clear(&mut self) {
-        self.packed.table.clear();
-    }
-
-    /// The entries, decoded, in no particular order (for `tandemctl -i`).
-    pub fn records(&self) -> impl Iterator<Item = R> + '_ {
-        self.packed.table.iter().map(|p| decode(&p.bytes))
-    }
-
-    /// The keys, in no particular order.
-    pub fn keys(&self) -> impl Iterator<Item = R::Key> + '_ {
-        self.records().map(|r| r.key())
-    }
-
-    /// Approximate memory in bytes: table slots plus the encodings.
-    pub fn memory(&self) -> usize {
-        self.packed.memory()
-    }
-}
-
-/// What the peer reported; committed into the kernel on promotion.
-#[derive(Debug, Clone)]
-pub struct ExternalCache<R: Record> {
-    packed: PackedTable<R>,
-    generation: u32,
-}
-
-impl<R: Record> ExternalCache<R> {
-    /// An empty cache holding at most `max` entries.
-    pub fn new(max: usize) -> Self {
-        ExternalCache {
-            packed: PackedTable::new(max),
-            generation: 0,
-        }
-    }
-
-    /// Inserts or replaces, marking the entry as seen in the current resync generation;
-    /// returns the replaced version.
-    pub fn upsert(&mut self, record: R) -> Result<Option<R>, Full> {
-        Ok(self
-            .packed
-            .insert(&record, self.generation)?
-            .map(|bytes| decode(&bytes)))
-    }
-
-    /// Removes an entry, returning it.
-    pub fn remove(&mut self, key: &R::Key) -> Option<R> {
-        self.packed.remove(key)
     }
 
     /// Starts a mark-and-sweep resync: entries not upserted before [`Self::end_resync`] go.
@@ -233,7 +146,7 @@ impl<R: Record> ExternalCache<R> {
     pub fn end_resync(&mut self) -> Vec<R> {
         let generation = self.generation;
         let mut stale = Vec::new();
-        self.packed.table.retain(|p| {
+        self.table.retain(|p| {
             let keep = p.generation == generation;
             if !keep {
                 stale.push(decode(&p.bytes));
@@ -243,39 +156,45 @@ impl<R: Record> ExternalCache<R> {
         stale
     }
 
-    /// The entry for `key`.
-    pub fn get(&self, key: &R::Key) -> Option<R> {
-        self.packed.find(key).map(|p| decode(&p.bytes))
-    }
-
-    /// Whether there is an entry for `key`.
-    pub fn contains(&self, key: &R::Key) -> bool {
-        self.packed.find(key).is_some()
-    }
-
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.packed.table.len()
+        self.table.len()
     }
 
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
-        self.packed.table.is_empty()
+        self.table.is_empty()
     }
 
     /// Drops every entry.
     pub fn clear(&mut self) {
-        self.packed.table.clear();
+        self.table.clear();
     }
 
-    /// The entries, decoded, in no particular order (for `tandemctl -e` and commit).
+    /// The entries, decoded, in no particular order (for `tandemctl -i/-e` and commit).
     pub fn records(&self) -> impl Iterator<Item = R> + '_ {
-        self.packed.table.iter().map(|p| decode(&p.bytes))
+        self.table.iter().map(|p| decode(&p.bytes))
     }
 
-    /// Approximate memory in bytes: table slots plus the encodings.
+    /// The keys, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = R::Key> + '_ {
+        self.records().map(|r| r.key())
+    }
+
+    /// Approximate memory in bytes: table slots plus the encodings on the heap (with the
+    /// allocator's 16-byte rounding and its 8-byte chunk header).
     pub fn memory(&self) -> usize {
-        self.packed.memory()
+        let buckets = if self.table.capacity() == 0 {
+            0
+        } else {
+            (self.table.capacity() * 8 / 7).next_power_of_two()
+        };
+        buckets * (std::mem::size_of::<Packed>() + 1)
+            + self
+                .table
+                .iter()
+                .map(|p| (p.bytes.len() + 8).div_ceil(16) * 16)
+                .sum::<usize>()
     }
 }
 

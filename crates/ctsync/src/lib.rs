@@ -64,7 +64,7 @@ pub mod stats;
 pub mod wire;
 
 pub use auth::AuthKey;
-pub use cache::{ExternalCache, Full, InternalCache};
+pub use cache::{Cache, ExternalCache, Full, InternalCache};
 pub use node::{Action, CacheKind, Config, Event, ExternalChange, Input, Node};
 pub use record::Record;
 pub use stats::{DropReason, Drops, Stats};

@@ -388,12 +388,7 @@ impl Service {
                 if let Some(events) = &pause {
                     events.pause()?;
                 }
-                let put = put_flows(ct, &chunk.set).and_then(|put| {
-                    if !chunk.removed.is_empty() {
-                        ct.delete_batch(&chunk.removed)?;
-                    }
-                    Ok(put)
-                });
+                let put = apply_chunk(ct, &chunk);
                 if let Some(events) = &pause {
                     events.resume()?;
                 }
@@ -437,12 +432,15 @@ impl Service {
         };
         let already = self.node.external().len().saturating_sub(warm.pending());
         let (mut chunk, lost) = warm.take_all();
-        let external = self.node.external();
-        chunk
-            .set
-            .extend(lost.iter().filter_map(|k| external.get(k)));
+        chunk.set.extend(self.peer_flows(&lost));
         let summary = self.commit(chunk).await;
         format!("{} ({already} already warm)\n", summary.trim_end())
+    }
+
+    /// The peer's current version of the flows with these keys (those it still has).
+    fn peer_flows(&self, keys: &[FlowKey]) -> Vec<Flow> {
+        let external = self.node.external();
+        keys.iter().filter_map(|k| external.get(k)).collect()
     }
 
     /// Warm standby: hands the kernel the next chunk of the peer's changes, unless one is
@@ -457,16 +455,13 @@ impl Service {
         let done = self.warm_done.clone();
         let submitted = self.kernel.submit(move |ct| {
             let total = chunk.set.len() + chunk.removed.len();
-            let applied = put_flows(ct, &chunk.set).and_then(|put| {
-                if !chunk.removed.is_empty() {
-                    ct.delete_batch(&chunk.removed)?;
+            let refused = match apply_chunk(ct, &chunk) {
+                Ok(put) => put.refused.iter().map(|&i| chunk.set[i].key()).collect(),
+                Err(e) => {
+                    debug!("warm standby: {e}");
+                    chunk.keys()
                 }
-                Ok(put.refused.iter().map(|&i| chunk.set[i].key()).collect())
-            });
-            let refused = applied.unwrap_or_else(|e| {
-                debug!("warm standby: {e}");
-                chunk.keys()
-            });
+            };
             let _ = done.send(ChunkDone { total, refused });
         });
         if let Err(e) = submitted {
@@ -484,8 +479,7 @@ impl Service {
             // is committed now.
             let lost = warm.take_all().1;
             if !lost.is_empty() {
-                let external = self.node.external();
-                let set = lost.iter().filter_map(|k| external.get(k)).collect();
+                let set = self.peer_flows(&lost);
                 self.commit(Chunk {
                     set,
                     removed: Vec::new(),
@@ -646,6 +640,18 @@ struct Put {
     created: usize,
     updated: usize,
     refused: Vec<usize>,
+}
+
+/// Applies a chunk: its flows created or updated ([`put_flows`]), its removed ones deleted.
+fn apply_chunk(
+    ct: &mut tandem_ctnetlink::Conntrack,
+    chunk: &Chunk,
+) -> Result<Put, tandem_ctnetlink::Error> {
+    let put = put_flows(ct, &chunk.set)?;
+    if !chunk.removed.is_empty() {
+        ct.delete_batch(&chunk.removed)?;
+    }
+    Ok(put)
 }
 
 /// Creates `flows`; those the kernel already has are updated instead.
