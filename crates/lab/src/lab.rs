@@ -91,10 +91,20 @@ impl Lab {
     ///
     /// STP forwarding delay and multicast snooping are off, so ports forward
     /// immediately and VRRP/neighbour-discovery multicast is always flooded.
+    /// The namespace's bridges switch frames without passing them through
+    /// netfilter, as a switch does: a host with `br_netfilter` (Docker loads
+    /// it) would otherwise run every bridged frame through the IP hooks, and
+    /// the sender's CPU figures would carry that cost.
     pub fn bridge(&mut self, in_ns: &Netns, name: &str) -> anyhow::Result<()> {
         in_ns.ip(&format!(
             "link add {name} type bridge forward_delay 0 mcast_snooping 0"
         ))?;
+        for family in ["iptables", "ip6tables", "arptables"] {
+            let key = format!("net/bridge/bridge-nf-call-{family}");
+            if in_ns.sysctl_exists(&key)? {
+                in_ns.sysctl(&key, "0")?;
+            }
+        }
         in_ns.link_set(name, true)
     }
 

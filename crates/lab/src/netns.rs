@@ -136,6 +136,13 @@ impl Netns {
             .with_context(|| format!("setting sysctl {key} in {}", self.name))
     }
 
+    /// Whether the namespace has sysctl `key` (`/`-separated); `net/bridge/*`
+    /// exists only where the kernel has bridge netfilter.
+    pub fn sysctl_exists(&self, key: &str) -> anyhow::Result<bool> {
+        let path = Path::new("/proc/sys").join(key.trim_start_matches('/'));
+        self.enter(move || path.exists())
+    }
+
     /// Runs `f` on a fresh OS thread that has joined this namespace, so
     /// in-process code can open sockets there.
     ///

@@ -30,4 +30,6 @@ pub use error::SysError;
 pub use gratuitous::{send_gratuitous_arp, send_unsolicited_na, ArpSender, NaSender};
 pub use interfaces::{interface, interface_exists, InterfaceInfo};
 pub use links::{watch_links, LinkEvent};
-pub use vrrp_socket::{Received, VrrpSocket, IPPROTO_VRRP, VRRP_GROUP_V4, VRRP_GROUP_V6};
+pub use vrrp_socket::{
+    Burst, BurstBuffer, Received, VrrpSocket, IPPROTO_VRRP, VRRP_GROUP_V4, VRRP_GROUP_V6,
+};

@@ -14,12 +14,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 
 use nix::sys::socket::{
-    recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockaddrIn, SockaddrIn6,
+    recvmmsg, sendmmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
+    MultiHeaders, SockaddrIn, SockaddrIn6,
 };
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
 
 use crate::error::SysError;
 use crate::interfaces::is_link_local_v6;
@@ -35,8 +34,10 @@ pub const VRRP_GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12
 const VRRP_TTL: u32 = 255;
 /// Room for a burst of adverts from many instances while the daemon is busy.
 const RECV_BUFFER: usize = 1 << 20;
-/// Larger than any VRRP packet (IPv4 header + 16-byte header + 255 IPv6 addresses).
-const PACKET_BUFFER: usize = 8192;
+/// Larger than any VRRP packet: 255 IPv6 addresses (4,080 bytes) after the 8-byte header, or
+/// 255 IPv4 addresses after an IPv4 header with options (60) and the v2 header and
+/// authentication (16).
+const PACKET_BUFFER: usize = 4160;
 
 /// One received VRRP packet with the IP-layer facts the core checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,68 +166,164 @@ impl VrrpSocket {
     /// [`SysError::Malformed`] concerns one packet only (count it, keep
     /// receiving); other errors concern the socket.
     pub async fn recv(&self) -> Result<Received, SysError> {
+        let mut buffer = BurstBuffer::new(1);
+        loop {
+            let mut burst = self.recv_burst(&mut buffer, 1).await?;
+            if let Some(packet) = burst.packets.pop() {
+                return Ok(packet);
+            }
+            if let Some(error) = burst.malformed.pop() {
+                return Err(error);
+            }
+        }
+    }
+
+    /// Waits until packets are queued, then reads up to `max` of them, as many per system
+    /// call as `buffer` has slots (`recvmmsg`). Many instances advertise at once, so a
+    /// backup's wake-up typically finds a burst: one call per slot-full, not one per packet.
+    /// Errors in the result concern the socket; unreadable packets are listed in the burst.
+    pub async fn recv_burst(
+        &self,
+        buffer: &mut BurstBuffer,
+        max: usize,
+    ) -> Result<Burst, SysError> {
         let op = || format!("receiving on VRRP socket for {}", self.ifname);
+        let mut burst = Burst::default();
         loop {
             let mut guard = self
                 .fd
                 .readable()
                 .await
                 .map_err(|e| SysError::socket(op(), e))?;
-            let result = guard.try_io(|fd| match self.source {
-                IpAddr::V4(_) => recv_v4(fd.get_ref(), self.ifindex),
-                IpAddr::V6(_) => recv_v6(fd.get_ref(), self.ifindex),
-            });
-            match result {
-                Ok(Ok(Ok(received))) => return Ok(received),
-                Ok(Ok(Err(detail))) => return Err(SysError::Malformed { op: op(), detail }),
-                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Ok(Err(e)) => return Err(SysError::socket(op(), e)),
-                Err(_would_block) => continue,
+            while burst.len() < max {
+                let room = buffer.slots().min(max - burst.len());
+                let read = guard
+                    .try_io(|fd| read_burst(fd.get_ref(), self.source, self.ifindex, buffer, room));
+                match read {
+                    Ok(Ok(read)) => {
+                        let queue_drained = read.len() < room;
+                        for packet in read {
+                            match packet {
+                                Ok(p) => burst.packets.push(p),
+                                Err(detail) => burst
+                                    .malformed
+                                    .push(SysError::Malformed { op: op(), detail }),
+                            }
+                        }
+                        if queue_drained {
+                            // Saves the EAGAIN call; tokio keeps readiness that arrives later.
+                            guard.clear_ready();
+                            break;
+                        }
+                    }
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Ok(Err(e)) => return Err(SysError::socket(op(), e)),
+                    Err(_would_block) => break,
+                }
             }
-        }
-    }
-
-    /// The next packet already queued on the socket, without waiting; `None` when there is
-    /// none. After [`VrrpSocket::recv`] returns, this drains the rest of a burst (many
-    /// instances advertise at once) without a wake-up per packet.
-    pub fn try_recv(&self) -> Option<Result<Received, SysError>> {
-        let op = || format!("receiving on VRRP socket for {}", self.ifname);
-        loop {
-            let result = self
-                .fd
-                .try_io(Interest::READABLE, |sock| match self.source {
-                    IpAddr::V4(_) => recv_v4(sock, self.ifindex),
-                    IpAddr::V6(_) => recv_v6(sock, self.ifindex),
-                });
-            return match result {
-                Ok(Ok(received)) => Some(Ok(received)),
-                Ok(Err(detail)) => Some(Err(SysError::Malformed { op: op(), detail })),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-                Err(e) => Some(Err(SysError::socket(op(), e))),
-            };
+            if !burst.is_empty() {
+                return Ok(burst);
+            }
         }
     }
 
     /// Sends one VRRP payload to `dst` (the group or a unicast peer) from
     /// exactly the configured source address.
     pub async fn send(&self, dst: IpAddr, payload: &[u8]) -> Result<(), SysError> {
-        let op = || format!("sending to {dst} on VRRP socket for {}", self.ifname);
-        loop {
-            let mut guard = self
-                .fd
-                .writable()
-                .await
-                .map_err(|e| SysError::socket(op(), e))?;
-            let result =
-                guard.try_io(|fd| send_one(fd.get_ref(), self.ifindex, self.source, dst, payload));
-            match result {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Ok(Err(e)) => return Err(SysError::socket(op(), e)),
-                Err(_would_block) => continue,
+        match self.send_burst(&[(dst, payload)]).await.pop() {
+            Some((_, error)) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends every `(destination, payload)` from exactly the configured source address,
+    /// as many per system call as the kernel takes (`sendmmsg`): the adverts of all the
+    /// instances on an interface that are due together. Returns the packets that could not
+    /// be sent (their index and why); the others went out.
+    pub async fn send_burst(&self, packets: &[(IpAddr, &[u8])]) -> Vec<(usize, SysError)> {
+        let mut failed = Vec::new();
+        let mut next = 0;
+        while next < packets.len() {
+            let op = |i: usize| {
+                format!(
+                    "sending to {} on VRRP socket for {}",
+                    packets[i].0, self.ifname
+                )
+            };
+            let mut guard = match self.fd.writable().await {
+                Ok(guard) => guard,
+                Err(e) => {
+                    failed.extend((next..packets.len()).map(|i| {
+                        (
+                            i,
+                            SysError::socket(op(i), io::Error::new(e.kind(), e.to_string())),
+                        )
+                    }));
+                    return failed;
+                }
+            };
+            loop {
+                let sent = guard.try_io(|fd| {
+                    send_some(fd.get_ref(), self.ifindex, self.source, &packets[next..])
+                });
+                match sent {
+                    Ok(Ok(n)) => next += n,
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Ok(Err(e)) => {
+                        // The kernel refused packets[next]; the rest may still go.
+                        failed.push((next, SysError::socket(op(next), e)));
+                        next += 1;
+                    }
+                    Err(_would_block) => break,
+                }
+                if next >= packets.len() {
+                    break;
+                }
             }
         }
+        failed
+    }
+}
+
+/// Packet-sized slots that [`VrrpSocket::recv_burst`] reads into, kept by the caller so a
+/// burst costs no allocation or zeroing of its own.
+#[derive(Debug)]
+pub struct BurstBuffer {
+    data: Vec<u8>,
+}
+
+impl BurstBuffer {
+    /// Room for `slots` packets per system call (at least one).
+    pub fn new(slots: usize) -> BurstBuffer {
+        BurstBuffer {
+            data: vec![0; slots.max(1) * PACKET_BUFFER],
+        }
+    }
+
+    /// How many packets one system call can read.
+    pub fn slots(&self) -> usize {
+        self.data.len() / PACKET_BUFFER
+    }
+}
+
+/// What one wake-up read off a socket.
+#[derive(Debug, Default)]
+pub struct Burst {
+    /// Well-formed packets, in arrival order.
+    pub packets: Vec<Received>,
+    /// Packets that could not be read as IP packets (each a [`SysError::Malformed`]).
+    pub malformed: Vec<SysError>,
+}
+
+impl Burst {
+    /// Packets read, readable or not.
+    pub fn len(&self) -> usize {
+        self.packets.len() + self.malformed.len()
+    }
+
+    /// Whether nothing was read.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -243,20 +340,117 @@ fn open_raw(domain: Domain, ifname: &str, op: &dyn Fn(&str) -> String) -> Result
     Ok(sock)
 }
 
-/// Reads one datagram from a raw IPv4 socket, which includes the IP header:
-/// TTL and addresses come from it. Outer error: the socket failed; inner
-/// error: the packet was not a well-formed IPv4 packet.
-fn recv_v4(sock: &Socket, ifindex: u32) -> io::Result<Result<Received, String>> {
-    let mut buf = vec![0u8; PACKET_BUFFER];
-    let (len, truncated) = {
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<SockaddrIn>(sock.as_raw_fd(), &mut iov, None, MsgFlags::empty())?;
-        (msg.bytes, msg.flags.contains(MsgFlags::MSG_TRUNC))
+/// Reads up to `room` queued datagrams in one `recvmmsg` call. Outer error: the socket
+/// failed (or nothing was queued); inner errors: one packet was unreadable.
+fn read_burst(
+    sock: &Socket,
+    source: IpAddr,
+    ifindex: u32,
+    buffer: &mut BurstBuffer,
+    room: usize,
+) -> io::Result<Vec<Result<Received, String>>> {
+    let room = room.clamp(1, buffer.slots());
+    let mut slots: Vec<[IoSliceMut; 1]> = buffer
+        .data
+        .chunks_mut(PACKET_BUFFER)
+        .take(room)
+        .map(|slot| [IoSliceMut::new(slot)])
+        .collect();
+    let fd = sock.as_raw_fd();
+    let flags = MsgFlags::MSG_DONTWAIT;
+    // What each message said, copied out before the slots are read again.
+    let heads: Vec<Head> = match source {
+        IpAddr::V4(_) => {
+            let mut headers = MultiHeaders::<SockaddrIn>::preallocate(room, None);
+            recvmmsg(fd, &mut headers, slots.iter_mut(), flags, None)?
+                .map(|m| Head::of(false, m.bytes, m.flags, None, None, None, ifindex))
+                .collect()
+        }
+        IpAddr::V6(_) => {
+            let cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
+            let mut headers = MultiHeaders::<SockaddrIn6>::preallocate(room, Some(cmsg));
+            let results = recvmmsg(fd, &mut headers, slots.iter_mut(), flags, None)?;
+            let mut heads = Vec::new();
+            for m in results {
+                let (mut dst, mut hops, mut arrived_on) = (None, None, ifindex);
+                for c in m.cmsgs()? {
+                    match c {
+                        ControlMessageOwned::Ipv6PacketInfo(info) => {
+                            dst = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+                            arrived_on = info.ipi6_ifindex;
+                        }
+                        ControlMessageOwned::Ipv6HopLimit(h) => hops = Some(h),
+                        _ => {}
+                    }
+                }
+                let src = m.address.map(|a| IpAddr::V6(a.ip()));
+                heads.push(Head::of(true, m.bytes, m.flags, src, dst, hops, arrived_on));
+            }
+            heads
+        }
     };
-    if truncated {
-        return Ok(Err(format!("packet larger than {PACKET_BUFFER} bytes")));
+    Ok(heads
+        .into_iter()
+        .zip(buffer.data.chunks(PACKET_BUFFER))
+        .map(|(head, slot)| head.packet(slot))
+        .collect())
+}
+
+/// One received message's facts, before its bytes are read.
+struct Head {
+    v6: bool,
+    len: usize,
+    truncated: bool,
+    /// IPv6 only: IPv4 packets carry these in their header.
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
+    hops: Option<i32>,
+    ifindex: u32,
+}
+
+impl Head {
+    fn of(
+        v6: bool,
+        len: usize,
+        flags: MsgFlags,
+        src: Option<IpAddr>,
+        dst: Option<IpAddr>,
+        hops: Option<i32>,
+        ifindex: u32,
+    ) -> Head {
+        Head {
+            v6,
+            len,
+            truncated: flags.contains(MsgFlags::MSG_TRUNC),
+            src,
+            dst,
+            hops,
+            ifindex,
+        }
     }
-    Ok(parse_ipv4(&buf[..len], ifindex))
+
+    /// The packet in `slot`: a raw IPv4 socket delivers the IP header (TTL and addresses
+    /// come from it); a raw IPv6 socket does not (they come from the control messages).
+    fn packet(self, slot: &[u8]) -> Result<Received, String> {
+        if self.truncated {
+            return Err(format!("packet larger than {PACKET_BUFFER} bytes"));
+        }
+        let bytes = &slot[..self.len.min(slot.len())];
+        if !self.v6 {
+            return parse_ipv4(bytes, self.ifindex);
+        }
+        let src = self.src.ok_or("no source address")?;
+        let dst = self.dst.ok_or("no IPV6_PKTINFO control message")?;
+        let hops = self.hops.ok_or("no IPV6_HOPLIMIT control message")?;
+        let ttl = u8::try_from(hops).map_err(|_| format!("hop limit {hops} out of range"))?;
+        Ok(Received {
+            src,
+            dst,
+            ttl,
+            ifindex: self.ifindex,
+            payload: bytes.to_vec(),
+        })
+    }
 }
 
 /// Takes apart the IPv4 packet a raw socket delivers.
@@ -289,72 +483,25 @@ fn parse_ipv4(packet: &[u8], ifindex: u32) -> Result<Received, String> {
     })
 }
 
-/// Reads one datagram from a raw IPv6 socket, which has no IP header: hop
-/// limit and destination come from IPV6_HOPLIMIT / IPV6_PKTINFO messages.
-fn recv_v6(sock: &Socket, bound_ifindex: u32) -> io::Result<Result<Received, String>> {
-    let mut buf = vec![0u8; PACKET_BUFFER];
-    let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
-    let (len, truncated, src, dst, hops, ifindex) = {
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<SockaddrIn6>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::empty(),
-        )?;
-        let src = msg.address.map(|a| a.ip());
-        let mut dst = None;
-        let mut hops = None;
-        let mut ifindex = bound_ifindex;
-        for c in msg.cmsgs()? {
-            match c {
-                ControlMessageOwned::Ipv6PacketInfo(info) => {
-                    dst = Some(Ipv6Addr::from(info.ipi6_addr.s6_addr));
-                    ifindex = info.ipi6_ifindex;
-                }
-                ControlMessageOwned::Ipv6HopLimit(h) => hops = Some(h),
-                _ => {}
-            }
-        }
-        let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
-        (msg.bytes, truncated, src, dst, hops, ifindex)
-    };
-    if truncated {
-        return Ok(Err(format!("packet larger than {PACKET_BUFFER} bytes")));
-    }
-    let Some(src) = src else {
-        return Ok(Err("no source address".into()));
-    };
-    let Some(dst) = dst else {
-        return Ok(Err("no IPV6_PKTINFO control message".into()));
-    };
-    let Some(hops) = hops else {
-        return Ok(Err("no IPV6_HOPLIMIT control message".into()));
-    };
-    let Ok(ttl) = u8::try_from(hops) else {
-        return Ok(Err(format!("hop limit {hops} out of range")));
-    };
-    Ok(Ok(Received {
-        src: IpAddr::V6(src),
-        dst: IpAddr::V6(dst),
-        ttl,
-        ifindex,
-        payload: buf[..len].to_vec(),
-    }))
-}
-
-/// Sends one payload with the source address and interface pinned by PKTINFO.
-fn send_one(
+/// Sends the leading packets of `packets` in one `sendmmsg` call, the source address and
+/// interface pinned by PKTINFO, up to the first of the wrong family; returns how many the
+/// kernel took (an error: not even the first).
+fn send_some(
     sock: &Socket,
     ifindex: u32,
     source: IpAddr,
-    dst: IpAddr,
-    payload: &[u8],
-) -> io::Result<()> {
-    let iov = [IoSlice::new(payload)];
+    packets: &[(IpAddr, &[u8])],
+) -> io::Result<usize> {
     let fd = sock.as_raw_fd();
-    let sent = match (source, dst) {
-        (IpAddr::V4(source), IpAddr::V4(dst)) => {
+    let slices: Vec<[IoSlice; 1]> = packets.iter().map(|(_, p)| [IoSlice::new(p)]).collect();
+    let mismatch = |dst: &IpAddr| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("destination {dst} is not of the socket's family (source {source})"),
+        )
+    };
+    let sent = match source {
+        IpAddr::V4(source) => {
             let info = libc::in_pktinfo {
                 ipi_ifindex: ifindex as libc::c_int,
                 ipi_spec_dst: libc::in_addr {
@@ -362,50 +509,55 @@ fn send_one(
                 },
                 ipi_addr: libc::in_addr { s_addr: 0 },
             };
-            let to = SockaddrIn::from(SocketAddrV4::new(dst, 0));
-            sendmsg(
-                fd,
-                &iov,
-                &[ControlMessage::Ipv4PacketInfo(&info)],
-                MsgFlags::empty(),
-                Some(&to),
-            )?
+            let to: Vec<Option<SockaddrIn>> = packets
+                .iter()
+                .map_while(|(dst, _)| match dst {
+                    IpAddr::V4(dst) => Some(Some(SockaddrIn::from(SocketAddrV4::new(*dst, 0)))),
+                    IpAddr::V6(_) => None,
+                })
+                .collect();
+            if to.is_empty() {
+                return Err(mismatch(&packets[0].0));
+            }
+            let cmsgs = [ControlMessage::Ipv4PacketInfo(&info)];
+            let mut headers =
+                MultiHeaders::preallocate(packets.len(), Some(nix::cmsg_space!(libc::in_pktinfo)));
+            sendmmsg(fd, &mut headers, &slices, &to, cmsgs, MsgFlags::empty())?.count()
         }
-        (IpAddr::V6(source), IpAddr::V6(dst)) => {
+        IpAddr::V6(source) => {
             let info = libc::in6_pktinfo {
                 ipi6_addr: libc::in6_addr {
                     s6_addr: source.octets(),
                 },
                 ipi6_ifindex: ifindex,
             };
-            let scope = if is_link_local_v6(&dst) || dst.is_multicast() {
-                ifindex
-            } else {
-                0
-            };
-            let to = SockaddrIn6::from(SocketAddrV6::new(dst, 0, 0, scope));
-            sendmsg(
-                fd,
-                &iov,
-                &[ControlMessage::Ipv6PacketInfo(&info)],
-                MsgFlags::empty(),
-                Some(&to),
-            )?
-        }
-        _ => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("destination {dst} is not of the socket's family (source {source})"),
-            ))
+            let to: Vec<Option<SockaddrIn6>> = packets
+                .iter()
+                .map_while(|(dst, _)| match dst {
+                    IpAddr::V6(dst) => {
+                        let scope = if is_link_local_v6(dst) || dst.is_multicast() {
+                            ifindex
+                        } else {
+                            0
+                        };
+                        Some(Some(SockaddrIn6::from(SocketAddrV6::new(
+                            *dst, 0, 0, scope,
+                        ))))
+                    }
+                    IpAddr::V4(_) => None,
+                })
+                .collect();
+            if to.is_empty() {
+                return Err(mismatch(&packets[0].0));
+            }
+            let cmsgs = [ControlMessage::Ipv6PacketInfo(&info)];
+            let mut headers =
+                MultiHeaders::preallocate(packets.len(), Some(nix::cmsg_space!(libc::in6_pktinfo)));
+            sendmmsg(fd, &mut headers, &slices, &to, cmsgs, MsgFlags::empty())?.count()
         }
     };
-    if sent != payload.len() {
-        return Err(io::Error::other(format!(
-            "sent {sent} of {} bytes",
-            payload.len()
-        )));
-    }
-    Ok(())
+    // Datagrams leave whole or not at all.
+    Ok(sent)
 }
 
 #[cfg(test)]

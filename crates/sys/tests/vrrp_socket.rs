@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use tandem_lab::Netns;
-use tandem_sys::{Received, VrrpSocket, VRRP_GROUP_V4, VRRP_GROUP_V6};
+use tandem_sys::{BurstBuffer, Received, VrrpSocket, VRRP_GROUP_V4, VRRP_GROUP_V6};
 
 /// Something shaped like a VRRPv3 advert; the socket layer does not look inside.
 const PAYLOAD: [u8; 12] = [0x31, 7, 100, 1, 0, 100, 0xab, 0xcd, 10, 0, 0, 100];
@@ -228,4 +228,48 @@ fn wrong_family_destination_is_an_error_naming_the_interface() {
         .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("eth0") && msg.contains("ff02::12"), "{msg}");
+}
+
+#[test]
+fn a_burst_leaves_in_order_and_is_read_in_slot_fulls() {
+    tandem_lab::require_root!();
+    let p = common::pair("sysburst").unwrap();
+    let rt = common::runtime();
+    let a = open_v4(&rt, &p.a, "10.0.0.1".parse().unwrap(), Some(VRRP_GROUP_V4));
+    let b = open_v4(&rt, &p.b, "10.0.0.2".parse().unwrap(), Some(VRRP_GROUP_V4));
+    // 40 adverts, told apart by their second byte (the VRID).
+    let payloads: Vec<Vec<u8>> = (0..40u8)
+        .map(|vrid| {
+            let mut p = PAYLOAD.to_vec();
+            p[1] = vrid;
+            p
+        })
+        .collect();
+    let mut burst: Vec<(IpAddr, &[u8])> = payloads
+        .iter()
+        .map(|p| (IpAddr::V4(VRRP_GROUP_V4), p.as_slice()))
+        .collect();
+    // One of another family: refused on its own, the others still go.
+    burst.insert(5, ("fd00::1".parse().unwrap(), &PAYLOAD));
+    rt.block_on(async {
+        let failed = a.send_burst(&burst).await;
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].0, 5);
+        let mut buffer = BurstBuffer::new(16);
+        let mut got = Vec::new();
+        while got.len() < payloads.len() {
+            let burst = tokio::time::timeout(WAIT, b.recv_burst(&mut buffer, 64))
+                .await
+                .expect("burst within 5 s")
+                .expect("recv_burst");
+            assert!(burst.malformed.is_empty(), "{:?}", burst.malformed);
+            assert!(burst.packets.len() <= 64);
+            got.extend(burst.packets);
+        }
+        let vrids: Vec<u8> = got.iter().map(|r| r.payload[1]).collect();
+        assert_eq!(vrids, (0..40).collect::<Vec<u8>>());
+        assert!(got
+            .iter()
+            .all(|r| r.ttl == 255 && r.dst == IpAddr::V4(VRRP_GROUP_V4)));
+    });
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use tandem_sys::{Addresses, ArpSender, LinkEvent, NaSender, Received, VrrpSocket};
+use tandem_sys::{Addresses, ArpSender, BurstBuffer, LinkEvent, NaSender, Received, VrrpSocket};
 use tandem_vrrp::{Action, DropReason, Input, InstanceAction, InstanceId, State};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -20,6 +20,8 @@ use crate::plan::{Plan, SocketKey};
 
 /// Most packets handed from a socket's reader to the daemon loop at once.
 const RECEIVE_BATCH: usize = 256;
+/// Packets read per system call; each slot is one packet buffer kept by the reader.
+const RECEIVE_SLOTS: usize = 16;
 
 /// The running node: core, plan and kernel handles.
 pub struct Daemon {
@@ -105,32 +107,25 @@ impl Daemon {
             let tx = packets_tx.clone();
             let ifindex = key.ifindex;
             tokio::spawn(async move {
+                let mut buffer = BurstBuffer::new(RECEIVE_SLOTS);
                 loop {
-                    let mut batch = Vec::new();
-                    match socket.recv().await {
-                        Ok(received) => batch.push(received),
-                        // One unreadable packet: the socket is fine, keep going.
-                        Err(e @ tandem_sys::SysError::Malformed { .. }) => debug!("{e}"),
+                    match socket.recv_burst(&mut buffer, RECEIVE_BATCH).await {
+                        Ok(burst) => {
+                            // One unreadable packet: the socket is fine, keep going.
+                            for e in burst.malformed {
+                                debug!("{e}");
+                            }
+                            if !burst.packets.is_empty()
+                                && tx.send((ifindex, burst.packets)).await.is_err()
+                            {
+                                return;
+                            }
+                        }
                         Err(e) => {
                             // A broken socket: say so, and do not spin on it.
                             warn!("{e}");
                             tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
                         }
-                    }
-                    while batch.len() < RECEIVE_BATCH {
-                        match socket.try_recv() {
-                            None => break,
-                            Some(Ok(received)) => batch.push(received),
-                            Some(Err(e @ tandem_sys::SysError::Malformed { .. })) => debug!("{e}"),
-                            Some(Err(e)) => {
-                                warn!("{e}");
-                                break;
-                            }
-                        }
-                    }
-                    if !batch.is_empty() && tx.send((ifindex, batch)).await.is_err() {
-                        return;
                     }
                 }
             });
@@ -166,6 +161,8 @@ impl Daemon {
             let timer = crate::deadline::sleep_until(self.plan.router.next_deadline());
             tokio::select! {
                 Some((ifindex, batch)) = packets.recv() => {
+                    // The batch arrived together: one reading of the clock serves it.
+                    let now = Instant::now();
                     for packet in &batch {
                         let input = Input::Packet {
                             interface: ifindex,
@@ -174,7 +171,7 @@ impl Daemon {
                             ttl: packet.ttl,
                             bytes: &packet.payload,
                         };
-                        let actions = self.plan.router.handle(Instant::now(), input);
+                        let actions = self.plan.router.handle(now, input);
                         self.execute(actions).await;
                     }
                 }
@@ -241,7 +238,19 @@ impl Daemon {
         if replicated == Some(State::Master) {
             self.commit_before_announcing().await;
         }
+        // Adverts due together leave in one system call per socket; anything else waits
+        // for the adverts before it, so the order of effects stays the core's.
+        let mut adverts: Vec<(InstanceId, IpAddr, Vec<u8>)> = Vec::new();
         for action in actions {
+            if let Action::Instance {
+                id,
+                action: InstanceAction::Send { to, bytes },
+            } = action
+            {
+                adverts.push((id, to, bytes));
+                continue;
+            }
+            self.send_adverts(&mut adverts).await;
             match action {
                 Action::Instance { id, action } => self.execute_instance(id, action).await,
                 Action::GroupTransition { group, to, .. } => {
@@ -257,6 +266,7 @@ impl Daemon {
                 } => self.log_drop(instance, interface, src, &error),
             }
         }
+        self.send_adverts(&mut adverts).await;
         if let (Some(to), Some(r)) = (replicated, &self.replication) {
             // The slow parts run in the service's own task, after the addresses moved.
             // Commands queue in order behind the commit, which also made the committed
@@ -308,16 +318,29 @@ impl Daemon {
         }
     }
 
+    /// Sends the queued adverts, one `sendmmsg` per socket, in queue order per socket.
+    async fn send_adverts(&self, adverts: &mut Vec<(InstanceId, IpAddr, Vec<u8>)>) {
+        while let Some(&(first, _, _)) = adverts.first() {
+            let key = self.plan.instances[first].socket;
+            let (these, rest): (Vec<_>, Vec<_>) = adverts
+                .drain(..)
+                .partition(|(id, _, _)| self.plan.instances[*id].socket == key);
+            *adverts = rest;
+            let Some(socket) = self.sockets.get(&key) else {
+                continue;
+            };
+            let packets: Vec<(IpAddr, &[u8])> =
+                these.iter().map(|(_, to, b)| (*to, b.as_slice())).collect();
+            for (i, e) in socket.send_burst(&packets).await {
+                debug!("({}) {e}", self.plan.instances[these[i].0].name);
+            }
+        }
+    }
+
     async fn execute_instance(&mut self, id: InstanceId, action: InstanceAction) {
         let plan = &self.plan.instances[id];
         match action {
-            InstanceAction::Send { to, bytes } => {
-                if let Some(socket) = self.sockets.get(&plan.socket) {
-                    if let Err(e) = socket.send(to, &bytes).await {
-                        debug!("({}) {e}", plan.name);
-                    }
-                }
-            }
+            InstanceAction::Send { .. } => unreachable!("adverts go through send_adverts"),
             InstanceAction::AddAddresses => {
                 for spec in &plan.addresses {
                     if let Err(e) = self.addresses.add(spec).await {

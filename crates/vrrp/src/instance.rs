@@ -144,6 +144,9 @@ pub struct Instance {
     priority: u8,
     master_adver_interval: Duration,
     adver_timer: Option<Instant>,
+    /// Adverts fall on `advert_epoch + k × advert_interval`; the epoch is the start, which
+    /// one router shares among its instances (see [`Instance::next_advert_on_grid`]).
+    advert_epoch: Option<Instant>,
     master_down_timer: Option<Instant>,
     garp_timer: Option<Instant>,
     preempt_deadline: Option<Instant>,
@@ -165,6 +168,7 @@ impl Instance {
             config,
             state: State::Init,
             adver_timer: None,
+            advert_epoch: None,
             master_down_timer: None,
             garp_timer: None,
             preempt_deadline: None,
@@ -249,6 +253,7 @@ impl Instance {
         }
         self.preempt_deadline =
             (!self.config.preempt_delay.is_zero()).then(|| now + self.config.preempt_delay);
+        self.advert_epoch.get_or_insert(now);
         if !self.link_up || self.group_fault {
             self.enter_fault(now, Cause::Start, &mut out);
         } else if self.priority == PRIORITY_OWNER {
@@ -363,7 +368,7 @@ impl Instance {
     ) {
         if advert.priority == PRIORITY_STOP {
             self.send_advert(self.priority, out);
-            self.adver_timer = Some(now + self.config.advert_interval);
+            self.adver_timer = Some(self.next_advert_on_grid(now));
             return;
         }
         let higher = advert.priority > self.priority
@@ -383,7 +388,7 @@ impl Instance {
             // addresses again, because its gratuitous ARPs / NAs pointed the neighbours' caches
             // at its own MAC (keepalived's garp_lower_prio_repeat).
             self.send_advert(self.priority, out);
-            self.adver_timer = Some(now + self.config.advert_interval);
+            self.adver_timer = Some(self.next_advert_on_grid(now));
             out.push(InstanceAction::SendGratuitous);
         }
     }
@@ -425,7 +430,36 @@ impl Instance {
             return;
         }
         self.send_advert(self.priority, out);
-        self.adver_timer = Some(now + self.config.advert_interval);
+        // The next point of the grid; only a daemon late by a whole interval realigns.
+        let next = self
+            .adver_timer
+            .map(|due| due + self.config.advert_interval);
+        self.adver_timer = Some(match next {
+            Some(next) if next > now => next,
+            _ => self.next_advert_on_grid(now),
+        });
+    }
+
+    /// When the advert cycle (re)starts at `now` (this router just sent an advert): the next
+    /// instant of its grid that is at least a quarter interval away. Instances of one router
+    /// with the same interval then advertise at the same instants, so the daemon sends them
+    /// in one system call per interface and a backup reads them in one wake-up, instead of
+    /// one of each per instance spread over the interval (the kernel's `round_jiffies` idea).
+    /// The cycle after a (re)start is between 1/4 and 5/4 of the interval, once; a backup's
+    /// master-down interval is over three intervals.
+    fn next_advert_on_grid(&self, now: Instant) -> Instant {
+        let interval = self.config.advert_interval;
+        let Some(epoch) = self.advert_epoch.filter(|e| *e <= now) else {
+            return now + interval;
+        };
+        let step = interval.as_nanos().max(1);
+        let cycles = (now - epoch).as_nanos() / step + 1;
+        let mut next =
+            epoch + Duration::from_nanos(u64::try_from(cycles * step).unwrap_or(u64::MAX));
+        if next - now < interval / 4 {
+            next += interval;
+        }
+        next
     }
 
     /// A tracked link went down: FAULT (keepalived semantics).
@@ -514,7 +548,7 @@ impl Instance {
         self.send_advert(self.priority, out);
         out.push(InstanceAction::SendGratuitous);
         self.garp_timer = self.config.garp_repeat_after.map(|d| now + d);
-        self.adver_timer = Some(now + self.config.advert_interval);
+        self.adver_timer = Some(self.next_advert_on_grid(now));
     }
 
     /// Everything a master undoes when it stops being master, whatever comes next.

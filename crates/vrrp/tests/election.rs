@@ -5,7 +5,7 @@ mod sim;
 use std::time::Duration;
 
 use sim::{config, config_on, Sim};
-use tandem_vrrp::State;
+use tandem_vrrp::{Instance, InstanceAction, State};
 
 const S: Duration = Duration::from_secs(1);
 
@@ -32,7 +32,8 @@ fn backup_takes_over_after_master_down_interval_on_crash() {
     let b = sim.add(config(1, 100));
     sim.start_node(a);
     sim.start_node(b);
-    sim.run(10 * S);
+    // Adverts fall on whole intervals from the start: crash between two, not as one leaves.
+    sim.run(10 * S + ms(300));
     assert_eq!(sim.masters(0), vec![a]);
     let crash_at = sim.elapsed();
     sim.crash(a);
@@ -177,7 +178,7 @@ fn v3_backup_learns_the_masters_interval() {
     let b = sim.add(config(1, 100));
     sim.start_node(a);
     sim.start_node(b);
-    sim.run(5 * S);
+    sim.run(5 * S + ms(37));
     let backup = sim.nodes[b].router.instance(0);
     assert_eq!(backup.master_adver_interval(), ms(100));
     let crash_at = sim.elapsed();
@@ -343,4 +344,36 @@ fn a_master_hearing_a_lower_priority_master_answers_and_announces_again() {
     assert!(actions
         .iter()
         .any(|x| matches!(x, InstanceAction::SendGratuitous)));
+}
+
+#[test]
+fn one_routers_masters_advertise_at_the_same_instants() {
+    // Two instances of one router become master 0.3 s and 0.77 s after the start. After the
+    // first cycle (between a quarter and five quarters of an interval) both advertise on
+    // whole intervals from the start, exactly one interval apart.
+    let t0 = std::time::Instant::now();
+    let sends = |became_master: Duration| {
+        let mut instance = Instance::new(config(0, 100));
+        instance.start(t0);
+        let first = instance.force_master(t0 + became_master);
+        assert!(first
+            .iter()
+            .any(|a| matches!(a, InstanceAction::Send { .. })));
+        let mut sent = Vec::new();
+        while let Some(t) = instance.next_deadline().filter(|t| *t <= t0 + 6 * S) {
+            let actions = instance.handle_timers(t);
+            if actions
+                .iter()
+                .any(|a| matches!(a, InstanceAction::Send { .. }))
+            {
+                sent.push(t - t0);
+            }
+        }
+        sent
+    };
+    let early = sends(ms(300));
+    let late = sends(ms(770));
+    assert_eq!(early, vec![S, 2 * S, 3 * S, 4 * S, 5 * S, 6 * S]);
+    // 0.23 s to the next whole second is under a quarter interval: that point is skipped.
+    assert_eq!(late, vec![2 * S, 3 * S, 4 * S, 5 * S, 6 * S]);
 }
