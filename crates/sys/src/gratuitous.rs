@@ -41,25 +41,7 @@ impl ArpSender {
             .map_err(|e| SysError::socket(op("attaching drop filter to"), e))?;
         sock.set_nonblocking(true)
             .map_err(|e| SysError::socket(op("setting O_NONBLOCK on"), e))?;
-        // Binding needs a sockaddr_ll for the interface. getifaddrs() returns
-        // exactly that for every link (family AF_PACKET, sll_ifindex set),
-        // which spares building one by hand; protocol 0 in it keeps the
-        // socket's ETH_P_ARP.
-        let link = nix::ifaddrs::getifaddrs()
-            .map_err(|e| SysError::socket(op("listing interfaces for"), e))?
-            .filter_map(|ifa| ifa.address)
-            .find(|a| {
-                a.as_link_addr()
-                    .is_some_and(|l| l.ifindex() == ifindex as usize)
-            })
-            .ok_or_else(|| {
-                SysError::socket(
-                    op("finding the link of"),
-                    std::io::Error::from_raw_os_error(libc::ENODEV),
-                )
-            })?;
-        nix::sys::socket::bind(sock.as_raw_fd(), &link)
-            .map_err(|e| SysError::socket(op("binding"), e))?;
+        crate::packet_socket::bind_to_link(&sock, ifindex, &op)?;
         Ok(ArpSender { sock, ifindex, mac })
     }
 

@@ -22,7 +22,9 @@ pub mod addresses;
 pub mod error;
 pub mod gratuitous;
 pub mod interfaces;
+mod link_frames;
 pub mod links;
+mod packet_socket;
 pub mod vrrp_socket;
 
 pub use addresses::{connect, AddressSpec, Addresses};

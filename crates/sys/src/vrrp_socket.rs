@@ -22,6 +22,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::error::SysError;
 use crate::interfaces::is_link_local_v6;
+use crate::link_frames::{LinkSender, VRRP_TOS};
 
 /// IANA protocol number of VRRP.
 pub const IPPROTO_VRRP: i32 = 112;
@@ -61,6 +62,8 @@ pub struct VrrpSocket {
     ifname: String,
     ifindex: u32,
     source: IpAddr,
+    /// Where multicast adverts go when they are sent as frames.
+    link: Option<AsyncFd<LinkSender>>,
 }
 
 impl VrrpSocket {
@@ -80,6 +83,8 @@ impl VrrpSocket {
             .map_err(|e| SysError::socket(op("setting IP_MULTICAST_TTL"), e))?;
         sock.set_multicast_loop_v4(false)
             .map_err(|e| SysError::socket(op("clearing IP_MULTICAST_LOOP"), e))?;
+        sock.set_tos_v4(u32::from(VRRP_TOS))
+            .map_err(|e| SysError::socket(op("setting IP_TOS"), e))?;
         // Only the groups this socket joined, not every group the host joined.
         sock.set_multicast_all_v4(false)
             .map_err(|e| SysError::socket(op("clearing IP_MULTICAST_ALL"), e))?;
@@ -112,6 +117,8 @@ impl VrrpSocket {
             .map_err(|e| SysError::socket(op("setting IPV6_MULTICAST_HOPS"), e))?;
         sock.set_multicast_loop_v6(false)
             .map_err(|e| SysError::socket(op("clearing IPV6_MULTICAST_LOOP"), e))?;
+        sock.set_tclass_v6(u32::from(VRRP_TOS))
+            .map_err(|e| SysError::socket(op("setting IPV6_TCLASS"), e))?;
         sock.set_multicast_all_v6(false)
             .map_err(|e| SysError::socket(op("clearing IPV6_MULTICAST_ALL"), e))?;
         sock.set_multicast_if_v6(ifindex)
@@ -144,6 +151,7 @@ impl VrrpSocket {
             ifname: ifname.to_string(),
             ifindex,
             source,
+            link: None,
         })
     }
 
@@ -236,53 +244,117 @@ impl VrrpSocket {
         }
     }
 
+    /// Sends multicast adverts as finished Ethernet frames from `mac` (the interface's
+    /// address) through a packet socket, skipping the IP output path per packet (see
+    /// `link_frames`); unicast adverts keep this socket. For Ethernet-like links only.
+    pub fn send_multicast_as_frames(&mut self, mac: [u8; 6]) -> Result<(), SysError> {
+        let sender = LinkSender::open(self.ifindex, mac)?;
+        // See `finish` on the deprecated constructor.
+        #[allow(deprecated)]
+        let fd = AsyncFd::new(sender).map_err(|e| {
+            SysError::socket(
+                format!(
+                    "registering VRRP frame socket for {} with tokio",
+                    self.ifname
+                ),
+                e,
+            )
+        })?;
+        self.link = Some(fd);
+        Ok(())
+    }
+
     /// Sends every `(destination, payload)` from exactly the configured source address,
     /// as many per system call as the kernel takes (`sendmmsg`): the adverts of all the
     /// instances on an interface that are due together. Returns the packets that could not
     /// be sent (their index and why); the others went out.
     pub async fn send_burst(&self, packets: &[(IpAddr, &[u8])]) -> Vec<(usize, SysError)> {
-        let mut failed = Vec::new();
-        let mut next = 0;
-        while next < packets.len() {
-            let op = |i: usize| {
-                format!(
-                    "sending to {} on VRRP socket for {}",
-                    packets[i].0, self.ifname
-                )
-            };
-            let mut guard = match self.fd.writable().await {
-                Ok(guard) => guard,
-                Err(e) => {
-                    failed.extend((next..packets.len()).map(|i| {
-                        (
-                            i,
-                            SysError::socket(op(i), io::Error::new(e.kind(), e.to_string())),
-                        )
-                    }));
-                    return failed;
+        let mut frames = Vec::new();
+        let mut frame_index = Vec::new();
+        let mut routed = Vec::new();
+        let mut routed_index = Vec::new();
+        for (i, (dst, payload)) in packets.iter().enumerate() {
+            match self
+                .link
+                .as_ref()
+                .and_then(|l| l.get_ref().frame(self.source, *dst, payload))
+            {
+                Some(frame) => {
+                    frames.push(frame);
+                    frame_index.push(i);
                 }
-            };
-            loop {
-                let sent = guard.try_io(|fd| {
-                    send_some(fd.get_ref(), self.ifindex, self.source, &packets[next..])
-                });
-                match sent {
-                    Ok(Ok(n)) => next += n,
-                    Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Ok(Err(e)) => {
-                        // The kernel refused packets[next]; the rest may still go.
-                        failed.push((next, SysError::socket(op(next), e)));
-                        next += 1;
-                    }
-                    Err(_would_block) => break,
-                }
-                if next >= packets.len() {
-                    break;
+                None => {
+                    routed.push((*dst, *payload));
+                    routed_index.push(i);
                 }
             }
         }
+        let mut failed = Vec::new();
+        let why = |i: usize, e: io::Error| {
+            let op = format!(
+                "sending to {} on VRRP socket for {}",
+                packets[i].0, self.ifname
+            );
+            (i, SysError::socket(op, e))
+        };
+        if !routed.is_empty() {
+            let refused = send_all(&self.fd, routed.len(), |sock, from| {
+                send_some(sock, self.ifindex, self.source, &routed[from..])
+            })
+            .await;
+            failed.extend(refused.into_iter().map(|(k, e)| why(routed_index[k], e)));
+        }
+        if let (Some(link), false) = (&self.link, frames.is_empty()) {
+            let refused = send_all(link, frames.len(), |sender, from| {
+                sender.send_some(&frames[from..])
+            })
+            .await;
+            failed.extend(refused.into_iter().map(|(k, e)| why(frame_index[k], e)));
+        }
+        failed.sort_by_key(|(i, _)| *i);
         failed
     }
+}
+
+/// Sends items `0..count` through `fd`, `send_from(socket, k)` sending some from item `k` on
+/// and saying how many; waits while the socket is full. An item the kernel refuses is
+/// reported and skipped, the rest still go.
+async fn send_all<T: AsRawFd>(
+    fd: &AsyncFd<T>,
+    count: usize,
+    mut send_from: impl FnMut(&T, usize) -> io::Result<usize>,
+) -> Vec<(usize, io::Error)> {
+    let mut failed = Vec::new();
+    let mut next = 0;
+    while next < count {
+        let mut guard = match fd.writable().await {
+            Ok(guard) => guard,
+            Err(e) => {
+                let kind = e.kind();
+                failed.extend((next..count).map(|i| (i, io::Error::new(kind, e.to_string()))));
+                return failed;
+            }
+        };
+        while next < count {
+            match guard.try_io(|fd| send_from(fd.get_ref(), next)) {
+                Ok(Ok(0)) => {
+                    failed.push((
+                        next,
+                        io::Error::other("the kernel took none of the packets"),
+                    ));
+                    next += 1;
+                }
+                Ok(Ok(n)) => next += n,
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => {
+                    failed.push((next, e));
+                    next += 1;
+                }
+                Err(_would_block) => break,
+            }
+        }
+    }
+    failed
 }
 
 /// Packet-sized slots that [`VrrpSocket::recv_burst`] reads into, kept by the caller so a
@@ -361,7 +433,8 @@ fn read_burst(
     // What each message said, copied out before the slots are read again.
     let heads: Vec<Head> = match source {
         IpAddr::V4(_) => {
-            let mut headers = MultiHeaders::<SockaddrIn>::preallocate(room, None);
+            // The IP header names the source: no address to copy out per packet.
+            let mut headers = MultiHeaders::<()>::preallocate(room, None);
             recvmmsg(fd, &mut headers, slots.iter_mut(), flags, None)?
                 .map(|m| Head::of(false, m.bytes, m.flags, None, None, None, ifindex))
                 .collect()

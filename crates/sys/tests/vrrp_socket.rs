@@ -273,3 +273,52 @@ fn a_burst_leaves_in_order_and_is_read_in_slot_fulls() {
             .all(|r| r.ttl == 255 && r.dst == IpAddr::V4(VRRP_GROUP_V4)));
     });
 }
+
+#[test]
+fn multicast_sent_as_frames_arrives_like_the_kernels_own() {
+    tandem_lab::require_root!();
+    let p = common::pair("sysframes").unwrap();
+    let ll_a = common::link_local(&p.a, "eth0").unwrap();
+    let ll_b = common::link_local(&p.b, "eth0").unwrap();
+    let mac = common::mac_of(&p.a, "eth0").unwrap();
+    let rt = common::runtime();
+    let mut a4 = open_v4(&rt, &p.a, "10.0.0.1".parse().unwrap(), Some(VRRP_GROUP_V4));
+    let mut a6 = open_v6(&rt, &p.a, ll_a, Some(VRRP_GROUP_V6));
+    let b4 = open_v4(&rt, &p.b, "10.0.0.2".parse().unwrap(), Some(VRRP_GROUP_V4));
+    let b6 = open_v6(&rt, &p.b, ll_b, Some(VRRP_GROUP_V6));
+    // The packet sockets belong in a's namespace, like the raw ones.
+    let handle = rt.handle().clone();
+    p.a.enter(|| {
+        let _guard = handle.enter();
+        a4.send_multicast_as_frames(mac).unwrap();
+        a6.send_multicast_as_frames(mac).unwrap();
+    })
+    .unwrap();
+    rt.block_on(async {
+        // Multicast as a frame, unicast through the IP stack, in one burst.
+        let burst: Vec<(IpAddr, &[u8])> = vec![
+            (IpAddr::V4(VRRP_GROUP_V4), &PAYLOAD),
+            ("10.0.0.2".parse().unwrap(), &PAYLOAD[..8]),
+        ];
+        let failed = a4.send_burst(&burst).await;
+        assert!(failed.is_empty(), "{failed:?}");
+        let mut got = vec![recv(&b4).await, recv(&b4).await];
+        got.sort_by_key(|r| r.payload.len());
+        assert_eq!(got[0].dst, "10.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(got[1].src, "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(got[1].dst, IpAddr::V4(VRRP_GROUP_V4));
+        assert_eq!(got[1].ttl, 255);
+        assert_eq!(got[1].payload, PAYLOAD);
+
+        a6.send(VRRP_GROUP_V6.into(), &PAYLOAD).await.unwrap();
+        let r = recv(&b6).await;
+        assert_eq!(r.src, IpAddr::V6(ll_a));
+        assert_eq!(r.dst, IpAddr::V6(VRRP_GROUP_V6));
+        assert_eq!(r.ttl, 255);
+        assert_eq!(r.payload, PAYLOAD);
+
+        // The frames do not come back to the sender either.
+        let echo = tokio::time::timeout(Duration::from_millis(300), a4.recv()).await;
+        assert!(echo.is_err(), "sender received its own advert: {echo:?}");
+    });
+}

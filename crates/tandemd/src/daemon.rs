@@ -21,7 +21,7 @@ use crate::plan::{Plan, SocketKey};
 /// Most packets handed from a socket's reader to the daemon loop at once.
 const RECEIVE_BATCH: usize = 256;
 /// Packets read per system call; each slot is one packet buffer kept by the reader.
-const RECEIVE_SLOTS: usize = 16;
+const RECEIVE_SLOTS: usize = 32;
 
 /// The running node: core, plan and kernel handles.
 pub struct Daemon {
@@ -78,6 +78,20 @@ impl Daemon {
                 ),
             }
             .with_context(|| format!("opening VRRP socket on {}", sp.ifname))?;
+            let mut socket = socket;
+            // Multicast adverts leave as finished frames on links with a MAC address (one
+            // system call for all due adverts, no IP output path per packet).
+            let mac = (plan.interfaces.get(&sp.ifname))
+                .map(|info| info.mac)
+                .filter(|mac| *mac != [0; 6]);
+            if let Some(mac) = mac {
+                if let Err(e) = socket.send_multicast_as_frames(mac) {
+                    warn!(
+                        "{e}: multicast adverts on {} go through the IP stack",
+                        sp.ifname
+                    );
+                }
+            }
             sockets.insert(*key, Arc::new(socket));
         }
         Ok(Daemon {
