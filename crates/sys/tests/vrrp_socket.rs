@@ -302,7 +302,7 @@ fn multicast_sent_as_frames_arrives_like_the_kernels_own() {
         ];
         let failed = a4.send_burst(&burst).await;
         assert!(failed.is_empty(), "{failed:?}");
-        let mut got = vec![recv(&b4).await, recv(&b4).await];
+        let mut got = [recv(&b4).await, recv(&b4).await];
         got.sort_by_key(|r| r.payload.len());
         assert_eq!(got[0].dst, "10.0.0.2".parse::<IpAddr>().unwrap());
         assert_eq!(got[1].src, "10.0.0.1".parse::<IpAddr>().unwrap());
