@@ -196,7 +196,10 @@ impl VrrpSocket {
         max: usize,
     ) -> Result<Burst, SysError> {
         let op = || format!("receiving on VRRP socket for {}", self.ifname);
-        let mut burst = Burst::default();
+        let mut burst = Burst {
+            packets: Vec::with_capacity(max.min(buffer.slots() * 4)),
+            malformed: Vec::new(),
+        };
         loop {
             let mut guard = self
                 .fd
