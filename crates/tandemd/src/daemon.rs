@@ -32,6 +32,17 @@ pub struct Daemon {
     na: HashMap<u32, NaSender>,
     last_drop_log: HashMap<Option<InstanceId>, Instant>,
     replication: Option<Replication>,
+    /// The promotion commit being waited for, with what waits behind it.
+    held: Option<HeldForCommit>,
+}
+
+/// Effects of a promotion held back until the peer's flows are in the kernel.
+struct HeldForCommit {
+    answer: tokio::sync::oneshot::Receiver<String>,
+    deadline: tokio::time::Instant,
+    started: Instant,
+    /// In the core's order.
+    effects: Vec<Action>,
 }
 
 /// The replication service as the VRRP side drives it.
@@ -102,6 +113,7 @@ impl Daemon {
             na: HashMap::new(),
             last_drop_log: HashMap::new(),
             replication,
+            held: None,
         })
     }
 
@@ -218,12 +230,20 @@ impl Daemon {
                         self.plan.router.handle(Instant::now(), Input::HoldPreemption(None));
                     }
                 }
+                answer = async {
+                    let held = self.held.as_mut().expect("guarded by is_some");
+                    tokio::time::timeout_at(held.deadline, &mut held.answer).await
+                }, if self.held.is_some() => {
+                    self.release_held(answer.ok().and_then(Result::ok)).await;
+                }
                 _ = sigterm.recv() => break,
                 _ = sigint.recv() => break,
             }
         }
         info!("Stopping");
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        // What a promotion held back happens first, so the shutdown's effects undo it.
+        self.release_held(None).await;
         let actions = self.plan.router.handle(Instant::now(), Input::Shutdown);
         self.execute(actions).await;
         Ok(())
@@ -249,35 +269,33 @@ impl Daemon {
 
     async fn execute(&mut self, actions: Vec<Action>) {
         let replicated = self.replicated_transition(&actions);
-        if replicated == Some(State::Master) {
-            self.commit_before_announcing().await;
+        if replicated == Some(State::Master) && self.held.is_none() {
+            self.start_commit();
         }
         // Adverts due together leave in one system call per socket; anything else waits
-        // for the adverts before it, so the order of effects stays the core's.
+        // for the adverts before it, so the order of effects stays the core's. Adverts
+        // never wait for a promotion commit (masters keep advertising, the new one claims
+        // its VRIDs at once); the other effects queue behind it, in order.
         let mut adverts: Vec<(InstanceId, IpAddr, Vec<u8>)> = Vec::new();
         for action in actions {
-            if let Action::Instance {
-                id,
-                action: InstanceAction::Send { to, bytes },
-            } = action
-            {
-                adverts.push((id, to, bytes));
-                continue;
-            }
-            self.send_adverts(&mut adverts).await;
             match action {
-                Action::Instance { id, action } => self.execute_instance(id, action).await,
-                Action::GroupTransition { group, to, .. } => {
-                    let plan = &self.plan.groups[group];
-                    info!("VRRP_Group({}) Syncing instances to {to} state", plan.name);
-                    notify::run(&plan.notify, Subject::Group, &plan.name, to, 0);
-                }
+                Action::Instance {
+                    id,
+                    action: InstanceAction::Send { to, bytes },
+                } => adverts.push((id, to, bytes)),
                 Action::Dropped {
                     instance,
                     interface,
                     src,
                     error,
                 } => self.log_drop(instance, interface, src, &error),
+                effect => match &mut self.held {
+                    Some(held) => held.effects.push(effect),
+                    None => {
+                        self.send_adverts(&mut adverts).await;
+                        self.execute_effect(effect).await;
+                    }
+                },
             }
         }
         self.send_adverts(&mut adverts).await;
@@ -319,16 +337,50 @@ impl Daemon {
         })
     }
 
-    /// Puts the peer's flows into the kernel before the gratuitous ARPs send traffic here.
-    async fn commit_before_announcing(&self) {
+    /// An address, announcement, script or log line of a transition.
+    async fn execute_effect(&mut self, effect: Action) {
+        match effect {
+            Action::Instance { id, action } => self.execute_instance(id, action).await,
+            Action::GroupTransition { group, to, .. } => {
+                let plan = &self.plan.groups[group];
+                info!("VRRP_Group({}) Syncing instances to {to} state", plan.name);
+                notify::run(&plan.notify, Subject::Group, &plan.name, to, 0);
+            }
+            Action::Dropped {
+                instance,
+                interface,
+                src,
+                error,
+            } => self.log_drop(instance, interface, src, &error),
+        }
+    }
+
+    /// Asks for the peer's flows to go into the kernel before the addresses and gratuitous
+    /// ARPs bring traffic here; until the answer (or `commit_wait`), effects are held.
+    fn start_commit(&mut self) {
         let Some(r) = &self.replication else { return };
-        let started = Instant::now();
-        match r.handle.ask("commit", r.commit_wait).await {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        r.handle.forward("commit".into(), reply);
+        self.held = Some(HeldForCommit {
+            answer,
+            deadline: tokio::time::Instant::now() + r.commit_wait,
+            started: Instant::now(),
+            effects: Vec::new(),
+        });
+    }
+
+    /// The commit answered or ran out of time: carry out what waited for it.
+    async fn release_held(&mut self, answer: Option<String>) {
+        let Some(held) = self.held.take() else { return };
+        match answer {
             Some(summary) => info!("before announcing: {}", summary.trim()),
             None => warn!(
                 "commit still running after {} ms: announcing the addresses anyway",
-                started.elapsed().as_millis()
+                held.started.elapsed().as_millis()
             ),
+        }
+        for effect in held.effects {
+            self.execute_effect(effect).await;
         }
     }
 

@@ -49,14 +49,6 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// Sends a command and waits at most `wait` for the answer (`None` when it takes longer;
-    /// the command still completes in the service).
-    pub async fn ask(&self, words: &str, wait: std::time::Duration) -> Option<String> {
-        let (reply, answer) = oneshot::channel();
-        self.forward(words.to_string(), reply);
-        tokio::time::timeout(wait, answer).await.ok()?.ok()
-    }
-
     /// Forwards a control-socket request without waiting (the daemon loop must not block).
     /// Requests forwarded one after another reach the service in that order.
     pub fn forward(&self, words: String, reply: oneshot::Sender<String>) {
