@@ -25,6 +25,7 @@ pub mod interfaces;
 mod link_frames;
 pub mod links;
 mod packet_socket;
+mod vrrp_receive;
 pub mod vrrp_socket;
 
 pub use addresses::{connect, AddressSpec, Addresses};

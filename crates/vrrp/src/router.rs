@@ -270,6 +270,7 @@ impl Router {
         // Instances this input may have changed: their deadlines are refreshed at the end.
         let mut touched: Vec<InstanceId> = Vec::new();
         let mut touched_all = false;
+        let mut single: Option<InstanceId> = None;
         match input {
             Input::Start => {
                 touched_all = true;
@@ -285,8 +286,8 @@ impl Router {
                 ttl,
                 bytes,
             } => {
-                let id = self.process_packet(now, interface, src, dst, ttl, bytes, &mut out);
-                touched.extend(id);
+                // The common input: one instance touched, kept out of the list (no allocation).
+                single = self.process_packet(now, interface, src, dst, ttl, bytes, &mut out);
             }
             Input::Timer => {
                 for id in self.expired(now) {
@@ -338,7 +339,7 @@ impl Router {
                 }
             }
         }
-        for id in touched {
+        for id in touched.into_iter().chain(single) {
             self.refresh(id);
         }
         self.tidy_timers();
