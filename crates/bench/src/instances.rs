@@ -32,8 +32,8 @@ pub struct Shape {
 #[derive(Debug, Clone)]
 struct Outcome {
     startup: Duration,
-    cpu_master: f64,
-    cpu_backup: f64,
+    cpu_master: Spread,
+    cpu_backup: Spread,
     /// Share of the CPU time spent in the kernel (stime), master and backup.
     kernel_master: f64,
     kernel_backup: f64,
@@ -42,6 +42,34 @@ struct Outcome {
     on_master: usize,
     on_backup: usize,
     exactly_one: usize,
+}
+
+/// Measurement windows per run.
+const WINDOWS: u32 = 5;
+
+/// Median and range of a daemon's CPU share over the windows, % of a core.
+#[derive(Debug, Clone, Copy)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn of(mut samples: Vec<f64>) -> Spread {
+        samples.sort_by(f64::total_cmp);
+        Spread {
+            median: samples[samples.len() / 2],
+            min: samples[0],
+            max: samples[samples.len() - 1],
+        }
+    }
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.2} [{:.2}-{:.2}]", self.median, self.min, self.max)
+    }
 }
 
 /// The VIP of instance `vrid` on LAN `lan`: 10.{100+lan}.0.{vrid}/32, off every LAN's subnet.
@@ -80,8 +108,8 @@ pub fn run(tandemd: &Path, shape: Shape, daemons: &[Kind]) -> Result<()> {
         "  master a priority 150, backup b priority 100, same keepalived.conf for both daemons."
     );
     println!(
-        "  After every VIP is on a and none on b, {} s settle, then CPU over {} s = time on a \
-         CPU",
+        "  After every VIP is on a and none on b, {} s settle, then CPU over {} s in {WINDOWS} \
+         windows = time on a CPU",
         shape.settle, shape.duration
     );
     println!(
@@ -120,15 +148,15 @@ pub fn run(tandemd: &Path, shape: Shape, daemons: &[Kind]) -> Result<()> {
         header,
         row(
             "CPU master (% of a core)",
-            &|o| format!("{:.2}", o.cpu_master),
+            &|o| o.cpu_master.to_string(),
             format!("{ik_m:.2}"),
-            third(&|o| o.cpu_master, ik_m),
+            third(&|o| o.cpu_master.median, ik_m),
         ),
         row(
             "CPU backup (% of a core)",
-            &|o| format!("{:.2}", o.cpu_backup),
+            &|o| o.cpu_backup.to_string(),
             format!("{ik_b:.2}"),
-            third(&|o| o.cpu_backup, ik_b),
+            third(&|o| o.cpu_backup.median, ik_b),
         ),
         row(
             "  kernel share (stime), master / backup",
@@ -213,14 +241,22 @@ fn run_one(tandemd: &Path, shape: Shape, kind: Kind) -> Result<Outcome> {
     );
     std::thread::sleep(Duration::from_secs(shape.settle));
     let (pm, pb) = (master.pids()?, backup.pids()?);
-    let t0 = Instant::now();
     let (m0, b0) = (cpu_ticks(&pm)?, cpu_ticks(&pb)?);
-    let (rm0, rb0) = (runtime_ns(&pm)?, runtime_ns(&pb)?);
-    std::thread::sleep(Duration::from_secs(shape.duration));
-    let (rm1, rb1) = (runtime_ns(&pm)?, runtime_ns(&pb)?);
+    // Several windows, their median reported: a second in which the kernel happened to run
+    // other work's softirqs on a daemon's time moves one window, not the figure.
+    let window = Duration::from_secs(shape.duration) / WINDOWS;
+    let (mut on_master, mut on_backup) = (Vec::new(), Vec::new());
+    for _ in 0..WINDOWS {
+        let t0 = Instant::now();
+        let (rm0, rb0) = (runtime_ns(&pm)?, runtime_ns(&pb)?);
+        std::thread::sleep(window);
+        let (rm1, rb1) = (runtime_ns(&pm)?, runtime_ns(&pb)?);
+        let wall = t0.elapsed().as_secs_f64();
+        let pct = |ns: u64| ns as f64 / 1e9 / wall * 100.0;
+        on_master.push(pct(rm1 - rm0));
+        on_backup.push(pct(rb1 - rb0));
+    }
     let (m1, b1) = (cpu_ticks(&pm)?, cpu_ticks(&pb)?);
-    let wall = t0.elapsed().as_secs_f64();
-    let pct = |ns: u64| ns as f64 / 1e9 / wall * 100.0;
     let kernel = |d: (u64, u64)| d.1 as f64 / (d.0 + d.1).max(1) as f64 * 100.0;
     let (dm, db) = ((m1.0 - m0.0, m1.1 - m0.1), (b1.0 - b0.0, b1.1 - b0.1));
     let (rss_master, rss_backup) = (rss(&pm)?, rss(&pb)?);
@@ -234,8 +270,8 @@ fn run_one(tandemd: &Path, shape: Shape, kind: Kind) -> Result<Outcome> {
         .count();
     Ok(Outcome {
         startup,
-        cpu_master: pct(rm1 - rm0),
-        cpu_backup: pct(rb1 - rb0),
+        cpu_master: Spread::of(on_master),
+        cpu_backup: Spread::of(on_backup),
         kernel_master: kernel(dm),
         kernel_backup: kernel(db),
         rss_master,
