@@ -324,8 +324,12 @@ fn runtime_ns(pids: &[u32]) -> Result<u64> {
             .with_context(|| format!("listing /proc/{pid}/task"))?;
         for task in tasks {
             let path = task?.path().join("schedstat");
-            let stat = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let stat = match std::fs::read_to_string(&path) {
+                Ok(stat) => stat,
+                // A thread (or a script child's) that ended between listing and reading.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            };
             let ns: u64 = stat
                 .split_whitespace()
                 .next()
