@@ -116,6 +116,9 @@ pub fn run(tandemd: &Path, shape: Shape, daemons: &[Kind]) -> Result<()> {
         "  (/proc/PID/task/*/schedstat, ns) summed over the daemon's processes and threads \
          (keepalived: parent + VRRP child);"
     );
+    println!(
+        "  CPU cells: median [min-max] over the windows; the target is a third of the median."
+    );
     println!("  kernel share = stime / (utime + stime) of /proc/PID/stat (CLK_TCK {ticks});");
     println!("  RSS = VmRSS summed over the same processes at the end. Fresh lab per daemon.\n");
     let mut outcomes = Vec::new();
