@@ -15,6 +15,7 @@ use std::os::fd::AsRawFd;
 
 use nix::sys::socket::{
     sendmmsg, setsockopt, sockopt, ControlMessage, MsgFlags, MultiHeaders, SockaddrIn, SockaddrIn6,
+    SockaddrLike,
 };
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
@@ -388,13 +389,15 @@ fn send_some(
                     IpAddr::V6(_) => None,
                 })
                 .collect();
-            if to.is_empty() {
-                return Err(mismatch(&packets[0].0));
-            }
-            let cmsgs = [ControlMessage::Ipv4PacketInfo(&info)];
-            let mut headers =
-                MultiHeaders::preallocate(packets.len(), Some(nix::cmsg_space!(libc::in_pktinfo)));
-            sendmmsg(fd, &mut headers, &slices, &to, cmsgs, MsgFlags::empty())?.count()
+            let space = nix::cmsg_space!(libc::in_pktinfo);
+            send_leading(
+                fd,
+                &slices,
+                &to,
+                ControlMessage::Ipv4PacketInfo(&info),
+                space,
+            )
+            .unwrap_or_else(|| Err(mismatch(&packets[0].0)))?
         }
         IpAddr::V6(source) => {
             let info = libc::in6_pktinfo {
@@ -419,15 +422,41 @@ fn send_some(
                     IpAddr::V4(_) => None,
                 })
                 .collect();
-            if to.is_empty() {
-                return Err(mismatch(&packets[0].0));
-            }
-            let cmsgs = [ControlMessage::Ipv6PacketInfo(&info)];
-            let mut headers =
-                MultiHeaders::preallocate(packets.len(), Some(nix::cmsg_space!(libc::in6_pktinfo)));
-            sendmmsg(fd, &mut headers, &slices, &to, cmsgs, MsgFlags::empty())?.count()
+            let space = nix::cmsg_space!(libc::in6_pktinfo);
+            send_leading(
+                fd,
+                &slices,
+                &to,
+                ControlMessage::Ipv6PacketInfo(&info),
+                space,
+            )
+            .unwrap_or_else(|| Err(mismatch(&packets[0].0)))?
         }
     };
     // Datagrams leave whole or not at all.
     Ok(sent)
+}
+
+/// One `sendmmsg` of the first `to.len()` slices, each to its address, all with `cmsg`;
+/// `None` when there is no address (the first packet was of the other family).
+fn send_leading<S: SockaddrLike + Copy>(
+    fd: std::os::fd::RawFd,
+    slices: &[[IoSlice; 1]],
+    to: &[Option<S>],
+    cmsg: ControlMessage,
+    cmsg_space: Vec<u8>,
+) -> Option<io::Result<usize>> {
+    if to.is_empty() {
+        return None;
+    }
+    let mut headers = MultiHeaders::preallocate(to.len(), Some(cmsg_space));
+    let sent = sendmmsg(
+        fd,
+        &mut headers,
+        &slices[..to.len()],
+        to,
+        [cmsg],
+        MsgFlags::empty(),
+    );
+    Some(sent.map(|results| results.count()).map_err(io::Error::from))
 }

@@ -283,12 +283,8 @@ impl Daemon {
                     id,
                     action: InstanceAction::Send { to, bytes },
                 } => adverts.push((id, to, bytes)),
-                Action::Dropped {
-                    instance,
-                    interface,
-                    src,
-                    error,
-                } => self.log_drop(instance, interface, src, &error),
+                // A log line about a packet: nothing to hold back.
+                dropped @ Action::Dropped { .. } => self.execute_effect(dropped).await,
                 effect => match &mut self.held {
                     Some(held) => held.effects.push(effect),
                     None => {
