@@ -68,7 +68,7 @@ impl Daemon {
     ) -> Result<Daemon> {
         let mut sockets = HashMap::new();
         for (key, sp) in &plan.sockets {
-            let socket = match (sp.source, sp.group) {
+            let mut socket = match (sp.source, sp.group) {
                 (IpAddr::V4(src), group) => VrrpSocket::open_v4(
                     &sp.ifname,
                     key.ifindex,
@@ -89,7 +89,6 @@ impl Daemon {
                 ),
             }
             .with_context(|| format!("opening VRRP socket on {}", sp.ifname))?;
-            let mut socket = socket;
             // Multicast adverts leave as finished frames on links with a MAC address (one
             // system call for all due adverts, no IP output path per packet).
             let mac = (plan.interfaces.get(&sp.ifname))
