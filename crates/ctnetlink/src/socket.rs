@@ -576,26 +576,23 @@ impl PauseHandle {
 
     /// Stops NEW and UPDATE events for this socket.
     pub fn pause(&self) -> Result<(), Error> {
-        for group in self.changes() {
-            self.sock
-                .drop_membership(group)
-                .map_err(|source| Error::Io {
-                    op: "pause events",
-                    source,
-                })?;
-        }
-        Ok(())
+        self.set_changes(false, "pause events")
     }
 
     /// Resumes them.
     pub fn resume(&self) -> Result<(), Error> {
+        self.set_changes(true, "resume events")
+    }
+
+    /// Joins (or leaves) the NEW and UPDATE groups this socket subscribed to.
+    fn set_changes(&self, join: bool, op: &'static str) -> Result<(), Error> {
         for group in self.changes() {
-            self.sock
-                .add_membership(group)
-                .map_err(|source| Error::Io {
-                    op: "resume events",
-                    source,
-                })?;
+            let result = if join {
+                self.sock.add_membership(group)
+            } else {
+                self.sock.drop_membership(group)
+            };
+            result.map_err(|source| Error::Io { op, source })?;
         }
         Ok(())
     }
