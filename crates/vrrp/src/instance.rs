@@ -230,6 +230,24 @@ impl Instance {
             .min()
     }
 
+    /// Takes over `old`'s running state (same settings, re-read by a reload); the sync-group
+    /// membership stays this instance's own.
+    pub(crate) fn carry_state_from(&mut self, old: &Instance) {
+        let in_group = self.in_group;
+        *self = old.clone();
+        self.in_group = in_group;
+    }
+
+    /// Start of the advert grid, once started.
+    pub(crate) fn advert_epoch(&self) -> Option<Instant> {
+        self.advert_epoch
+    }
+
+    /// Puts a not-yet-started instance on an existing advert grid.
+    pub(crate) fn set_advert_epoch(&mut self, epoch: Instant) {
+        self.advert_epoch = Some(epoch);
+    }
+
     /// Marks the instance as a sync-group member: its master-down expiry then waits for the group.
     pub(crate) fn set_in_group(&mut self, in_group: bool) {
         self.in_group = in_group;

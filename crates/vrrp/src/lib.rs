@@ -45,5 +45,5 @@ pub use instance::{
     Cause, Instance, InstanceAction, InstanceConfig, State, PRIORITY_OWNER, PRIORITY_STOP,
 };
 pub use packet::{Advertisement, Auth, DecodeError, DropReason, Expected, Version};
-pub use router::{Action, GroupId, Input, InstanceId, Router};
+pub use router::{Action, Carried, GroupId, Input, InstanceId, Router};
 pub use stats::Stats;

@@ -15,6 +15,9 @@ use crate::instance::{Cause, Instance, InstanceAction, InstanceConfig, State};
 use crate::packet::{self, DropReason, Version};
 use crate::stats::Stats;
 
+mod reload;
+pub use reload::Carried;
+
 /// Index of an instance in the router, in the order added.
 pub type InstanceId = usize;
 /// Index of a sync group in the router, in the order added.
@@ -100,6 +103,8 @@ struct Group {
 #[derive(Debug, Clone)]
 struct Slot {
     instance: Instance,
+    /// Interface it receives on.
+    interface: u32,
     tracked: Vec<u32>,
     group: Option<GroupId>,
 }
@@ -148,6 +153,7 @@ impl Router {
         self.by_key.entry(key).or_insert(id);
         self.slots.push(Slot {
             instance: Instance::new(config),
+            interface,
             tracked: tracked.to_vec(),
             group: None,
         });

@@ -96,6 +96,8 @@ pub struct Sim {
     pub links_down: HashSet<(usize, u32)>,
     /// Every transition: (time since start, node, instance, from, to).
     pub log: Vec<(Duration, usize, usize, State, State)>,
+    /// Every advert sent: (time since start, node, instance name).
+    pub adverts: Vec<(Duration, usize, String)>,
 }
 
 impl Sim {
@@ -115,6 +117,7 @@ impl Sim {
             cut: HashSet::new(),
             links_down: HashSet::new(),
             log: Vec::new(),
+            adverts: Vec::new(),
         }
     }
 
@@ -164,6 +167,36 @@ impl Sim {
         self.execute(node, actions);
     }
 
+    /// SIGHUP with a new configuration: unchanged instances carry over, the others are
+    /// stopped on the old router and started on the new one. Returns what was carried.
+    pub fn reload(
+        &mut self,
+        node: usize,
+        configs: Vec<(InstanceConfig, u32)>,
+        groups: Vec<Vec<usize>>,
+    ) -> tandem_vrrp::Carried {
+        let mut next = Node::build(&configs, &groups);
+        let carried = next.carry_over(&self.nodes[node].router);
+        let stop = self.nodes[node]
+            .router
+            .stop_instances(self.now, &carried.stopped);
+        self.execute(node, stop);
+        let mut holds = vec![false; configs.len()];
+        for &(old, new) in &carried.kept {
+            holds[new] = self.nodes[node].holds[old];
+        }
+        let n = &mut self.nodes[node];
+        n.router = next;
+        n.configs = configs;
+        n.groups = groups;
+        n.holds = holds;
+        let start = self.nodes[node]
+            .router
+            .start_instances(self.now, &carried.started);
+        self.execute(node, start);
+        carried
+    }
+
     /// SIGKILL: the node vanishes without a word; its addresses vanish with it.
     pub fn crash(&mut self, node: usize) {
         let n = &mut self.nodes[node];
@@ -203,6 +236,8 @@ impl Sim {
             };
             match action {
                 InstanceAction::Send { to, bytes } => {
+                    let name = self.nodes[node].configs[id].0.name.clone();
+                    self.adverts.push((self.now - self.start, node, name));
                     let lan = self.nodes[node].configs[id].1;
                     let src = self.nodes[node].configs[id].0.source;
                     self.transmit(node, lan, src, to, bytes);
