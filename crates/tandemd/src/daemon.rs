@@ -10,24 +10,55 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tandem_sys::{Addresses, ArpSender, BurstBuffer, LinkEvent, NaSender, Received, VrrpSocket};
 use tandem_vrrp::{Action, DropReason, Input, InstanceAction, InstanceId, State};
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use crate::control::Request;
 use crate::notify::{self, Subject};
-use crate::plan::{Plan, SocketKey};
+use crate::plan::{Plan, SocketKey, SocketPlan};
+use crate::signals::Signalled;
+
+mod reload;
 
 /// Most packets handed from a socket's reader to the daemon loop at once.
 const RECEIVE_BATCH: usize = 256;
 /// Packets read per system call; each slot is one packet buffer kept by the reader.
 const RECEIVE_SLOTS: usize = 32;
 
+/// What the daemon was started with that a reload needs again.
+pub struct Running {
+    /// The configuration files, in command-line order.
+    pub files: Vec<std::path::PathBuf>,
+    /// The replication settings in force (changes need a restart).
+    pub sync: Option<tandem_config::SyncConfig>,
+    /// Where the signal-triggered dumps go.
+    pub dumps: DumpPaths,
+}
+
+/// Paths of keepalived's dumps.
+pub struct DumpPaths {
+    /// SIGUSR1.
+    pub data: std::path::PathBuf,
+    /// SIGUSR2.
+    pub stats: std::path::PathBuf,
+    /// SIGRTMIN+2.
+    pub json: std::path::PathBuf,
+}
+
+/// A batch of packets one socket's reader hands to the loop.
+type PacketBatch = (u32, Vec<Received>);
+
 /// The running node: core, plan and kernel handles.
 pub struct Daemon {
     plan: Plan,
+    running: Running,
+    handle: rtnetlink::Handle,
     addresses: Addresses,
     sockets: HashMap<SocketKey, Arc<VrrpSocket>>,
+    /// Each socket's reader task.
+    readers: HashMap<SocketKey, tokio::task::JoinHandle<()>>,
+    packets_tx: mpsc::Sender<PacketBatch>,
+    packets_rx: Option<mpsc::Receiver<PacketBatch>>,
     arp: HashMap<u32, ArpSender>,
     na: HashMap<u32, NaSender>,
     last_drop_log: HashMap<Option<InstanceId>, Instant>,
@@ -63,51 +94,26 @@ impl Daemon {
     /// Opens the sockets the plan needs.
     pub fn new(
         plan: Plan,
-        addresses: Addresses,
+        handle: rtnetlink::Handle,
         replication: Option<Replication>,
+        running: Running,
     ) -> Result<Daemon> {
         let mut sockets = HashMap::new();
         for (key, sp) in &plan.sockets {
-            let mut socket = match (sp.source, sp.group) {
-                (IpAddr::V4(src), group) => VrrpSocket::open_v4(
-                    &sp.ifname,
-                    key.ifindex,
-                    src,
-                    group.and_then(|g| match g {
-                        IpAddr::V4(g) => Some(g),
-                        IpAddr::V6(_) => None,
-                    }),
-                ),
-                (IpAddr::V6(src), group) => VrrpSocket::open_v6(
-                    &sp.ifname,
-                    key.ifindex,
-                    src,
-                    group.and_then(|g| match g {
-                        IpAddr::V6(g) => Some(g),
-                        IpAddr::V4(_) => None,
-                    }),
-                ),
-            }
-            .with_context(|| format!("opening VRRP socket on {}", sp.ifname))?;
-            // Multicast adverts leave as finished frames on links with a MAC address (one
-            // system call for all due adverts, no IP output path per packet).
-            let mac = (plan.interfaces.get(&sp.ifname))
-                .map(|info| info.mac)
-                .filter(|mac| *mac != [0; 6]);
-            if let Some(mac) = mac {
-                if let Err(e) = socket.send_multicast_as_frames(mac) {
-                    warn!(
-                        "{e}: multicast adverts on {} go through the IP stack",
-                        sp.ifname
-                    );
-                }
-            }
-            sockets.insert(*key, Arc::new(socket));
+            sockets.insert(*key, Arc::new(open_socket(*key, sp, &plan)?));
         }
+        // Packets travel in batches: everything queued on a socket when it wakes up, so a
+        // burst of adverts from many instances costs one hand-over, not one per packet.
+        let (packets_tx, packets_rx) = mpsc::channel::<PacketBatch>(64);
         Ok(Daemon {
             plan,
-            addresses,
+            running,
+            addresses: Addresses::new(handle.clone()),
+            handle,
             sockets,
+            readers: HashMap::new(),
+            packets_tx,
+            packets_rx: Some(packets_rx),
             arp: HashMap::new(),
             na: HashMap::new(),
             last_drop_log: HashMap::new(),
@@ -116,44 +122,17 @@ impl Daemon {
         })
     }
 
-    /// Runs until SIGTERM or SIGINT, then stops gracefully.
+    /// Runs until a stopping signal, then stops gracefully.
     pub async fn run(
         mut self,
         mut links: mpsc::Receiver<LinkEvent>,
         mut control: mpsc::Receiver<Request>,
+        mut signals: mpsc::Receiver<Signalled>,
     ) -> Result<()> {
-        let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-        let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-        // Packets travel in batches: everything queued on a socket when it wakes up, so a
-        // burst of adverts from many instances costs one hand-over, not one per packet.
-        let (packets_tx, mut packets) = mpsc::channel::<(u32, Vec<Received>)>(64);
-        for (key, socket) in &self.sockets {
-            let socket = Arc::clone(socket);
-            let tx = packets_tx.clone();
-            let ifindex = key.ifindex;
-            tokio::spawn(async move {
-                let mut buffer = BurstBuffer::new(RECEIVE_SLOTS);
-                loop {
-                    match socket.recv_burst(&mut buffer, RECEIVE_BATCH).await {
-                        Ok(burst) => {
-                            // One unreadable packet: the socket is fine, keep going.
-                            for e in burst.malformed {
-                                debug!("{e}");
-                            }
-                            if !burst.packets.is_empty()
-                                && tx.send((ifindex, burst.packets)).await.is_err()
-                            {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            // A broken socket: say so, and do not spin on it.
-                            warn!("{e}");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }
-                }
-            });
+        let mut packets = self.packets_rx.take().context("the daemon runs once")?;
+        let keys: Vec<SocketKey> = self.sockets.keys().copied().collect();
+        for key in keys {
+            self.spawn_reader(key);
         }
 
         self.clean_leftovers().await;
@@ -214,7 +193,24 @@ impl Daemon {
                     let actions = self.plan.router.handle(Instant::now(), input);
                     self.execute(actions).await;
                 }
-                Some(request) = control.recv() => self.on_control(request),
+                Some(request) = control.recv() => {
+                    if request.command.split_whitespace().next() == Some("reload") {
+                        let answer = self.reload().await;
+                        let _ = request.reply.send(answer);
+                    } else {
+                        self.on_control(request);
+                    }
+                }
+                Some(signalled) = signals.recv() => match signalled {
+                    Signalled::Stop(name) => {
+                        info!("Received {name}");
+                        break;
+                    }
+                    Signalled::Reload => {
+                        self.reload().await;
+                    }
+                    dump => self.write_dump(dump),
+                },
                 _ = async { watchdog.as_mut().unwrap().tick().await }, if watchdog.is_some() => {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
                 }
@@ -235,8 +231,6 @@ impl Daemon {
                 }, if self.held.is_some() => {
                     self.release_held(answer.ok().and_then(Result::ok)).await;
                 }
-                _ = sigterm.recv() => break,
-                _ = sigint.recv() => break,
             }
         }
         info!("Stopping");
@@ -246,6 +240,59 @@ impl Daemon {
         let actions = self.plan.router.handle(Instant::now(), Input::Shutdown);
         self.execute(actions).await;
         Ok(())
+    }
+
+    /// Starts the task that reads socket `key` and hands its packets to the loop.
+    fn spawn_reader(&mut self, key: SocketKey) {
+        let Some(socket) = self.sockets.get(&key).map(Arc::clone) else {
+            return;
+        };
+        let tx = self.packets_tx.clone();
+        let ifindex = key.ifindex;
+        let reader = tokio::spawn(async move {
+            let mut buffer = BurstBuffer::new(RECEIVE_SLOTS);
+            loop {
+                match socket.recv_burst(&mut buffer, RECEIVE_BATCH).await {
+                    Ok(burst) => {
+                        // One unreadable packet: the socket is fine, keep going.
+                        for e in burst.malformed {
+                            debug!("{e}");
+                        }
+                        if !burst.packets.is_empty()
+                            && tx.send((ifindex, burst.packets)).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        // A broken socket: say so, and do not spin on it.
+                        warn!("{e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+        self.readers.insert(key, reader);
+    }
+
+    /// Writes one of keepalived's dumps where the operator expects it.
+    fn write_dump(&mut self, which: Signalled) {
+        let paths = &self.running.dumps;
+        let (path, text) = match which {
+            Signalled::DumpData => (&paths.data, crate::dump::data(&self.plan, Instant::now())),
+            Signalled::DumpJson => (&paths.json, crate::dump::json(&self.plan)),
+            Signalled::DumpStats | Signalled::DumpStatsAndClear => {
+                (&paths.stats, crate::dump::stats(&self.plan))
+            }
+            Signalled::Stop(_) | Signalled::Reload => return,
+        };
+        match crate::dump::write(path, &text) {
+            Ok(()) => info!("Wrote {}", path.display()),
+            Err(e) => warn!("writing {}: {e}", path.display()),
+        }
+        if which == Signalled::DumpStatsAndClear {
+            self.plan.router.clear_stats();
+        }
     }
 
     /// Addresses a killed run left on the interfaces would answer for a node that is not master.
@@ -582,4 +629,42 @@ impl Daemon {
 fn watchdog_interval() -> Option<Duration> {
     let mut usec = 0;
     sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2))
+}
+
+/// Opens the socket an instance group speaks on; multicast adverts leave as finished frames on
+/// links with a MAC address (one system call for all due adverts, no IP output path per packet).
+fn open_socket(key: SocketKey, sp: &SocketPlan, plan: &Plan) -> Result<VrrpSocket> {
+    let mut socket = match (sp.source, sp.group) {
+        (IpAddr::V4(src), group) => VrrpSocket::open_v4(
+            &sp.ifname,
+            key.ifindex,
+            src,
+            group.and_then(|g| match g {
+                IpAddr::V4(g) => Some(g),
+                IpAddr::V6(_) => None,
+            }),
+        ),
+        (IpAddr::V6(src), group) => VrrpSocket::open_v6(
+            &sp.ifname,
+            key.ifindex,
+            src,
+            group.and_then(|g| match g {
+                IpAddr::V6(g) => Some(g),
+                IpAddr::V4(_) => None,
+            }),
+        ),
+    }
+    .with_context(|| format!("opening VRRP socket on {}", sp.ifname))?;
+    let mac = (plan.interfaces.get(&sp.ifname))
+        .map(|info| info.mac)
+        .filter(|mac| *mac != [0; 6]);
+    if let Some(mac) = mac {
+        if let Err(e) = socket.send_multicast_as_frames(mac) {
+            warn!(
+                "{e}: multicast adverts on {} go through the IP stack",
+                sp.ifname
+            );
+        }
+    }
+    Ok(socket)
 }

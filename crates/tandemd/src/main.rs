@@ -5,11 +5,14 @@ mod conntrack;
 mod control;
 mod daemon;
 mod deadline;
+mod dump;
 mod notify;
+mod panic_guard;
 mod plan;
+mod signals;
+mod single;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -34,9 +37,18 @@ struct Args {
     /// Unix socket for tandemctl.
     #[arg(long, value_name = "PATH", default_value = "/run/tandemd.sock")]
     control: PathBuf,
-    /// Write the daemon's pid here (removed on exit).
-    #[arg(long, value_name = "PATH")]
+    /// Write the daemon's pid here (locked while it runs, removed on exit).
+    #[arg(long, short = 'p', value_name = "PATH")]
     pid_file: Option<PathBuf>,
+    /// Where SIGUSR1 writes the data dump (keepalived's path by default).
+    #[arg(long, value_name = "PATH", default_value = dump::DATA_FILE)]
+    data_file: PathBuf,
+    /// Where SIGUSR2 writes the statistics dump.
+    #[arg(long, value_name = "PATH", default_value = dump::STATS_FILE)]
+    stats_file: PathBuf,
+    /// Where SIGRTMIN+2 (`keepalived --signum=JSON`) writes the JSON dump.
+    #[arg(long, value_name = "PATH", default_value = dump::JSON_FILE)]
+    json_file: PathBuf,
     /// Log filter (tracing's env-filter syntax), also read from TANDEM_LOG.
     #[arg(long, default_value = "info")]
     log: String,
@@ -84,6 +96,15 @@ fn main() -> ExitCode {
     for w in &config.warnings {
         warn!("{}", w.render());
     }
+    // Before anything is touched: a second daemon on this node stops here.
+    let _node = match single::NodeLock::acquire(&args.control, args.pid_file.as_deref()) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    panic_guard::install();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -104,7 +125,7 @@ fn main() -> ExitCode {
 }
 
 /// Reads the configuration; the error is the rendered diagnostics.
-fn load(files: &[PathBuf]) -> std::result::Result<tandem_config::Config, String> {
+pub fn load(files: &[PathBuf]) -> std::result::Result<tandem_config::Config, String> {
     if files.is_empty() {
         return Err("error: no configuration file given\n".into());
     }
@@ -121,14 +142,9 @@ fn render_error(error: &tandem_config::ConfigError) -> String {
 
 async fn run(args: &Args, config: tandem_config::Config) -> Result<()> {
     let (handle, _connection) = tandem_sys::connect().await?;
-    let mut interfaces = BTreeMap::new();
-    for name in plan::interface_names(&config) {
-        let info = tandem_sys::interface(&handle, &name)
-            .await
-            .with_context(|| format!("looking up interface {name}"))?;
-        interfaces.insert(name, info);
-    }
+    let interfaces = plan::lookup_interfaces(&handle, &config).await?;
     let plan = plan::build(&config, &interfaces)?;
+    panic_guard::track(plan.all_addresses());
     let replication = match &config.sync {
         Some(sync) => {
             let mut own = conntrack::host_addresses();
@@ -151,20 +167,29 @@ async fn run(args: &Args, config: tandem_config::Config) -> Result<()> {
         None => None,
     };
     let instance_count = config.instances.len();
+    let running = daemon::Running {
+        files: args.files.clone(),
+        sync: config.sync.clone(),
+        dumps: daemon::DumpPaths {
+            data: args.data_file.clone(),
+            stats: args.stats_file.clone(),
+            json: args.json_file.clone(),
+        },
+    };
     // Everything the daemon needs is in the plan now.
     drop(config);
     release_free_memory();
+    let signals = signals::listen()?;
     let links = tandem_sys::watch_links().await?;
     let (control_tx, control_rx) = mpsc::channel(16);
     let _control = control::listen(&args.control, control_tx)?;
-    let _pid = args.pid_file.as_deref().map(PidFile::create).transpose()?;
-    let daemon = daemon::Daemon::new(plan, tandem_sys::Addresses::new(handle), replication)?;
+    let daemon = daemon::Daemon::new(plan, handle, replication, running)?;
     info!(
         "Starting tandemd {} with {} instance(s)",
         env!("CARGO_PKG_VERSION"),
         instance_count
     );
-    daemon.run(links, control_rx).await
+    daemon.run(links, control_rx, signals).await
 }
 
 /// Hands the memory the configuration parser freed back to the system. glibc keeps freed
@@ -176,22 +201,5 @@ fn release_free_memory() {
     // from us and is safe to call at any time.
     unsafe {
         libc::malloc_trim(0);
-    }
-}
-
-/// The pid file, removed on drop.
-struct PidFile(PathBuf);
-
-impl PidFile {
-    fn create(path: &Path) -> Result<PidFile> {
-        std::fs::write(path, format!("{}\n", std::process::id()))
-            .with_context(|| format!("writing pid file {}", path.display()))?;
-        Ok(PidFile(path.to_path_buf()))
-    }
-}
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }

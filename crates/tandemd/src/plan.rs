@@ -21,7 +21,7 @@ pub struct SocketKey {
 }
 
 /// A socket to open.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SocketPlan {
     /// Interface name.
     pub ifname: String,
@@ -84,6 +84,32 @@ pub struct Plan {
     pub garp_repeat: u32,
     /// Interface indexes by name, for link events.
     pub interfaces: BTreeMap<String, InterfaceInfo>,
+    /// `router_id`, or the host name: shown in dumps.
+    pub router_id: String,
+}
+
+impl Plan {
+    /// Every virtual address any instance may put on an interface.
+    pub fn all_addresses(&self) -> Vec<AddressSpec> {
+        (self.instances.iter())
+            .flat_map(|i| i.addresses.iter().cloned())
+            .collect()
+    }
+}
+
+/// Looks up every interface the configuration names.
+pub async fn lookup_interfaces(
+    handle: &rtnetlink::Handle,
+    config: &Config,
+) -> Result<BTreeMap<String, InterfaceInfo>> {
+    let mut interfaces = BTreeMap::new();
+    for name in interface_names(config) {
+        let info = tandem_sys::interface(handle, &name)
+            .await
+            .with_context(|| format!("looking up interface {name}"))?;
+        interfaces.insert(name, info);
+    }
+    Ok(interfaces)
 }
 
 /// Builds the plan; `interfaces` holds every interface the configuration names.
@@ -252,6 +278,11 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
         sockets,
         garp_repeat: config.global.garp_master_repeat.max(1),
         interfaces: interfaces.clone(),
+        router_id: config.global.router_id.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        }),
     })
 }
 

@@ -238,6 +238,11 @@ impl Instance {
         self.in_group = in_group;
     }
 
+    /// Zeroes the counters.
+    pub(crate) fn clear_stats(&mut self) {
+        self.stats = Stats::default();
+    }
+
     /// Start of the advert grid, once started.
     pub(crate) fn advert_epoch(&self) -> Option<Instant> {
         self.advert_epoch

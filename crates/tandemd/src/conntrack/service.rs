@@ -121,6 +121,7 @@ pub fn start(
         .name("ct-sync".into())
         .spawn(move || {
             runtime.block_on(async move {
+                inject_test_panic();
                 let socket = match UdpSocket::from_std(socket) {
                     Ok(socket) => Arc::new(socket),
                     Err(e) => {
@@ -150,6 +151,22 @@ pub fn start(
         interface.as_deref().unwrap_or("any interface")
     );
     Ok((Handle { commands }, first_resync_rx))
+}
+
+/// Test-only fault injection: with `TANDEM_TEST_PANIC_SYNC_AFTER_MS=N` in the environment,
+/// the replication thread panics N ms after it starts, so the end-to-end tests can prove that
+/// a dying thread takes the whole daemon down without leaving addresses behind.
+fn inject_test_panic() {
+    let after = std::env::var("TANDEM_TEST_PANIC_SYNC_AFTER_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(ms) = after {
+        warn!("TANDEM_TEST_PANIC_SYNC_AFTER_MS is set: the replication thread panics in {ms} ms");
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            panic!("injected panic in the replication thread (TANDEM_TEST_PANIC_SYNC_AFTER_MS)");
+        });
+    }
 }
 
 /// A node id that differs between the two ends: the low bits of the local address.

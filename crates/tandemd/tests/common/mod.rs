@@ -88,15 +88,33 @@ pub fn start_tandemd_in(
     config: &str,
     more: &[PathBuf],
 ) -> Result<Daemon> {
+    start_tandemd_full(lab, ns, config, more, &[], &[])
+}
+
+/// [`start_tandemd_in`] with environment variables and extra command-line arguments.
+pub fn start_tandemd_full(
+    lab: &tandem_lab::Lab,
+    ns: &Netns,
+    config: &str,
+    more: &[PathBuf],
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> Result<Daemon> {
     let tag = ns.name().rsplit('-').next().unwrap_or("x").to_string();
     let config_path = write_config_lab(lab, &format!("tandemd-{tag}.conf"), config)?;
     let control = lab.log_dir().join(format!("tandemd-{tag}.sock"));
     let _ = std::fs::remove_file(&control);
-    let mut argv = vec![
+    let mut argv: Vec<String> = Vec::new();
+    if !env.is_empty() {
+        argv.push("env".into());
+        argv.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+    }
+    argv.extend([
         TANDEMD.to_string(),
         "-f".into(),
         config_path.display().to_string(),
-    ];
+    ]);
+    argv.extend(extra.iter().map(|a| a.to_string()));
     for f in more {
         argv.push("-f".into());
         argv.push(f.display().to_string());

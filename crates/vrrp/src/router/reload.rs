@@ -121,4 +121,12 @@ impl Router {
         }
         out
     }
+
+    /// Zeroes every counter (keepalived's `STATS_CLEAR` signal, after the dump was written).
+    pub fn clear_stats(&mut self) {
+        for slot in &mut self.slots {
+            slot.instance.clear_stats();
+        }
+        self.unclaimed = Default::default();
+    }
 }

@@ -1,0 +1,135 @@
+//! SIGHUP and `tandemctl reload`: re-read every configuration file and apply the difference.
+//!
+//! An invalid new configuration is refused with its located errors and the running one stays.
+//! Unchanged instances keep their state, timers and addresses (no transition, no notify, no
+//! gap in adverts); removed or changed ones stop gracefully (priority 0, addresses removed);
+//! added or changed ones start. The replication service and its caches are left running.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use tracing::{error, info, warn};
+
+use super::Daemon;
+use crate::plan::{self, Plan};
+
+impl Daemon {
+    /// Reloads; the text is the answer for `tandemctl reload` (errors start with `error:`).
+    pub(super) async fn reload(&mut self) -> String {
+        info!("Reloading configuration from {}", self.files_display());
+        if self.held.is_some() {
+            let text = "error: reload refused: a promotion is waiting for its commit; try again in a moment\n";
+            warn!("{}", text.trim_end());
+            return text.into();
+        }
+        let files = self.running.files.clone();
+        let loaded = tokio::task::spawn_blocking(move || crate::load(&files)).await;
+        let config = match loaded {
+            Ok(Ok(config)) => config,
+            Ok(Err(report)) => return refused(&report),
+            Err(e) => return refused(&format!("error: reading the configuration: {e}\n")),
+        };
+        for w in &config.warnings {
+            warn!("{}", w.render());
+        }
+        let next = match plan::lookup_interfaces(&self.handle, &config).await {
+            Ok(interfaces) => plan::build(&config, &interfaces),
+            Err(e) => Err(e),
+        };
+        let next = match next {
+            Ok(next) => next,
+            Err(e) => return refused(&format!("error: {e:#}\n")),
+        };
+        let mut notes = String::new();
+        if config.sync != self.running.sync {
+            let note =
+                "conntrack replication settings changed: they take effect at the next restart \
+                        (the running replication and its caches are kept)";
+            warn!("{note}");
+            let _ = writeln!(notes, "warning: {note}");
+        }
+        let summary = self.apply(next).await;
+        info!("Reload done: {summary}");
+        format!("{notes}reload: {summary}\n")
+    }
+
+    /// Swaps in the new plan: carries unchanged instances over, stops the others on the old
+    /// plan, opens and closes sockets, starts what is new.
+    async fn apply(&mut self, mut next: Plan) -> String {
+        let now = Instant::now();
+        let carried = next.router.carry_over(&self.plan.router);
+        for &old in &carried.stopped {
+            info!(
+                "({}) removed or changed: stopping it",
+                self.plan.instances[old].name
+            );
+        }
+        let stopping = self.plan.router.stop_instances(now, &carried.stopped);
+        self.execute(stopping).await;
+
+        // Sockets: keep those the new plan describes the same way, open the new ones.
+        let mut sockets = HashMap::new();
+        let mut opened = Vec::new();
+        for (key, wanted) in &next.sockets {
+            let same = self.plan.sockets.get(key) == Some(wanted);
+            match self.sockets.get(key).filter(|_| same) {
+                Some(socket) => {
+                    sockets.insert(*key, socket.clone());
+                }
+                None => match super::open_socket(*key, wanted, &next) {
+                    Ok(socket) => {
+                        sockets.insert(*key, std::sync::Arc::new(socket));
+                        opened.push(*key);
+                    }
+                    Err(e) => error!("{e:#}: instances on {} will not be heard", wanted.ifname),
+                },
+            }
+        }
+        for (key, reader) in std::mem::take(&mut self.readers) {
+            let kept = sockets.contains_key(&key) && !opened.contains(&key);
+            if kept {
+                self.readers.insert(key, reader);
+            } else {
+                reader.abort();
+            }
+        }
+        self.sockets = sockets;
+        for key in opened {
+            self.spawn_reader(key);
+        }
+        self.plan = next;
+        self.last_drop_log.clear();
+        crate::panic_guard::track(self.plan.all_addresses());
+        for &new in &carried.started {
+            info!(
+                "({}) added or changed: starting it",
+                self.plan.instances[new].name
+            );
+        }
+        let starting = self.plan.router.start_instances(now, &carried.started);
+        self.execute(starting).await;
+        format!(
+            "{} instance(s) kept, {} stopped, {} started",
+            carried.kept.len(),
+            carried.stopped.len(),
+            carried.started.len()
+        )
+    }
+
+    fn files_display(&self) -> String {
+        (self.running.files.iter())
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Logs a refused reload's located errors; the running configuration stays.
+fn refused(report: &str) -> String {
+    for line in report.lines().filter(|l| !l.trim().is_empty()) {
+        error!("{line}");
+    }
+    error!("Reload refused: the running configuration stays in force");
+    format!("{report}error: reload refused: the running configuration stays in force\n")
+}
