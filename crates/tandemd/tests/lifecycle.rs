@@ -54,17 +54,16 @@ fn started(tag: &str, a_config: &str) -> Result<(Pair, Daemon, Daemon)> {
 
 /// Sends SIGHUP and waits for the reload's closing log line (`Reload done` or `refused`).
 fn sighup(d: &mut Daemon) -> Result<String> {
-    let before = d.child.log().matches("Reload").count();
+    let ends = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("Reload done") || l.contains("Reload refused"))
+            .map(str::to_string)
+            .collect()
+    };
+    let before = ends(&d.child.log()).len();
     d.child.signal(Signal::SIGHUP)?;
     wait_until("reload logged", Duration::from_secs(10), ms(10), || {
-        let log = d.child.log();
-        let lines: Vec<&str> = log
-            .lines()
-            .filter(|l| l.contains("Reload done") || l.contains("Reload refused"))
-            .collect();
-        (log.matches("Reload").count() > before && !lines.is_empty())
-            .then(|| lines.last().map(|l| l.to_string()))
-            .flatten()
+        ends(&d.child.log()).get(before).cloned()
     })
 }
 
