@@ -156,6 +156,8 @@ pub struct Instance {
     in_group: bool,
     wants_master: bool,
     master: Option<IpAddr>,
+    /// When this master last answered an advert out of its rhythm.
+    last_answer: Option<Instant>,
     stats: Stats,
 }
 
@@ -178,6 +180,7 @@ impl Instance {
             in_group: false,
             wants_master: false,
             master: None,
+            last_answer: None,
             stats: Stats::default(),
         }
     }
@@ -311,6 +314,11 @@ impl Instance {
                     source_address: src,
                 });
             }
+            if self.config.priority == PRIORITY_OWNER {
+                return Err(DecodeError::Owner {
+                    priority: advert.priority,
+                });
+            }
             Ok(advert)
         });
         if let Err(error) = &result {
@@ -390,8 +398,12 @@ impl Instance {
         out: &mut Vec<InstanceAction>,
     ) {
         if advert.priority == PRIORITY_STOP {
-            self.send_advert(self.priority, out);
-            self.adver_timer = Some(self.next_advert_on_grid(now));
+            // RFC 5798 6.4.3: answer at once, but not more than once an interval, so forged
+            // priority-0 adverts cannot make this router a packet amplifier.
+            if self.may_answer_now(now) {
+                self.send_advert(self.priority, out);
+                self.adver_timer = Some(self.next_advert_on_grid(now));
+            }
             return;
         }
         let higher = advert.priority > self.priority
@@ -409,11 +421,26 @@ impl Instance {
             // start where this router was slow to advertise): answer at once instead of
             // waiting for the next interval, so it steps down sooner, and announce the
             // addresses again, because its gratuitous ARPs / NAs pointed the neighbours' caches
-            // at its own MAC (keepalived's garp_lower_prio_repeat).
-            self.send_advert(self.priority, out);
-            self.adver_timer = Some(self.next_advert_on_grid(now));
-            out.push(InstanceAction::SendGratuitous);
+            // at its own MAC (keepalived's garp_lower_prio_repeat). At most once an interval:
+            // a flood of forged lower-priority adverts gets one answer per interval, not one
+            // advert and a burst of broadcast ARPs each.
+            if self.may_answer_now(now) {
+                self.send_advert(self.priority, out);
+                self.adver_timer = Some(self.next_advert_on_grid(now));
+                out.push(InstanceAction::SendGratuitous);
+            }
         }
+    }
+
+    /// Whether a master may answer an advert at once: not when it already did within the
+    /// last advert interval (its regular adverts carry on meanwhile).
+    fn may_answer_now(&mut self, now: Instant) -> bool {
+        let recent = (self.last_answer)
+            .is_some_and(|t| now.saturating_duration_since(t) < self.config.advert_interval);
+        if !recent {
+            self.last_answer = Some(now);
+        }
+        !recent
     }
 
     /// Runs whatever timers have expired by `now`.

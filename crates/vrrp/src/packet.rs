@@ -147,6 +147,15 @@ pub enum DecodeError {
         /// Source address of the packet.
         source_address: IpAddr,
     },
+    /// This router owns the addresses (priority 255): RFC 5798 7.1 has it discard every
+    /// advert for its VRID, so nobody can talk it out of its addresses.
+    #[error(
+        "advert with priority {priority} for a VRID this router owns (priority 255): discarded"
+    )]
+    Owner {
+        /// Priority the advert carried.
+        priority: u8,
+    },
 }
 
 impl DecodeError {
@@ -164,6 +173,7 @@ impl DecodeError {
             DecodeError::AuthType { .. } | DecodeError::AuthPassword => DropReason::Auth,
             DecodeError::Interval { .. } | DecodeError::ZeroInterval => DropReason::Interval,
             DecodeError::UnicastSource { .. } => DropReason::UnicastSource,
+            DecodeError::Owner { .. } => DropReason::Owner,
         }
     }
 }
@@ -191,11 +201,13 @@ pub enum DropReason {
     UnicastSource,
     /// No instance with this VRID on the interface.
     UnknownVrid,
+    /// See [`DecodeError::Owner`].
+    Owner,
 }
 
 impl DropReason {
     /// All reasons, for printing statistics in a fixed order.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::TooShort,
         DropReason::Version,
         DropReason::Type,
@@ -206,6 +218,7 @@ impl DropReason {
         DropReason::Interval,
         DropReason::UnicastSource,
         DropReason::UnknownVrid,
+        DropReason::Owner,
     ];
 
     /// Name used in statistics.
@@ -221,6 +234,7 @@ impl DropReason {
             DropReason::Interval => "interval",
             DropReason::UnicastSource => "unicast_source",
             DropReason::UnknownVrid => "unknown_vrid",
+            DropReason::Owner => "owner",
         }
     }
 }
