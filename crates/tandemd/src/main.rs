@@ -5,6 +5,7 @@ mod conntrack;
 mod control;
 mod daemon;
 mod deadline;
+mod log_limit;
 mod notify;
 mod plan;
 
@@ -34,6 +35,10 @@ struct Args {
     /// Unix socket for tandemctl.
     #[arg(long, value_name = "PATH", default_value = "/run/tandemd.sock")]
     control: PathBuf,
+    /// Group allowed to use the control socket (read-only verbs; changing verbs need root).
+    /// Default: `tandem` when that group exists, else root's group.
+    #[arg(long, value_name = "NAME")]
+    control_group: Option<String>,
     /// Write the daemon's pid here (removed on exit).
     #[arg(long, value_name = "PATH")]
     pid_file: Option<PathBuf>,
@@ -156,7 +161,8 @@ async fn run(args: &Args, config: tandem_config::Config) -> Result<()> {
     release_free_memory();
     let links = tandem_sys::watch_links().await?;
     let (control_tx, control_rx) = mpsc::channel(16);
-    let _control = control::listen(&args.control, control_tx)?;
+    let group = control::control_group(args.control_group.as_deref())?;
+    let _control = control::listen(&args.control, group, control_tx)?;
     let _pid = args.pid_file.as_deref().map(PidFile::create).transpose()?;
     let daemon = daemon::Daemon::new(plan, tandem_sys::Addresses::new(handle), replication)?;
     info!(
