@@ -9,12 +9,16 @@
 //! Limits, so a local user cannot exhaust the daemon: a request line is at most
 //! [`MAX_REQUEST`] bytes (read through a bounded reader, a longer one gets an error and the
 //! connection closes), a client has [`READ_TIMEOUT`] to send it, at most [`MAX_CONNECTIONS`]
-//! are served at once (more are closed at once), and a failing `accept` (EMFILE) is retried
-//! after a pause instead of in a busy loop.
+//! are served at once, and a failing `accept` (EMFILE) is retried after a pause instead of in
+//! a busy loop. When all slots are taken, a new connection takes the slot of the oldest one
+//! still waiting for its request line (that one is closed at once); with no such connection
+//! the new one is closed. Idle connections therefore cannot lock `tandemctl status` out: it
+//! sends its line as soon as it connects.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -127,9 +131,32 @@ pub fn listen(path: &Path, group: Gid, to_daemon: mpsc::Sender<Request>) -> Resu
     Ok(socket)
 }
 
+/// Connections still waiting for their request line, oldest first, each with the switch
+/// that closes it when a new connection needs its slot.
+#[derive(Default)]
+struct Idle {
+    next: u64,
+    waiting: VecDeque<(u64, oneshot::Sender<()>)>,
+}
+
+/// Takes a connection out of [`Idle`] when it stops waiting, however it stops.
+struct IdleEntry {
+    idle: Arc<Mutex<Idle>>,
+    id: u64,
+}
+
+impl Drop for IdleEntry {
+    fn drop(&mut self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.waiting.retain(|(id, _)| *id != self.id);
+        }
+    }
+}
+
 /// Accepts connections, each served on a task of its own, at most [`MAX_CONNECTIONS`] at once.
 async fn serve(listener: UnixListener, to_daemon: mpsc::Sender<Request>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let idle = Arc::new(Mutex::new(Idle::default()));
     let mut accept_log = LogLimiter::default();
     let mut full_log = LogLimiter::default();
     loop {
@@ -143,19 +170,54 @@ async fn serve(listener: UnixListener, to_daemon: mpsc::Sender<Request>) {
                 continue;
             }
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            if let Some(n) = full_log.hit(Instant::now(), 1) {
-                warn!(
-                    "control socket: {MAX_CONNECTIONS} connections open, closing new ones \
-                     ({n} closed since the last line)"
-                );
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                let evicted = (idle.lock().ok())
+                    .and_then(|mut idle| idle.waiting.pop_front())
+                    .map(|(_, close)| close.send(()));
+                // The closed connection's task gives its slot back as soon as it runs.
+                let freed = match evicted {
+                    Some(_) => tokio::time::timeout(
+                        ACCEPT_BACKOFF,
+                        Arc::clone(&slots).acquire_owned(),
+                    )
+                    .await
+                    .ok()
+                    .and_then(Result::ok),
+                    None => None,
+                };
+                if let Some(n) = full_log.hit(Instant::now(), 1) {
+                    warn!(
+                        "control socket: {MAX_CONNECTIONS} connections open, closing the \
+                         oldest idle one or the new one ({n} closed since the last line)"
+                    );
+                }
+                match freed {
+                    Some(slot) => slot,
+                    None => {
+                        let _ = stream.try_write(b"error: too many connections, try again\n");
+                        continue;
+                    }
+                }
             }
-            let _ = stream.try_write(b"error: too many connections, try again\n");
-            continue;
+        };
+        let (close, closed) = oneshot::channel();
+        let entry = match idle.lock() {
+            Ok(mut list) => {
+                list.next += 1;
+                let id = list.next;
+                list.waiting.push_back((id, close));
+                IdleEntry {
+                    idle: Arc::clone(&idle),
+                    id,
+                }
+            }
+            Err(_) => continue,
         };
         let to_daemon = to_daemon.clone();
         tokio::spawn(async move {
-            serve_one(stream, to_daemon).await;
+            serve_one(stream, entry, closed, to_daemon).await;
             drop(slot);
         });
     }
@@ -191,11 +253,24 @@ async fn read_request<R: tokio::io::AsyncRead + Unpin>(read: R) -> Result<String
 }
 
 /// One connection: the request line, the credential check, the daemon's answer.
-async fn serve_one(stream: UnixStream, to_daemon: mpsc::Sender<Request>) {
+async fn serve_one(
+    stream: UnixStream,
+    idle: IdleEntry,
+    closed: oneshot::Receiver<()>,
+    to_daemon: mpsc::Sender<Request>,
+) {
     // Unknown credentials count as the least privileged.
     let uid = stream.peer_cred().ok().map(|c| c.uid());
     let (read, mut write) = stream.into_split();
-    let text = match tokio::time::timeout(READ_TIMEOUT, read_request(read)).await {
+    let read = tokio::select! {
+        read = tokio::time::timeout(READ_TIMEOUT, read_request(read)) => read,
+        _ = closed => {
+            let _ = write_reply(&mut write, "error: too many connections, try again\n").await;
+            return;
+        }
+    };
+    drop(idle);
+    let text = match read {
         Err(_) => {
             debug!("control socket: no request within {READ_TIMEOUT:?}, closing");
             let _ = write_reply(&mut write, "error: no request received in time\n").await;

@@ -1,0 +1,339 @@
+//! The control socket as a local user meets it (mode 0660 whatever the umask, changing verbs
+//! for root only, bounded request lines, idle connections that cannot lock it) and the sync
+//! health an operator sees (a key mismatch is logged once per period and fails `tandemctl
+//! status`; a datagram from a stranger's address is dropped before the sync core and counted).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use common::*;
+use tandem_lab::{require_root, wait_until, Netns, Pair};
+
+/// nobody / nogroup on Debian.
+const NOBODY: u32 = 65534;
+const NOGROUP: u32 = 65534;
+
+fn vrrp(priority: u8) -> String {
+    Vi {
+        name: "VI_1",
+        interface: "eth0",
+        vrid: 61,
+        priority,
+        advert_int: "1",
+        version: 3,
+        vips: &["10.0.0.254/24"],
+        extra: "",
+    }
+    .render()
+}
+
+/// Starts tandemd the way a careless shell would: under `umask 000`, with `args` added.
+fn start_under_umask_000(pair: &Pair, ns: &Netns, args: &str) -> Result<Daemon> {
+    let config = write_config(pair, "tandemd-umask.conf", &vrrp(150))?;
+    let control = pair.lab.log_dir().join("tandemd-umask.sock");
+    let cmd = format!(
+        "umask 000 && exec {TANDEMD} -f {} --control {} --log debug {args}",
+        config.display(),
+        control.display()
+    );
+    let child = ns.spawn(&["sh", "-c", &cmd])?;
+    let d = Daemon {
+        child,
+        control: control.clone(),
+        config,
+        ns: ns.clone(),
+    };
+    wait_until(
+        "tandemd control socket",
+        Duration::from_secs(10),
+        ms(10),
+        || control.exists().then_some(()),
+    )
+    .with_context(|| format!("tandemd did not start:\n{}", d.child.log()))?;
+    Ok(d)
+}
+
+/// A line of /proc/PID/status (`VmRSS`, `Umask`, ...), value only.
+fn proc_status(pid: u32, key: &str) -> Result<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+        .with_context(|| format!("no {key} in /proc/{pid}/status"))
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let v = proc_status(pid, "VmRSS")?;
+    Ok(v.trim_end_matches(" kB").trim().parse()?)
+}
+
+#[test]
+fn control_socket_is_0660_under_umask_000_and_changing_verbs_need_root() -> Result<()> {
+    require_root!(Ok(()));
+    let pair = Pair::new("ctlperm")?;
+    // The log directory holds the socket: others must be able to reach it to be refused by
+    // the socket's own mode, not by the directory's.
+    std::fs::set_permissions(pair.lab.log_dir(), std::fs::Permissions::from_mode(0o755))?;
+    let d = start_under_umask_000(&pair, &pair.a, "--control-group nogroup")?;
+    assert_eq!(proc_status(d.child.pid(), "Umask")?, "0000", "really under umask 000");
+
+    let meta = std::fs::metadata(&d.control)?;
+    assert_eq!(
+        meta.permissions().mode() & 0o7777,
+        0o660,
+        "socket mode {:o}",
+        meta.permissions().mode()
+    );
+    assert_eq!((meta.uid(), meta.gid()), (0, NOGROUP), "root:nogroup");
+
+    // A member of the control group (nobody's primary group is nogroup) may read ...
+    let (code, out) = run_tandemctl(&d.control, Some((NOBODY, NOGROUP)), &["status"])?;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("instance=VI_1 state="), "{out}");
+    let (code, out) = run_tandemctl(&d.control, Some((NOBODY, NOGROUP)), &["-s"])?;
+    assert_eq!(code, 0, "{out}");
+    // ... but not change anything, in tandem's words or conntrackd's letters.
+    for args in [&["flush"][..], &["-f"], &["-c"], &["commit"], &["bulk"], &["-R"]] {
+        let (code, out) = run_tandemctl(&d.control, Some((NOBODY, NOGROUP)), args)?;
+        assert_eq!(code, 1, "{args:?}: {out}");
+        assert!(out.contains("needs root (peer uid 65534)"), "{args:?}: {out}");
+    }
+    let (_, out) = run_tandemctl(&d.control, Some((NOBODY, NOGROUP)), &["flush"])?;
+    assert_eq!(out.trim(), "error: flush needs root (peer uid 65534)");
+    // Someone outside the group cannot even connect.
+    let (code, out) = run_tandemctl(&d.control, Some((NOBODY, 4242)), &["status"])?;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("Permission denied"), "{out}");
+    // Root gets through to the daemon (which has no replication to flush here).
+    let (_, out) = run_tandemctl(&d.control, None, &["flush"])?;
+    assert!(!out.contains("needs root"), "{out}");
+    assert!(out.contains("replication is not configured"), "{out}");
+    Ok(())
+}
+
+#[test]
+fn overlong_lines_and_idle_connections_leave_status_answering() -> Result<()> {
+    require_root!(Ok(()));
+    let pair = Pair::new("ctllimit")?;
+    let d = start_tandemd(&pair, &pair.a, &vrrp(150))?;
+    let pid = d.child.pid();
+    d.query("status")?;
+    let rss_before = rss_kib(pid)?;
+
+    // A 300 MiB request line, written until the daemon hangs up.
+    let mut s = UnixStream::connect(&d.control)?;
+    let mut writer = s.try_clone()?;
+    let sender = std::thread::spawn(move || {
+        let chunk = vec![b'a'; 1 << 20];
+        let mut sent = 0usize;
+        for _ in 0..300 {
+            if writer.write_all(&chunk).is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        sent
+    });
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reply = Vec::new();
+    // The daemon closes with the line unread: the read may end in ECONNRESET after the reply.
+    let _ = s.read_to_end(&mut reply);
+    let sent = sender.join().expect("sender thread");
+    let reply = String::from_utf8_lossy(&reply);
+    assert_eq!(reply, "error: request longer than 4096 bytes\n");
+    assert!(sent < 300 << 20, "the daemon stopped reading early ({sent} bytes went)");
+    assert!(d.query("status")?.contains("instance=VI_1"));
+
+    // 200 idle connections, more than the 64 served at once: status still answers at once,
+    // the oldest idle ones were closed to make room.
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(UnixStream::connect(&d.control)?);
+    }
+    let t = Instant::now();
+    let status = d.query("status")?;
+    let took = t.elapsed();
+    assert!(status.contains("instance=VI_1"), "{status}");
+    assert!(took < Duration::from_secs(2), "status took {took:?}");
+    let mut first = idle.remove(0);
+    first.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut text = String::new();
+    let _ = first.read_to_string(&mut text);
+    assert_eq!(text, "error: too many connections, try again\n");
+    // The newest idle one is closed by the 5 s read timeout.
+    let mut last = idle.pop().context("idle connections")?;
+    last.set_read_timeout(Some(Duration::from_secs(15)))?;
+    let t = Instant::now();
+    let mut text = String::new();
+    let _ = last.read_to_string(&mut text);
+    let waited = t.elapsed();
+    assert_eq!(text, "error: no request received in time\n");
+    assert!(
+        waited > Duration::from_secs(3) && waited < Duration::from_secs(8),
+        "closed after {waited:?}"
+    );
+    let rss_after = rss_kib(pid)?;
+    println!(
+        "300 MiB line: refused after {} KiB went; 200 idle connections: status in {} ms; \
+         RSS {rss_before} KiB before, {rss_after} KiB after",
+        sent >> 10,
+        took.as_millis()
+    );
+    assert!(
+        rss_after < rss_before + 16 * 1024,
+        "memory bounded: {rss_before} -> {rss_after} KiB"
+    );
+    drop(idle);
+    assert!(d.query("status")?.contains("instance=VI_1"));
+    Ok(())
+}
+
+fn sync_toml(local: &str, peer: &str, key: &str) -> String {
+    format!(
+        "[sync]\ninterface = \"eth0\"\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = 3780\n\
+         key = \"{key}\"\npeer_silent = 1.0\n"
+    )
+}
+
+fn start_synced(pair: &Pair, ns: &Netns, priority: u8, toml: &str) -> Result<Daemon> {
+    let tag = ns.name().rsplit('-').next().unwrap_or("x").to_string();
+    let path = write_config(pair, &format!("sync-{tag}.toml"), toml)?;
+    start_tandemd_with(pair, ns, &vrrp(priority), &[path])
+}
+
+fn stat(d: &Daemon, key: &str) -> u64 {
+    tandem_lab::control::counter(&d.query("stats").unwrap_or_default(), key)
+}
+
+fn log_lines(d: &Daemon, needle: &str) -> Vec<String> {
+    d.child
+        .log()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn sync_key_mismatch_warns_once_per_period_and_fails_status() -> Result<()> {
+    require_root!(Ok(()));
+    let pair = Pair::new("keymis")?;
+    let started = Instant::now();
+    let _a = start_synced(
+        &pair,
+        &pair.a,
+        150,
+        &sync_toml("10.0.0.1", "10.0.0.2", "key-of-a"),
+    )?;
+    let b = start_synced(
+        &pair,
+        &pair.b,
+        100,
+        &sync_toml("10.0.0.2", "10.0.0.1", "key-of-b"),
+    )?;
+    wait_until(
+        "B drops several of A's datagrams",
+        Duration::from_secs(20),
+        ms(50),
+        || (stat(&b, "drop_bad_hmac") >= 5).then_some(()),
+    )?;
+    let lines = log_lines(&b, "fail authentication");
+    let allowed = 1 + started.elapsed().as_secs() as usize / 10;
+    println!(
+        "{} datagrams with a bad HMAC in {:.1} s gave {} WARN line(s): {:?}",
+        stat(&b, "drop_bad_hmac"),
+        started.elapsed().as_secs_f64(),
+        lines.len(),
+        lines.first()
+    );
+    assert!(
+        !lines.is_empty() && lines.len() <= allowed,
+        "{lines:#?}"
+    );
+    assert!(lines[0].contains("WARN") && lines[0].contains("10.0.0.1:3780"), "{}", lines[0]);
+
+    // Never authenticated: the peer is silent, and status says so with its exit code.
+    let (code, out) = wait_until(
+        "tandemctl status failing",
+        Duration::from_secs(10),
+        ms(100),
+        || {
+            let (code, out) = run_tandemctl(&b.control, None, &["status"]).ok()?;
+            (code == 2).then_some((code, out))
+        },
+    )?;
+    assert_eq!(code, 2);
+    assert!(
+        out.contains("sync peer=10.0.0.1:3780 health=silent last_heard=never"),
+        "{out}"
+    );
+    assert!(out.contains("drop_bad_hmac="), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("health=failing") && l.contains("sync=silent")), "{out}");
+    assert!(out.contains("instance=VI_1 state="), "the existing lines stay: {out}");
+    let silent = log_lines(&b, "silent for");
+    assert_eq!(silent.len(), 1, "{silent:#?}");
+    assert!(silent[0].contains("WARN") && silent[0].contains("never heard"), "{}", silent[0]);
+    Ok(())
+}
+
+#[test]
+fn datagram_from_a_wrong_source_is_dropped_and_counted() -> Result<()> {
+    require_root!(Ok(()));
+    let pair = Pair::new("wrongsrc")?;
+    let _a = start_synced(&pair, &pair.a, 150, &sync_toml("10.0.0.1", "10.0.0.2", "k"))?;
+    let b = start_synced(&pair, &pair.b, 100, &sync_toml("10.0.0.2", "10.0.0.1", "k"))?;
+    // The pair is healthy first: status passes.
+    let out = wait_until(
+        "B hears A and status passes",
+        Duration::from_secs(15),
+        ms(100),
+        || {
+            let (code, out) = run_tandemctl(&b.control, None, &["status"]).ok()?;
+            (code == 0 && out.contains("health=ok last_heard=")).then_some(out)
+        },
+    )?;
+    assert!(out.contains("sync peer=10.0.0.1:3780 health=ok"), "{out}");
+    let started = Instant::now();
+    let received = stat(&b, "datagrams_received");
+
+    // A third host on the sync network sends to B's sync port.
+    const SENT: u64 = 100;
+    pair.client.enter(|| -> Result<()> {
+        let s = std::net::UdpSocket::bind("10.0.0.100:0")?;
+        for i in 0..SENT {
+            s.send_to(&[i as u8; 64], "10.0.0.2:3780")?;
+        }
+        Ok(())
+    })??;
+    wait_until(
+        "B counts the stranger's datagrams",
+        Duration::from_secs(10),
+        ms(20),
+        || (stat(&b, "drop_wrong_source") == SENT).then_some(()),
+    )?;
+    let stats = b.query("stats")?;
+    // The sync core never saw them: no decode-level drop moved.
+    for key in ["drop_bad_magic", "drop_truncated", "drop_bad_hmac", "drop_malformed"] {
+        assert_eq!(tandem_lab::control::counter(&stats, key), 0, "{key}: {stats}");
+    }
+    assert!(
+        tandem_lab::control::counter(&stats, "datagrams_received") < received + SENT,
+        "only A's datagrams reached the core"
+    );
+    let lines = log_lines(&b, "not the peer");
+    let allowed = 1 + started.elapsed().as_secs() as usize / 10;
+    assert!(!lines.is_empty() && lines.len() <= allowed, "{lines:#?}");
+    assert!(lines[0].contains("WARN") && lines[0].contains("10.0.0.100"), "{}", lines[0]);
+    println!("{SENT} datagrams from 10.0.0.100 dropped and counted; log: {}", lines[0]);
+    // Still healthy: the real peer is heard, and status shows the drops.
+    let (code, out) = run_tandemctl(&b.control, None, &["status"])?;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("drop_wrong_source={SENT}")), "{out}");
+    Ok(())
+}
