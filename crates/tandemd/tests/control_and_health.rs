@@ -114,6 +114,23 @@ fn control_socket_is_0660_under_umask_000_and_changing_verbs_need_root() -> Resu
     let (_, out) = run_tandemctl(&d.control, None, &["flush"])?;
     assert!(!out.contains("needs root"), "{out}");
     assert!(out.contains("replication is not configured"), "{out}");
+
+    // An instance in FAULT makes status fail, for the group's monitoring user too.
+    let (code, out) = run_tandemctl(&d.control, Some((NOBODY, NOGROUP)), &["status"])?;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.ends_with("health=ok\n"), "{out}");
+    pair.a.link_set("eth0", false)?;
+    let out = wait_until(
+        "status fails with VI_1 in FAULT",
+        Duration::from_secs(10),
+        ms(50),
+        || {
+            let (code, out) = run_tandemctl(&d.control, Some((NOBODY, NOGROUP)), &[]).ok()?;
+            (code == 2).then_some(out)
+        },
+    )?;
+    assert!(out.contains("instance=VI_1 state=FAULT"), "{out}");
+    assert!(out.ends_with("health=failing fault=VI_1\n"), "{out}");
     Ok(())
 }
 
