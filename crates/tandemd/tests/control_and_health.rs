@@ -393,3 +393,62 @@ fn datagram_from_a_wrong_source_is_dropped_and_counted() -> Result<()> {
     assert_eq!(code, 0, "{out}");
     Ok(())
 }
+
+fn multicast_toml(local: &str) -> String {
+    format!(
+        "[sync]\ninterface = \"eth0\"\nlocal = \"{local}\"\ngroup = \"225.0.0.50\"\nport = 3780\n\
+         key = \"k\"\npeer_silent = 1.0\n"
+    )
+}
+
+#[test]
+fn multicast_sync_accepts_only_sources_on_the_sync_subnet() -> Result<()> {
+    require_root!(Ok(()));
+    let pair = Pair::new("mcsrc")?;
+    // The stranger has an address outside the sync subnet on the same wire; B checks sources
+    // itself, not through reverse-path filtering.
+    pair.client.ip("addr add 10.9.9.9/24 dev eth0")?;
+    pair.b.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
+    pair.b.sysctl("net.ipv4.conf.eth0.rp_filter", "0")?;
+    let _a = start_synced(&pair, &pair.a, 150, &multicast_toml("10.0.0.1"))?;
+    let b = start_synced(&pair, &pair.b, 100, &multicast_toml("10.0.0.2"))?;
+    wait_until(
+        "B hears A over multicast",
+        Duration::from_secs(15),
+        ms(100),
+        || {
+            let (code, out) = run_tandemctl(&b.control, None, &["status"]).ok()?;
+            (code == 0 && out.contains("health=ok last_heard=")).then_some(())
+        },
+    )?;
+    const SENT: u64 = 50;
+    pair.client.enter(|| -> Result<()> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        for source in ["10.9.9.9", "10.0.0.100"] {
+            let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            let ip: std::net::Ipv4Addr = source.parse()?;
+            s.bind(&std::net::SocketAddr::from((ip, 0)).into())?;
+            s.set_multicast_if_v4(&ip)?;
+            let group = std::net::SocketAddr::from(([225, 0, 0, 50], 3780));
+            for i in 0..SENT {
+                s.send_to(&[i as u8; 64], &group.into())?;
+            }
+        }
+        Ok(())
+    })??;
+    wait_until(
+        "B drops the off-subnet datagrams and hands the on-subnet ones to the core",
+        Duration::from_secs(10),
+        ms(20),
+        || {
+            let stats = b.query("stats").ok()?;
+            let wrong = tandem_lab::control::counter(&stats, "drop_wrong_source");
+            let garbage = tandem_lab::control::counter(&stats, "drop_bad_magic");
+            (wrong == SENT && garbage == SENT).then_some(())
+        },
+    )?;
+    let lines = log_lines(&b, "not the peer");
+    assert!(lines[0].contains("10.9.9.9"), "{}", lines[0]);
+    println!("multicast: {SENT} from 10.9.9.9 dropped for their source, {SENT} from 10.0.0.100 reached the core (bad magic)");
+    Ok(())
+}
