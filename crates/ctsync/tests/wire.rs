@@ -280,7 +280,15 @@ fn last_heard_moves_only_for_authenticated_datagrams_of_the_peer() {
     let heard = pair.nodes[1].last_heard().expect("the peer was heard");
     // A forgery later on does not count as hearing from the peer.
     pair.now += Duration::from_secs(5);
-    let forged = datagram(1, FLAG_RESET, 1, 0x1000, 0, &[], Some(&AuthKey::new(b"guess")));
+    let forged = datagram(
+        1,
+        FLAG_RESET,
+        1,
+        0x1000,
+        0,
+        &[],
+        Some(&AuthKey::new(b"guess")),
+    );
     pair.input(1, Input::Datagram(&forged));
     assert_eq!(pair.nodes[1].last_heard(), Some(heard));
     assert_eq!(pair.nodes[1].drops().bad_hmac, 1);

@@ -15,9 +15,9 @@
 //! the new one is closed. Idle connections therefore cannot lock `tandemctl status` out: it
 //! sends its line as soon as it connects.
 
+use std::collections::VecDeque;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -178,13 +178,12 @@ async fn serve(listener: UnixListener, to_daemon: mpsc::Sender<Request>) {
                     .map(|(_, close)| close.send(()));
                 // The closed connection's task gives its slot back as soon as it runs.
                 let freed = match evicted {
-                    Some(_) => tokio::time::timeout(
-                        ACCEPT_BACKOFF,
-                        Arc::clone(&slots).acquire_owned(),
-                    )
-                    .await
-                    .ok()
-                    .and_then(Result::ok),
+                    Some(_) => {
+                        tokio::time::timeout(ACCEPT_BACKOFF, Arc::clone(&slots).acquire_owned())
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                    }
                     None => None,
                 };
                 if let Some(n) = full_log.hit(Instant::now(), 1) {
@@ -359,7 +358,10 @@ mod tests {
         let eof = read_request(&b"status"[..]).await;
         assert_eq!(eof, Ok("status".to_string()));
         let exact = vec![b'a'; MAX_REQUEST];
-        assert_eq!(read_request(&exact[..]).await.map(|s| s.len()), Ok(MAX_REQUEST));
+        assert_eq!(
+            read_request(&exact[..]).await.map(|s| s.len()),
+            Ok(MAX_REQUEST)
+        );
         let long = vec![b'a'; 8 * MAX_REQUEST];
         assert_eq!(read_request(&long[..]).await, Err(LineError::TooLong));
         assert_eq!(

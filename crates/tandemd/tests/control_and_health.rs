@@ -81,7 +81,11 @@ fn control_socket_is_0660_under_umask_000_and_changing_verbs_need_root() -> Resu
     // the socket's own mode, not by the directory's.
     std::fs::set_permissions(pair.lab.log_dir(), std::fs::Permissions::from_mode(0o755))?;
     let d = start_under_umask_000(&pair, &pair.a, "--control-group nogroup")?;
-    assert_eq!(proc_status(d.child.pid(), "Umask")?, "0000", "really under umask 000");
+    assert_eq!(
+        proc_status(d.child.pid(), "Umask")?,
+        "0000",
+        "really under umask 000"
+    );
 
     let meta = std::fs::metadata(&d.control)?;
     assert_eq!(
@@ -99,10 +103,20 @@ fn control_socket_is_0660_under_umask_000_and_changing_verbs_need_root() -> Resu
     let (code, out) = run_tandemctl(&d.control, Some((NOBODY, NOGROUP)), &["-s"])?;
     assert_eq!(code, 0, "{out}");
     // ... but not change anything, in tandem's words or conntrackd's letters.
-    for args in [&["flush"][..], &["-f"], &["-c"], &["commit"], &["bulk"], &["-R"]] {
+    for args in [
+        &["flush"][..],
+        &["-f"],
+        &["-c"],
+        &["commit"],
+        &["bulk"],
+        &["-R"],
+    ] {
         let (code, out) = run_tandemctl(&d.control, Some((NOBODY, NOGROUP)), args)?;
         assert_eq!(code, 1, "{args:?}: {out}");
-        assert!(out.contains("needs root (peer uid 65534)"), "{args:?}: {out}");
+        assert!(
+            out.contains("needs root (peer uid 65534)"),
+            "{args:?}: {out}"
+        );
     }
     let (_, out) = run_tandemctl(&d.control, Some((NOBODY, NOGROUP)), &["flush"])?;
     assert_eq!(out.trim(), "error: flush needs root (peer uid 65534)");
@@ -164,7 +178,10 @@ fn overlong_lines_and_idle_connections_leave_status_answering() -> Result<()> {
     let sent = sender.join().expect("sender thread");
     let reply = String::from_utf8_lossy(&reply);
     assert_eq!(reply, "error: request longer than 4096 bytes\n");
-    assert!(sent < 300 << 20, "the daemon stopped reading early ({sent} bytes went)");
+    assert!(
+        sent < 300 << 20,
+        "the daemon stopped reading early ({sent} bytes went)"
+    );
     assert!(d.query("status")?.contains("instance=VI_1"));
 
     // 200 idle connections, more than the 64 served at once: status still answers at once,
@@ -295,15 +312,25 @@ fn sync_key_mismatch_warns_once_per_period_and_fails_status() -> Result<()> {
         lines.len(),
         lines.join("\n")
     );
-    assert!(lines.len() <= 1 + elapsed.as_secs() as usize / 10, "{lines:#?}");
+    assert!(
+        lines.len() <= 1 + elapsed.as_secs() as usize / 10,
+        "{lines:#?}"
+    );
     for l in &lines {
-        assert!(l.contains("WARN") && l.contains("sync peer 10.0.0.1:3780"), "{l}");
+        assert!(
+            l.contains("WARN") && l.contains("sync peer 10.0.0.1:3780"),
+            "{l}"
+        );
     }
     let gap = seconds_of_day(&lines[1])? - seconds_of_day(&lines[0])?;
     assert!(gap >= 9.99, "lines {gap:.3} s apart");
     assert!(lines[0].contains("(1 since the last line)"), "{}", lines[0]);
     let count = since_last_line(&lines[1]).context("count in the second line")?;
-    assert!(count >= 5, "the second line counts what was held back: {}", lines[1]);
+    assert!(
+        count >= 5,
+        "the second line counts what was held back: {}",
+        lines[1]
+    );
 
     // Never authenticated: the peer is silent, and status says so with its exit code.
     let (code, out) = wait_until(
@@ -321,11 +348,22 @@ fn sync_key_mismatch_warns_once_per_period_and_fails_status() -> Result<()> {
         "{out}"
     );
     assert!(out.contains("drop_bad_hmac="), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("health=failing") && l.contains("sync=silent")), "{out}");
-    assert!(out.contains("instance=VI_1 state="), "the existing lines stay: {out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("health=failing") && l.contains("sync=silent")),
+        "{out}"
+    );
+    assert!(
+        out.contains("instance=VI_1 state="),
+        "the existing lines stay: {out}"
+    );
     let silent = log_lines(&b, "silent for");
     assert_eq!(silent.len(), 1, "{silent:#?}");
-    assert!(silent[0].contains("WARN") && silent[0].contains("never heard"), "{}", silent[0]);
+    assert!(
+        silent[0].contains("WARN") && silent[0].contains("never heard"),
+        "{}",
+        silent[0]
+    );
     Ok(())
 }
 
@@ -366,8 +404,17 @@ fn datagram_from_a_wrong_source_is_dropped_and_counted() -> Result<()> {
     )?;
     let stats = b.query("stats")?;
     // The sync core never saw them: no decode-level drop moved.
-    for key in ["drop_bad_magic", "drop_truncated", "drop_bad_hmac", "drop_malformed"] {
-        assert_eq!(tandem_lab::control::counter(&stats, key), 0, "{key}: {stats}");
+    for key in [
+        "drop_bad_magic",
+        "drop_truncated",
+        "drop_bad_hmac",
+        "drop_malformed",
+    ] {
+        assert_eq!(
+            tandem_lab::control::counter(&stats, key),
+            0,
+            "{key}: {stats}"
+        );
     }
     assert!(
         tandem_lab::control::counter(&stats, "datagrams_received") < received + SENT,
@@ -376,8 +423,15 @@ fn datagram_from_a_wrong_source_is_dropped_and_counted() -> Result<()> {
     let lines = log_lines(&b, "not the peer");
     let allowed = 1 + started.elapsed().as_secs() as usize / 10;
     assert!(!lines.is_empty() && lines.len() <= allowed, "{lines:#?}");
-    assert!(lines[0].contains("WARN") && lines[0].contains("10.0.0.100"), "{}", lines[0]);
-    println!("{SENT} datagrams from 10.0.0.100 dropped and counted; log: {}", lines[0]);
+    assert!(
+        lines[0].contains("WARN") && lines[0].contains("10.0.0.100"),
+        "{}",
+        lines[0]
+    );
+    println!(
+        "{SENT} datagrams from 10.0.0.100 dropped and counted; log: {}",
+        lines[0]
+    );
     // Still healthy: the real peer is heard, and status shows the drops.
     // (The status line is refreshed twice a second.)
     let counted = format!("drop_wrong_source={SENT}");

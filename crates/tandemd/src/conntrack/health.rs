@@ -40,9 +40,7 @@ impl Sources {
 /// IPv4-mapped IPv6 addresses compare as the IPv4 address they carry.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     }
 }
@@ -81,9 +79,7 @@ pub fn interface_subnets(interface: Option<&str>) -> Vec<(IpAddr, u8)> {
         let pair = match (addr.as_sockaddr_in(), mask.as_sockaddr_in()) {
             (Some(a), Some(m)) => Some((IpAddr::V4(a.ip()), u32::from(m.ip()).count_ones())),
             _ => match (addr.as_sockaddr_in6(), mask.as_sockaddr_in6()) {
-                (Some(a), Some(m)) => {
-                    Some((IpAddr::V6(a.ip()), u128::from(m.ip()).count_ones()))
-                }
+                (Some(a), Some(m)) => Some((IpAddr::V6(a.ip()), u128::from(m.ip()).count_ones())),
                 _ => None,
             },
         };

@@ -383,15 +383,13 @@ impl Service {
     async fn execute(&mut self, actions: Vec<Action<Flow>>) {
         for action in actions {
             match action {
-                Action::Transmit(bytes) => {
-                    match self.socket.send_to(&bytes, self.peer).await {
-                        Ok(_) => self.health.send_ok(),
-                        Err(e) => {
-                            debug!("sending to {}: {e}", self.peer);
-                            self.health.send_failed(Instant::now(), &e);
-                        }
+                Action::Transmit(bytes) => match self.socket.send_to(&bytes, self.peer).await {
+                    Ok(_) => self.health.send_ok(),
+                    Err(e) => {
+                        debug!("sending to {}: {e}", self.peer);
+                        self.health.send_failed(Instant::now(), &e);
                     }
-                }
+                },
                 Action::Commit(flows) => {
                     self.master = true;
                     self.last_commit = Some(
