@@ -164,7 +164,7 @@ async fn serve(listener: UnixListener, to_daemon: mpsc::Sender<Request>) {
             Ok((stream, _)) => stream,
             Err(e) => {
                 if let Some(n) = accept_log.hit(Instant::now(), 1) {
-                    warn!("control socket: accept failed: {e} ({n} times since the last line)");
+                    warn!("control socket: accept failed: {e} ({n} failures since the last line)");
                 }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;

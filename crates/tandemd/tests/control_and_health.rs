@@ -526,3 +526,65 @@ fn multicast_sync_accepts_only_sources_on_the_sync_subnet() -> Result<()> {
     println!("multicast: {SENT} from 10.9.9.9 dropped for their source, {SENT} from 10.0.0.100 reached the core (bad magic)");
     Ok(())
 }
+
+/// CPU time (user + system) the process used so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').context("stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
+}
+
+#[test]
+fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() -> Result<()> {
+    require_root!(Ok(()));
+    let pair = Pair::new("ctlfds")?;
+    let d = start_tandemd(&pair, &pair.a, &vrrp(150))?;
+    let pid = d.child.pid();
+    d.query("status")?;
+    // Leave the daemon room for two more descriptors.
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))?.count();
+    let limit = format!("--nofile={}:{}", open + 2, open + 2);
+    let out = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &limit])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "prlimit: {out:?}");
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(UnixStream::connect(&d.control)?);
+    }
+    wait_until(
+        "the daemon runs out of descriptors",
+        Duration::from_secs(5),
+        ms(20),
+        || (!log_lines(&d, "accept failed").is_empty()).then_some(()),
+    )?;
+    // A measuring window, not a synchronisation: a spinning accept loop would burn it all.
+    let before = cpu_ticks(pid)?;
+    let window = Duration::from_secs(1);
+    std::thread::sleep(window);
+    let used = cpu_ticks(pid)? - before;
+    let line = log_lines(&d, "accept failed").remove(0);
+    println!("out of descriptors: {used} CPU ticks in {window:?}; {line}");
+    assert!(
+        used < 30,
+        "{used} ticks of 100 in a second: the accept loop spins"
+    );
+    assert!(line.contains("Too many open files"), "{line}");
+    // The clients give up; the daemon serves again.
+    drop(idle);
+    let status = wait_until(
+        "status answers again",
+        Duration::from_secs(15),
+        ms(100),
+        || {
+            d.query("status")
+                .ok()
+                .filter(|s| s.contains("instance=VI_1"))
+        },
+    )?;
+    assert!(status.contains("health="), "{status}");
+    Ok(())
+}

@@ -351,7 +351,7 @@ impl Health {
         };
         warn!(
             "sync peer {} silent for {:.1} s ({what}; peer_silent is {:.1} s) \
-             ({n} times since the last line)",
+             (silent {n} times since the last line)",
             self.peer,
             quiet.as_secs_f64(),
             self.silent_after.as_secs_f64()
