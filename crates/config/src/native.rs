@@ -8,6 +8,7 @@
 //! peer = "192.168.2.2"          # unicast peer, or:  group = "225.0.0.50"
 //! port = 3780
 //! key_file = "/etc/tandem/sync.key"   # HMAC-SHA256 pre-shared key (optional)
+//! peer_silent = 3               # seconds without the peer before a WARN line (default 3)
 //! [sync.filter]
 //! ignore_addresses = ["127.0.0.0/8", "::1"]
 //! accept_protocols = ["TCP", "UDP", "ICMP"]
@@ -48,6 +49,7 @@ struct Sync {
     builtin_failover: Option<bool>,
     preempt_wait: Option<f64>,
     commit_wait: Option<f64>,
+    peer_silent: Option<f64>,
     warm_standby: Option<bool>,
     #[serde(default)]
     filter: Filter,
@@ -148,6 +150,12 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Option<SyncConfig>, Vec<D
     if let Some(secs) = sync.commit_wait {
         config.commit_wait = Duration::try_from_secs_f64(secs)
             .map_err(|_| error("[sync] commit_wait must be a number of seconds"))?;
+    }
+    if let Some(secs) = sync.peer_silent {
+        config.peer_silent = Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| error("[sync] peer_silent must be a positive number of seconds"))?;
     }
     config.filter = filter(sync.filter).map_err(|m| error(&m))?;
     Ok(Some(config))

@@ -93,6 +93,9 @@ pub struct SyncConfig {
     /// How long a new master waits for the commit of the external cache before it announces
     /// the addresses (the commit goes on in the background if it takes longer).
     pub commit_wait: Duration,
+    /// After how long without an authenticated datagram the peer counts as silent (a WARN
+    /// line, and `tandemctl status` fails), so a dead sync link or a key mismatch is seen.
+    pub peer_silent: Duration,
     /// Where the section starts.
     pub location: Location,
 }
@@ -115,6 +118,7 @@ impl SyncConfig {
             builtin_failover: true,
             preempt_wait: Duration::from_secs(5),
             commit_wait: Duration::from_secs(1),
+            peer_silent: Duration::from_secs(3),
             warm_standby: true,
             location,
         }

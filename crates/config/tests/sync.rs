@@ -133,3 +133,17 @@ fn errors_name_file_line_column() {
     let e = first_error(load_files(&[path]).unwrap_err());
     assert!(e.contains("syntax.toml:2:"), "{e}");
 }
+
+#[test]
+fn peer_silent_defaults_to_three_seconds_and_is_settable() {
+    let base = "[sync]\npeer = \"192.168.2.2\"\nlocal = \"192.168.2.1\"\n";
+    let path = write("silent-default.toml", base);
+    let sync = load_files(&[path]).unwrap().sync.unwrap();
+    assert_eq!(sync.peer_silent, std::time::Duration::from_secs(3));
+    let path = write("silent-set.toml", &format!("{base}peer_silent = 1.5\n"));
+    let sync = load_files(&[path]).unwrap().sync.unwrap();
+    assert_eq!(sync.peer_silent, std::time::Duration::from_millis(1500));
+    let path = write("silent-zero.toml", &format!("{base}peer_silent = 0\n"));
+    let e = first_error(load_files(&[path]).unwrap_err());
+    assert!(e.contains("peer_silent"), "{e}");
+}

@@ -115,6 +115,8 @@ pub(crate) struct Channel {
     events: Vec<Event>,
     out: Vec<Vec<u8>>,
     pub stats: Stats,
+    /// When the current peer last sent a datagram that passed every check.
+    pub last_heard: Option<Instant>,
 }
 
 impl Channel {
@@ -138,6 +140,7 @@ impl Channel {
             events: Vec::new(),
             out: Vec::new(),
             stats: Stats::default(),
+            last_heard: None,
         }
     }
 
@@ -302,6 +305,7 @@ impl Channel {
             }
             None => self.peer = Some(Peer::new(h.node_id, h.epoch)),
         }
+        self.last_heard = Some(now);
         match h.kind {
             MessageType::Data => self.receive_data(now, h, msg.body),
             MessageType::Status => self.receive_status(now, h, msg.body),

@@ -244,6 +244,18 @@ impl<R: Record> Node<R> {
         stats
     }
 
+    /// Dropped datagrams by reason, without copying the other counters (checked per datagram
+    /// by a daemon that logs drops).
+    pub fn drops(&self) -> &crate::stats::Drops {
+        &self.channel.stats.drops
+    }
+
+    /// When the peer last sent a datagram that passed every check (authenticated, from its
+    /// current incarnation): how a daemon tells a silent peer from a live one.
+    pub fn last_heard(&self) -> Option<Instant> {
+        self.channel.last_heard
+    }
+
     /// When to call `handle(now, Input::Timer)` next.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.channel.next_deadline()

@@ -270,3 +270,34 @@ fn write_seed_corpus() {
         }
     }
 }
+
+#[test]
+fn last_heard_moves_only_for_authenticated_datagrams_of_the_peer() {
+    let mut pair = Pair::new(4, Conditions::perfect(), |c| {
+        c.hmac_key = Some(b"sync secret".to_vec())
+    });
+    pair.run_for(Duration::from_secs(3));
+    let heard = pair.nodes[1].last_heard().expect("the peer was heard");
+    // A forgery later on does not count as hearing from the peer.
+    pair.now += Duration::from_secs(5);
+    let forged = datagram(
+        1,
+        FLAG_RESET,
+        1,
+        0x1000,
+        0,
+        &[],
+        Some(&AuthKey::new(b"guess")),
+    );
+    pair.input(1, Input::Datagram(&forged));
+    assert_eq!(pair.nodes[1].last_heard(), Some(heard));
+    assert_eq!(pair.nodes[1].drops().bad_hmac, 1);
+    // A node with another key never hears anyone.
+    let mut mismatch = Pair::new(5, Conditions::perfect(), |c| {
+        c.hmac_key = Some(c.node_id.to_be_bytes().to_vec())
+    });
+    mismatch.run_for(Duration::from_secs(3));
+    assert_eq!(mismatch.nodes[0].last_heard(), None);
+    assert_eq!(mismatch.nodes[1].last_heard(), None);
+    assert!(mismatch.nodes[1].drops().bad_hmac > 0);
+}

@@ -62,7 +62,8 @@ struct Args {
     /// conntrackd's daemon mode: tandemd is the daemon, so this is refused with a pointer.
     #[arg(short = 'd')]
     daemon: bool,
-    /// A tandem command word: `status`, `stats`, `commit`, ... (default `status`).
+    /// A tandem command word: `status`, `stats`, `commit`, ... (default `status`). `status`
+    /// exits 2 when an instance is in FAULT or the sync peer is silent.
     command: Vec<String>,
 }
 
@@ -105,14 +106,26 @@ fn main() -> Result<()> {
     if commands.is_empty() {
         commands.push("status".into());
     }
+    let mut unhealthy = false;
     for command in commands {
         let reply = ask(&args.control, &command)?;
         print!("{reply}");
         if reply.starts_with("error:") {
             std::process::exit(1);
         }
+        unhealthy |= reports_failure(&reply);
+    }
+    if unhealthy {
+        // Monitoring checks read the exit status: 2 is "critical" to Nagios-style checks.
+        std::process::exit(2);
     }
     Ok(())
+}
+
+/// Whether a status reply says the node is failing (an instance in FAULT, a silent sync
+/// peer): its verdict line is `health=failing ...`.
+fn reports_failure(reply: &str) -> bool {
+    reply.lines().any(|l| l.starts_with("health=failing"))
 }
 
 fn ask(control: &PathBuf, command: &str) -> Result<String> {
@@ -126,4 +139,19 @@ fn ask(control: &PathBuf, command: &str) -> Result<String> {
         .read_to_string(&mut reply)
         .context("reading tandemd's reply")?;
     Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reports_failure;
+
+    #[test]
+    fn only_a_failing_verdict_fails() {
+        assert!(!reports_failure("instance=VI_1 state=MASTER\nhealth=ok\n"));
+        assert!(reports_failure(
+            "instance=VI_1 state=FAULT\nhealth=failing fault=VI_1\n"
+        ));
+        assert!(reports_failure("health=failing sync=silent\n"));
+        assert!(!reports_failure("datagrams_sent=3\n"));
+    }
 }

@@ -621,7 +621,30 @@ impl Daemon {
             let _ = write!(out, " drop_{name}={n}");
         }
         out.push('\n');
+        self.health_lines(&mut out);
         out
+    }
+
+    /// The sync peer's line and a verdict line (`health=ok`, or `health=failing` with the
+    /// reasons: an instance in FAULT, a silent sync peer), which makes `tandemctl status`
+    /// usable as a monitoring check.
+    fn health_lines(&self, out: &mut String) {
+        let now = Instant::now();
+        let mut failing: Vec<String> = (self.plan.router.instances())
+            .filter(|(_, instance)| instance.state() == State::Fault)
+            .map(|(id, _)| format!("fault={}", self.plan.instances[id].name))
+            .collect();
+        if let Some(health) = self.replication.as_ref().and_then(|r| r.handle.health()) {
+            let _ = writeln!(out, "{}", health.describe(now));
+            if health.is_silent(now) {
+                failing.push("sync=silent".into());
+            }
+        }
+        if failing.is_empty() {
+            out.push_str("health=ok\n");
+        } else {
+            let _ = writeln!(out, "health=failing {}", failing.join(" "));
+        }
     }
 }
 

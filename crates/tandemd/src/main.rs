@@ -6,6 +6,7 @@ mod control;
 mod daemon;
 mod deadline;
 mod dump;
+mod log_limit;
 mod notify;
 mod panic_guard;
 mod plan;
@@ -37,6 +38,10 @@ struct Args {
     /// Unix socket for tandemctl.
     #[arg(long, value_name = "PATH", default_value = "/run/tandemd.sock")]
     control: PathBuf,
+    /// Group allowed to use the control socket (read-only verbs; changing verbs need root).
+    /// Default: `tandem` when that group exists, else root's group.
+    #[arg(long, value_name = "NAME")]
+    control_group: Option<String>,
     /// Write the daemon's pid here (locked while it runs, removed on exit).
     #[arg(long, short = 'p', value_name = "PATH")]
     pid_file: Option<PathBuf>,
@@ -182,7 +187,8 @@ async fn run(args: &Args, config: tandem_config::Config) -> Result<()> {
     let signals = signals::listen()?;
     let links = tandem_sys::watch_links().await?;
     let (control_tx, control_rx) = mpsc::channel(16);
-    let _control = control::listen(&args.control, control_tx)?;
+    let group = control::control_group(args.control_group.as_deref())?;
+    let _control = control::listen(&args.control, group, control_tx)?;
     let daemon = daemon::Daemon::new(plan, handle, replication, running)?;
     info!(
         "Starting tandemd {} with {} instance(s)",

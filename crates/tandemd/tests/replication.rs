@@ -333,10 +333,9 @@ fn forged_truncated_and_random_datagrams_are_dropped_and_counted() -> Result<()>
         }
         Ok(())
     })??;
+    // Not from the configured peer: dropped before the sync core looks at them.
     wait_until("forgeries counted", Duration::from_secs(10), ms(20), || {
-        (stat(&b, "drop_bad_hmac") > 0
-            && stat(&b, "drop_truncated") + stat(&b, "drop_bad_magic") > 0)
-            .then_some(())
+        (stat(&b, "drop_wrong_source") >= 600).then_some(())
     })?;
     assert_eq!(
         stat(&b, "external_entries"),
@@ -347,10 +346,8 @@ fn forged_truncated_and_random_datagrams_are_dropped_and_counted() -> Result<()>
     create(&pair.a, flows(500))?;
     wait_external(&b, 500, Duration::from_secs(30))?;
     println!(
-        "B dropped {} datagrams with a bad HMAC, {} truncated, {} bad magic; still in sync",
-        stat(&b, "drop_bad_hmac"),
-        stat(&b, "drop_truncated"),
-        stat(&b, "drop_bad_magic")
+        "B dropped {} datagrams from a source that is not the peer; still in sync",
+        stat(&b, "drop_wrong_source"),
     );
     assert!(a.alive() && b.alive() && intruder.alive());
     Ok(())

@@ -2,6 +2,7 @@
 //! the kernel (`tandem-ctnetlink`) and a UDP socket on the sync link.
 
 mod filter;
+mod health;
 mod kernel;
 mod service;
 mod warm;

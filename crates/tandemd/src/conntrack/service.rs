@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::filter::FlowFilter;
+use super::health::{Health, PeerHealth, Sources};
 use super::kernel::Kernel;
 use super::warm::{Chunk, WarmStandby};
 
@@ -27,6 +28,9 @@ const WARM_CHUNK: usize = 2048;
 /// kernel then builds no event message per entry, which halves the commit) and resync the
 /// internal cache from a dump afterwards for what traffic changed meanwhile.
 const PAUSE_EVENTS_FROM: usize = 10_000;
+
+/// How often the sync health is checked (silence) and published for `status`.
+const HEALTH_TICK: Duration = Duration::from_millis(500);
 
 /// What became of a warm-standby chunk.
 struct ChunkDone {
@@ -46,9 +50,15 @@ pub struct Command {
 #[derive(Clone)]
 pub struct Handle {
     commands: mpsc::Sender<Command>,
+    health: Arc<Mutex<PeerHealth>>,
 }
 
 impl Handle {
+    /// The sync peer's health as last published by the service (at most [`HEALTH_TICK`] old).
+    pub fn health(&self) -> Option<PeerHealth> {
+        self.health.lock().ok().map(|h| h.clone())
+    }
+
     /// Forwards a control-socket request without waiting (the daemon loop must not block).
     /// Requests forwarded one after another reach the service in that order.
     pub fn forward(&self, words: String, reply: oneshot::Sender<String>) {
@@ -75,6 +85,8 @@ struct Service {
     kernel: Kernel,
     socket: Arc<UdpSocket>,
     peer: SocketAddr,
+    /// Source checks, counts and rate-limited log lines about the link to the peer.
+    health: Health,
     last_commit: Option<String>,
     resync_received: Option<oneshot::Sender<usize>>,
     /// With warm standby: the peer's changes not yet in this backup's kernel table.
@@ -112,6 +124,22 @@ pub fn start(
     let (first_resync, first_resync_rx) = oneshot::channel();
     let (warm_done, warm_done_rx) = mpsc::unbounded_channel();
     let (commands, command_rx) = mpsc::channel(64);
+    let (sources, refresh) = match &config.transport {
+        Transport::Udp { peer, .. } => (Sources::Peer(*peer), None),
+        Transport::Multicast { .. } => {
+            let interface = config.interface.clone();
+            let nets = super::health::interface_subnets(interface.as_deref());
+            (Sources::Subnets(nets), Some(interface))
+        }
+    };
+    let health = Health::new(
+        Instant::now(),
+        peer.to_string(),
+        sources,
+        refresh,
+        config.peer_silent,
+    );
+    let shared_health = health.shared();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -135,6 +163,7 @@ pub fn start(
                     kernel,
                     socket,
                     peer,
+                    health,
                     last_commit: None,
                     resync_received: Some(first_resync),
                     warm: warm.then(WarmStandby::default),
@@ -150,7 +179,13 @@ pub fn start(
         "conntrack replication on {} to {peer}",
         interface.as_deref().unwrap_or("any interface")
     );
-    Ok((Handle { commands }, first_resync_rx))
+    Ok((
+        Handle {
+            commands,
+            health: shared_health,
+        },
+        first_resync_rx,
+    ))
 }
 
 /// Test-only fault injection: with `TANDEM_TEST_PANIC_SYNC_AFTER_MS=N` in the environment,
@@ -246,15 +281,14 @@ impl Service {
         // The kernel may already have flows: start from a dump, as conntrackd does.
         self.resync_from_kernel().await;
         let mut buf = vec![0u8; 65536];
+        let mut health_tick = tokio::time::interval(HEALTH_TICK);
+        health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let timer = crate::deadline::sleep_until(self.node.next_deadline());
             tokio::select! {
                 Some(batch) = events.recv() => self.on_kernel_events(batch).await,
                 received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((n, _from)) => {
-                        let actions = self.node.handle(Instant::now(), Input::Datagram(&buf[..n]));
-                        self.execute(actions).await;
-                    }
+                    Ok((n, from)) => self.on_datagram(&buf[..n], from).await,
                     Err(e) => warn!("sync socket: {e}"),
                 },
                 Some(command) = commands.recv() => {
@@ -262,6 +296,7 @@ impl Service {
                     let _ = command.reply.send(answer);
                 }
                 Some(done) = warm_done.recv() => self.on_chunk_done(done).await,
+                _ = health_tick.tick() => self.health.tick(Instant::now(), &self.node.stats()),
                 _ = timer => {
                     let actions = self.node.handle(Instant::now(), Input::Timer);
                     self.execute(actions).await;
@@ -271,6 +306,23 @@ impl Service {
                 self.after_commit(paused).await;
             }
         }
+    }
+
+    /// A datagram from the sync socket: only the peer's reach the core; authentication
+    /// failures and hearing from the peer go to the health checks.
+    async fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr) {
+        let now = Instant::now();
+        if !self.health.accepts(now, from) {
+            return;
+        }
+        let bad_hmac = self.node.drops().bad_hmac;
+        let actions = self.node.handle(now, Input::Datagram(bytes));
+        let failed = self.node.drops().bad_hmac - bad_hmac;
+        if failed > 0 {
+            self.health.bad_hmac(now, from, failed);
+        }
+        self.health.heard(now, self.node.last_heard());
+        self.execute(actions).await;
     }
 
     async fn on_kernel_events(&mut self, batch: Vec<KernelEvent>) {
@@ -348,11 +400,13 @@ impl Service {
     async fn execute(&mut self, actions: Vec<Action<Flow>>) {
         for action in actions {
             match action {
-                Action::Transmit(bytes) => {
-                    if let Err(e) = self.socket.send_to(&bytes, self.peer).await {
+                Action::Transmit(bytes) => match self.socket.send_to(&bytes, self.peer).await {
+                    Ok(_) => self.health.send_ok(),
+                    Err(e) => {
                         debug!("sending to {}: {e}", self.peer);
+                        self.health.send_failed(Instant::now(), &e);
                     }
-                }
+                },
                 Action::Commit(flows) => {
                     self.master = true;
                     self.last_commit = Some(
@@ -370,7 +424,7 @@ impl Service {
                     }
                 }
                 Action::PeerRestarted { node_id } => {
-                    info!("sync peer {node_id:#x} restarted: sending it our state")
+                    self.health.peer_restarted(Instant::now(), node_id)
                 }
                 Action::ResyncReceived { entries } => {
                     info!("full resync from the peer received: {entries} entries");
@@ -407,6 +461,10 @@ impl Service {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         match result {
             Ok(put) => {
+                if !put.refused.is_empty() {
+                    let refused = put.refused.len() as u64;
+                    self.health.commit_refused(Instant::now(), refused);
+                }
                 let summary = format!(
                     "commit: {total} entries in {ms:.1} ms, {} created, {} updated, {} refused",
                     put.created,
@@ -595,6 +653,8 @@ impl Service {
             ("drop_malformed", d.malformed),
             ("drop_stale_epoch", d.stale_epoch),
             ("drop_duplicate", d.duplicate),
+            ("drop_wrong_source", self.health.wrong_source()),
+            ("send_errors", self.health.send_errors()),
             ("internal_entries", s.internal_entries as u64),
             ("external_entries", s.external_entries as u64),
         ];

@@ -246,3 +246,51 @@ impl Vi<'_> {
 pub fn master_down(priority: u8, advert_int: f64) -> Duration {
     Duration::from_secs_f64(3.0 * advert_int + (256.0 - f64::from(priority)) / 256.0 * advert_int)
 }
+
+/// The tandemctl binary next to tandemd, brought up to date once per test run (a stale
+/// binary from an earlier build would test old code).
+pub fn tandemctl() -> Result<PathBuf> {
+    static BUILT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        std::process::Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "tandemctl"])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    anyhow::ensure!(*built, "building tandemctl");
+    Ok(std::path::Path::new(TANDEMD).with_file_name("tandemctl"))
+}
+
+/// Runs tandemctl against `control` with `args`, as root or, with `as_user = Some((uid,
+/// gid))`, as that user without supplementary groups; returns the exit code and stdout+stderr.
+pub fn run_tandemctl(
+    control: &std::path::Path,
+    as_user: Option<(u32, u32)>,
+    args: &[&str],
+) -> Result<(i32, String)> {
+    let ctl = tandemctl()?;
+    let mut cmd = match as_user {
+        Some((uid, gid)) => {
+            let mut c = std::process::Command::new("setpriv");
+            c.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={gid}"))
+                .arg("--clear-groups")
+                .arg(&ctl);
+            c
+        }
+        None => std::process::Command::new(&ctl),
+    };
+    let out = cmd
+        .arg("-S")
+        .arg(control)
+        .args(args)
+        .env_remove("TANDEM_CONTROL")
+        .output()
+        .context("running tandemctl")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.code().unwrap_or(-1), text))
+}
