@@ -61,7 +61,8 @@ pub struct Daemon {
     packets_rx: Option<mpsc::Receiver<PacketBatch>>,
     arp: HashMap<u32, ArpSender>,
     na: HashMap<u32, NaSender>,
-    last_drop_log: HashMap<Option<InstanceId>, Instant>,
+    /// Dropped-packet log lines, one per instance and reason per period.
+    drop_log: HashMap<(Option<InstanceId>, DropReason), crate::log_limit::LogLimiter>,
     replication: Option<Replication>,
     /// The promotion commit being waited for, with what waits behind it.
     held: Option<HeldForCommit>,
@@ -116,7 +117,7 @@ impl Daemon {
             packets_rx: Some(packets_rx),
             arp: HashMap::new(),
             na: HashMap::new(),
-            last_drop_log: HashMap::new(),
+            drop_log: HashMap::new(),
             replication,
             held: None,
         })
@@ -525,7 +526,8 @@ impl Daemon {
         }
     }
 
-    /// Logs a dropped packet; at most once a second per instance, the counters keep the rest.
+    /// Logs a dropped packet: a remote sender can cause these at any rate, so at most one line
+    /// per instance and reason every 10 s, with the count since the last line.
     fn log_drop(
         &mut self,
         instance: Option<InstanceId>,
@@ -533,12 +535,10 @@ impl Daemon {
         src: IpAddr,
         error: &tandem_vrrp::DecodeError,
     ) {
-        let now = Instant::now();
-        let last = self.last_drop_log.get(&instance).copied();
-        if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+        let limiter = self.drop_log.entry((instance, error.reason())).or_default();
+        let Some(count) = limiter.hit(Instant::now(), 1) else {
             return;
-        }
-        self.last_drop_log.insert(instance, now);
+        };
         let name = instance.map_or("-", |id| self.plan.instances[id].name.as_str());
         let ifname = self
             .plan
@@ -546,7 +546,12 @@ impl Daemon {
             .values()
             .find(|i| i.index == interface)
             .map_or("?", |i| i.name.as_str());
-        warn!("({name}) dropped packet from {src} on {ifname}: {error}");
+        let more = if count > 1 {
+            format!(" ({count} such packets since the last line)")
+        } else {
+            String::new()
+        };
+        warn!("({name}) dropped packet from {src} on {ifname}: {error}{more}");
     }
 
     /// Answers a control-socket request; replication verbs go to that service, whose answer

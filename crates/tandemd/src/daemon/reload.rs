@@ -99,7 +99,7 @@ impl Daemon {
             self.spawn_reader(key);
         }
         self.plan = next;
-        self.last_drop_log.clear();
+        self.drop_log.clear();
         crate::panic_guard::track(self.plan.all_addresses());
         for &new in &carried.started {
             info!(
