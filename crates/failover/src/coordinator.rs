@@ -192,10 +192,7 @@ impl fmt::Display for Warning {
 
 /// The transition that drives replication in a batch of VRRP actions: the sync group's when
 /// there are groups (`grouped`), otherwise any instance's; only into or out of MASTER.
-pub fn replicated_transition(
-    actions: &[tandem_vrrp::Action],
-    grouped: bool,
-) -> Option<Transition> {
+pub fn replicated_transition(actions: &[tandem_vrrp::Action], grouped: bool) -> Option<Transition> {
     use tandem_vrrp::{Action, InstanceAction};
     actions.iter().find_map(|a| {
         let (from, to) = match a {
@@ -409,5 +406,179 @@ impl<E: Effect> Coordinator<E> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Advert` never waits; `Fx(n)` stands for an address, announcement or script.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Fx {
+        Advert,
+        Fx(u8),
+    }
+
+    impl Effect for Fx {
+        fn waits_for_commit(&self) -> bool {
+            *self != Fx::Advert
+        }
+    }
+
+    use Command::{Effect as E, Run, Warn};
+    use Step::*;
+
+    fn coordinator() -> Coordinator<Fx> {
+        Coordinator::new(Config {
+            commit_wait: Duration::from_secs(2),
+            preempt_wait: Duration::from_secs(10),
+        })
+    }
+
+    fn moved(from: State, to: State, actions: Vec<Fx>) -> Input<Fx> {
+        Input::Actions {
+            transition: Some(Transition { from, to }),
+            actions,
+        }
+    }
+
+    fn ok(step: Step) -> Input<Fx> {
+        Input::Answered {
+            step,
+            result: Ok(()),
+        }
+    }
+
+    #[test]
+    fn a_demotion_during_the_commit_queues_behind_it_in_order() {
+        let now = Instant::now();
+        let mut c = coordinator();
+        let out = c.handle(now, moved(State::Backup, State::Master, vec![Fx::Fx(1)]));
+        assert_eq!(out, [Run(Commit)]);
+        let out = c.handle(
+            now,
+            moved(State::Master, State::Backup, vec![Fx::Fx(2), Fx::Advert]),
+        );
+        assert_eq!(out, [E(Fx::Advert)]);
+        let out = c.handle(now, ok(Commit));
+        assert_eq!(
+            out,
+            [
+                E(Fx::Fx(1)),
+                Run(FlushExternal),
+                Run(Bulk),
+                E(Fx::Fx(2)),
+                Run(Shorten),
+                Run(RequestResync)
+            ]
+        );
+        assert_eq!(c.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_second_promotion_waits_for_its_own_commit() {
+        let t0 = Instant::now();
+        let mut c = coordinator();
+        c.handle(t0, moved(State::Backup, State::Master, vec![Fx::Fx(1)]));
+        c.handle(t0, moved(State::Master, State::Backup, vec![Fx::Fx(2)]));
+        c.handle(t0, moved(State::Backup, State::Master, vec![Fx::Fx(3)]));
+        // commit_wait runs out: the first promotion's effects go, the second commit is sent
+        // and holds the third batch.
+        let t1 = t0 + Duration::from_secs(2);
+        assert_eq!(c.next_deadline(), Some(t1));
+        let out = c.handle(t1, Input::Timer);
+        assert_eq!(
+            out,
+            [
+                Warn(Warning::CommitWaitExpired {
+                    waited: Duration::from_secs(2)
+                }),
+                E(Fx::Fx(1)),
+                Run(FlushExternal),
+                Run(Bulk),
+                E(Fx::Fx(2)),
+                Run(Shorten),
+                Run(RequestResync),
+                Run(Commit),
+            ]
+        );
+        // The late answer of the first commit does not release the second's effects.
+        assert_eq!(c.handle(t1, ok(Commit)), []);
+        assert!(c.waiting_for_commit());
+        assert_eq!(
+            c.handle(t1, ok(Commit)),
+            [E(Fx::Fx(3)), Run(FlushExternal), Run(Bulk)]
+        );
+    }
+
+    #[test]
+    fn a_failed_step_is_a_warning() {
+        let now = Instant::now();
+        let mut c = coordinator();
+        let out = c.handle(
+            now,
+            Input::Answered {
+                step: Bulk,
+                result: Err("conntrack replication has stopped".into()),
+            },
+        );
+        assert_eq!(
+            out,
+            [Warn(Warning::StepFailed {
+                step: Bulk,
+                reason: "conntrack replication has stopped".into()
+            })]
+        );
+    }
+
+    #[test]
+    fn shutdown_lets_the_held_effects_go_first() {
+        let t0 = Instant::now();
+        let mut c = coordinator();
+        c.handle(t0, Input::Start);
+        c.handle(t0, moved(State::Backup, State::Master, vec![Fx::Fx(1)]));
+        let t1 = t0 + Duration::from_millis(500);
+        let out = c.handle(t1, Input::Shutdown);
+        assert_eq!(
+            out,
+            [
+                Warn(Warning::StoppedDuringCommit {
+                    waited: Duration::from_millis(500)
+                }),
+                E(Fx::Fx(1)),
+                Run(FlushExternal),
+                Run(Bulk),
+            ]
+        );
+        assert_eq!(c.next_deadline(), None);
+    }
+
+    #[test]
+    fn the_peers_state_ends_the_preemption_hold_once() {
+        let t0 = Instant::now();
+        let mut c = coordinator();
+        assert_eq!(
+            c.handle(t0, Input::Start),
+            [Command::HoldPreemption(Some(t0 + Duration::from_secs(10)))]
+        );
+        let state = || Input::PeerStateReceived { entries: 3 };
+        assert_eq!(c.handle(t0, state()), [Command::HoldPreemption(None)]);
+        assert_eq!(c.handle(t0, state()), []);
+        assert_eq!(c.next_deadline(), None);
+    }
+
+    #[test]
+    fn without_a_transition_effects_pass_in_order() {
+        let now = Instant::now();
+        let mut c = coordinator();
+        let out = c.handle(
+            now,
+            Input::Actions {
+                transition: None,
+                actions: vec![Fx::Fx(1), Fx::Advert, Fx::Fx(2)],
+            },
+        );
+        assert_eq!(out, [E(Fx::Fx(1)), E(Fx::Advert), E(Fx::Fx(2))]);
     }
 }
