@@ -208,7 +208,7 @@ fn ten_thousand_flows_replicate_delete_and_commit() -> Result<()> {
         status.contains("\nfailover waiting_for_commit=no "),
         "{status}"
     );
-        // A cache name the daemon does not know is refused, not read as "both".
+    // A cache name the daemon does not know is refused, not read as "both".
     for verb in ["flush", "dump"] {
         assert_eq!(
             a.query(&format!("{verb} bogus"))?,
