@@ -388,3 +388,62 @@ fn a_peer_that_restarts_mid_bulk_counts_only_the_complete_second_bulk() {
     assert_trace(&sim, A, secs(5.0), &expected);
     assert!(sim.is_master(B));
 }
+
+#[test]
+fn a_graceful_stop_hands_over_within_skew_time() {
+    let mut sim = pair(a_with(1000), NodeParams::new(100));
+    sim.run_until(secs(10.5));
+    sim.stop(A);
+    sim.run_until(secs(12.0));
+    // A's shutdown: priority-0 adverts, addresses off, no replication step (it is stopping).
+    assert_eq!(
+        sim.full_trace(A, secs(10.5)),
+        [
+            "advert VI_1",
+            "remove VI_1",
+            "VI_1 STOP",
+            "advert VI_2",
+            "remove VI_2",
+            "VI_2 STOP",
+            "G STOP",
+        ]
+    );
+    assert_trace(
+        &sim,
+        B,
+        secs(10.5),
+        &with(&["commit", "committed 1000"], &TAKE_OVER),
+    );
+    // Skew_Time of priority 100 at a 1 s interval is 0.61 s.
+    let took = sim.when(B, "commit", secs(10.5)).unwrap() - secs(10.5);
+    assert!(took < secs(0.7), "{took:?}");
+}
+
+#[test]
+fn stopping_during_a_held_commit_lets_the_held_effects_go_first() {
+    let mut b = NodeParams::new(100);
+    b.commit_per_entry = Duration::from_millis(10);
+    b.config.commit_wait = secs(30.0);
+    let mut sim = pair(a_with(1000), b);
+    sim.crash(A);
+    sim.run_until(secs(15.0));
+    sim.stop(B);
+    // The takeover's effects, then the shutdown's, which undo them.
+    let mut expected = vec![
+        "commit".to_string(),
+        "warn: stopping while the commit still runs (1389 ms): carrying out the held effects first"
+            .into(),
+    ];
+    expected.extend(TAKE_OVER.map(String::from));
+    expected.extend(
+        [
+            "remove VI_1",
+            "VI_1 STOP",
+            "remove VI_2",
+            "VI_2 STOP",
+            "G STOP",
+        ]
+        .map(String::from),
+    );
+    assert_trace(&sim, B, secs(10.0), &expected);
+}
