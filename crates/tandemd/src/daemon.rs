@@ -1,18 +1,20 @@
 //! The daemon loop: feeds packets, link events, timers and signals to the VRRP core and
 //! carries out the actions it returns, in order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use tandem_failover::{Command, Coordinator, Step};
 use tandem_sys::{Addresses, ArpSender, BurstBuffer, LinkEvent, NaSender, Received, VrrpSocket};
 use tandem_vrrp::{Action, DropReason, Input, InstanceAction, InstanceId, State};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
+use crate::conntrack::{self, Answer, ControlCommand, Notice, Refusal};
 use crate::control::Request;
 use crate::notify::{self, Subject};
 use crate::plan::{Plan, SocketKey, SocketPlan};
@@ -64,17 +66,19 @@ pub struct Daemon {
     /// Dropped-packet log lines, one per instance and reason per period.
     drop_log: HashMap<(Option<InstanceId>, DropReason), crate::log_limit::LogLimiter>,
     replication: Option<Replication>,
-    /// The promotion commit being waited for, with what waits behind it.
-    held: Option<HeldForCommit>,
+    /// The built-in failover sequence (replication with `builtin_failover`).
+    failover: Option<Failover>,
 }
 
-/// Effects of a promotion held back until the peer's flows are in the kernel.
-struct HeldForCommit {
-    answer: tokio::sync::oneshot::Receiver<String>,
-    deadline: tokio::time::Instant,
-    started: Instant,
-    /// In the core's order.
-    effects: Vec<Action>,
+/// The failover sequence as the daemon runs it: the coordinator, and the steps it sent to
+/// the replication service whose answers are still to come.
+struct Failover {
+    coordinator: Coordinator<Action>,
+    /// Oldest first; the service answers in this order.
+    steps: VecDeque<(Step, oneshot::Receiver<Answer>)>,
+    /// Warnings of the sequence so far, and the last one (for status).
+    warnings: u64,
+    last_warning: Option<String>,
 }
 
 /// The replication service as the VRRP side drives it.
@@ -87,8 +91,8 @@ pub struct Replication {
     pub commit_wait: Duration,
     /// Longest wait for the peer's full state before this node may preempt.
     pub preempt_wait: Duration,
-    /// Fires when the peer's full state has arrived.
-    pub first_resync: Option<tokio::sync::oneshot::Receiver<usize>>,
+    /// What the service tells unasked (the peer's full state arrived).
+    pub notices: Option<mpsc::UnboundedReceiver<Notice>>,
 }
 
 impl Daemon {
@@ -106,6 +110,17 @@ impl Daemon {
         // Packets travel in batches: everything queued on a socket when it wakes up, so a
         // burst of adverts from many instances costs one hand-over, not one per packet.
         let (packets_tx, packets_rx) = mpsc::channel::<PacketBatch>(64);
+        let failover = (replication.as_ref())
+            .filter(|r| r.builtin)
+            .map(|r| Failover {
+                coordinator: Coordinator::new(tandem_failover::Config {
+                    commit_wait: r.commit_wait,
+                    preempt_wait: r.preempt_wait,
+                }),
+                steps: VecDeque::new(),
+                warnings: 0,
+                last_warning: None,
+            });
         Ok(Daemon {
             plan,
             running,
@@ -119,7 +134,7 @@ impl Daemon {
             na: HashMap::new(),
             drop_log: HashMap::new(),
             replication,
-            held: None,
+            failover,
         })
     }
 
@@ -146,15 +161,14 @@ impl Daemon {
             let actions = self.plan.router.handle(now, Input::LinkDown(index));
             self.execute(actions).await;
         }
-        let mut first_resync = None;
-        if let Some(r) = self.replication.as_mut().filter(|r| r.builtin) {
-            // Do not take over from a working master before we have its flows (CARP waits
-            // for pfsync's bulk update the same way); a dead master is still replaced.
-            first_resync = r.first_resync.take();
-            let until = Instant::now() + r.preempt_wait;
-            self.plan
-                .router
-                .handle(Instant::now(), Input::HoldPreemption(Some(until)));
+        // Only the built-in sequence listens to the service's notices.
+        let mut notices = (self.replication.as_mut())
+            .and_then(|r| r.notices.take())
+            .filter(|_| self.failover.is_some());
+        if let Some(f) = self.failover.as_mut() {
+            // Preemption waits for the peer's state (see tandem_failover).
+            let commands = (f.coordinator).handle(Instant::now(), tandem_failover::Input::Start);
+            self.run_commands(commands).await;
         }
         let actions = self.plan.router.handle(Instant::now(), Input::Start);
         self.execute(actions).await;
@@ -164,6 +178,9 @@ impl Daemon {
 
         loop {
             let timer = crate::deadline::sleep_until(self.plan.router.next_deadline());
+            let failover_timer = crate::deadline::sleep_until(
+                (self.failover.as_ref()).and_then(|f| f.coordinator.next_deadline()),
+            );
             tokio::select! {
                 Some((ifindex, batch)) = packets.recv() => {
                     // The batch arrived together: one reading of the clock serves it.
@@ -213,34 +230,67 @@ impl Daemon {
                     dump => self.write_dump(dump),
                 },
                 _ = async { watchdog.as_mut().unwrap().tick().await }, if watchdog.is_some() => {
-                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                    // This loop is alive (it got here); the replication loop proves it by
+                    // publishing its health. A stuck one stops the feeding: systemd restarts us.
+                    if self.replication_alive() {
+                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                    }
                 }
                 _ = timer => {
                     let actions = self.plan.router.handle(Instant::now(), Input::Timer);
                     self.execute(actions).await;
                 }
-                received = async { first_resync.as_mut().unwrap().await }, if first_resync.is_some() => {
-                    first_resync = None;
-                    if let Ok(entries) = received {
-                        info!("peer state received ({entries} flows): preemption allowed");
-                        self.plan.router.handle(Instant::now(), Input::HoldPreemption(None));
+                notice = async { notices.as_mut()?.recv().await }, if notices.is_some() => {
+                    match notice {
+                        Some(notice) => self.on_notice(notice).await,
+                        // The service ended; its refusals tell the rest.
+                        None => notices = None,
                     }
                 }
                 answer = async {
-                    let held = self.held.as_mut().expect("guarded by is_some");
-                    tokio::time::timeout_at(held.deadline, &mut held.answer).await
-                }, if self.held.is_some() => {
-                    self.release_held(answer.ok().and_then(Result::ok)).await;
+                    match self.failover.as_mut().and_then(|f| f.steps.front_mut()) {
+                        Some((_, answer)) => answer.await,
+                        None => std::future::pending().await,
+                    }
+                } => self.on_step_answered(answer).await,
+                _ = failover_timer => {
+                    if let Some(f) = self.failover.as_mut() {
+                        let commands = f.coordinator.handle(Instant::now(), tandem_failover::Input::Timer);
+                        self.run_commands(commands).await;
+                    }
                 }
             }
         }
         info!("Stopping");
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         // What a promotion held back happens first, so the shutdown's effects undo it.
-        self.release_held(None).await;
+        if let Some(f) = self.failover.as_mut() {
+            let commands = f
+                .coordinator
+                .handle(Instant::now(), tandem_failover::Input::Shutdown);
+            self.run_commands(commands).await;
+        }
         let actions = self.plan.router.handle(Instant::now(), Input::Shutdown);
         self.execute(actions).await;
         Ok(())
+    }
+
+    /// Whether the replication loop (if any) published its health within the watchdog's
+    /// whole period (a million-entry commit stalls it for about 4 s).
+    fn replication_alive(&self) -> bool {
+        let Some(health) = self.replication.as_ref().and_then(|r| r.handle.health()) else {
+            return true;
+        };
+        let period = watchdog_interval().map_or(Duration::from_secs(10), |half| half * 2);
+        let stalled = health.published.elapsed();
+        if stalled > period {
+            error!(
+                "the replication loop has not run for {:.1} s: no longer feeding the watchdog",
+                stalled.as_secs_f64()
+            );
+            return false;
+        }
+        true
     }
 
     /// Starts the task that reads socket `key` and hands its packets to the loop.
@@ -314,70 +364,113 @@ impl Daemon {
         }
     }
 
+    /// Carries out a batch of the core's actions; with the built-in failover sequence the
+    /// coordinator puts them in order (a promotion's effects wait for its commit).
     async fn execute(&mut self, actions: Vec<Action>) {
-        let replicated = self.replicated_transition(&actions);
-        if replicated == Some(State::Master) && self.held.is_none() {
-            self.start_commit();
-        }
-        // Adverts due together leave in one system call per socket; anything else waits
-        // for the adverts before it, so the order of effects stays the core's. Adverts
-        // never wait for a promotion commit (masters keep advertising, the new one claims
-        // its VRIDs at once); the other effects queue behind it, in order.
+        let commands = match self.failover.as_mut() {
+            Some(f) => {
+                let grouped = !self.plan.groups.is_empty();
+                let transition = tandem_failover::replicated_transition(&actions, grouped);
+                let input = tandem_failover::Input::Actions {
+                    transition,
+                    actions,
+                };
+                f.coordinator.handle(Instant::now(), input)
+            }
+            None => actions.into_iter().map(Command::Effect).collect(),
+        };
+        self.run_commands(commands).await;
+    }
+
+    /// Carries out the coordinator's commands in order. Adverts due together leave in one
+    /// system call per socket; anything else waits for the adverts before it, so the order
+    /// of effects stays the core's.
+    async fn run_commands(&mut self, commands: Vec<Command<Action>>) {
         let mut adverts: Vec<(InstanceId, IpAddr, Vec<u8>)> = Vec::new();
-        for action in actions {
-            match action {
-                Action::Instance {
+        for command in commands {
+            match command {
+                Command::Effect(Action::Instance {
                     id,
                     action: InstanceAction::Send { to, bytes },
-                } => adverts.push((id, to, bytes)),
-                // A log line about a packet: nothing to hold back.
-                dropped @ Action::Dropped { .. } => self.execute_effect(dropped).await,
-                effect => match &mut self.held {
-                    Some(held) => held.effects.push(effect),
-                    None => {
-                        self.send_adverts(&mut adverts).await;
-                        self.execute_effect(effect).await;
+                }) => adverts.push((id, to, bytes)),
+                // A log line about a packet: nothing to wait for.
+                Command::Effect(dropped @ Action::Dropped { .. }) => {
+                    self.execute_effect(dropped).await
+                }
+                Command::Effect(effect) => {
+                    self.send_adverts(&mut adverts).await;
+                    self.execute_effect(effect).await;
+                }
+                // The slow parts run in the service's own thread, in the order sent.
+                Command::Run(step) => self.run_step(step),
+                Command::HoldPreemption(until) => {
+                    self.plan
+                        .router
+                        .handle(Instant::now(), Input::HoldPreemption(until));
+                }
+                Command::Warn(warning) => {
+                    warn!("{warning}");
+                    if let Some(f) = self.failover.as_mut() {
+                        f.warnings += 1;
+                        f.last_warning = Some(warning.to_string());
                     }
-                },
+                }
             }
         }
         self.send_adverts(&mut adverts).await;
-        if let (Some(to), Some(r)) = (replicated, &self.replication) {
-            // The slow parts run in the service's own task, after the addresses moved.
-            // Commands queue in order behind the commit, which also made the committed
-            // entries this node's own (the internal cache) and, after a big commit, resynced
-            // the internal cache from the kernel: the peer's state leaves the external cache
-            // (it would go stale), and the peer gets the whole table in one bulk.
-            let steps: &[&str] = match to {
-                State::Master => &["flush external", "bulk"],
-                State::Backup | State::Fault => &["shorten", "request-resync"],
-                State::Init | State::Stop => &[],
-            };
-            for step in steps {
-                let (tx, _) = tokio::sync::oneshot::channel();
-                r.handle.forward((*step).into(), tx);
-            }
-        }
     }
 
-    /// The transition that drives replication in this batch of actions, if any: the sync
-    /// group's when there are groups, otherwise any instance's; only into or out of MASTER.
-    fn replicated_transition(&self, actions: &[Action]) -> Option<State> {
-        let r = self.replication.as_ref()?;
-        if !r.builtin {
-            return None;
-        }
-        let grouped = !self.plan.groups.is_empty();
-        actions.iter().find_map(|a| match a {
-            Action::GroupTransition { from, to, .. } if grouped => {
-                (*to == State::Master || *from == State::Master).then_some(*to)
+    /// Sends a step of the failover sequence to the replication service; its answer (or
+    /// refusal) comes back to the coordinator through `on_step_answered`.
+    fn run_step(&mut self, step: Step) {
+        let (Some(f), Some(r)) = (self.failover.as_mut(), self.replication.as_ref()) else {
+            return;
+        };
+        let answer = r.handle.forward(conntrack::Request::for_step(step));
+        f.steps.push_back((step, answer));
+    }
+
+    /// The oldest step sent has been answered: tell the coordinator.
+    async fn on_step_answered(&mut self, answer: Result<Answer, oneshot::error::RecvError>) {
+        let Some(f) = self.failover.as_mut() else {
+            return;
+        };
+        let Some((step, _)) = f.steps.pop_front() else {
+            return;
+        };
+        let answer = answer.unwrap_or(Err(Refusal::Stopped));
+        match &answer {
+            Ok(reply) if step == Step::Commit && f.coordinator.waiting_for_commit() => {
+                info!("before announcing: {}", reply.to_string().trim_end());
             }
-            Action::Instance {
-                action: InstanceAction::Transition { from, to, .. },
-                ..
-            } if !grouped => (*to == State::Master || *from == State::Master).then_some(*to),
-            _ => None,
-        })
+            Ok(reply) if step == Step::Commit => {
+                info!("after announcing: {}", reply.to_string().trim_end());
+            }
+            Ok(reply) => debug!("{step}: {}", reply.to_string().trim_end()),
+            // The coordinator turns it into a warning.
+            Err(_) => {}
+        }
+        let result = answer.map(drop).map_err(|refusal| refusal.to_string());
+        let input = tandem_failover::Input::Answered { step, result };
+        let commands = f.coordinator.handle(Instant::now(), input);
+        self.run_commands(commands).await;
+    }
+
+    /// The replication service's unasked news.
+    async fn on_notice(&mut self, notice: Notice) {
+        let Some(f) = self.failover.as_mut() else {
+            return;
+        };
+        match notice {
+            Notice::PeerState { entries } => {
+                if f.coordinator.holding_preemption() {
+                    info!("peer state received ({entries} flows): preemption allowed");
+                }
+                let input = tandem_failover::Input::PeerStateReceived { entries };
+                let commands = f.coordinator.handle(Instant::now(), input);
+                self.run_commands(commands).await;
+            }
+        }
     }
 
     /// An address, announcement, script or log line of a transition.
@@ -395,35 +488,6 @@ impl Daemon {
                 src,
                 error,
             } => self.log_drop(instance, interface, src, &error),
-        }
-    }
-
-    /// Asks for the peer's flows to go into the kernel before the addresses and gratuitous
-    /// ARPs bring traffic here; until the answer (or `commit_wait`), effects are held.
-    fn start_commit(&mut self) {
-        let Some(r) = &self.replication else { return };
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        r.handle.forward("commit".into(), reply);
-        self.held = Some(HeldForCommit {
-            answer,
-            deadline: tokio::time::Instant::now() + r.commit_wait,
-            started: Instant::now(),
-            effects: Vec::new(),
-        });
-    }
-
-    /// The commit answered or ran out of time: carry out what waited for it.
-    async fn release_held(&mut self, answer: Option<String>) {
-        let Some(held) = self.held.take() else { return };
-        match answer {
-            Some(summary) => info!("before announcing: {}", summary.trim()),
-            None => warn!(
-                "commit still running after {} ms: announcing the addresses anyway",
-                held.started.elapsed().as_millis()
-            ),
-        }
-        for effect in held.effects {
-            self.execute_effect(effect).await;
         }
     }
 
@@ -557,33 +621,28 @@ impl Daemon {
     /// Answers a control-socket request; replication verbs go to that service, whose answer
     /// may take seconds (a commit), without holding up this loop.
     fn on_control(&self, request: Request) {
-        let verb = request.command.split_whitespace().next().unwrap_or("");
-        let verb = if verb == "stats" && request.command.trim() != "stats vrrp" {
-            "sync-stats"
-        } else {
-            verb
-        };
-        if crate::conntrack::VERBS.contains(&verb) {
-            match self.replication.as_ref().map(|r| &r.handle) {
-                Some(handle) => {
-                    let rest = request.command.split_once(' ').map_or("", |(_, r)| r);
-                    handle.forward(format!("{verb} {rest}"), request.reply);
-                }
-                None if verb == "sync-stats" => {
-                    let _ = request.reply.send(self.status());
-                }
-                None => {
-                    let _ = request.reply.send(
-                        "error: conntrack replication is not configured (add conntrackd.conf or a [sync] section)\n"
-                            .into(),
-                    );
-                }
+        let command = match conntrack::parse(&request.command) {
+            Ok(command) => command,
+            Err(e) => {
+                let _ = request.reply.send(format!("error: {e}\n"));
+                return;
             }
-            return;
-        }
-        let reply = match verb {
-            "status" | "stats" | "" => self.status(),
-            other => format!("error: unknown command `{other}` (try `status`)\n"),
+        };
+        let reply = match (command, &self.replication) {
+            (ControlCommand::Replication(r), Some(replication)) => {
+                let answer = replication.handle.forward(r);
+                tokio::spawn(async move {
+                    let answer = answer.await.unwrap_or(Err(Refusal::Stopped));
+                    let _ = request.reply.send(conntrack::render(&answer));
+                });
+                return;
+            }
+            (ControlCommand::Status, _)
+            | (ControlCommand::Replication(conntrack::Request::Stats), None) => self.status(),
+            (ControlCommand::Replication(_), None) => {
+                "error: conntrack replication is not configured (add conntrackd.conf or a [sync] section)\n"
+                    .into()
+            }
         };
         let _ = request.reply.send(reply);
     }
@@ -626,6 +685,21 @@ impl Daemon {
             let _ = write!(out, " drop_{name}={n}");
         }
         out.push('\n');
+        if let Some(f) = &self.failover {
+            let yes_no = |b: bool| if b { "yes" } else { "no" };
+            let _ = write!(
+                out,
+                "failover waiting_for_commit={} holding_preemption={} steps_pending={} warnings={}",
+                yes_no(f.coordinator.waiting_for_commit()),
+                yes_no(f.coordinator.holding_preemption()),
+                f.steps.len(),
+                f.warnings,
+            );
+            if let Some(w) = &f.last_warning {
+                let _ = write!(out, " last_warning={w}");
+            }
+            out.push('\n');
+        }
         self.health_lines(&mut out);
         out
     }

@@ -159,14 +159,14 @@ async fn run(args: &Args, config: tandem_config::Config) -> Result<()> {
                     .chain(&i.excluded_addresses)
                     .map(|a| a.address)
             }));
-            let (handle, first_resync) =
+            let (handle, notices) =
                 conntrack::start(sync, own).context("starting conntrack replication")?;
             Some(daemon::Replication {
                 handle,
                 builtin: sync.builtin_failover,
                 commit_wait: sync.commit_wait,
                 preempt_wait: sync.preempt_wait,
-                first_resync: Some(first_resync),
+                notices: Some(notices),
             })
         }
         None => None,

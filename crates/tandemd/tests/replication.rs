@@ -202,6 +202,19 @@ fn ten_thousand_flows_replicate_delete_and_commit() -> Result<()> {
     let took = wait_external(&b, 0, Duration::from_secs(30))?;
     println!("deletions reached B within {} ms", took.as_millis());
     assert!(a.query("stats")?.contains("records_sent="));
+    // The failover sequence shows in status (its warnings are counted there).
+    let status = a.query("status")?;
+    assert!(
+        status.contains("\nfailover waiting_for_commit=no "),
+        "{status}"
+    );
+    // A cache name the daemon does not know is refused, not read as "both".
+    for verb in ["flush", "dump"] {
+        assert_eq!(
+            a.query(&format!("{verb} bogus"))?,
+            "error: unknown cache `bogus`: internal or external\n"
+        );
+    }
     Ok(())
 }
 

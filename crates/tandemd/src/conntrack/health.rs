@@ -108,6 +108,9 @@ pub struct PeerHealth {
     pub retransmissions: u64,
     /// Dropped datagrams by reason, those that happened only.
     pub drops: Vec<(&'static str, u64)>,
+    /// When the replication loop last published this: a loop that stops publishing is stuck,
+    /// and the systemd watchdog is then no longer fed.
+    pub published: Instant,
 }
 
 impl PeerHealth {
@@ -180,6 +183,7 @@ impl Health {
             silent_after,
             retransmissions: 0,
             drops: Vec::new(),
+            published: now,
         }));
         Health {
             peer,
@@ -340,6 +344,7 @@ impl Health {
             shared.last_heard = self.last_heard;
             shared.retransmissions = stats.retransmissions;
             shared.drops = drops.into_iter().filter(|&(_, n)| n > 0).collect();
+            shared.published = now;
         }
     }
 
@@ -434,6 +439,7 @@ mod tests {
             silent_after: Duration::from_secs(3),
             retransmissions: 2,
             drops: vec![("bad_hmac", 5)],
+            published: t0,
         };
         assert!(!h.is_silent(t0 + Duration::from_secs(2)));
         assert!(h

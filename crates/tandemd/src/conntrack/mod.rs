@@ -4,24 +4,14 @@
 mod filter;
 mod health;
 mod kernel;
+mod request;
 mod service;
 mod warm;
 
 use std::net::IpAddr;
 
-pub use service::{start, Handle};
-
-/// Verbs the control socket hands to the replication service (conntrackd's, in words).
-pub const VERBS: &[&str] = &[
-    "commit",
-    "flush",
-    "resync",
-    "bulk",
-    "request-resync",
-    "shorten",
-    "sync-stats",
-    "dump",
-];
+pub use request::{parse, render, ControlCommand, Refusal, Request};
+pub use service::{start, Answer, Handle, Notice};
 
 /// Every address configured on this host right now, for the own-address filter.
 pub fn host_addresses() -> Vec<IpAddr> {

@@ -1,7 +1,6 @@
 //! The conntrack replication service: kernel events in, sync datagrams out, peer datagrams in,
 //! commits to the kernel on request. One tokio task drives the sans-IO sync core.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,6 +17,7 @@ use tracing::{debug, info, warn};
 use super::filter::FlowFilter;
 use super::health::{Health, PeerHealth, Sources};
 use super::kernel::Kernel;
+use super::request::{Committed, Refusal, Reply, Request};
 use super::warm::{Chunk, WarmStandby};
 
 /// Changes a warm backup hands the kernel at a time: a promotion's commit waits behind at
@@ -38,12 +38,23 @@ struct ChunkDone {
     refused: Vec<FlowKey>,
 }
 
-/// A request to the service, answered with text for the control socket.
-pub struct Command {
-    /// The command words (`commit external`, `flush all`, `resync`, `bulk`, ...).
-    pub words: String,
-    /// Where the answer goes.
-    pub reply: oneshot::Sender<String>,
+/// The answer to a [`Request`]: what was done, or why not.
+pub type Answer = Result<Reply, Refusal>;
+
+/// A request on its way to the service, with where its answer goes.
+struct Command {
+    request: Request,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// What the service tells the daemon without being asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// The peer's full state (a bulk or resync) arrived.
+    PeerState {
+        /// Flows it held.
+        entries: usize,
+    },
 }
 
 /// Handle the daemon keeps to talk to the service.
@@ -59,22 +70,21 @@ impl Handle {
         self.health.lock().ok().map(|h| h.clone())
     }
 
-    /// Forwards a control-socket request without waiting (the daemon loop must not block).
-    /// Requests forwarded one after another reach the service in that order.
-    pub fn forward(&self, words: String, reply: oneshot::Sender<String>) {
-        match self.commands.try_send(Command { words, reply }) {
+    /// Sends a request without waiting (the daemon loop must not block); the answer comes on
+    /// the returned channel. Requests sent one after another are carried out, and answered,
+    /// in that order. A full queue or a stopped service is answered at once, as a refusal.
+    pub fn forward(&self, request: Request) -> oneshot::Receiver<Answer> {
+        let (reply, answer) = oneshot::channel();
+        match self.commands.try_send(Command { request, reply }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(command)) => {
-                let _ = command
-                    .reply
-                    .send("error: conntrack replication is busy, try again\n".into());
+                let _ = command.reply.send(Err(Refusal::Busy));
             }
             Err(mpsc::error::TrySendError::Closed(command)) => {
-                let _ = command
-                    .reply
-                    .send("error: conntrack replication has stopped\n".into());
+                let _ = command.reply.send(Err(Refusal::Stopped));
             }
         }
+        answer
     }
 }
 
@@ -87,26 +97,29 @@ struct Service {
     peer: SocketAddr,
     /// Source checks, counts and rate-limited log lines about the link to the peer.
     health: Health,
-    last_commit: Option<String>,
-    resync_received: Option<oneshot::Sender<usize>>,
+    /// Where the daemon hears about the peer's state.
+    notices: mpsc::UnboundedSender<Notice>,
     /// With warm standby: the peer's changes not yet in this backup's kernel table.
     warm: Option<WarmStandby>,
     /// Where the request thread reports applied warm-standby chunks.
     warm_done: mpsc::UnboundedSender<ChunkDone>,
     /// Whether this node is the one forwarding (set by commit, cleared by shorten).
     master: bool,
-    /// A commit completed (and whether it paused events): the follow-up work, done after
-    /// the commit's answer went out.
-    committed: Option<bool>,
+}
+
+/// What a commit did, and whether it paused this node's events (then a dump follows).
+struct CommitOutcome {
+    result: Result<Committed, String>,
+    paused: bool,
 }
 
 /// Opens the sync socket and the kernel side, then runs the service on a thread of its own
 /// (with its own event loop), so that a million-entry resync or bulk send never delays a VRRP
-/// advertisement. The receiver fires when the first full resync from the peer has arrived.
+/// advertisement. The receiver hears when the peer's full state has arrived.
 pub fn start(
     config: &SyncConfig,
     own_addresses: Vec<IpAddr>,
-) -> Result<(Handle, oneshot::Receiver<usize>)> {
+) -> Result<(Handle, mpsc::UnboundedReceiver<Notice>)> {
     let (socket, peer) = open_socket(config)?;
     let (kernel, events) = Kernel::start(config.tcp_window_tracking)?;
     let local = match &config.transport {
@@ -121,7 +134,7 @@ pub fn start(
     let warm = config.warm_standby && config.builtin_failover;
     core.report_external = warm;
     let filter = FlowFilter::new(&config.filter, own_addresses);
-    let (first_resync, first_resync_rx) = oneshot::channel();
+    let (notices, notices_rx) = mpsc::unbounded_channel();
     let (warm_done, warm_done_rx) = mpsc::unbounded_channel();
     let (commands, command_rx) = mpsc::channel(64);
     let (sources, refresh) = match &config.transport {
@@ -164,12 +177,10 @@ pub fn start(
                     socket,
                     peer,
                     health,
-                    last_commit: None,
-                    resync_received: Some(first_resync),
+                    notices,
                     warm: warm.then(WarmStandby::default),
                     warm_done,
                     master: false,
-                    committed: None,
                 };
                 service.run(events, command_rx, warm_done_rx).await
             })
@@ -184,7 +195,7 @@ pub fn start(
             commands,
             health: shared_health,
         },
-        first_resync_rx,
+        notices_rx,
     ))
 }
 
@@ -278,8 +289,9 @@ impl Service {
     ) {
         let actions = self.node.handle(Instant::now(), Input::Start);
         self.execute(actions).await;
-        // The kernel may already have flows: start from a dump, as conntrackd does.
-        self.resync_from_kernel().await;
+        // The kernel may already have flows: start from a dump, as conntrackd does (a
+        // failure is logged there).
+        let _ = self.resync_from_kernel().await;
         let mut buf = vec![0u8; 65536];
         let mut health_tick = tokio::time::interval(HEALTH_TICK);
         health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -292,8 +304,12 @@ impl Service {
                     Err(e) => warn!("sync socket: {e}"),
                 },
                 Some(command) = commands.recv() => {
-                    let answer = self.on_command(&command.words).await;
+                    let (answer, committed) = self.on_request(command.request).await;
                     let _ = command.reply.send(answer);
+                    // The follow-up of a commit runs after its answer went out.
+                    if let Some(paused) = committed {
+                        self.after_commit(paused).await;
+                    }
                 }
                 Some(done) = warm_done.recv() => self.on_chunk_done(done).await,
                 _ = health_tick.tick() => self.health.tick(Instant::now(), &self.node.stats()),
@@ -301,9 +317,6 @@ impl Service {
                     let actions = self.node.handle(Instant::now(), Input::Timer);
                     self.execute(actions).await;
                 }
-            }
-            if let Some(paused) = self.committed.take() {
-                self.after_commit(paused).await;
             }
         }
     }
@@ -359,7 +372,7 @@ impl Service {
                             .handle(Instant::now(), Input::Local(std::mem::take(&mut local)));
                         self.execute(actions).await;
                     }
-                    self.resync_from_kernel().await;
+                    let _ = self.resync_from_kernel().await;
                 }
             }
         }
@@ -369,7 +382,7 @@ impl Service {
         }
     }
 
-    async fn resync_from_kernel(&mut self) -> String {
+    async fn resync_from_kernel(&mut self) -> Answer {
         let started = Instant::now();
         match self.kernel.call(|ct| ct.dump(None)).await {
             Ok(flows) => {
@@ -388,11 +401,11 @@ impl Service {
                 self.execute(actions).await;
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
                 info!("internal cache resynchronised from the kernel: {n} entries in {ms:.1} ms");
-                format!("resync: {n} entries in {ms:.1} ms\n")
+                Ok(Reply::Resynced { entries: n, ms })
             }
             Err(e) => {
                 warn!("dumping the conntrack table: {e}");
-                format!("error: dumping the conntrack table: {e}\n")
+                Err(Refusal::DumpFailed(e.to_string()))
             }
         }
     }
@@ -408,13 +421,11 @@ impl Service {
                     }
                 },
                 Action::Commit(flows) => {
-                    self.master = true;
-                    self.last_commit = Some(
-                        self.commit(Chunk {
-                            set: flows,
-                            removed: Vec::new(),
-                        })
-                        .await,
+                    // The core commits only when asked, and `commit_request` takes that
+                    // action out before the rest comes here.
+                    warn!(
+                        "{} flows to commit outside a commit request: not committed",
+                        flows.len()
                     );
                 }
                 Action::ExternalChanged(changes) => {
@@ -428,9 +439,7 @@ impl Service {
                 }
                 Action::ResyncReceived { entries } => {
                     info!("full resync from the peer received: {entries} entries");
-                    if let Some(tx) = self.resync_received.take() {
-                        let _ = tx.send(entries);
-                    }
+                    let _ = self.notices.send(Notice::PeerState { entries });
                 }
             }
         }
@@ -439,12 +448,12 @@ impl Service {
     /// Puts `chunk` into the kernel: creates its flows in batches (entries the kernel already
     /// has, left from an earlier time as master with stale TCP windows, are updated instead,
     /// so they take the replicated state and the be-liberal window flag) and deletes its
-    /// removed ones. The summary says how many and how long.
-    async fn commit(&mut self, chunk: Chunk) -> String {
+    /// removed ones. The outcome says how many and how long.
+    async fn commit(&mut self, chunk: Chunk) -> CommitOutcome {
         let started = Instant::now();
         let total = chunk.set.len();
         let pause = (total >= PAUSE_EVENTS_FROM).then(|| self.kernel.pause_handle());
-        self.committed = Some(pause.is_some());
+        let paused = pause.is_some();
         let result = self
             .kernel
             .call(move |ct| {
@@ -459,26 +468,32 @@ impl Service {
             })
             .await;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
-        match result {
+        let result = match result {
             Ok(put) => {
                 if !put.refused.is_empty() {
                     let refused = put.refused.len() as u64;
                     self.health.commit_refused(Instant::now(), refused);
                 }
-                let summary = format!(
-                    "commit: {total} entries in {ms:.1} ms, {} created, {} updated, {} refused",
-                    put.created,
-                    put.updated,
-                    put.refused.len(),
+                let committed = Committed {
+                    entries: total,
+                    ms,
+                    created: put.created,
+                    updated: put.updated,
+                    refused: put.refused.len(),
+                    already_warm: None,
+                };
+                info!(
+                    "{}",
+                    Reply::Committed(committed.clone()).to_string().trim_end()
                 );
-                info!("{summary}");
-                summary + "\n"
+                Ok(committed)
             }
             Err(e) => {
                 warn!("commit failed after {ms:.1} ms: {e}");
-                format!("error: commit failed: {e}\n")
+                Err(e.to_string())
             }
-        }
+        };
+        CommitOutcome { result, paused }
     }
 
     /// After a commit: the committed entries are this node's own now, and when the commit
@@ -487,21 +502,48 @@ impl Service {
         let actions = self.node.handle(Instant::now(), Input::AdoptExternal);
         self.execute(actions).await;
         if paused {
-            self.resync_from_kernel().await;
+            let _ = self.resync_from_kernel().await;
         }
     }
 
-    /// Promotion of a warm backup: commits only what its kernel does not have yet.
-    async fn commit_warm(&mut self) -> String {
+    /// A commit request: the external cache into the kernel, or, on a warm backup, only
+    /// what its kernel does not have yet. Also returns whether the commit paused events.
+    async fn commit_request(&mut self) -> (Answer, bool) {
         self.master = true;
-        let Some(warm) = self.warm.as_mut() else {
-            return String::new();
+        let (chunk, already_warm) = match self.warm.as_mut() {
+            Some(warm) => {
+                let already = self.node.external().len().saturating_sub(warm.pending());
+                let (mut chunk, lost) = warm.take_all();
+                chunk.set.extend(self.peer_flows(&lost));
+                (chunk, Some(already))
+            }
+            None => {
+                let actions = self.node.handle(Instant::now(), Input::Commit);
+                let mut set = Vec::new();
+                let mut rest = Vec::new();
+                for action in actions {
+                    match action {
+                        Action::Commit(flows) => set.extend(flows),
+                        other => rest.push(other),
+                    }
+                }
+                self.execute(rest).await;
+                let removed = Vec::new();
+                (Chunk { set, removed }, None)
+            }
         };
-        let already = self.node.external().len().saturating_sub(warm.pending());
-        let (mut chunk, lost) = warm.take_all();
-        chunk.set.extend(self.peer_flows(&lost));
-        let summary = self.commit(chunk).await;
-        format!("{} ({already} already warm)\n", summary.trim_end())
+        let outcome = self.commit(chunk).await;
+        let answer = match outcome.result {
+            Ok(committed) => Ok(Reply::Committed(Committed {
+                already_warm,
+                ..committed
+            })),
+            Err(error) => Err(Refusal::CommitFailed {
+                error,
+                already_warm,
+            }),
+        };
+        (answer, outcome.paused)
     }
 
     /// The peer's current version of the flows with these keys (those it still has).
@@ -547,69 +589,57 @@ impl Service {
             let lost = warm.take_all().1;
             if !lost.is_empty() {
                 let set = self.peer_flows(&lost);
-                self.commit(Chunk {
-                    set,
-                    removed: Vec::new(),
-                })
-                .await;
+                let removed = Vec::new();
+                // The outcome is in the log; nobody waits for this one.
+                let outcome = self.commit(Chunk { set, removed }).await;
+                self.after_commit(outcome.paused).await;
             }
         } else {
             self.apply_next_chunk();
         }
     }
 
-    async fn on_command(&mut self, words: &str) -> String {
-        let mut parts = words.split_whitespace();
-        let verb = parts.next().unwrap_or("");
-        let arg = parts.next().unwrap_or("");
-        match (verb, arg) {
-            ("commit", "" | "external") if self.warm.is_some() => self.commit_warm().await,
-            ("commit", "" | "external") => {
-                self.last_commit = None;
-                let actions = self.node.handle(Instant::now(), Input::Commit);
-                self.execute(actions).await;
-                self.last_commit
-                    .take()
-                    .unwrap_or_else(|| "commit: 0 entries\n".into())
+    /// Carries out a request; for a commit, also says whether it paused events (the
+    /// follow-up runs after the answer went out).
+    async fn on_request(&mut self, request: Request) -> (Answer, Option<bool>) {
+        let answer = match request {
+            Request::Commit => {
+                let (answer, paused) = self.commit_request().await;
+                return (answer, Some(paused));
             }
-            ("commit", "internal") => {
-                "error: committing the internal cache is not supported (it came from this kernel)\n"
-                    .into()
-            }
-            ("flush", which) => {
-                let kinds: &[CacheKind] = match which {
-                    "internal" => &[CacheKind::Internal],
-                    "external" => &[CacheKind::External],
-                    _ => &[CacheKind::Internal, CacheKind::External],
-                };
-                for kind in kinds {
+            Request::Flush(caches) => {
+                for kind in caches.kinds() {
                     let actions = self.node.handle(Instant::now(), Input::Flush(*kind));
                     self.execute(actions).await;
                 }
-                "flush: done\n".into()
+                Ok(Reply::Flushed)
             }
-            ("resync", _) => self.resync_from_kernel().await,
-            ("bulk", _) => {
-                let n = self.node.internal().len();
+            Request::Resync => self.resync_from_kernel().await,
+            Request::Bulk => {
+                let entries = self.node.internal().len();
                 let actions = self.node.handle(Instant::now(), Input::BulkSend);
                 self.execute(actions).await;
-                format!("bulk: sending {n} entries\n")
+                Ok(Reply::BulkSending { entries })
             }
-            ("request-resync", _) => {
+            Request::RequestResync => {
                 let actions = self.node.handle(Instant::now(), Input::RequestResync);
                 self.execute(actions).await;
-                "request-resync: sent\n".into()
+                Ok(Reply::ResyncRequested)
             }
-            ("shorten", _) => self.shorten().await,
-            ("stats", _) | ("sync-stats", _) => self.stats(),
-            ("dump", "internal") => dump(self.node.internal().records()),
-            ("dump", "external") => dump(self.node.external().records()),
-            _ => format!("error: unknown conntrack command `{words}`\n"),
-        }
+            Request::Shorten => self.shorten().await,
+            Request::Stats => Ok(Reply::Stats(self.stats())),
+            Request::Dump(CacheKind::Internal) => {
+                Ok(Reply::Dump(self.node.internal().records().collect()))
+            }
+            Request::Dump(CacheKind::External) => {
+                Ok(Reply::Dump(self.node.external().records().collect()))
+            }
+        };
+        (answer, None)
     }
 
     /// conntrackd `-t`: flows this node was forwarding expire soon unless traffic refreshes them.
-    async fn shorten(&mut self) -> String {
+    async fn shorten(&mut self) -> Answer {
         self.master = false;
         const SHORT: u32 = 60;
         let flows: Vec<Flow> = self.node.internal().records().collect();
@@ -619,12 +649,16 @@ impl Service {
             .call(move |ct| ct.shorten_timeouts(&flows, SHORT))
             .await
         {
-            Ok(report) => format!("shorten: {} of {n} entries to {SHORT} s\n", report.ok()),
-            Err(e) => format!("error: shortening timers: {e}\n"),
+            Ok(report) => Ok(Reply::Shortened {
+                shortened: report.ok(),
+                of: n,
+                seconds: SHORT,
+            }),
+            Err(e) => Err(Refusal::ShortenFailed(e.to_string())),
         }
     }
 
-    fn stats(&self) -> String {
+    fn stats(&self) -> Vec<(&'static str, u64)> {
         let s = self.node.stats();
         let d = &s.drops;
         let counters = [
@@ -659,20 +693,11 @@ impl Service {
             ("external_entries", s.external_entries as u64),
         ];
         let warm = self.warm.as_ref().map(WarmStandby::counters);
-        let mut out = String::new();
-        for (name, value) in counters.into_iter().chain(warm.into_iter().flatten()) {
-            let _ = writeln!(out, "{name}={value}");
-        }
-        out
+        counters
+            .into_iter()
+            .chain(warm.into_iter().flatten())
+            .collect()
     }
-}
-
-fn dump(flows: impl Iterator<Item = Flow>) -> String {
-    let mut out = String::new();
-    for f in flows {
-        let _ = writeln!(out, "{}", describe(&f));
-    }
-    out
 }
 
 /// One line per flow, in the words `conntrack -L` uses.

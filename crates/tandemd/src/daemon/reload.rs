@@ -18,7 +18,9 @@ impl Daemon {
     /// Reloads; the text is the answer for `tandemctl reload` (errors start with `error:`).
     pub(super) async fn reload(&mut self) -> String {
         info!("Reloading configuration from {}", self.files_display());
-        if self.held.is_some() {
+        let committing =
+            (self.failover.as_ref()).is_some_and(|f| f.coordinator.waiting_for_commit());
+        if committing {
             let text = "error: reload refused: a promotion is waiting for its commit; try again in a moment\n";
             warn!("{}", text.trim_end());
             return text.into();

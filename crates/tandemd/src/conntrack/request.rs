@@ -1,0 +1,382 @@
+//! What the daemon asks of the replication service and what it answers, as types: the
+//! failover sequence and the control socket use the same requests, and every request gets a
+//! reply or a refusal. Text appears only at the edge: [`parse`] reads an operator's words
+//! once, and the `Display` of a reply or refusal is what the control socket writes back.
+
+use std::fmt;
+
+use tandem_ctnetlink::Flow;
+use tandem_ctsync::CacheKind;
+
+use super::service::describe;
+
+/// Which caches a flush clears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caches {
+    /// One of them.
+    One(CacheKind),
+    /// Both (conntrackd's `-f` without an argument).
+    Both,
+}
+
+impl Caches {
+    /// The caches, internal first.
+    pub fn kinds(self) -> &'static [CacheKind] {
+        match self {
+            Caches::One(CacheKind::Internal) => &[CacheKind::Internal],
+            Caches::One(CacheKind::External) => &[CacheKind::External],
+            Caches::Both => &[CacheKind::Internal, CacheKind::External],
+        }
+    }
+}
+
+/// A request to the replication service (conntrackd's verbs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// `RequestResync` keeps conntrackd's name for `-n`.
+#[allow(clippy::enum_variant_names)]
+pub enum Request {
+    /// Put the peer's flows (the external cache) into the kernel table.
+    Commit,
+    /// Empty caches.
+    Flush(Caches),
+    /// Rebuild the internal cache from a kernel dump.
+    Resync,
+    /// Send the internal cache to the peer.
+    Bulk,
+    /// Ask the peer for its whole internal cache.
+    RequestResync,
+    /// Shorten the kernel timers of this node's flows.
+    Shorten,
+    /// The replication counters.
+    Stats,
+    /// Every flow of a cache.
+    Dump(CacheKind),
+}
+
+impl Request {
+    /// The request that carries out a step of the failover sequence.
+    pub fn for_step(step: tandem_failover::Step) -> Request {
+        use tandem_failover::Step;
+        match step {
+            Step::Commit => Request::Commit,
+            Step::FlushExternal => Request::Flush(Caches::One(CacheKind::External)),
+            Step::Bulk => Request::Bulk,
+            Step::Shorten => Request::Shorten,
+            Step::RequestResync => Request::RequestResync,
+        }
+    }
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Committed {
+    /// Flows handed to the kernel.
+    pub entries: usize,
+    /// How long it took.
+    pub ms: f64,
+    /// Created in the kernel.
+    pub created: usize,
+    /// Already there, updated instead.
+    pub updated: usize,
+    /// Refused by the kernel.
+    pub refused: usize,
+    /// With warm standby: the peer's flows that were in the kernel already.
+    pub already_warm: Option<usize>,
+}
+
+/// The service's answer to a request it carried out.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// [`Request::Commit`].
+    Committed(Committed),
+    /// [`Request::Flush`].
+    Flushed,
+    /// [`Request::Resync`].
+    Resynced {
+        /// Flows now in the internal cache.
+        entries: usize,
+        /// How long the dump took.
+        ms: f64,
+    },
+    /// [`Request::Bulk`]: the bulk is on its way.
+    BulkSending {
+        /// Flows sent.
+        entries: usize,
+    },
+    /// [`Request::RequestResync`].
+    ResyncRequested,
+    /// [`Request::Shorten`].
+    Shortened {
+        /// Flows whose timer the kernel shortened.
+        shortened: usize,
+        /// Flows asked for.
+        of: usize,
+        /// The new timeout.
+        seconds: u32,
+    },
+    /// [`Request::Stats`]: counters by name.
+    Stats(Vec<(&'static str, u64)>),
+    /// [`Request::Dump`].
+    Dump(Vec<Flow>),
+}
+
+/// Why a request was not carried out (or failed half-way).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The service's queue is full.
+    #[error("conntrack replication is busy, try again")]
+    Busy,
+    /// The service's thread has ended.
+    #[error("conntrack replication has stopped")]
+    Stopped,
+    /// The kernel refused the commit.
+    #[error("commit failed: {error}{}", warm_suffix(*already_warm))]
+    CommitFailed {
+        /// The kernel's error.
+        error: String,
+        /// With warm standby: flows that were in the kernel already.
+        already_warm: Option<usize>,
+    },
+    /// The kernel dump failed.
+    #[error("dumping the conntrack table: {0}")]
+    DumpFailed(String),
+    /// The kernel refused to shorten timers.
+    #[error("shortening timers: {0}")]
+    ShortenFailed(String),
+}
+
+fn warm_suffix(already_warm: Option<usize>) -> String {
+    already_warm.map_or_else(String::new, |n| format!(" ({n} already warm)"))
+}
+
+/// The control socket's text: one or more lines, each ending in a newline.
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reply::Committed(c) => writeln!(
+                f,
+                "commit: {} entries in {:.1} ms, {} created, {} updated, {} refused{}",
+                c.entries,
+                c.ms,
+                c.created,
+                c.updated,
+                c.refused,
+                warm_suffix(c.already_warm)
+            ),
+            Reply::Flushed => writeln!(f, "flush: done"),
+            Reply::Resynced { entries, ms } => {
+                writeln!(f, "resync: {entries} entries in {ms:.1} ms")
+            }
+            Reply::BulkSending { entries } => writeln!(f, "bulk: sending {entries} entries"),
+            Reply::ResyncRequested => writeln!(f, "request-resync: sent"),
+            Reply::Shortened {
+                shortened,
+                of,
+                seconds,
+            } => writeln!(f, "shorten: {shortened} of {of} entries to {seconds} s"),
+            Reply::Stats(counters) => counters
+                .iter()
+                .try_for_each(|(name, value)| writeln!(f, "{name}={value}")),
+            Reply::Dump(flows) => flows
+                .iter()
+                .try_for_each(|flow| writeln!(f, "{}", describe(flow))),
+        }
+    }
+}
+
+/// The control socket's text for an answer: the reply, or `error: ...`.
+pub fn render(answer: &Result<Reply, Refusal>) -> String {
+    match answer {
+        Ok(reply) => reply.to_string(),
+        Err(refusal) => format!("error: {refusal}\n"),
+    }
+}
+
+/// An operator's command, read from the control socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlCommand {
+    /// The VRRP status lines (`status`, `stats vrrp`, an empty line).
+    Status,
+    /// A request for the replication service.
+    Replication(Request),
+}
+
+/// Why an operator's words are not a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Not a verb tandem knows.
+    #[error("unknown command `{0}` (try `status`)")]
+    UnknownCommand(String),
+    /// A cache name other than `internal` or `external`.
+    #[error("unknown cache `{0}`: internal or external")]
+    UnknownCache(String),
+    /// `dump` without a cache.
+    #[error("`dump` needs a cache: internal or external")]
+    MissingCache,
+    /// `commit internal`.
+    #[error("committing the internal cache is not supported (it came from this kernel)")]
+    CommitInternal,
+    /// A word after a verb that takes none (or one too many).
+    #[error("`{verb}` does not take `{word}`")]
+    Unexpected {
+        /// The verb.
+        verb: String,
+        /// The word too many.
+        word: String,
+    },
+}
+
+/// Reads a control-socket line (`commit`, `flush external`, `dump internal`, `stats`, ...).
+pub fn parse(line: &str) -> Result<ControlCommand, ParseError> {
+    let mut words = line.split_whitespace();
+    let verb = words.next().unwrap_or("");
+    let arg = words.next();
+    if let (Some(arg), Some(extra)) = (arg, words.next()) {
+        return Err(ParseError::Unexpected {
+            verb: format!("{verb} {arg}"),
+            word: extra.into(),
+        });
+    }
+    let no_arg = |request: Request| match arg {
+        None => Ok(ControlCommand::Replication(request)),
+        Some(word) => Err(ParseError::Unexpected {
+            verb: verb.into(),
+            word: word.into(),
+        }),
+    };
+    let cache = |word: &str| match word {
+        "internal" => Ok(CacheKind::Internal),
+        "external" => Ok(CacheKind::External),
+        other => Err(ParseError::UnknownCache(other.into())),
+    };
+    let request = match verb {
+        "" | "status" => return Ok(ControlCommand::Status),
+        "stats" if arg == Some("vrrp") => return Ok(ControlCommand::Status),
+        // conntrackd's `-s` takes a section name; tandem shows every counter.
+        "stats" | "sync-stats" => Request::Stats,
+        "commit" => match arg.map(cache).transpose()? {
+            None | Some(CacheKind::External) => Request::Commit,
+            Some(CacheKind::Internal) => return Err(ParseError::CommitInternal),
+        },
+        "flush" => match arg {
+            None | Some("all") => Request::Flush(Caches::Both),
+            Some(word) => Request::Flush(Caches::One(cache(word)?)),
+        },
+        "dump" => Request::Dump(cache(arg.ok_or(ParseError::MissingCache)?)?),
+        "resync" => return no_arg(Request::Resync),
+        "bulk" => return no_arg(Request::Bulk),
+        "request-resync" => return no_arg(Request::RequestResync),
+        "shorten" => return no_arg(Request::Shorten),
+        other => return Err(ParseError::UnknownCommand(other.into())),
+    };
+    Ok(ControlCommand::Replication(request))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replication(line: &str) -> Request {
+        match parse(line) {
+            Ok(ControlCommand::Replication(r)) => r,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn conntrackd_verbs_as_tandemctl_sends_them() {
+        use CacheKind::*;
+        assert_eq!(replication("commit"), Request::Commit);
+        assert_eq!(replication("commit external"), Request::Commit);
+        assert_eq!(replication("flush"), Request::Flush(Caches::Both));
+        assert_eq!(replication("flush all"), Request::Flush(Caches::Both));
+        assert_eq!(
+            replication("flush internal"),
+            Request::Flush(Caches::One(Internal))
+        );
+        assert_eq!(
+            replication(" flush   external "),
+            Request::Flush(Caches::One(External))
+        );
+        assert_eq!(replication("resync"), Request::Resync);
+        assert_eq!(replication("bulk"), Request::Bulk);
+        assert_eq!(replication("request-resync"), Request::RequestResync);
+        assert_eq!(replication("shorten"), Request::Shorten);
+        assert_eq!(replication("stats"), Request::Stats);
+        assert_eq!(replication("stats all"), Request::Stats);
+        assert_eq!(replication("sync-stats"), Request::Stats);
+        assert_eq!(replication("dump internal"), Request::Dump(Internal));
+        assert_eq!(replication("dump external"), Request::Dump(External));
+    }
+
+    #[test]
+    fn status_words() {
+        for line in ["", "status", "stats vrrp"] {
+            assert_eq!(parse(line), Ok(ControlCommand::Status), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_cache_is_an_error_not_both() {
+        for line in ["flush bogus", "dump bogus", "commit bogus"] {
+            let e = parse(line).unwrap_err();
+            assert_eq!(e, ParseError::UnknownCache("bogus".into()));
+            assert_eq!(e.to_string(), "unknown cache `bogus`: internal or external");
+        }
+    }
+
+    #[test]
+    fn malformed_commands_say_what_is_wrong() {
+        assert_eq!(
+            parse("frobnicate").unwrap_err().to_string(),
+            "unknown command `frobnicate` (try `status`)"
+        );
+        assert_eq!(parse("dump"), Err(ParseError::MissingCache));
+        assert_eq!(parse("commit internal"), Err(ParseError::CommitInternal));
+        assert_eq!(
+            parse("bulk now").unwrap_err().to_string(),
+            "`bulk` does not take `now`"
+        );
+        assert_eq!(
+            parse("flush internal external").unwrap_err().to_string(),
+            "`flush internal` does not take `external`"
+        );
+    }
+
+    #[test]
+    fn replies_keep_the_control_socket_text() {
+        let c = Committed {
+            entries: 10,
+            ms: 1.25,
+            created: 8,
+            updated: 2,
+            refused: 0,
+            already_warm: None,
+        };
+        assert_eq!(
+            render(&Ok(Reply::Committed(c.clone()))),
+            "commit: 10 entries in 1.2 ms, 8 created, 2 updated, 0 refused\n"
+        );
+        let warm = Committed {
+            already_warm: Some(990),
+            ..c
+        };
+        assert!(render(&Ok(Reply::Committed(warm))).ends_with(" refused (990 already warm)\n"));
+        assert_eq!(
+            render(&Ok(Reply::Stats(vec![("a", 1), ("b", 2)]))),
+            "a=1\nb=2\n"
+        );
+        assert_eq!(render(&Ok(Reply::Flushed)), "flush: done\n");
+        assert_eq!(
+            render(&Err(Refusal::Busy)),
+            "error: conntrack replication is busy, try again\n"
+        );
+        assert_eq!(
+            render(&Err(Refusal::CommitFailed {
+                error: "EPERM".into(),
+                already_warm: Some(3)
+            })),
+            "error: commit failed: EPERM (3 already warm)\n"
+        );
+    }
+}
