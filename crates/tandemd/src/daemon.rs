@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use tandem_sys::{Addresses, ArpSender, BurstBuffer, LinkEvent, NaSender, Received, VrrpSocket};
+use tandem_sys::{
+    AddressSpec, Addresses, ArpSender, BurstBuffer, LinkEvent, NaSender, Received, VrrpSocket,
+};
 use tandem_vrrp::{Action, DropReason, Input, InstanceAction, InstanceId, State};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -104,12 +106,13 @@ impl Daemon {
             }
             sockets.insert(*key, Arc::new(socket));
         }
+        let (arp, na) = open_announcers(&plan);
         Ok(Daemon {
             plan,
             addresses,
             sockets,
-            arp: HashMap::new(),
-            na: HashMap::new(),
+            arp,
+            na,
             last_drop_log: HashMap::new(),
             replication,
             held: None,
@@ -275,25 +278,22 @@ impl Daemon {
         // for the adverts before it, so the order of effects stays the core's. Adverts
         // never wait for a promotion commit (masters keep advertising, the new one claims
         // its VRIDs at once); the other effects queue behind it, in order.
-        let mut adverts: Vec<(InstanceId, IpAddr, Vec<u8>)> = Vec::new();
+        let mut ready: Vec<Action> = Vec::new();
         for action in actions {
             match action {
-                Action::Instance {
-                    id,
-                    action: InstanceAction::Send { to, bytes },
-                } => adverts.push((id, to, bytes)),
+                advert @ Action::Instance {
+                    action: InstanceAction::Send { .. },
+                    ..
+                } => ready.push(advert),
                 // A log line about a packet: nothing to hold back.
-                dropped @ Action::Dropped { .. } => self.execute_effect(dropped).await,
+                dropped @ Action::Dropped { .. } => ready.push(dropped),
                 effect => match &mut self.held {
                     Some(held) => held.effects.push(effect),
-                    None => {
-                        self.send_adverts(&mut adverts).await;
-                        self.execute_effect(effect).await;
-                    }
+                    None => ready.push(effect),
                 },
             }
         }
-        self.send_adverts(&mut adverts).await;
+        self.execute_effects(ready).await;
         if let (Some(to), Some(r)) = (replicated, &self.replication) {
             // The slow parts run in the service's own task, after the addresses moved.
             // Commands queue in order behind the commit, which also made the committed
@@ -374,8 +374,59 @@ impl Daemon {
                 held.started.elapsed().as_millis()
             ),
         }
-        for effect in held.effects {
-            self.execute_effect(effect).await;
+        self.execute_effects(held.effects).await;
+    }
+
+    /// Carries out effects in the core's order, gathered where that saves time without
+    /// changing what a neighbour sees first: adverts due together leave in one system call
+    /// per socket (before the next other effect), and the address changes of several
+    /// instances (a sync group moving) go to the kernel in one batch at the first of them,
+    /// so every address of the group is in place before the first gratuitous ARP.
+    async fn execute_effects(&mut self, effects: Vec<Action>) {
+        let mut adverts: Vec<(InstanceId, IpAddr, Vec<u8>)> = Vec::new();
+        for step in gather_address_changes(effects) {
+            match step {
+                Step::Effect(Action::Instance {
+                    id,
+                    action: InstanceAction::Send { to, bytes },
+                }) => adverts.push((id, to, bytes)),
+                Step::Effect(dropped @ Action::Dropped { .. }) => {
+                    self.execute_effect(dropped).await;
+                }
+                Step::Effect(effect) => {
+                    self.send_adverts(&mut adverts).await;
+                    self.execute_effect(effect).await;
+                }
+                Step::Addresses { add, instances } => {
+                    self.send_adverts(&mut adverts).await;
+                    self.change_addresses(add, &instances).await;
+                }
+            }
+        }
+        self.send_adverts(&mut adverts).await;
+    }
+
+    /// Adds (or removes) the addresses of all these instances in one netlink batch; each
+    /// failure is logged under its instance's name.
+    async fn change_addresses(&self, add: bool, instances: &[InstanceId]) {
+        let owners: Vec<&str> = (instances.iter())
+            .flat_map(|&id| {
+                let plan = &self.plan.instances[id];
+                plan.addresses.iter().map(|_| plan.name.as_str())
+            })
+            .collect();
+        let specs: Vec<AddressSpec> = (instances.iter())
+            .flat_map(|&id| self.plan.instances[id].addresses.iter().cloned())
+            .collect();
+        let results = if add {
+            self.addresses.add_all(&specs).await
+        } else {
+            self.addresses.remove_all(&specs).await
+        };
+        for (owner, result) in owners.into_iter().zip(results) {
+            if let Err(e) = result {
+                error!("({owner}) {e}");
+            }
         }
     }
 
@@ -402,20 +453,8 @@ impl Daemon {
         let plan = &self.plan.instances[id];
         match action {
             InstanceAction::Send { .. } => unreachable!("adverts go through send_adverts"),
-            InstanceAction::AddAddresses => {
-                for spec in &plan.addresses {
-                    if let Err(e) = self.addresses.add(spec).await {
-                        error!("({}) {e}", plan.name);
-                    }
-                }
-            }
-            InstanceAction::RemoveAddresses => {
-                for spec in &plan.addresses {
-                    if let Err(e) = self.addresses.remove(spec).await {
-                        error!("({}) {e}", plan.name);
-                    }
-                }
-            }
+            InstanceAction::AddAddresses => self.change_addresses(true, &[id]).await,
+            InstanceAction::RemoveAddresses => self.change_addresses(false, &[id]).await,
             InstanceAction::SendGratuitous => self.announce(id),
             InstanceAction::Transition { from, to, cause } => {
                 let priority = self.plan.router.instance(id).priority();
@@ -428,7 +467,8 @@ impl Daemon {
         }
     }
 
-    /// Gratuitous ARPs and unsolicited NAs for every address of the instance.
+    /// Gratuitous ARPs and unsolicited NAs for every address of the instance. The senders
+    /// were opened at start; one that failed there is tried again here.
     fn announce(&mut self, id: InstanceId) {
         let plan = &self.plan.instances[id];
         let repeat = self.plan.garp_repeat;
@@ -576,6 +616,109 @@ impl Daemon {
         out.push('\n');
         out
     }
+}
+
+/// One step of a batch of effects: an effect as the core returned it, or the address changes
+/// of several instances gathered into one netlink batch.
+#[derive(Debug)]
+enum Step {
+    Effect(Action),
+    Addresses {
+        add: bool,
+        instances: Vec<InstanceId>,
+    },
+}
+
+/// Gathers the address changes of a batch of effects: each address add joins the first add
+/// of its run, a run ending where an address removal comes (and the other way round), so
+/// an instance's addresses are never added before an earlier removal or removed before an
+/// earlier add. Everything else keeps its place.
+fn gather_address_changes(effects: Vec<Action>) -> Vec<Step> {
+    let mut steps = Vec::with_capacity(effects.len());
+    // Where the open run of adds / removes sits in `steps`.
+    let mut open: Option<(bool, usize)> = None;
+    for effect in effects {
+        let add = match &effect {
+            Action::Instance {
+                action: InstanceAction::AddAddresses,
+                ..
+            } => true,
+            Action::Instance {
+                action: InstanceAction::RemoveAddresses,
+                ..
+            } => false,
+            _ => {
+                steps.push(Step::Effect(effect));
+                continue;
+            }
+        };
+        let Action::Instance { id, .. } = effect else {
+            continue;
+        };
+        match open {
+            Some((kind, at)) if kind == add => {
+                if let Some(Step::Addresses { instances, .. }) = steps.get_mut(at) {
+                    instances.push(id);
+                }
+            }
+            _ => {
+                open = Some((add, steps.len()));
+                steps.push(Step::Addresses {
+                    add,
+                    instances: vec![id],
+                });
+            }
+        }
+    }
+    steps
+}
+
+/// Opens the gratuitous ARP and neighbour advertisement senders of every address the plan
+/// may announce, so a takeover does not open sockets on its way. A sender that cannot be
+/// opened is a warning naming the address's place in the configuration (the announcement
+/// tries again at the takeover).
+fn open_announcers(plan: &Plan) -> (HashMap<u32, ArpSender>, HashMap<u32, NaSender>) {
+    let mut arp = HashMap::new();
+    let mut na = HashMap::new();
+    for instance in &plan.instances {
+        for a in &instance.announce {
+            match a.address {
+                IpAddr::V4(_) if !arp.contains_key(&a.ifindex) => {
+                    match ArpSender::new(a.ifindex, a.mac) {
+                        Ok(s) => {
+                            arp.insert(a.ifindex, s);
+                        }
+                        Err(e) => warn!(
+                            "{}: ({}) {} on {}: {e}",
+                            a.location, instance.name, a.address, a.ifname
+                        ),
+                    }
+                }
+                IpAddr::V6(_) => {
+                    if a.link_local.is_none() {
+                        warn!(
+                            "{}: ({}) no link-local address on {} to announce {} from",
+                            a.location, instance.name, a.ifname, a.address
+                        );
+                    }
+                    if na.contains_key(&a.ifindex) {
+                        continue;
+                    }
+                    match NaSender::new(&a.ifname, a.ifindex, a.mac) {
+                        Ok(s) => {
+                            na.insert(a.ifindex, s);
+                        }
+                        Err(e) => warn!(
+                            "{}: ({}) {} on {}: {e}",
+                            a.location, instance.name, a.address, a.ifname
+                        ),
+                    }
+                }
+                IpAddr::V4(_) => {}
+            }
+        }
+    }
+    (arp, na)
 }
 
 /// Half of systemd's `WatchdogSec`, when the unit sets one: the loop proves it is alive.
