@@ -726,3 +726,115 @@ fn watchdog_interval() -> Option<Duration> {
     let mut usec = 0;
     sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use tandem_vrrp::{
+        Action, Auth, Input, InstanceAction, InstanceConfig, InstanceId, Router, State, Version,
+    };
+
+    use super::{gather_address_changes, Step};
+
+    fn config(name: &str, vrid: u8, source: &str) -> InstanceConfig {
+        InstanceConfig {
+            name: name.into(),
+            vrid,
+            version: Version::V3,
+            priority: 100,
+            advert_interval: Duration::from_secs(1),
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            start_as_master: false,
+            addresses: vec![format!("10.0.{vrid}.254").parse().unwrap()],
+            auth: Auth::None,
+            source: source.parse().unwrap(),
+            destinations: vec!["224.0.0.18".parse().unwrap()],
+            check_source: false,
+            garp_repeat_after: None,
+        }
+    }
+
+    fn instance(id: InstanceId, action: InstanceAction) -> Action {
+        Action::Instance { id, action }
+    }
+
+    /// A compact picture of the steps: `+[0, 1]` one batch adding instances 0 and 1,
+    /// `g0` instance 0's gratuitous ARPs, `a0` its advert, `t0` its transition.
+    fn picture(steps: &[Step]) -> Vec<String> {
+        steps
+            .iter()
+            .map(|s| match s {
+                Step::Addresses { add, instances } => {
+                    format!("{}{instances:?}", if *add { '+' } else { '-' })
+                }
+                Step::Effect(Action::Instance { id, action }) => match action {
+                    InstanceAction::Send { .. } => format!("a{id}"),
+                    InstanceAction::SendGratuitous => format!("g{id}"),
+                    InstanceAction::Transition { .. } => format!("t{id}"),
+                    other => format!("{other:?}{id}"),
+                },
+                Step::Effect(Action::GroupTransition { group, .. }) => format!("G{group}"),
+                Step::Effect(other) => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_sync_group_takeover_adds_every_address_in_one_batch_before_any_announcement() {
+        let mut router = Router::new();
+        let a = router.add_instance(config("VI_0", 10, "10.0.10.1"), 2, &[2]);
+        let b = router.add_instance(config("VI_1", 11, "10.0.11.1"), 3, &[3]);
+        router.add_group("G1", &[a, b]);
+        let start = Instant::now();
+        router.handle(start, Input::Start);
+        // No master heard: both master-down timers run out and the group moves as one.
+        let mut now = start;
+        let mut takeover = Vec::new();
+        while let Some(at) = router.next_deadline() {
+            now = at.max(now);
+            let actions = router.handle(now, Input::Timer);
+            if actions.iter().any(|x| {
+                matches!(
+                    x,
+                    Action::GroupTransition {
+                        to: State::Master,
+                        ..
+                    }
+                )
+            }) {
+                takeover = actions;
+                break;
+            }
+            assert!(now < start + Duration::from_secs(10), "no takeover");
+        }
+        let steps = picture(&gather_address_changes(takeover));
+        assert_eq!(
+            steps,
+            ["t0", "+[0, 1]", "a0", "g0", "t1", "a1", "g1", "G0"],
+            "{steps:?}"
+        );
+    }
+
+    #[test]
+    fn an_address_change_never_crosses_an_opposite_one() {
+        use InstanceAction::{AddAddresses as Add, RemoveAddresses as Remove, SendGratuitous};
+        let effects = vec![
+            instance(0, Remove),
+            instance(1, Remove),
+            instance(0, Add),
+            instance(0, SendGratuitous),
+            instance(1, Add),
+            instance(2, Add),
+            instance(1, Remove),
+            instance(2, SendGratuitous),
+            instance(3, Add),
+        ];
+        assert_eq!(
+            picture(&gather_address_changes(effects)),
+            ["-[0, 1]", "+[0, 1, 2]", "g0", "-[1]", "g2", "+[3]"]
+        );
+        assert!(gather_address_changes(Vec::new()).is_empty());
+    }
+}
