@@ -151,7 +151,7 @@ pub fn run(
                     secs(s.from_trigger),
                     s.from_advert.map_or("-".into(), secs),
                     s.spread
-                        .map_or(String::new(), |d| format!(", first→last VIP {}", micros(d)))
+                        .map_or(String::new(), |d| format!(", first→last VIP {} ms", micros(d)))
                 );
                 t.push(s.from_trigger);
                 a.extend(s.from_advert);
