@@ -53,7 +53,9 @@ impl std::fmt::Display for AddressSpec {
 #[derive(Clone)]
 pub struct Addresses {
     handle: rtnetlink::Handle,
-    batches: ConnectionHandle<RouteNetlinkMessage>,
+    /// `None` when it could not be opened: requests then go one by one
+    /// through `handle` (still all sent before any answer is awaited).
+    batches: Option<ConnectionHandle<RouteNetlinkMessage>>,
 }
 
 /// Opens an rtnetlink connection and spawns its driver task on the current
@@ -66,17 +68,31 @@ pub async fn connect() -> Result<(rtnetlink::Handle, tokio::task::JoinHandle<()>
 
 impl Addresses {
     /// Wraps a handle from [`connect`] and opens the connection batches go
-    /// through; its driver task runs on the current tokio runtime (so this
-    /// must be called inside one) and ends when the last clone is dropped.
-    pub fn new(handle: rtnetlink::Handle) -> Result<Self, SysError> {
-        let (mut conn, batches, _unsolicited) =
-            netlink_proto::new_connection::<RouteNetlinkMessage>(NETLINK_ROUTE)
-                .map_err(|e| SysError::socket("opening rtnetlink connection for addresses", e))?;
-        // Every request of a batch gets its own answer, success included, so each
-        // address learns its own outcome.
-        conn.set_forward_ack(true);
-        tokio::spawn(conn);
-        Ok(Addresses { handle, batches })
+    /// through, its driver task on the current tokio runtime (it ends when
+    /// the last clone is dropped). Outside a runtime, or when the socket
+    /// cannot be opened (logged), changes go through `handle` instead.
+    pub fn new(handle: rtnetlink::Handle) -> Self {
+        let batches = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                match netlink_proto::new_connection::<RouteNetlinkMessage>(NETLINK_ROUTE) {
+                    Ok((mut conn, batches, _unsolicited)) => {
+                        // Every request of a batch gets its own answer, success included, so
+                        // each address learns its own outcome.
+                        conn.set_forward_ack(true);
+                        runtime.spawn(conn);
+                        Some(batches)
+                    }
+                    Err(e) => {
+                        let e =
+                            SysError::socket("opening rtnetlink connection for address batches", e);
+                        tracing::warn!("{e}: addresses change one request at a time");
+                        None
+                    }
+                }
+            }
+            Err(_) => None,
+        };
+        Addresses { handle, batches }
     }
 
     /// Adds the address; an address that is already there is success. IPv6
@@ -146,10 +162,13 @@ impl Addresses {
         let count = requests.len();
         let mut answers: Vec<Result<(), rtnetlink::Error>> =
             vec![Err(rtnetlink::Error::RequestFailed); count];
+        let Some(batches) = &self.batches else {
+            return self.send_one_by_one(requests).await;
+        };
         if count == 0 {
             return answers;
         }
-        let Ok(mut stream) = self.batches.request_batch(requests, SocketAddr::new(0, 0)) else {
+        let Ok(mut stream) = batches.request_batch(requests, SocketAddr::new(0, 0)) else {
             return answers;
         };
         let mut first = None;
@@ -164,6 +183,35 @@ impl Addresses {
                 NetlinkPayload::Error(e) => Err(rtnetlink::Error::NetlinkError(e)),
                 _ => Err(rtnetlink::Error::UnexpectedMessage(message)),
             };
+        }
+        answers
+    }
+
+    /// Without the batch connection: every request queued on the shared
+    /// connection first, then the answers awaited in order (that connection
+    /// passes on errors only, so a request that ends without one succeeded).
+    async fn send_one_by_one(
+        &self,
+        requests: Vec<NetlinkMessage<RouteNetlinkMessage>>,
+    ) -> Vec<Result<(), rtnetlink::Error>> {
+        let mut handle = self.handle.clone();
+        let streams: Vec<_> = requests.into_iter().map(|r| handle.request(r)).collect();
+        let mut answers = Vec::with_capacity(streams.len());
+        for stream in streams {
+            answers.push(match stream {
+                Ok(mut stream) => {
+                    let mut answer = Ok(());
+                    while let Some(message) = stream.next().await {
+                        if let NetlinkPayload::Error(e) = message.payload {
+                            if e.code.is_some() {
+                                answer = Err(rtnetlink::Error::NetlinkError(e));
+                            }
+                        }
+                    }
+                    answer
+                }
+                Err(e) => Err(e),
+            });
         }
         answers
     }

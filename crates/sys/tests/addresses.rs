@@ -26,7 +26,7 @@ fn ipv4_add_present_remove_is_idempotent_and_keeps_label_and_broadcast() {
         common::runtime().block_on(async {
             let (handle, _conn) = connect().await.unwrap();
             let eth0 = interface(&handle, "eth0").await.unwrap();
-            let addrs = Addresses::new(handle).unwrap();
+            let addrs = Addresses::new(handle);
             let vip = AddressSpec {
                 label: Some("eth0:vip".into()),
                 broadcast: Some("10.0.0.127".parse().unwrap()),
@@ -72,7 +72,7 @@ fn host_scope_and_slash_32() {
         common::runtime().block_on(async {
             let (handle, _conn) = connect().await.unwrap();
             let index = interface(&handle, "eth0").await.unwrap().index;
-            let addrs = Addresses::new(handle).unwrap();
+            let addrs = Addresses::new(handle);
             let vip = AddressSpec {
                 scope: Some(254),
                 ..spec("192.168.77.1", 32, index)
@@ -107,7 +107,7 @@ fn ipv6_add_is_usable_at_once_and_idempotent() {
         common::runtime().block_on(async {
             let (handle, _conn) = connect().await.unwrap();
             let index = interface(&handle, "eth0").await.unwrap().index;
-            let addrs = Addresses::new(handle).unwrap();
+            let addrs = Addresses::new(handle);
             let vip = spec("fd00::100", 64, index);
             addrs.add(&vip).await.unwrap();
             addrs.add(&vip).await.unwrap();
@@ -145,7 +145,7 @@ fn errors_name_operation_address_and_interface() {
     p.a.enter(|| {
         common::runtime().block_on(async {
             let (handle, _conn) = connect().await.unwrap();
-            let addrs = Addresses::new(handle.clone()).unwrap();
+            let addrs = Addresses::new(handle.clone());
             let err = addrs.add(&spec("10.9.9.9", 24, 999)).await.unwrap_err();
             let msg = err.to_string();
             assert!(
@@ -241,17 +241,33 @@ fn interface_exists_looks_in_the_callers_namespace() {
 
 #[test]
 fn add_all_and_remove_all_answer_per_address_in_order() {
+    batches_answer_per_address_in_order("sysaddrb", true);
+}
+
+#[test]
+fn without_the_batch_connection_changes_answer_the_same() {
+    batches_answer_per_address_in_order("sysaddro", false);
+}
+
+/// `in_runtime`: whether `Addresses` is made inside the runtime (its own batch connection)
+/// or outside one (requests through the shared connection).
+fn batches_answer_per_address_in_order(tag: &str, in_runtime: bool) {
     tandem_lab::require_root!();
-    let p = common::pair("sysaddrb").unwrap();
+    let p = common::pair(tag).unwrap();
     let ns = p.a.clone();
     p.a.ip("link add tdb0 type veth peer name tdb1").unwrap();
     p.a.ip("addr add 10.1.0.5/24 dev tdb0").unwrap();
     let eth0 = common::index_of(&p.a, "eth0").unwrap();
     let tdb0 = common::index_of(&p.a, "tdb0").unwrap();
     p.a.enter(move || {
-        common::runtime().block_on(async {
-            let (handle, _conn) = connect().await.unwrap();
-            let addrs = Addresses::new(handle).unwrap();
+        let runtime = common::runtime();
+        let (handle, _conn) = runtime.block_on(connect()).unwrap();
+        let addrs = if in_runtime {
+            runtime.block_on(async { Addresses::new(handle) })
+        } else {
+            Addresses::new(handle)
+        };
+        runtime.block_on(async {
             let batch = vec![
                 spec("10.0.0.100", 24, eth0),
                 spec("10.9.9.9", 24, 999), // no such interface

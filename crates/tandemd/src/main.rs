@@ -158,7 +158,7 @@ async fn run(args: &Args, config: tandem_config::Config) -> Result<()> {
     let (control_tx, control_rx) = mpsc::channel(16);
     let _control = control::listen(&args.control, control_tx)?;
     let _pid = args.pid_file.as_deref().map(PidFile::create).transpose()?;
-    let daemon = daemon::Daemon::new(plan, tandem_sys::Addresses::new(handle)?, replication)?;
+    let daemon = daemon::Daemon::new(plan, tandem_sys::Addresses::new(handle), replication)?;
     info!(
         "Starting tandemd {} with {} instance(s)",
         env!("CARGO_PKG_VERSION"),
