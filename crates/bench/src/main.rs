@@ -42,6 +42,9 @@ enum Which {
         /// Runs per cell (default 7 at advert_int 1 s, 15 at 0.1 s).
         #[arg(long)]
         runs: Option<usize>,
+        /// Only the cells whose name contains one of these words (e.g. `group`, `graceful`).
+        #[arg(long, value_delimiter = ',')]
+        cells: Vec<String>,
     },
     /// CPU and memory with many instances at advert_int 1.
     Instances {
@@ -161,7 +164,7 @@ fn main() -> Result<()> {
             };
             sync::run(&tandemd, &opts)
         }
-        Which::Failover { runs } => failover::run(&tandemd, runs, &daemons),
+        Which::Failover { runs, cells } => failover::run(&tandemd, runs, &daemons, &cells),
         Which::Instances {
             lans,
             per_lan,

@@ -3,14 +3,24 @@
 //! Both directions are idempotent, because the daemon re-runs them after
 //! restarts and link flaps: adding an address that is already there and
 //! removing one that is already gone both succeed.
+//!
+//! Changes travel in batches: every request of [`Addresses::add_all`] leaves in
+//! one datagram on a connection of their own, so the kernel applies them one
+//! after the other in a single system call and a sync group's addresses appear
+//! together instead of one netlink round trip apart.
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
+use netlink_packet_core::{
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
+};
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
 };
-use netlink_packet_route::AddressFamily;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_proto::sys::{protocols::NETLINK_ROUTE, SocketAddr};
+use netlink_proto::ConnectionHandle;
 
 use crate::error::{netlink_errno, SysError};
 use crate::interfaces::{describe_index, message_address};
@@ -38,10 +48,14 @@ impl std::fmt::Display for AddressSpec {
     }
 }
 
-/// Adds and removes addresses through one rtnetlink connection.
+/// Adds and removes addresses: lookups through the shared rtnetlink
+/// connection, changes in batches through a connection of its own.
 #[derive(Clone)]
 pub struct Addresses {
     handle: rtnetlink::Handle,
+    /// `None` when it could not be opened: requests then go one by one
+    /// through `handle` (still all sent before any answer is awaited).
+    batches: Option<ConnectionHandle<RouteNetlinkMessage>>,
 }
 
 /// Opens an rtnetlink connection and spawns its driver task on the current
@@ -53,42 +67,173 @@ pub async fn connect() -> Result<(rtnetlink::Handle, tokio::task::JoinHandle<()>
 }
 
 impl Addresses {
-    /// Wraps a handle from [`connect`].
+    /// Wraps a handle from [`connect`] and opens the connection batches go
+    /// through, its driver task on the current tokio runtime (it ends when
+    /// the last clone is dropped). Outside a runtime, or when the socket
+    /// cannot be opened (logged), changes go through `handle` instead.
     pub fn new(handle: rtnetlink::Handle) -> Self {
-        Addresses { handle }
+        let batches = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                match netlink_proto::new_connection::<RouteNetlinkMessage>(NETLINK_ROUTE) {
+                    Ok((mut conn, batches, _unsolicited)) => {
+                        // Every request of a batch gets its own answer, success included, so
+                        // each address learns its own outcome.
+                        conn.set_forward_ack(true);
+                        runtime.spawn(conn);
+                        Some(batches)
+                    }
+                    Err(e) => {
+                        let e =
+                            SysError::socket("opening rtnetlink connection for address batches", e);
+                        tracing::warn!("{e}: addresses change one request at a time");
+                        None
+                    }
+                }
+            }
+            Err(_) => None,
+        };
+        Addresses { handle, batches }
     }
 
     /// Adds the address; an address that is already there is success. IPv6
     /// addresses are added without duplicate address detection so they can
     /// be used (and announced) at once.
     pub async fn add(&self, spec: &AddressSpec) -> Result<(), SysError> {
-        let mut req = self
-            .handle
-            .address()
-            .add(spec.ifindex, spec.address, spec.prefix_len);
-        fill_message(req.message_mut(), spec);
-        match req.execute().await {
-            Ok(()) => Ok(()),
-            Err(e) if netlink_errno(&e) == Some(libc::EEXIST) => Ok(()),
-            Err(e) => Err(self.error("adding", "to", spec, e).await),
-        }
+        let mut results = self.add_all(std::slice::from_ref(spec)).await;
+        results.pop().unwrap_or(Ok(()))
+    }
+
+    /// Adds every address in one batch: all requests are sent before any
+    /// answer is awaited. Returns one result per address, in order; an address
+    /// that is already there is success, as with [`Addresses::add`].
+    pub async fn add_all(&self, specs: &[AddressSpec]) -> Vec<Result<(), SysError>> {
+        let requests = specs.iter().map(|spec| {
+            let mut req = self
+                .handle
+                .address()
+                .add(spec.ifindex, spec.address, spec.prefix_len);
+            fill_message(req.message_mut(), spec);
+            let mut msg =
+                NetlinkMessage::from(RouteNetlinkMessage::NewAddress(req.message_mut().clone()));
+            msg.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE;
+            msg
+        });
+        let answers = self.send_batch(requests.collect()).await;
+        self.results(specs, answers, ("adding", "to"), libc::EEXIST)
+            .await
     }
 
     /// Removes the address; an address that is already gone is success.
     pub async fn remove(&self, spec: &AddressSpec) -> Result<(), SysError> {
-        let mut msg = AddressMessage::default();
-        msg.header.family = family(spec.address);
-        msg.header.prefix_len = spec.prefix_len;
-        msg.header.index = spec.ifindex;
-        msg.attributes.push(AddressAttribute::Local(spec.address));
-        if spec.address.is_ipv4() {
-            msg.attributes.push(AddressAttribute::Address(spec.address));
+        let mut results = self.remove_all(std::slice::from_ref(spec)).await;
+        results.pop().unwrap_or(Ok(()))
+    }
+
+    /// Removes every address in one batch, like [`Addresses::add_all`]; an
+    /// address that is already gone is success.
+    pub async fn remove_all(&self, specs: &[AddressSpec]) -> Vec<Result<(), SysError>> {
+        let requests = specs.iter().map(|spec| {
+            let mut msg = AddressMessage::default();
+            msg.header.family = family(spec.address);
+            msg.header.prefix_len = spec.prefix_len;
+            msg.header.index = spec.ifindex;
+            msg.attributes.push(AddressAttribute::Local(spec.address));
+            if spec.address.is_ipv4() {
+                msg.attributes.push(AddressAttribute::Address(spec.address));
+            }
+            let mut msg = NetlinkMessage::from(RouteNetlinkMessage::DelAddress(msg));
+            msg.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+            msg
+        });
+        let answers = self.send_batch(requests.collect()).await;
+        self.results(specs, answers, ("removing", "from"), libc::EADDRNOTAVAIL)
+            .await
+    }
+
+    /// Sends the requests in one datagram and returns each one's answer, in
+    /// request order. The kernel handles the messages of a datagram in order
+    /// and acknowledges each (an error does not stop the ones after it), so
+    /// the n-th answer belongs to the n-th request; the sequence numbers,
+    /// consecutive within a batch, confirm it.
+    async fn send_batch(
+        &self,
+        requests: Vec<NetlinkMessage<RouteNetlinkMessage>>,
+    ) -> Vec<Result<(), rtnetlink::Error>> {
+        let count = requests.len();
+        let mut answers: Vec<Result<(), rtnetlink::Error>> =
+            vec![Err(rtnetlink::Error::RequestFailed); count];
+        let Some(batches) = &self.batches else {
+            return self.send_one_by_one(requests).await;
+        };
+        if count == 0 {
+            return answers;
         }
-        match self.handle.address().del(msg).execute().await {
-            Ok(()) => Ok(()),
-            Err(e) if netlink_errno(&e) == Some(libc::EADDRNOTAVAIL) => Ok(()),
-            Err(e) => Err(self.error("removing", "from", spec, e).await),
+        let Ok(mut stream) = batches.request_batch(requests, SocketAddr::new(0, 0)) else {
+            return answers;
+        };
+        let mut first = None;
+        while let Some(message) = stream.next().await {
+            let sequence = message.header.sequence_number;
+            let base = *first.get_or_insert(sequence);
+            let Some(slot) = answers.get_mut(sequence.wrapping_sub(base) as usize) else {
+                continue;
+            };
+            *slot = match message.payload {
+                NetlinkPayload::Error(e) if e.code.is_none() => Ok(()),
+                NetlinkPayload::Error(e) => Err(rtnetlink::Error::NetlinkError(e)),
+                _ => Err(rtnetlink::Error::UnexpectedMessage(message)),
+            };
         }
+        answers
+    }
+
+    /// Without the batch connection: every request queued on the shared
+    /// connection first, then the answers awaited in order (that connection
+    /// passes on errors only, so a request that ends without one succeeded).
+    async fn send_one_by_one(
+        &self,
+        requests: Vec<NetlinkMessage<RouteNetlinkMessage>>,
+    ) -> Vec<Result<(), rtnetlink::Error>> {
+        let mut handle = self.handle.clone();
+        let streams: Vec<_> = requests.into_iter().map(|r| handle.request(r)).collect();
+        let mut answers = Vec::with_capacity(streams.len());
+        for stream in streams {
+            answers.push(match stream {
+                Ok(mut stream) => {
+                    let mut answer = Ok(());
+                    while let Some(message) = stream.next().await {
+                        if let NetlinkPayload::Error(e) = message.payload {
+                            if e.code.is_some() {
+                                answer = Err(rtnetlink::Error::NetlinkError(e));
+                            }
+                        }
+                    }
+                    answer
+                }
+                Err(e) => Err(e),
+            });
+        }
+        answers
+    }
+
+    /// Turns the kernel's answers into results naming the operation and the
+    /// object; `harmless` is the errno that means "already done".
+    async fn results(
+        &self,
+        specs: &[AddressSpec],
+        answers: Vec<Result<(), rtnetlink::Error>>,
+        (verb, prep): (&str, &str),
+        harmless: i32,
+    ) -> Vec<Result<(), SysError>> {
+        let mut out = Vec::with_capacity(specs.len());
+        for (spec, answer) in specs.iter().zip(answers) {
+            out.push(match answer {
+                Ok(()) => Ok(()),
+                Err(e) if netlink_errno(&e) == Some(harmless) => Ok(()),
+                Err(e) => Err(self.error(verb, prep, spec, e).await),
+            });
+        }
+        out
     }
 
     /// Whether the address (same prefix length) is configured on the interface.

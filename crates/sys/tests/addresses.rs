@@ -238,3 +238,107 @@ fn interface_exists_looks_in_the_callers_namespace() {
     );
     assert!(interface_exists("lo"));
 }
+
+#[test]
+fn add_all_and_remove_all_answer_per_address_in_order() {
+    batches_answer_per_address_in_order("sysaddrb", true);
+}
+
+#[test]
+fn without_the_batch_connection_changes_answer_the_same() {
+    batches_answer_per_address_in_order("sysaddro", false);
+}
+
+/// `in_runtime`: whether `Addresses` is made inside the runtime (its own batch connection)
+/// or outside one (requests through the shared connection).
+fn batches_answer_per_address_in_order(tag: &str, in_runtime: bool) {
+    tandem_lab::require_root!();
+    let p = common::pair(tag).unwrap();
+    let ns = p.a.clone();
+    p.a.ip("link add tdb0 type veth peer name tdb1").unwrap();
+    p.a.ip("addr add 10.1.0.5/24 dev tdb0").unwrap();
+    let eth0 = common::index_of(&p.a, "eth0").unwrap();
+    let tdb0 = common::index_of(&p.a, "tdb0").unwrap();
+    p.a.enter(move || {
+        let runtime = common::runtime();
+        let (handle, _conn) = runtime.block_on(connect()).unwrap();
+        let addrs = if in_runtime {
+            runtime.block_on(async { Addresses::new(handle) })
+        } else {
+            Addresses::new(handle)
+        };
+        runtime.block_on(async {
+            let batch = vec![
+                spec("10.0.0.100", 24, eth0),
+                spec("10.9.9.9", 24, 999), // no such interface
+                spec("10.1.0.100", 24, tdb0),
+                spec("10.1.0.5", 24, tdb0),   // already there: success
+                spec("10.0.0.101", 40, eth0), // bogus prefix
+                spec("fd00::100", 64, eth0),
+                spec("10.0.0.102", 32, eth0),
+            ];
+            let results = addrs.add_all(&batch).await;
+            assert_eq!(results.len(), batch.len());
+            let failed: Vec<(usize, String)> = results
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| r.as_ref().err().map(|e| (i, e.to_string())))
+                .collect();
+            assert_eq!(failed.len(), 2, "{failed:?}");
+            assert_eq!(failed[0].0, 1, "{failed:?}");
+            assert!(
+                failed[0].1.starts_with("adding 10.9.9.9/24 to index 999: "),
+                "{failed:?}"
+            );
+            assert_eq!(results[1].as_ref().unwrap_err().errno(), Some(libc::ENODEV));
+            assert_eq!(failed[1].0, 4, "{failed:?}");
+            assert!(
+                failed[1]
+                    .1
+                    .starts_with(&format!("adding 10.0.0.101/40 to eth0 (index {eth0}): ")),
+                "{failed:?}"
+            );
+            // The failures in the middle did not stop the requests after them.
+            for (i, s) in batch.iter().enumerate() {
+                if i != 1 && i != 4 {
+                    assert!(addrs.present(s).await.unwrap(), "{s} missing");
+                }
+            }
+            let v6 = ns
+                .addresses()
+                .unwrap()
+                .into_iter()
+                .find(|x| x.addr == "fd00::100".parse::<IpAddr>().unwrap())
+                .expect("fd00::100 configured");
+            assert!(!v6.tentative, "added with NODAD, yet tentative");
+
+            // Adding the same batch again: every address already there is success.
+            let again = addrs.add_all(&batch).await;
+            assert!(again[0].is_ok() && again[2].is_ok() && again[6].is_ok());
+
+            // Removing, with one address already gone and one never there (both
+            // success); only the missing interface is an error.
+            addrs.remove(&batch[5]).await.unwrap();
+            let gone = addrs.remove_all(&batch).await;
+            let failed: Vec<usize> = (0..gone.len()).filter(|&i| gone[i].is_err()).collect();
+            assert_eq!(failed, vec![1], "{gone:?}");
+            assert!(
+                gone[1]
+                    .as_ref()
+                    .unwrap_err()
+                    .to_string()
+                    .starts_with("removing 10.9.9.9/24 from index 999: "),
+                "{gone:?}"
+            );
+            for s in &batch {
+                assert!(!addrs.present(s).await.unwrap_or(false), "{s} left behind");
+            }
+            assert!(ns.has_address("10.0.0.1").unwrap());
+
+            // An empty batch asks the kernel nothing.
+            assert!(addrs.add_all(&[]).await.is_empty());
+            assert!(addrs.remove_all(&[]).await.is_empty());
+        })
+    })
+    .unwrap();
+}

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tandem_failover::{Command, Coordinator, Step};
-use tandem_sys::{Addresses, ArpSender, BurstBuffer, LinkEvent, NaSender, Received, VrrpSocket};
+use tandem_sys::{
+    AddressSpec, Addresses, ArpSender, BurstBuffer, LinkEvent, NaSender, Received, VrrpSocket,
+};
 use tandem_vrrp::{Action, DropReason, Input, InstanceAction, InstanceId, State};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
@@ -121,6 +123,7 @@ impl Daemon {
                 warnings: 0,
                 last_warning: None,
             });
+        let (arp, na) = open_announcers(&plan);
         Ok(Daemon {
             plan,
             running,
@@ -130,8 +133,8 @@ impl Daemon {
             readers: HashMap::new(),
             packets_tx,
             packets_rx: Some(packets_rx),
-            arp: HashMap::new(),
-            na: HashMap::new(),
+            arp,
+            na,
             drop_log: HashMap::new(),
             replication,
             failover,
@@ -382,42 +385,37 @@ impl Daemon {
         self.run_commands(commands).await;
     }
 
-    /// Carries out the coordinator's commands in order. Adverts due together leave in one
-    /// system call per socket; anything else waits for the adverts before it, so the order
-    /// of effects stays the core's.
+    /// Carries out the coordinator's commands in order. Runs of effects go through
+    /// [`Daemon::execute_effects`], which batches adverts and address changes without
+    /// changing what a neighbour sees first.
     async fn run_commands(&mut self, commands: Vec<Command<Action>>) {
-        let mut adverts: Vec<(InstanceId, IpAddr, Vec<u8>)> = Vec::new();
+        let mut effects: Vec<Action> = Vec::new();
         for command in commands {
             match command {
-                Command::Effect(Action::Instance {
-                    id,
-                    action: InstanceAction::Send { to, bytes },
-                }) => adverts.push((id, to, bytes)),
-                // A log line about a packet: nothing to wait for.
-                Command::Effect(dropped @ Action::Dropped { .. }) => {
-                    self.execute_effect(dropped).await
-                }
-                Command::Effect(effect) => {
-                    self.send_adverts(&mut adverts).await;
-                    self.execute_effect(effect).await;
-                }
-                // The slow parts run in the service's own thread, in the order sent.
-                Command::Run(step) => self.run_step(step),
-                Command::HoldPreemption(until) => {
-                    self.plan
-                        .router
-                        .handle(Instant::now(), Input::HoldPreemption(until));
-                }
-                Command::Warn(warning) => {
-                    warn!("{warning}");
-                    if let Some(f) = self.failover.as_mut() {
-                        f.warnings += 1;
-                        f.last_warning = Some(warning.to_string());
+                Command::Effect(effect) => effects.push(effect),
+                other => {
+                    self.execute_effects(std::mem::take(&mut effects)).await;
+                    match other {
+                        Command::Effect(_) => unreachable!("matched above"),
+                        // The slow parts run in the service's own thread, in the order sent.
+                        Command::Run(step) => self.run_step(step),
+                        Command::HoldPreemption(until) => {
+                            self.plan
+                                .router
+                                .handle(Instant::now(), Input::HoldPreemption(until));
+                        }
+                        Command::Warn(warning) => {
+                            warn!("{warning}");
+                            if let Some(f) = self.failover.as_mut() {
+                                f.warnings += 1;
+                                f.last_warning = Some(warning.to_string());
+                            }
+                        }
                     }
                 }
             }
         }
-        self.send_adverts(&mut adverts).await;
+        self.execute_effects(effects).await;
     }
 
     /// Sends a step of the failover sequence to the replication service; its answer (or
@@ -491,6 +489,59 @@ impl Daemon {
         }
     }
 
+    /// Carries out effects in the core's order, gathered where that saves time without
+    /// changing what a neighbour sees first: adverts due together leave in one system call
+    /// per socket (before the next other effect), and the address changes of several
+    /// instances (a sync group moving) go to the kernel in one batch at the first of them,
+    /// so every address of the group is in place before the first gratuitous ARP.
+    async fn execute_effects(&mut self, effects: Vec<Action>) {
+        let mut adverts: Vec<(InstanceId, IpAddr, Vec<u8>)> = Vec::new();
+        for step in gather_address_changes(effects) {
+            match step {
+                Gathered::Effect(Action::Instance {
+                    id,
+                    action: InstanceAction::Send { to, bytes },
+                }) => adverts.push((id, to, bytes)),
+                Gathered::Effect(dropped @ Action::Dropped { .. }) => {
+                    self.execute_effect(dropped).await;
+                }
+                Gathered::Effect(effect) => {
+                    self.send_adverts(&mut adverts).await;
+                    self.execute_effect(effect).await;
+                }
+                Gathered::Addresses { add, instances } => {
+                    self.send_adverts(&mut adverts).await;
+                    self.change_addresses(add, &instances).await;
+                }
+            }
+        }
+        self.send_adverts(&mut adverts).await;
+    }
+
+    /// Adds (or removes) the addresses of all these instances in one netlink batch; each
+    /// failure is logged under its instance's name.
+    async fn change_addresses(&self, add: bool, instances: &[InstanceId]) {
+        let owners: Vec<&str> = (instances.iter())
+            .flat_map(|&id| {
+                let plan = &self.plan.instances[id];
+                plan.addresses.iter().map(|_| plan.name.as_str())
+            })
+            .collect();
+        let specs: Vec<AddressSpec> = (instances.iter())
+            .flat_map(|&id| self.plan.instances[id].addresses.iter().cloned())
+            .collect();
+        let results = if add {
+            self.addresses.add_all(&specs).await
+        } else {
+            self.addresses.remove_all(&specs).await
+        };
+        for (owner, result) in owners.into_iter().zip(results) {
+            if let Err(e) = result {
+                error!("({owner}) {e}");
+            }
+        }
+    }
+
     /// Sends the queued adverts, one `sendmmsg` per socket, in queue order per socket.
     async fn send_adverts(&self, adverts: &mut Vec<(InstanceId, IpAddr, Vec<u8>)>) {
         while let Some(&(first, _, _)) = adverts.first() {
@@ -514,20 +565,8 @@ impl Daemon {
         let plan = &self.plan.instances[id];
         match action {
             InstanceAction::Send { .. } => unreachable!("adverts go through send_adverts"),
-            InstanceAction::AddAddresses => {
-                for spec in &plan.addresses {
-                    if let Err(e) = self.addresses.add(spec).await {
-                        error!("({}) {e}", plan.name);
-                    }
-                }
-            }
-            InstanceAction::RemoveAddresses => {
-                for spec in &plan.addresses {
-                    if let Err(e) = self.addresses.remove(spec).await {
-                        error!("({}) {e}", plan.name);
-                    }
-                }
-            }
+            InstanceAction::AddAddresses => self.change_addresses(true, &[id]).await,
+            InstanceAction::RemoveAddresses => self.change_addresses(false, &[id]).await,
             InstanceAction::SendGratuitous => self.announce(id),
             InstanceAction::Transition { from, to, cause } => {
                 let priority = self.plan.router.instance(id).priority();
@@ -540,7 +579,8 @@ impl Daemon {
         }
     }
 
-    /// Gratuitous ARPs and unsolicited NAs for every address of the instance.
+    /// Gratuitous ARPs and unsolicited NAs for every address of the instance. The senders
+    /// were opened at start; one that failed there is tried again here.
     fn announce(&mut self, id: InstanceId) {
         let plan = &self.plan.instances[id];
         let repeat = self.plan.garp_repeat;
@@ -727,6 +767,109 @@ impl Daemon {
     }
 }
 
+/// One step of a batch of effects: an effect as the core returned it, or the address changes
+/// of several instances gathered into one netlink batch.
+#[derive(Debug)]
+enum Gathered {
+    Effect(Action),
+    Addresses {
+        add: bool,
+        instances: Vec<InstanceId>,
+    },
+}
+
+/// Gathers the address changes of a batch of effects: each address add joins the first add
+/// of its run, a run ending where an address removal comes (and the other way round), so
+/// an instance's addresses are never added before an earlier removal or removed before an
+/// earlier add. Everything else keeps its place.
+fn gather_address_changes(effects: Vec<Action>) -> Vec<Gathered> {
+    let mut steps = Vec::with_capacity(effects.len());
+    // Where the open run of adds / removes sits in `steps`.
+    let mut open: Option<(bool, usize)> = None;
+    for effect in effects {
+        let add = match &effect {
+            Action::Instance {
+                action: InstanceAction::AddAddresses,
+                ..
+            } => true,
+            Action::Instance {
+                action: InstanceAction::RemoveAddresses,
+                ..
+            } => false,
+            _ => {
+                steps.push(Gathered::Effect(effect));
+                continue;
+            }
+        };
+        let Action::Instance { id, .. } = effect else {
+            continue;
+        };
+        match open {
+            Some((kind, at)) if kind == add => {
+                if let Some(Gathered::Addresses { instances, .. }) = steps.get_mut(at) {
+                    instances.push(id);
+                }
+            }
+            _ => {
+                open = Some((add, steps.len()));
+                steps.push(Gathered::Addresses {
+                    add,
+                    instances: vec![id],
+                });
+            }
+        }
+    }
+    steps
+}
+
+/// Opens the gratuitous ARP and neighbour advertisement senders of every address the plan
+/// may announce, so a takeover does not open sockets on its way. A sender that cannot be
+/// opened is a warning naming the address's place in the configuration (the announcement
+/// tries again at the takeover).
+fn open_announcers(plan: &Plan) -> (HashMap<u32, ArpSender>, HashMap<u32, NaSender>) {
+    let mut arp = HashMap::new();
+    let mut na = HashMap::new();
+    for instance in &plan.instances {
+        for a in &instance.announce {
+            match a.address {
+                IpAddr::V4(_) if !arp.contains_key(&a.ifindex) => {
+                    match ArpSender::new(a.ifindex, a.mac) {
+                        Ok(s) => {
+                            arp.insert(a.ifindex, s);
+                        }
+                        Err(e) => warn!(
+                            "{}: ({}) {} on {}: {e}",
+                            a.location, instance.name, a.address, a.ifname
+                        ),
+                    }
+                }
+                IpAddr::V6(_) => {
+                    if a.link_local.is_none() {
+                        warn!(
+                            "{}: ({}) no link-local address on {} to announce {} from",
+                            a.location, instance.name, a.ifname, a.address
+                        );
+                    }
+                    if na.contains_key(&a.ifindex) {
+                        continue;
+                    }
+                    match NaSender::new(&a.ifname, a.ifindex, a.mac) {
+                        Ok(s) => {
+                            na.insert(a.ifindex, s);
+                        }
+                        Err(e) => warn!(
+                            "{}: ({}) {} on {}: {e}",
+                            a.location, instance.name, a.address, a.ifname
+                        ),
+                    }
+                }
+                IpAddr::V4(_) => {}
+            }
+        }
+    }
+    (arp, na)
+}
+
 /// Half of systemd's `WatchdogSec`, when the unit sets one: the loop proves it is alive.
 fn watchdog_interval() -> Option<Duration> {
     let mut usec = 0;
@@ -769,4 +912,116 @@ fn open_socket(key: SocketKey, sp: &SocketPlan, plan: &Plan) -> Result<VrrpSocke
         }
     }
     Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use tandem_vrrp::{
+        Action, Auth, Input, InstanceAction, InstanceConfig, InstanceId, Router, State, Version,
+    };
+
+    use super::{gather_address_changes, Gathered};
+
+    fn config(name: &str, vrid: u8, source: &str) -> InstanceConfig {
+        InstanceConfig {
+            name: name.into(),
+            vrid,
+            version: Version::V3,
+            priority: 100,
+            advert_interval: Duration::from_secs(1),
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            start_as_master: false,
+            addresses: vec![format!("10.0.{vrid}.254").parse().unwrap()],
+            auth: Auth::None,
+            source: source.parse().unwrap(),
+            destinations: vec!["224.0.0.18".parse().unwrap()],
+            check_source: false,
+            garp_repeat_after: None,
+        }
+    }
+
+    fn instance(id: InstanceId, action: InstanceAction) -> Action {
+        Action::Instance { id, action }
+    }
+
+    /// A compact picture of the steps: `+[0, 1]` one batch adding instances 0 and 1,
+    /// `g0` instance 0's gratuitous ARPs, `a0` its advert, `t0` its transition.
+    fn picture(steps: &[Gathered]) -> Vec<String> {
+        steps
+            .iter()
+            .map(|s| match s {
+                Gathered::Addresses { add, instances } => {
+                    format!("{}{instances:?}", if *add { '+' } else { '-' })
+                }
+                Gathered::Effect(Action::Instance { id, action }) => match action {
+                    InstanceAction::Send { .. } => format!("a{id}"),
+                    InstanceAction::SendGratuitous => format!("g{id}"),
+                    InstanceAction::Transition { .. } => format!("t{id}"),
+                    other => format!("{other:?}{id}"),
+                },
+                Gathered::Effect(Action::GroupTransition { group, .. }) => format!("G{group}"),
+                Gathered::Effect(other) => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_sync_group_takeover_adds_every_address_in_one_batch_before_any_announcement() {
+        let mut router = Router::new();
+        let a = router.add_instance(config("VI_0", 10, "10.0.10.1"), 2, &[2]);
+        let b = router.add_instance(config("VI_1", 11, "10.0.11.1"), 3, &[3]);
+        router.add_group("G1", &[a, b]);
+        let start = Instant::now();
+        router.handle(start, Input::Start);
+        // No master heard: both master-down timers run out and the group moves as one.
+        let mut now = start;
+        let mut takeover = Vec::new();
+        while let Some(at) = router.next_deadline() {
+            now = at.max(now);
+            let actions = router.handle(now, Input::Timer);
+            if actions.iter().any(|x| {
+                matches!(
+                    x,
+                    Action::GroupTransition {
+                        to: State::Master,
+                        ..
+                    }
+                )
+            }) {
+                takeover = actions;
+                break;
+            }
+            assert!(now < start + Duration::from_secs(10), "no takeover");
+        }
+        let steps = picture(&gather_address_changes(takeover));
+        assert_eq!(
+            steps,
+            ["t0", "+[0, 1]", "a0", "g0", "t1", "a1", "g1", "G0"],
+            "{steps:?}"
+        );
+    }
+
+    #[test]
+    fn an_address_change_never_crosses_an_opposite_one() {
+        use InstanceAction::{AddAddresses as Add, RemoveAddresses as Remove, SendGratuitous};
+        let effects = vec![
+            instance(0, Remove),
+            instance(1, Remove),
+            instance(0, Add),
+            instance(0, SendGratuitous),
+            instance(1, Add),
+            instance(2, Add),
+            instance(1, Remove),
+            instance(2, SendGratuitous),
+            instance(3, Add),
+        ];
+        assert_eq!(
+            picture(&gather_address_changes(effects)),
+            ["-[0, 1]", "+[0, 1, 2]", "g0", "-[1]", "g2", "+[3]"]
+        );
+        assert!(gather_address_changes(Vec::new()).is_empty());
+    }
 }

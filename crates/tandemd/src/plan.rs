@@ -44,6 +44,8 @@ pub struct Announce {
     pub link_local: Option<std::net::Ipv6Addr>,
     /// The address.
     pub address: IpAddr,
+    /// Where the address is configured (`file:line`), for warnings about it.
+    pub location: String,
 }
 
 /// Everything the daemon needs for one instance besides the core.
@@ -207,6 +209,7 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
                 mac: on.mac,
                 link_local: on.ipv6_link_local,
                 address: va.address,
+                location: format!("{}:{}", va.location.file.display(), va.location.line),
             });
         }
 
