@@ -156,7 +156,7 @@ fn etc() -> PathBuf {
 fn start(gw: &Gateway, tandemd: &Path, setup: Setup, ns: &Netns, side: char) -> Result<Node> {
     let dir = gw.lab.log_dir().to_path_buf();
     let (keepalived_conf, toml) =
-        example_config(&etc(), if side == 'a' { SIDE_A } else { SIDE_B })?;
+        example_config(&etc(), if side == 'a' { SIDE_A } else { SIDE_B }, &dir)?;
     let tag = format!("g{side}");
     match setup {
         Setup::Tandem | Setup::TandemCold => {

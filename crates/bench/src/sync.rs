@@ -171,7 +171,8 @@ const VRRP_A: &str = "vrrp_instance VI_1 {\n    state BACKUP\n    interface eth0
 
 fn tandem_toml(local: &str, peer: &str) -> String {
     format!(
-        "[sync]\ninterface = \"eth0\"\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = 3780\nwarm_standby = false\n"
+        "[sync]\ninterface = \"eth0\"\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = 3780\nwarm_standby = false\n\
+         key = \"bench-key-0123456789abcdef0123456789abcdef\"\n"
     )
 }
 

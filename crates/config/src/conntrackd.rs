@@ -117,6 +117,13 @@ pub(crate) fn parse(stmts: &[Stmt], file_start: Location, ctx: &mut Ctx) -> Opti
             return None;
         }
     };
+    ctx.warnings.push(Diagnostic::warning(
+        location.clone(),
+        4,
+        "conntrackd.conf has no authentication: anyone who reaches the sync port can insert or \
+         delete flows in both kernels; for a keyed link give a tandem.toml [sync] section with \
+         `key_file` instead",
+    ));
     let mut config = SyncConfig::with_transport(transport, location);
     config.interface = interface;
     config.tcp_window_tracking = read.tcp_window_tracking;

@@ -7,7 +7,8 @@
 //! local = "192.168.2.1"         # this node on it
 //! peer = "192.168.2.2"          # unicast peer, or:  group = "225.0.0.50"
 //! port = 3780
-//! key_file = "/etc/tandem/sync.key"   # HMAC-SHA256 pre-shared key (optional)
+//! key_file = "/etc/tandem/sync.key"   # pre-shared key, mode 0600, 32 bytes or more
+//!                                     # (`tandemctl keygen`); or `insecure_no_key = true`
 //! peer_silent = 3               # seconds without the peer before a WARN line (default 3)
 //! [sync.filter]
 //! ignore_addresses = ["127.0.0.0/8", "::1"]
@@ -43,6 +44,7 @@ struct Sync {
     mtu: Option<usize>,
     key: Option<String>,
     key_file: Option<String>,
+    insecure_no_key: Option<bool>,
     tcp_window_tracking: Option<bool>,
     max_entries: Option<usize>,
     resend_queue: Option<usize>,
@@ -131,12 +133,41 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Option<SyncConfig>, Vec<D
     let mut config = SyncConfig::with_transport(transport, location.clone());
     config.interface = sync.interface;
     config.mtu = sync.mtu.unwrap_or(config.mtu).clamp(576, 65_000);
-    config.key = match (sync.key, sync.key_file) {
-        (Some(k), _) => Some(k.into_bytes()),
-        (None, Some(path)) => {
-            Some(std::fs::read(&path).map_err(|e| error(&format!("[sync] key_file {path}: {e}")))?)
+    let key_error = |name: &str, message: String| {
+        let (line, column) = find_key(text, name).unwrap_or((location.line, location.column));
+        vec![Diagnostic::error(
+            at(line, column),
+            name.len() as u32,
+            message,
+        )]
+    };
+    config.key = match (
+        sync.key,
+        sync.key_file,
+        sync.insecure_no_key.unwrap_or(false),
+    ) {
+        (Some(_), Some(_), _) => return Err(error("[sync] takes `key` or `key_file`, not both")),
+        (Some(_), None, true) | (None, Some(_), true) => {
+            return Err(key_error(
+                "insecure_no_key",
+                "`insecure_no_key = true` and a key: remove one of them".into(),
+            ))
         }
-        (None, None) => None,
+        (Some(key), None, false) => {
+            Some(strong_key(key.into_bytes(), "`key`").map_err(|m| key_error("key", m))?)
+        }
+        (None, Some(path), false) => {
+            Some(read_key_file(Path::new(&path)).map_err(|m| key_error("key_file", m))?)
+        }
+        (None, None, true) => None,
+        (None, None, false) => {
+            return Err(error(&format!(
+                "[sync] has no key: anyone who reaches UDP port {port} could insert or delete \
+                 flows in both kernels. Write one with `tandemctl keygen /etc/tandem/sync.key`, \
+                 copy it to the other node, and set `key_file = \"/etc/tandem/sync.key\"`; or \
+                 set `insecure_no_key = true` to run unauthenticated on a link nobody else reaches"
+            )))
+        }
     };
     config.tcp_window_tracking = sync.tcp_window_tracking.unwrap_or(false);
     config.max_entries = sync.max_entries.unwrap_or(config.max_entries);
@@ -231,6 +262,45 @@ fn line_column(text: &str, at: usize) -> (u32, u32) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line as u32, column as u32)
+}
+
+/// Shortest pre-shared key accepted: 256 bits, the size of the HMAC-SHA256 key.
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// Reads a key file, refusing one that others can read or that is too short.
+fn read_key_file(path: &Path) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let metadata = std::fs::metadata(path).map_err(|e| format!("[sync] key_file {shown}: {e}"))?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "[sync] key_file {shown} is open to group or others (mode {mode:04o}): \
+             `chmod 600 {shown}`"
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("[sync] key_file {shown}: {e}"))?;
+    strong_key(bytes, &format!("key_file {shown}"))
+}
+
+/// The key without trailing whitespace (a newline from `echo` or an editor), when it is long
+/// enough.
+fn strong_key(mut key: Vec<u8>, what: &str) -> Result<Vec<u8>, String> {
+    while key.last().is_some_and(u8::is_ascii_whitespace) {
+        key.pop();
+    }
+    if key.len() < MIN_KEY_BYTES {
+        let found = if key.is_empty() {
+            "is empty".to_string()
+        } else {
+            format!("holds {} bytes", key.len())
+        };
+        return Err(format!(
+            "[sync] {what} {found}: a key needs at least {MIN_KEY_BYTES} bytes \
+             (`tandemctl keygen PATH` writes a good one)"
+        ));
+    }
+    Ok(key)
 }
 
 /// Where `key` is first written at the start of a line (for errors serde reports by path).

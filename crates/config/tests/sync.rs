@@ -90,7 +90,7 @@ fn native_toml_with_environment_override() {
     );
     assert_eq!(
         sync.key.as_deref(),
-        Some(&b"correct horse battery staple"[..])
+        Some(&b"correct horse battery staple, and a long one"[..])
     );
     assert_eq!(sync.filter.protocols.unwrap().items, ["TCP", "UDP"]);
     assert!(sync.filter.ignore_own_addresses);
@@ -136,7 +136,7 @@ fn errors_name_file_line_column() {
 
 #[test]
 fn peer_silent_defaults_to_three_seconds_and_is_settable() {
-    let base = "[sync]\npeer = \"192.168.2.2\"\nlocal = \"192.168.2.1\"\n";
+    let base = "[sync]\npeer = \"192.168.2.2\"\nlocal = \"192.168.2.1\"\ninsecure_no_key = true\n";
     let path = write("silent-default.toml", base);
     let sync = load_files(&[path]).unwrap().sync.unwrap();
     assert_eq!(sync.peer_silent, std::time::Duration::from_secs(3));
@@ -146,4 +146,100 @@ fn peer_silent_defaults_to_three_seconds_and_is_settable() {
     let path = write("silent-zero.toml", &format!("{base}peer_silent = 0\n"));
     let e = first_error(load_files(&[path]).unwrap_err());
     assert!(e.contains("peer_silent"), "{e}");
+}
+
+/// A `[sync]` section with `extra` lines after its transport.
+fn sync_with(name: &str, extra: &str) -> PathBuf {
+    write(
+        name,
+        &format!("[sync]\npeer = \"192.168.2.2\"\nlocal = \"192.168.2.1\"\n{extra}"),
+    )
+}
+
+fn key_file(name: &str, bytes: &[u8], mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = write(name, "");
+    std::fs::write(&path, bytes).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+#[test]
+fn a_sync_section_without_a_key_is_refused_unless_insecure_no_key_says_so() {
+    let e = first_error(load_files(&[sync_with("nokey.toml", "")]).unwrap_err());
+    assert!(
+        e.contains("nokey.toml:1:1") && e.contains("has no key"),
+        "{e}"
+    );
+    assert!(
+        e.contains("tandemctl keygen") && e.contains("insecure_no_key"),
+        "{e}"
+    );
+    let sync = load_files(&[sync_with("insecure.toml", "insecure_no_key = true\n")])
+        .unwrap()
+        .sync
+        .unwrap();
+    assert_eq!(sync.key, None);
+    let both = sync_with(
+        "both.toml",
+        "insecure_no_key = true\nkey = \"0123456789abcdef0123456789abcdef\"\n",
+    );
+    let e = first_error(load_files(&[both]).unwrap_err());
+    assert!(
+        e.contains("both.toml:4:1") && e.contains("remove one"),
+        "{e}"
+    );
+}
+
+#[test]
+fn key_files_must_be_private_and_long_enough() {
+    let good = key_file("good.key", b"0123456789abcdef0123456789abcdef\n", 0o600);
+    let config = sync_with("good.toml", &format!("key_file = \"{}\"\n", good.display()));
+    let sync = load_files(&[config]).unwrap().sync.unwrap();
+    assert_eq!(
+        sync.key.as_deref(),
+        Some(&b"0123456789abcdef0123456789abcdef"[..])
+    );
+
+    let cases: [(&str, &[u8], u32, &str); 3] = [
+        ("empty.key", b"", 0o600, "is empty"),
+        (
+            "short.key",
+            b"secret\n",
+            0o600,
+            "holds 6 bytes: a key needs at least 32",
+        ),
+        (
+            "open.key",
+            b"0123456789abcdef0123456789abcdef",
+            0o644,
+            "open to group or others (mode 0644)",
+        ),
+    ];
+    for (name, bytes, mode, expected) in cases {
+        let path = key_file(name, bytes, mode);
+        let config = sync_with(
+            &format!("{name}.toml"),
+            &format!("key_file = \"{}\"\n", path.display()),
+        );
+        let e = first_error(load_files(&[config]).unwrap_err());
+        assert!(e.contains(":4:1") && e.contains(expected), "{name}: {e}");
+    }
+    let short = sync_with("inline.toml", "key = \"short\"\n");
+    let e = first_error(load_files(&[short]).unwrap_err());
+    assert!(
+        e.contains("inline.toml:4:1") && e.contains("holds 5 bytes"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_conntrackd_conf_is_accepted_with_a_warning_that_it_is_unauthenticated() {
+    let config = load_files(&[fixture("sync/conntrackd-ftfw.conf")]).unwrap();
+    assert!(config.sync.is_some());
+    let warning = (config.warnings.iter())
+        .map(|w| w.to_string())
+        .find(|w| w.contains("no authentication"))
+        .expect("a warning about authentication");
+    assert!(warning.contains("conntrackd-ftfw.conf:"), "{warning}");
 }

@@ -40,8 +40,8 @@ fn etc_dir() -> PathBuf {
 }
 
 fn start(gw: &Gateway, ns: &Netns, name: &str, side: Side, tandemd: &Path) -> Result<Node> {
-    let (keepalived, toml) = example_config(&etc_dir(), side)?;
     let dir = gw.lab.log_dir();
+    let (keepalived, toml) = example_config(&etc_dir(), side, dir)?;
     let conf = dir.join(format!("{name}-keepalived.conf"));
     let sync = dir.join(format!("{name}-tandem.toml"));
     std::fs::write(&conf, keepalived)?;

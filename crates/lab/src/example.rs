@@ -30,8 +30,12 @@ pub const SIDE_B: Side = Side {
     peer: "10.3.0.1",
 };
 
-/// `etc/keepalived.conf` and `etc/tandem.toml` for `side` (read from `etc`).
-pub fn example_config(etc: &Path, side: Side) -> Result<(String, String)> {
+/// Where `etc/tandem.toml` expects the pair's key.
+const EXAMPLE_KEY_FILE: &str = "/etc/tandem/sync.key";
+
+/// `etc/keepalived.conf` and `etc/tandem.toml` for `side` (read from `etc`); the sync key is
+/// written to `key_dir` (mode 0600, the same for both gateways) instead of `/etc/tandem`.
+pub fn example_config(etc: &Path, side: Side, key_dir: &Path) -> Result<(String, String)> {
     let read = |f: &str| {
         std::fs::read_to_string(etc.join(f))
             .with_context(|| format!("reading {}", etc.join(f).display()))
@@ -44,5 +48,32 @@ pub fn example_config(etc: &Path, side: Side) -> Result<(String, String)> {
             &format!("local = \"{}\"", side.local),
         )
         .replace("peer = \"10.3.0.2\"", &format!("peer = \"{}\"", side.peer));
+    anyhow::ensure!(
+        toml.contains(EXAMPLE_KEY_FILE),
+        "etc/tandem.toml no longer names {EXAMPLE_KEY_FILE}"
+    );
+    let key = write_key(key_dir)?;
+    let toml = toml.replace(EXAMPLE_KEY_FILE, &key.display().to_string());
     Ok((keepalived, toml))
+}
+
+/// A private key file for a lab pair: 64 hex digits, mode 0600.
+fn write_key(dir: &Path) -> Result<std::path::PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("sync.key");
+    if path.exists() {
+        return Ok(path);
+    }
+    let key: String = (0..32)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| writeln!(f, "{key}"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }

@@ -72,6 +72,15 @@ fn main() -> Result<()> {
     if args.daemon {
         bail!("tandemd is the daemon: run `tandemd -f keepalived.conf -f conntrackd.conf`");
     }
+    if args.command.first().map(String::as_str) == Some("keygen") {
+        let path = args.command.get(1).map_or(DEFAULT_KEY_FILE, String::as_str);
+        if args.command.len() > 2 {
+            bail!("keygen takes one path, found {:?}", &args.command[1..]);
+        }
+        keygen(std::path::Path::new(path))?;
+        println!("wrote a new sync key to {path} (mode 0600): copy it to the other node");
+        return Ok(());
+    }
     let mut commands = Vec::new();
     if let Some(cache) = &args.commit {
         commands.push(format!("commit {cache}"));
@@ -126,6 +135,32 @@ fn main() -> Result<()> {
 /// peer): its verdict line is `health=failing ...`.
 fn reports_failure(reply: &str) -> bool {
     reply.lines().any(|l| l.starts_with("health=failing"))
+}
+
+/// Where `etc/tandem.toml` looks for the sync key.
+const DEFAULT_KEY_FILE: &str = "/etc/tandem/sync.key";
+
+/// Writes 32 random bytes as 64 hex digits to a new file only its owner can read; an
+/// existing key is never overwritten (the other node would no longer match).
+fn keygen(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let key: String = (0..32)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        // create_new is O_CREAT|O_EXCL: it also refuses a symlink planted at the path.
+        .open(path)
+        .with_context(|| {
+            format!(
+                "creating {} (an existing key is never overwritten: remove it first to replace it on both nodes)",
+                path.display()
+            )
+        })?;
+    writeln!(file, "{key}").with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 fn ask(control: &PathBuf, command: &str) -> Result<String> {

@@ -90,16 +90,22 @@ fn main() -> ExitCode {
             "configuration OK: {} instance(s), {} sync group(s), conntrack replication {}",
             config.instances.len(),
             config.sync_groups.len(),
-            if config.sync.is_some() {
-                "configured"
-            } else {
-                "off"
+            match &config.sync {
+                Some(sync) if sync.key.is_some() => "configured, authenticated",
+                Some(_) => "configured, UNAUTHENTICATED",
+                None => "off",
             }
         );
         return ExitCode::SUCCESS;
     }
     for w in &config.warnings {
         warn!("{}", w.render());
+    }
+    if config.sync.as_ref().is_some_and(|s| s.key.is_none()) {
+        warn!(
+            "conntrack replication runs WITHOUT authentication: anyone who reaches the sync \
+             port can insert or delete flows in this node's kernel table"
+        );
     }
     // Before anything is touched: a second daemon on this node stops here.
     let _node = match single::NodeLock::acquire(&args.control, args.pid_file.as_deref()) {

@@ -251,7 +251,7 @@ fn overlong_lines_and_idle_connections_leave_status_answering() -> Result<()> {
 fn sync_toml(local: &str, peer: &str, key: &str) -> String {
     format!(
         "[sync]\ninterface = \"eth0\"\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = 3780\n\
-         key = \"{key}\"\npeer_silent = 1.0\n"
+         key = \"{key}-0123456789abcdef0123456789abcdef\"\npeer_silent = 1.0\n"
     )
 }
 
@@ -471,7 +471,7 @@ fn datagram_from_a_wrong_source_is_dropped_and_counted() -> Result<()> {
 fn multicast_toml(local: &str) -> String {
     format!(
         "[sync]\ninterface = \"eth0\"\nlocal = \"{local}\"\ngroup = \"225.0.0.50\"\nport = 3780\n\
-         key = \"k\"\npeer_silent = 1.0\n"
+         key = \"k-0123456789abcdef0123456789abcdef\"\npeer_silent = 1.0\n"
     )
 }
 

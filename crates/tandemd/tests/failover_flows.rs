@@ -45,7 +45,7 @@ enum Mode {
 
 fn start(gw: &Gateway, node: &Node, mode: Mode) -> Result<Daemon> {
     let tag = node.ns.name().rsplit('-').next().unwrap_or("x").to_string();
-    let (mut conf, mut toml) = example_config(&etc(""), node.side)?;
+    let (mut conf, mut toml) = example_config(&etc(""), node.side, gw.lab.log_dir())?;
     if mode == Mode::Scripts {
         let hook = scripts_hook(gw)?;
         conf = conf.replace(

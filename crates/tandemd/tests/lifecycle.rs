@@ -319,7 +319,7 @@ fn a_panic_in_the_replication_thread_releases_the_addresses_and_the_peer_takes_o
             &pair,
             &format!("sync-{tag}.toml"),
             &format!(
-                "[sync]\ninterface = \"eth0\"\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = 3780\nkey = \"panic-test-key-0123456789abcdef\"\n"
+                "[sync]\ninterface = \"eth0\"\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = 3780\nkey = \"panic-test-key-0123456789abcdef-0123456789abcdef\"\n"
             ),
         )
     };

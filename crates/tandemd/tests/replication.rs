@@ -35,7 +35,7 @@ fn sync_toml(local: &str, peer: &str, key: &str) -> String {
 
 fn sync_toml_warm(local: &str, peer: &str, key: &str, warm: bool) -> String {
     format!(
-        "[sync]\ninterface = \"eth0\"\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = 3780\nkey = \"{key}\"\nwarm_standby = {warm}\n"
+        "[sync]\ninterface = \"eth0\"\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = 3780\nkey = \"{key}-0123456789abcdef0123456789abcdef\"\nwarm_standby = {warm}\n"
     )
 }
 
