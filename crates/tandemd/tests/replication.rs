@@ -365,3 +365,48 @@ fn forged_truncated_and_random_datagrams_are_dropped_and_counted() -> Result<()>
     assert!(a.alive() && b.alive() && intruder.alive());
     Ok(())
 }
+
+#[test]
+fn a_flow_that_stops_matching_the_filter_leaves_the_peer() -> Result<()> {
+    require_root!(Ok(()));
+    let pair = Pair::new("filt")?;
+    prepare(&pair)?;
+    let start = |ns: &Netns, priority: u8, local: &str, peer: &str| -> Result<Daemon> {
+        let tag = ns.name().rsplit('-').next().unwrap_or("x").to_string();
+        let text = format!(
+            "{}[sync.filter]\naccept_tcp_states = [\"ESTABLISHED\"]\n",
+            sync_toml_warm(local, peer, "kf", false)
+        );
+        let toml = write_config(&pair, &format!("sync-{tag}.toml"), &text)?;
+        start_tandemd_with(&pair, ns, &vrrp(priority), &[toml])
+    };
+    let a = start(&pair.a, 150, "10.0.0.1", "10.0.0.2")?;
+    let b = start(&pair.b, 100, "10.0.0.2", "10.0.0.1")?;
+    let all = flows(100);
+    create(&pair.a, all.clone())?;
+    wait_external(&b, 100, Duration::from_secs(20))?;
+    // 40 connections close: their entries move to TIME_WAIT (state 7) in A's kernel.
+    let closing: Vec<Flow> = (all.into_iter().take(40))
+        .map(|mut f| {
+            if let Some(tcp) = f.tcp.as_mut() {
+                tcp.state = 7;
+            }
+            f
+        })
+        .collect();
+    let report = pair
+        .a
+        .enter(move || Conntrack::open()?.update_batch(&closing))??;
+    anyhow::ensure!(
+        report.failed.is_empty(),
+        "updates refused: {:?}",
+        report.failed
+    );
+    let took = wait_external(&b, 60, Duration::from_secs(20))?;
+    println!(
+        "40 flows left the filter (TIME_WAIT): gone from B's external cache within {} ms",
+        took.as_millis()
+    );
+    assert!(stat(&a, "filtered") >= 40, "{}", a.query("stats")?);
+    Ok(())
+}

@@ -91,7 +91,6 @@ impl Handle {
 /// The running service's state.
 struct Service {
     node: Node<Flow>,
-    filter: FlowFilter,
     kernel: Kernel,
     socket: Arc<UdpSocket>,
     peer: SocketAddr,
@@ -170,9 +169,12 @@ pub fn start(
                         return;
                     }
                 };
+                let mut node = Node::new(core);
+                // One filter, the core's: it also deletes at the peer an entry that stops
+                // matching (a TCP state change).
+                node.set_filter(move |flow: &Flow| filter.accepts(flow));
                 let service = Service {
-                    node: Node::new(core),
-                    filter,
+                    node,
                     kernel,
                     socket,
                     peer,
@@ -355,9 +357,7 @@ impl Service {
                             warm.lost(key);
                         }
                     }
-                    if !self.filter.accepts(&flow) {
-                        continue;
-                    }
+                    // The core filters (and deletes at the peer what stops matching).
                     local.push(match kind {
                         EventKind::New => Event::New(flow),
                         EventKind::Update => Event::Update(flow),
@@ -391,13 +391,12 @@ impl Service {
                 let external = self.node.external();
                 let flows: Vec<Flow> = flows
                     .into_iter()
-                    .filter(|f| self.filter.accepts(f))
                     .filter(|f| !peers || !external.contains(&f.key()))
                     .collect();
-                let n = flows.len();
                 let actions = self
                     .node
                     .handle(Instant::now(), Input::ResyncFromKernel(flows));
+                let n = self.node.internal().len();
                 self.execute(actions).await;
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
                 info!("internal cache resynchronised from the kernel: {n} entries in {ms:.1} ms");
