@@ -97,7 +97,7 @@ pub enum CacheKind {
 
 /// Something for the node to react to.
 #[derive(Debug, Clone)]
-pub enum Input<'a, R> {
+pub enum Input<'a, R: Record> {
     /// Start the channel: announces this node and asks the peer for a full resync.
     Start,
     /// Kernel events, in order.
@@ -122,6 +122,10 @@ pub enum Input<'a, R> {
     /// or asks for a resync). This is what the kernel's events of a commit would say, at no
     /// cost to the kernel.
     AdoptExternal,
+    /// These entries of this node's kernel now follow the peer (a warm backup applied the
+    /// peer's changes to them): they leave the internal cache without a word to the peer, so
+    /// a later bulk or resync never hands the peer back a flow it has since deleted.
+    Forget(Vec<R::Key>),
 }
 
 /// What the daemon should do, in order.
@@ -287,6 +291,11 @@ impl<R: Record> Node<R> {
             Input::Flush(CacheKind::External) => self.external.clear(),
             Input::ResyncFromKernel(dump) => self.resync_from_kernel(dump),
             Input::Commit => actions.push(Action::Commit(self.external.records().collect())),
+            Input::Forget(keys) => {
+                for key in &keys {
+                    self.internal.remove(key);
+                }
+            }
             Input::AdoptExternal => {
                 for record in self.external.records() {
                     if !(self.filter)(&record) {

@@ -410,3 +410,70 @@ fn a_flow_that_stops_matching_the_filter_leaves_the_peer() -> Result<()> {
     assert!(stat(&a, "filtered") >= 40, "{}", a.query("stats")?);
     Ok(())
 }
+
+/// Waits until `d` reports `state` for VI_1.
+fn wait_state(d: &Daemon, state: &str, deadline: Duration) -> Result<()> {
+    wait_until(&format!("VI_1 {state}"), deadline, ms(20), || {
+        d.query("status")
+            .ok()
+            .filter(|s| s.contains(&format!("instance=VI_1 state={state} ")))
+            .map(|_| ())
+    })
+}
+
+#[test]
+fn flows_deleted_after_a_flap_never_come_back() -> Result<()> {
+    require_root!(Ok(()));
+    let pair = Pair::new("flap")?;
+    prepare(&pair)?;
+    const DEAD: usize = 250;
+    let mut a = start(&pair, &pair.a, 150, "10.0.0.1", "10.0.0.2", "kd")?;
+    let b = start(&pair, &pair.b, 100, "10.0.0.2", "10.0.0.1", "kd")?;
+    wait_state(&a, "MASTER", Duration::from_secs(15))?;
+    create(&pair.a, flows(DEAD))?;
+    wait_until(
+        "warm backup kernel",
+        Duration::from_secs(20),
+        ms(50),
+        || (kernel_flows(&pair.b).ok()?.len() == DEAD).then_some(()),
+    )?;
+
+    // b is master for a few seconds: it commits and adopts the flows as its own.
+    a.child.signal(nix::sys::signal::Signal::SIGTERM)?;
+    a.child.wait_timeout(Duration::from_secs(10))?;
+    wait_state(&b, "MASTER", Duration::from_secs(10))?;
+    let mut a = start(&pair, &pair.a, 150, "10.0.0.1", "10.0.0.2", "kd")?;
+    wait_state(&a, "MASTER", Duration::from_secs(20))?;
+    wait_state(&b, "BACKUP", Duration::from_secs(5))?;
+
+    // The connections end on the master: gone from both kernels.
+    pair.a.run("conntrack -D -p tcp 2>/dev/null || true")?;
+    wait_until(
+        "deletions reach B's kernel",
+        Duration::from_secs(20),
+        ms(50),
+        || kernel_flows(&pair.b).ok()?.is_empty().then_some(()),
+    )?;
+    assert_eq!(kernel_flows(&pair.a)?.len(), 0);
+
+    // The master steps down and comes back: whatever b sends it must hold no dead flow.
+    a.child.signal(nix::sys::signal::Signal::SIGTERM)?;
+    a.child.wait_timeout(Duration::from_secs(10))?;
+    wait_state(&b, "MASTER", Duration::from_secs(10))?;
+    let a = start(&pair, &pair.a, 150, "10.0.0.1", "10.0.0.2", "kd")?;
+    wait_state(&a, "MASTER", Duration::from_secs(20))?;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let (on_a, on_b) = (kernel_flows(&pair.a)?, kernel_flows(&pair.b)?);
+        assert!(
+            on_a.is_empty() && on_b.is_empty(),
+            "dead flows came back: {} in a's kernel, {} in b's\nb: {}",
+            on_a.len(),
+            on_b.len(),
+            b.query("stats")?
+        );
+        std::thread::sleep(ms(100));
+    }
+    assert_eq!(stat(&a, "external_entries"), 0, "{}", a.query("stats")?);
+    Ok(())
+}

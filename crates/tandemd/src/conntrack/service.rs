@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use socket2::{Domain, Protocol, Socket, Type};
 use tandem_config::{SyncConfig, Transport};
 use tandem_ctnetlink::{Event as KernelEvent, EventKind, Flow, FlowKey};
-use tandem_ctsync::{Action, CacheKind, Config as CoreConfig, Event, Input, Node};
+use tandem_ctsync::{Action, CacheKind, Config as CoreConfig, Event, ExternalChange, Input, Node};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -102,6 +102,8 @@ struct Service {
     warm: Option<WarmStandby>,
     /// Where the request thread reports applied warm-standby chunks.
     warm_done: mpsc::UnboundedSender<ChunkDone>,
+    /// Keys of this node's kernel that now follow the peer, to leave the internal cache.
+    forget: Vec<FlowKey>,
     /// Whether this node is the one forwarding (set by commit, cleared by shorten).
     master: bool,
 }
@@ -182,6 +184,7 @@ pub fn start(
                     notices,
                     warm: warm.then(WarmStandby::default),
                     warm_done,
+                    forget: Vec::new(),
                     master: false,
                 };
                 service.run(events, command_rx, warm_done_rx).await
@@ -320,6 +323,11 @@ impl Service {
                     self.execute(actions).await;
                 }
             }
+            if !self.forget.is_empty() {
+                let keys = std::mem::take(&mut self.forget);
+                let actions = self.node.handle(Instant::now(), Input::Forget(keys));
+                self.execute(actions).await;
+            }
         }
     }
 
@@ -429,6 +437,13 @@ impl Service {
                 }
                 Action::ExternalChanged(changes) => {
                     if let (false, Some(warm)) = (self.master, self.warm.as_mut()) {
+                        // These entries of our kernel now follow the peer: ours no longer
+                        // (left from a stint as master), so a bulk never sends them back.
+                        if !self.node.internal().is_empty() {
+                            self.forget.extend(changes.iter().map(|c| match c {
+                                ExternalChange::Set(f) | ExternalChange::Removed(f) => f.key(),
+                            }));
+                        }
                         warm.record(changes);
                         self.apply_next_chunk();
                     }
