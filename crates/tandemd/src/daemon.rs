@@ -214,14 +214,7 @@ impl Daemon {
                     let actions = self.plan.router.handle(Instant::now(), input);
                     self.execute(actions).await;
                 }
-                Some(request) = control.recv() => {
-                    if request.command.split_whitespace().next() == Some("reload") {
-                        let answer = self.reload().await;
-                        let _ = request.reply.send(answer);
-                    } else {
-                        self.on_control(request);
-                    }
-                }
+                Some(request) = control.recv() => self.on_control(request).await,
                 Some(signalled) = signals.recv() => match signalled {
                     Signalled::Stop(name) => {
                         info!("Received {name}");
@@ -659,8 +652,9 @@ impl Daemon {
     }
 
     /// Answers a control-socket request; replication verbs go to that service, whose answer
-    /// may take seconds (a commit), without holding up this loop.
-    fn on_control(&self, request: Request) {
+    /// may take seconds (a commit), without holding up this loop; `reload` runs here, as
+    /// SIGHUP does.
+    async fn on_control(&mut self, request: Request) {
         let command = match conntrack::parse(&request.command) {
             Ok(command) => command,
             Err(e) => {
@@ -677,6 +671,7 @@ impl Daemon {
                 });
                 return;
             }
+            (ControlCommand::Reload, _) => self.reload().await,
             (ControlCommand::Status, _)
             | (ControlCommand::Replication(conntrack::Request::Stats), None) => self.status(),
             (ControlCommand::Replication(_), None) => {

@@ -4,14 +4,13 @@
 mod filter;
 mod health;
 mod kernel;
-mod request;
 mod service;
 mod warm;
 
 use std::net::IpAddr;
 
-pub use request::{parse, render, ControlCommand, Refusal, Request};
 pub use service::{start, Answer, Handle, Notice};
+pub use tandem_control::{parse, render, ControlCommand, Refusal, Request};
 
 /// Every address configured on this host right now, for the own-address filter.
 pub fn host_addresses() -> Vec<IpAddr> {

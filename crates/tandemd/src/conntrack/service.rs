@@ -17,8 +17,8 @@ use tracing::{debug, info, warn};
 use super::filter::FlowFilter;
 use super::health::{Health, PeerHealth, Sources};
 use super::kernel::Kernel;
-use super::request::{Committed, Refusal, Reply, Request};
 use super::warm::{Chunk, WarmStandby};
+use tandem_control::{Committed, Refusal, Reply, Request};
 
 /// Changes a warm backup hands the kernel at a time: a promotion's commit waits behind at
 /// most one such chunk (about 15 ms).
@@ -712,33 +712,6 @@ impl Service {
             .chain(warm.into_iter().flatten())
             .collect()
     }
-}
-
-/// One line per flow, in the words `conntrack -L` uses.
-pub fn describe(f: &Flow) -> String {
-    fn tuple(t: &tandem_ctnetlink::Tuple) -> String {
-        let l4 = match t.l4 {
-            tandem_ctnetlink::L4::Ports { src, dst } => format!(" sport={src} dport={dst}"),
-            tandem_ctnetlink::L4::Icmp { id, kind, code } => {
-                format!(" type={kind} code={code} id={id}")
-            }
-            tandem_ctnetlink::L4::None => String::new(),
-        };
-        format!("src={} dst={}{l4}", t.src, t.dst)
-    }
-    let state = f
-        .tcp
-        .map(|t| format!(" state={}", t.state))
-        .unwrap_or_default();
-    format!(
-        "proto={} timeout={}{state} {} {} mark={} zone={}",
-        f.orig.proto,
-        f.timeout,
-        tuple(&f.orig),
-        tuple(&f.reply),
-        f.mark,
-        f.zone
-    )
 }
 
 /// What [`put_flows`] did: how many created and updated, and which (by index) the kernel

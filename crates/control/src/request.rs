@@ -8,7 +8,7 @@ use std::fmt;
 use tandem_ctnetlink::Flow;
 use tandem_ctsync::CacheKind;
 
-use super::service::describe;
+use crate::describe::describe;
 
 /// Which caches a flush clears.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +197,8 @@ pub fn render(answer: &Result<Reply, Refusal>) -> String {
 pub enum ControlCommand {
     /// The VRRP status lines (`status`, `stats vrrp`, an empty line).
     Status,
+    /// Re-read the configuration, as SIGHUP does.
+    Reload,
     /// A request for the replication service.
     Replication(Request),
 }
@@ -251,6 +253,15 @@ pub fn parse(line: &str) -> Result<ControlCommand, ParseError> {
     };
     let request = match verb {
         "" | "status" => return Ok(ControlCommand::Status),
+        "reload" => {
+            return match arg {
+                None => Ok(ControlCommand::Reload),
+                Some(word) => Err(ParseError::Unexpected {
+                    verb: verb.into(),
+                    word: word.into(),
+                }),
+            }
+        }
         "stats" if arg == Some("vrrp") => return Ok(ControlCommand::Status),
         // conntrackd's `-s` takes a section name; tandem shows every counter.
         "stats" | "sync-stats" => Request::Stats,
