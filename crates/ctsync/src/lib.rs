@@ -60,10 +60,11 @@ mod channel;
 pub mod fuzzing;
 pub mod node;
 pub mod record;
+mod session;
 pub mod stats;
 pub mod wire;
 
-pub use auth::AuthKey;
+pub use auth::{AuthKey, Nonce};
 pub use cache::{Cache, ExternalCache, Full, InternalCache};
 pub use node::{Action, CacheKind, Config, Event, ExternalChange, Input, Node};
 pub use record::Record;
