@@ -415,16 +415,19 @@ impl Channel {
     /// has not reached it yet; one that answers a nonce we no longer offer is stale; anything
     /// else may be a restarted peer, so it gets our offer (and changes nothing here).
     fn receive_hello(&mut self, now: Instant, h: wire::Header, nonce: Nonce, echo: Nonce) {
-        self.stats.hellos_received += 1;
         let Some(sessions) = self.sessions.as_ref() else {
             return;
         };
-        if sessions.is_current_peer(h.node_id, &nonce) {
-            self.status_due = true;
+        if sessions.current.is_some()
+            && !is_unanswered(&echo)
+            && !sessions.is_current_peer(h.node_id, &nonce)
+        {
+            self.stats.drops.count(DropReason::StaleSession);
             return;
         }
-        if sessions.current.is_some() && !is_unanswered(&echo) {
-            self.stats.drops.count(DropReason::StaleSession);
+        self.stats.hellos_received += 1;
+        if sessions.is_current_peer(h.node_id, &nonce) {
+            self.status_due = true;
             return;
         }
         if self
