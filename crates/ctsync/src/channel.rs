@@ -141,7 +141,12 @@ impl Channel {
     pub fn new(cfg: ChannelConfig) -> Channel {
         let rto = cfg.rto;
         let sessions = cfg.psk.as_deref().map(|psk| {
-            Sessions::new(psk, cfg.node_id, cfg.nonce, cfg.alive_interval * OFFER_LIFETIME)
+            Sessions::new(
+                psk,
+                cfg.node_id,
+                cfg.nonce,
+                cfg.alive_interval * OFFER_LIFETIME,
+            )
         });
         Channel {
             cfg,
@@ -623,7 +628,10 @@ impl Channel {
             self.send_status(now, false);
         }
         self.retransmit_expired(now);
-        if self.last_sent.is_none_or(|t| t + self.alive_period() <= now) {
+        if self
+            .last_sent
+            .is_none_or(|t| t + self.alive_period() <= now)
+        {
             self.send_status(now, true);
         }
     }

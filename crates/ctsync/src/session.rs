@@ -91,8 +91,13 @@ impl Sessions {
             .map(|(nonce, _)| nonce)
     }
 
-    /// The session with `peer` whose nonces are `peer_nonce` and our `own_nonce`.
-    fn derive(&self, peer_id: u32, peer_nonce: Nonce, own_nonce: Nonce) -> Session {
+    /// The key the peer `peer_id` tags with in the session of `peer_nonce` and our `own_nonce`.
+    fn rx_key(&self, peer_id: u32, peer_nonce: &Nonce, own_nonce: &Nonce) -> AuthKey {
+        AuthKey::session(&self.psk, (peer_id, peer_nonce), (self.node_id, own_nonce))
+    }
+
+    /// The session with `peer_id` whose nonces are `peer_nonce` and our `own_nonce`.
+    fn derive(&self, peer_id: u32, peer_nonce: Nonce, own_nonce: Nonce, rx: AuthKey) -> Session {
         Session {
             peer_id,
             peer_nonce,
@@ -102,11 +107,7 @@ impl Sessions {
                 (self.node_id, &own_nonce),
                 (peer_id, &peer_nonce),
             ),
-            rx: AuthKey::session(
-                &self.psk,
-                (peer_id, &peer_nonce),
-                (self.node_id, &own_nonce),
-            ),
+            rx,
         }
     }
 
@@ -128,7 +129,8 @@ impl Sessions {
                 return Verdict::Drop(DropReason::Malformed);
             };
             if self.live_offer(now) == Some(echo) {
-                return Verdict::Establish(Box::new(self.derive(d.node_id, nonce, echo)));
+                let rx = self.rx_key(d.node_id, &nonce, &echo);
+                return Verdict::Establish(Box::new(self.derive(d.node_id, nonce, echo, rx)));
             }
             return Verdict::Hello { nonce, echo };
         }
@@ -151,9 +153,10 @@ impl Sessions {
             };
         }
         if self.live_offer(now) == Some(echo) {
-            let session = self.derive(d.node_id, nonce, echo);
-            return match d.verify(&session.rx) {
-                Ok(()) => Verdict::Establish(Box::new(session)),
+            // One derivation per candidate; the second key only once it verified.
+            let rx = self.rx_key(d.node_id, &nonce, &echo);
+            return match d.verify(&rx) {
+                Ok(()) => Verdict::Establish(Box::new(self.derive(d.node_id, nonce, echo, rx))),
                 Err(_) => Verdict::Drop(DropReason::BadHmac),
             };
         }
@@ -164,7 +167,10 @@ impl Sessions {
     /// Makes `session` the current one and retires the offer it used; returns the one it
     /// replaces.
     pub fn establish(&mut self, session: Session) -> Option<Session> {
-        if self.offer.is_some_and(|(nonce, _)| nonce == session.own_nonce) {
+        if self
+            .offer
+            .is_some_and(|(nonce, _)| nonce == session.own_nonce)
+        {
             self.offer = None;
         }
         self.current.replace(session)

@@ -281,7 +281,10 @@ fn a_peer_restarting_mid_bulk_converges_to_the_full_table() {
         }
         assert!(pair.nodes[1].external().len() < 20_000, "restart mid-bulk");
         pair.restart(restarting, false);
-        converge(&mut pair, &format!("seed {seed}, node {restarting} restarted"));
+        converge(
+            &mut pair,
+            &format!("seed {seed}, node {restarting} restarted"),
+        );
         assert_eq!(pair.nodes[1].external().len(), 20_000);
         assert!(pair.nodes[1 - restarting].stats().peer_restarts >= 1);
     }

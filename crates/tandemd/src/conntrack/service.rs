@@ -106,6 +106,8 @@ pub fn start(
     core.max_internal = config.max_entries;
     core.max_external = config.max_entries;
     core.hmac_key = config.key.clone();
+    // Fresh per start: with a key, sessions are bound to it, so old captures never verify.
+    core.nonce = rand::random();
     let warm = config.warm_standby && config.builtin_failover;
     core.report_external = warm;
     let filter = FlowFilter::new(&config.filter, own_addresses);
@@ -371,6 +373,12 @@ impl Service {
                 }
                 Action::PeerRestarted { node_id } => {
                     info!("sync peer {node_id:#x} restarted: sending it our state")
+                }
+                Action::SessionEstablished { node_id } => {
+                    info!("sync session with peer {node_id:#x} established")
+                }
+                Action::ExternalWiped { removed } => {
+                    warn!("the sync peer's full resync emptied the external cache ({removed} entries removed)")
                 }
                 Action::ResyncReceived { entries } => {
                     info!("full resync from the peer received: {entries} entries");
