@@ -128,8 +128,9 @@ pub(crate) struct Channel {
     status_due: bool,
     /// Period of our hellos while no session exists: starts at `rto`, doubles to `alive`.
     hello_interval: Duration,
-    /// The last hello answered, and when: the same offer is answered at most once per NACK
-    /// interval, so replayed hellos cannot make us repeat ourselves at their rate.
+    /// The last hello answered (by the sender's nonce), and when: the same hello is answered
+    /// at most once per NACK interval, so replaying it does not make us repeat ourselves at
+    /// the replay's rate.
     last_answer: Option<(Nonce, Instant)>,
     delivered: Vec<Vec<u8>>,
     events: Vec<Event>,

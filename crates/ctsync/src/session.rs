@@ -29,7 +29,7 @@ pub(crate) struct Session {
 /// What a received datagram means for the session, decided before anything changes.
 #[derive(Debug)]
 pub(crate) enum Verdict {
-    /// Authentic, of the current session (or any datagram, without a key).
+    /// Authentic, of the current session (without a key: every datagram, unchecked).
     Current,
     /// Authentic and fresh: start this session (replacing the current one).
     Establish(Box<Session>),

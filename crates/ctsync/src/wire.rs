@@ -1,5 +1,11 @@
 //! The sync datagram: a fixed big-endian header followed by type-length-value attributes,
-//! optionally followed by an HMAC-SHA256 tag. docs/sync-protocol.md is the full specification.
+//! optionally followed by an HMAC-SHA256 tag (under a session key, or the handshake key when
+//! the HANDSHAKE flag is set; see [`crate::auth`]). docs/sync-protocol.md is the full
+//! specification.
+//!
+//! Receiving is split so that nothing is trusted before it verified: [`frame`] checks the
+//! framing, the receiver picks the key from the flags and the SESSION attribute,
+//! [`Framed::verify`] checks the tag, and only then [`Framed::message`] parses the rest.
 //!
 //! ```text
 //!  0                   1                   2                   3
