@@ -320,3 +320,45 @@ fn without_a_key_the_wire_is_unchanged() {
     assert_eq!(pair.nodes[0].stats().hellos_sent, 0);
     assert_eq!(pair.sessions, [0, 0]);
 }
+
+/// Replays do not stop a restarted node from finding its peer: while B restarts, everything
+/// recorded from A's previous incarnation (and B's) keeps arriving at both, and the pair still
+/// converges on a session with the live A.
+#[test]
+fn a_restart_converges_while_old_datagrams_are_replayed() {
+    for seed in 0..8 {
+        let mut pair = Pair::new(seed, Conditions::hostile(), keyed);
+        pair.capture = true;
+        set_table(&mut pair, 0, (0..100).map(flow));
+        set_table(&mut pair, 1, (500..520).map(flow));
+        pair.run_for(Duration::from_secs(2));
+        pair.restart(0, false);
+        pair.run_for(Duration::from_secs(2));
+        let recorded: Vec<Vec<u8>> = pair.captured.iter().flatten().cloned().collect();
+        pair.capture = false;
+
+        // Hellos first: they are what a handshake listens to.
+        let hellos: Vec<&Vec<u8>> = recorded
+            .iter()
+            .filter(|d| wire::frame(d).is_ok_and(|f| f.flags & FLAG_HANDSHAKE != 0))
+            .collect();
+        assert!(hellos.len() >= 2, "seed {seed}: hellos recorded");
+        pair.restart(1, false);
+        for round in 0..500 {
+            for i in 0..2 {
+                let hello = hellos[(round + i) % hellos.len()];
+                pair.input(i, Input::Datagram(hello));
+                let d = &recorded[(round * 7 + i + seed as usize) % recorded.len()];
+                pair.input(i, Input::Datagram(d));
+            }
+            pair.run_for(Duration::from_millis(10));
+        }
+        // Found while the replay went on, not after it stopped.
+        let live_a = pair.config[0].epoch;
+        assert_eq!(pair.nodes[1].peer(), Some((1, live_a)), "seed {seed}");
+        assert!(pair.nodes[1].stats().hellos_received > 0);
+        pair.net = Conditions::perfect();
+        converge(&mut pair, &format!("seed {seed}"));
+        assert_eq!(pair.nodes[1].peer(), Some((1, live_a)), "seed {seed}");
+    }
+}
