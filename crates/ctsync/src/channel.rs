@@ -356,7 +356,7 @@ impl Channel {
         match verdict {
             Verdict::Drop(_) => return,
             Verdict::Hello { nonce, echo } => return self.receive_hello(now, h, nonce, echo),
-            Verdict::Establish(session) => self.establish(h, *session),
+            Verdict::Establish(session) => self.establish(now, h, *session),
             Verdict::Current if self.sessions.is_some() => {}
             Verdict::Current => {
                 if !self.track_epoch(h) {
@@ -398,7 +398,7 @@ impl Channel {
 
     /// A fresh, authentic datagram started a session: the peer slot is its sender, and a
     /// session that replaces another means the peer restarted (our stream starts over).
-    fn establish(&mut self, h: wire::Header, session: crate::session::Session) {
+    fn establish(&mut self, now: Instant, h: wire::Header, session: crate::session::Session) {
         let Some(sessions) = self.sessions.as_mut() else {
             return;
         };
@@ -413,8 +413,12 @@ impl Channel {
         }
         self.events
             .push(Event::SessionEstablished { node_id: h.node_id });
-        // Lets the peer finish its side (our STATUS echoes its offer) at once.
-        self.status_due = true;
+        // Lets the peer finish its side (our STATUS echoes its offer) before our DATA arrives.
+        if self.started {
+            self.send_status(now, false);
+        } else {
+            self.status_due = true;
+        }
     }
 
     /// A hello that proves nothing fresh. From the current peer it means our session STATUS
@@ -674,10 +678,13 @@ impl Channel {
     /// Sends ACK and NACK ranges (or just our next sequence when nothing is known of the peer).
     fn send_status(&mut self, now: Instant, alive: bool) {
         if !self.can_send_data() {
-            // No session yet: retransmit our hello instead, backing off to the keepalive.
+            // No session yet: (re)send our hello instead, after `rto`, then backing off to the
+            // keepalive interval.
+            if self.last_sent.is_some() {
+                self.hello_interval = (self.hello_interval * 2).min(self.cfg.alive_interval);
+            }
             self.send_hello(now, &NO_NONCE);
             self.last_sent = Some(now);
-            self.hello_interval = (self.hello_interval * 2).min(self.cfg.alive_interval);
             return;
         }
         let mut dgram = Vec::with_capacity(64);

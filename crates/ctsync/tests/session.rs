@@ -362,3 +362,99 @@ fn a_restart_converges_while_old_datagrams_are_replayed() {
         assert_eq!(pair.nodes[1].peer(), Some((1, live_a)), "seed {seed}");
     }
 }
+
+/// The handshake step by step, every datagram checked: hello, answer, session STATUS, and
+/// DATA only under the session.
+#[test]
+fn the_handshake_step_by_step() {
+    use std::time::Instant;
+    use tandem_ctsync::{Action, Node};
+
+    /// (type, flags & HANDSHAKE, SESSION) of every datagram in `actions`.
+    fn sent(actions: &[Action<Flow>]) -> Vec<(MessageType, bool, Option<([u8; 16], [u8; 16])>)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Transmit(bytes) => {
+                    let f = wire::frame(bytes).unwrap();
+                    let kind = f.message().unwrap().header.kind;
+                    Some((kind, f.flags & FLAG_HANDSHAKE != 0, f.session()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+    fn transmits(actions: &[Action<Flow>]) -> Vec<Vec<u8>> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Transmit(bytes) => Some(bytes.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    let now = Instant::now();
+    let config = |id, epoch| {
+        let mut c = Config::new(id, epoch);
+        keyed(&mut c);
+        c
+    };
+    let mut a: Node<Flow> = Node::new(config(1, 10));
+    let mut b: Node<Flow> = Node::new(config(2, 20));
+    let zero = [0u8; 16];
+
+    // Both announce an offer; nothing else may go out without a session.
+    let from_a = a.handle(now, Input::Start);
+    let hello_a = sent(&from_a);
+    assert_eq!(hello_a.len(), 1);
+    let (kind, handshake, Some((offer_a, echo))) = hello_a[0] else {
+        panic!("{hello_a:?}")
+    };
+    assert_eq!((kind, handshake, echo), (MessageType::Status, true, zero));
+    let from_a = [
+        from_a,
+        a.handle(now, Input::Local(vec![Event::New(flow(1))])),
+    ]
+    .concat();
+    assert_eq!(sent(&from_a).len(), 1, "DATA waits for the session");
+    b.handle(now, Input::Start);
+
+    // B answers A's hello with its own offer, echoing A's.
+    let answer = b.handle(now, Input::Datagram(&transmits(&from_a)[0]));
+    let (_, true, Some((offer_b, echo))) = sent(&answer)[0] else {
+        panic!("{:?}", sent(&answer))
+    };
+    assert_eq!(echo, offer_a);
+    assert_eq!(b.peer(), None, "an answer is not a session");
+
+    // A sees its own offer echoed: the session starts; A sends its session STATUS, then
+    // the queued DATA (resync request and the flow), all under the session key.
+    let from_a = a.handle(now, Input::Datagram(&transmits(&answer)[0]));
+    assert!(from_a.contains(&Action::SessionEstablished { node_id: 2 }));
+    assert_eq!(a.peer(), Some((2, 20)));
+    let out = sent(&from_a);
+    assert_eq!(
+        out[0],
+        (MessageType::Status, false, Some((offer_a, offer_b)))
+    );
+    assert!(out[1..]
+        .iter()
+        .all(|(kind, hs, s)| *kind == MessageType::Data && !hs && s.is_none()));
+    assert!(out.len() >= 2);
+
+    // B verifies the STATUS under the key derived from its offer: its side starts too, and
+    // A's DATA applies.
+    let mut from_b = Vec::new();
+    for d in transmits(&from_a) {
+        from_b.extend(b.handle(now, Input::Datagram(&d)));
+    }
+    assert!(from_b.contains(&Action::SessionEstablished { node_id: 1 }));
+    assert_eq!(b.peer(), Some((1, 10)));
+    assert_eq!(b.external().get(&flow(1).key()), Some(flow(1)));
+    let s = b.stats();
+    assert_eq!(
+        (s.sessions_established, s.drops.bad_hmac, s.drops.unsynced),
+        (1, 0, 0)
+    );
+}
