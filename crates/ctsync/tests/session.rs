@@ -370,8 +370,9 @@ fn the_handshake_step_by_step() {
     use std::time::Instant;
     use tandem_ctsync::{Action, Node};
 
-    /// (type, flags & HANDSHAKE, SESSION) of every datagram in `actions`.
-    fn sent(actions: &[Action<Flow>]) -> Vec<(MessageType, bool, Option<([u8; 16], [u8; 16])>)> {
+    /// (type, handshake flag, SESSION attribute) of one datagram.
+    type Seen = (MessageType, bool, Option<([u8; 16], [u8; 16])>);
+    fn sent(actions: &[Action<Flow>]) -> Vec<Seen> {
         actions
             .iter()
             .filter_map(|a| match a {
