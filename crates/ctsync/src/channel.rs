@@ -2,21 +2,27 @@
 //! (cumulative ACK, NACK ranges for gaps) after data, on gaps and as a keepalive when idle; the
 //! sender keeps every unacknowledged datagram (at most `window` of them) and retransmits it on a
 //! NACK or when its retransmission timer fires. A peer restart shows up as a new epoch in the
-//! header; a gap still open after `repair_timeout` is skipped and a full resync requested.
+//! header (with a key: as a new session, see [`crate::session`]); a gap still open after
+//! `repair_timeout` is skipped and a full resync requested.
 //!
 //! Records and caches live in [`crate::node`]; this module moves opaque attribute bytes.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::auth::{AuthKey, TAG_LEN};
+use crate::auth::{AuthKey, Nonce, NO_NONCE, TAG_LEN};
+use crate::session::{is_unanswered, Sessions, Verdict};
 use crate::stats::{DropReason, Stats};
-use crate::wire::{self, attr, Attrs, MessageType, ATTR_HEADER_LEN, FLAG_RESET, HEADER_LEN};
+use crate::wire::{
+    self, attr, Attrs, MessageType, ATTR_HEADER_LEN, FLAG_HANDSHAKE, FLAG_RESET, HEADER_LEN,
+};
 
 /// Most NACK ranges in one STATUS datagram.
 const MAX_NACK_RANGES: usize = 32;
 /// Most datagrams retransmitted per timer expiry.
 const RETRANSMIT_BURST: usize = 32;
+/// An offer lives this many keepalive intervals, then a new one replaces it.
+const OFFER_LIFETIME: u32 = 10;
 
 /// `a` comes after `b` in serial-number arithmetic (RFC 1982), so sequences may wrap.
 fn after(a: u32, b: u32) -> bool {
@@ -31,7 +37,10 @@ pub(crate) struct ChannelConfig {
     pub mtu: usize,
     pub window: u32,
     pub max_queue_bytes: usize,
-    pub key: Option<AuthKey>,
+    /// Pre-shared key: sessions, handshakes and tags. Without it nothing is tagged or checked.
+    pub psk: Option<Vec<u8>>,
+    /// This incarnation's random base nonce (offers are derived from it).
+    pub nonce: Nonce,
     pub rto: Duration,
     pub max_rto: Duration,
     pub ack_delay: Duration,
@@ -43,8 +52,10 @@ pub(crate) struct ChannelConfig {
 /// Something the node must react to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Event {
-    /// The peer's epoch changed: our stream to it was reset.
+    /// The peer's epoch (with a key: its session) changed: our stream to it was reset.
     PeerRestarted { node_id: u32 },
+    /// A keyed session with the peer was established.
+    SessionEstablished { node_id: u32 },
     /// A gap could not be repaired; the node should request a full resync.
     GapAbandoned,
 }
@@ -111,6 +122,16 @@ pub(crate) struct Channel {
     last_sent: Option<Instant>,
     peer: Option<Peer>,
     previous_peer: Option<(u32, u32)>,
+    /// With a key: the sessions, their keys and our offers.
+    sessions: Option<Sessions>,
+    /// Send a STATUS at the next poll (a session just started, or the peer still handshakes).
+    status_due: bool,
+    /// Period of our hellos while no session exists: starts at `rto`, doubles to `alive`.
+    hello_interval: Duration,
+    /// The last hello answered (by the sender's nonce), and when: the same hello is answered
+    /// at most once per NACK interval, so replaying it does not make us repeat ourselves at
+    /// the replay's rate.
+    last_answer: Option<(Nonce, Instant)>,
     delivered: Vec<Vec<u8>>,
     events: Vec<Event>,
     out: Vec<Vec<u8>>,
@@ -122,6 +143,14 @@ pub(crate) struct Channel {
 impl Channel {
     pub fn new(cfg: ChannelConfig) -> Channel {
         let rto = cfg.rto;
+        let sessions = cfg.psk.as_deref().map(|psk| {
+            Sessions::new(
+                psk,
+                cfg.node_id,
+                cfg.nonce,
+                cfg.alive_interval * OFFER_LIFETIME,
+            )
+        });
         Channel {
             cfg,
             started: false,
@@ -136,6 +165,10 @@ impl Channel {
             last_sent: None,
             peer: None,
             previous_peer: None,
+            sessions,
+            status_due: false,
+            hello_interval: rto,
+            last_answer: None,
             delivered: Vec::new(),
             events: Vec::new(),
             out: Vec::new(),
@@ -150,7 +183,7 @@ impl Channel {
 
     /// Attribute bytes that fit in one datagram.
     pub fn payload(&self) -> usize {
-        let tag = if self.cfg.key.is_some() { TAG_LEN } else { 0 };
+        let tag = if self.sessions.is_some() { TAG_LEN } else { 0 };
         self.cfg
             .mtu
             .saturating_sub(HEADER_LEN + tag)
@@ -168,6 +201,25 @@ impl Channel {
 
     pub fn unacked(&self) -> usize {
         self.unacked.len()
+    }
+
+    /// The peer we exchange state with: (node id, epoch), and with a key only once a session
+    /// is established.
+    pub fn peer(&self) -> Option<(u32, u32)> {
+        self.peer.as_ref().map(|p| (p.node_id, p.epoch))
+    }
+
+    /// The key that tags what we send: the session's, `None` without a key.
+    fn tx_key(&self) -> Option<&AuthKey> {
+        self.sessions
+            .as_ref()
+            .and_then(|s| s.current.as_ref())
+            .map(|s| &s.tx)
+    }
+
+    /// Whether DATA may go out: always without a key, only in a session with one.
+    fn can_send_data(&self) -> bool {
+        self.sessions.as_ref().is_none_or(|s| s.current.is_some())
     }
 
     /// Queues one attribute for the reliable stream. Returns false when a record (SET or
@@ -218,7 +270,7 @@ impl Channel {
 
     /// Packs queued attributes into DATA datagrams while the window allows.
     pub fn flush(&mut self, now: Instant) {
-        if !self.started {
+        if !self.started || !self.can_send_data() {
             return;
         }
         let payload = self.payload();
@@ -257,7 +309,7 @@ impl Channel {
             if used == 0 && !self.reset_next {
                 break;
             }
-            wire::finish(&mut dgram, self.cfg.key.as_ref());
+            wire::finish(&mut dgram, self.tx_key());
             self.reset_next = false;
             self.unacked.push_back(Sent {
                 bytes: dgram.clone(),
@@ -273,11 +325,30 @@ impl Channel {
         }
     }
 
-    /// Handles one received datagram.
+    /// Handles one received datagram. Nothing changes before it authenticated and parsed.
     pub fn receive(&mut self, now: Instant, bytes: &[u8]) {
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += bytes.len() as u64;
-        let msg = match wire::decode(bytes, self.cfg.key.as_ref()) {
+        let framed = match wire::frame(bytes) {
+            Ok(framed) => framed,
+            Err(e) => {
+                self.stats.drops.count(DropReason::of(&e));
+                return;
+            }
+        };
+        if framed.node_id == self.cfg.node_id {
+            self.stats.drops.count(DropReason::Own);
+            return;
+        }
+        let verdict = match &self.sessions {
+            Some(sessions) => sessions.check(now, &framed),
+            None => Verdict::Current,
+        };
+        if let Verdict::Drop(reason) = verdict {
+            self.stats.drops.count(reason);
+            return;
+        }
+        let msg = match framed.message() {
             Ok(msg) => msg,
             Err(e) => {
                 self.stats.drops.count(DropReason::of(&e));
@@ -285,15 +356,37 @@ impl Channel {
             }
         };
         let h = msg.header;
-        if h.node_id == self.cfg.node_id {
-            self.stats.drops.count(DropReason::Own);
+        match verdict {
+            Verdict::Drop(_) => return,
+            Verdict::Hello { nonce, echo } => return self.receive_hello(now, h, nonce, echo),
+            Verdict::Establish(session) => self.establish(now, h, *session),
+            Verdict::Current if self.sessions.is_some() => {}
+            Verdict::Current => {
+                if !self.track_epoch(h) {
+                    return;
+                }
+            }
+        }
+        // Authenticated, fresh, from the peer's current incarnation: the peer is alive.
+        self.last_heard = Some(now);
+        if h.flags & FLAG_HANDSHAKE != 0 {
+            // A hello that completed our offer: its attributes are the handshake's only.
             return;
         }
+        match h.kind {
+            MessageType::Data => self.receive_data(now, h, msg.body),
+            MessageType::Status => self.receive_status(now, h, msg.body),
+        }
+    }
+
+    /// Without a key: the peer is whoever sends, and a new epoch means it restarted. Returns
+    /// false when the datagram is from the peer's previous incarnation.
+    fn track_epoch(&mut self, h: wire::Header) -> bool {
         match &self.peer {
             Some(p) if p.node_id == h.node_id && p.epoch == h.epoch => {}
             Some(_) if self.previous_peer == Some((h.node_id, h.epoch)) => {
                 self.stats.drops.count(DropReason::StaleEpoch);
-                return;
+                return false;
             }
             Some(p) => {
                 self.previous_peer = Some((p.node_id, p.epoch));
@@ -305,11 +398,84 @@ impl Channel {
             }
             None => self.peer = Some(Peer::new(h.node_id, h.epoch)),
         }
-        self.last_heard = Some(now);
-        match h.kind {
-            MessageType::Data => self.receive_data(now, h, msg.body),
-            MessageType::Status => self.receive_status(now, h, msg.body),
+        true
+    }
+
+    /// A fresh, authentic datagram started a session: the peer slot is its sender, and a
+    /// session that replaces another means the peer restarted (our stream starts over).
+    fn establish(&mut self, now: Instant, h: wire::Header, session: crate::session::Session) {
+        let Some(sessions) = self.sessions.as_mut() else {
+            return;
+        };
+        let replaced = sessions.establish(session).is_some();
+        self.peer = Some(Peer::new(h.node_id, h.epoch));
+        self.stats.sessions_established += 1;
+        if replaced {
+            self.stats.peer_restarts += 1;
+            self.reset_stream();
+            self.events
+                .push(Event::PeerRestarted { node_id: h.node_id });
         }
+        self.events
+            .push(Event::SessionEstablished { node_id: h.node_id });
+        // Lets the peer finish its side (our STATUS echoes its offer) before our DATA arrives.
+        if self.started {
+            self.send_status(now, false);
+        } else {
+            self.status_due = true;
+        }
+    }
+
+    /// A hello that proves nothing fresh. From the current peer it means our session STATUS
+    /// has not reached it yet; one that answers a nonce we no longer offer is stale; anything
+    /// else may be a restarted peer, so it gets our offer (and changes nothing here).
+    fn receive_hello(&mut self, now: Instant, h: wire::Header, nonce: Nonce, echo: Nonce) {
+        let Some(sessions) = self.sessions.as_ref() else {
+            return;
+        };
+        if sessions.current.is_some()
+            && !is_unanswered(&echo)
+            && !sessions.is_current_peer(h.node_id, &nonce)
+        {
+            self.stats.drops.count(DropReason::StaleSession);
+            return;
+        }
+        self.stats.hellos_received += 1;
+        if sessions.is_current_peer(h.node_id, &nonce) {
+            self.status_due = true;
+            return;
+        }
+        if self
+            .last_answer
+            .is_some_and(|(n, t)| n == nonce && t + self.cfg.nack_interval > now)
+        {
+            return;
+        }
+        self.last_answer = Some((nonce, now));
+        self.send_hello(now, &nonce);
+    }
+
+    /// Sends our current offer, echoing `echo` (the offer we answer, or zeros).
+    fn send_hello(&mut self, now: Instant, echo: &Nonce) {
+        let Some(sessions) = self.sessions.as_mut() else {
+            return;
+        };
+        let offer = sessions.offer(now);
+        let mut dgram = Vec::with_capacity(HEADER_LEN + 40 + TAG_LEN);
+        wire::start(
+            &mut dgram,
+            MessageType::Status,
+            FLAG_HANDSHAKE,
+            self.cfg.node_id,
+            self.cfg.epoch,
+            self.next_seq,
+        );
+        wire::put_session(&mut dgram, &offer, echo);
+        wire::finish(&mut dgram, Some(sessions.hello_key()));
+        self.stats.hellos_sent += 1;
+        self.stats.datagrams_sent += 1;
+        self.stats.bytes_sent += dgram.len() as u64;
+        self.out.push(dgram);
     }
 
     fn receive_data(&mut self, now: Instant, h: wire::Header, body: &[u8]) {
@@ -374,6 +540,7 @@ impl Channel {
                     }
                     Err(_) => self.stats.drops.count(DropReason::Malformed),
                 },
+                attr::SESSION => {}
                 _ => self.stats.unknown_attributes += 1,
             }
         }
@@ -467,15 +634,25 @@ impl Channel {
             self.events.push(Event::GapAbandoned);
             self.update_gap(now);
         }
-        if send_status {
+        if send_status || std::mem::take(&mut self.status_due) {
             self.send_status(now, false);
         }
         self.retransmit_expired(now);
         if self
             .last_sent
-            .is_none_or(|t| t + self.cfg.alive_interval <= now)
+            .is_none_or(|t| t + self.alive_period() <= now)
         {
             self.send_status(now, true);
+        }
+    }
+
+    /// How long we stay silent at most: the keepalive interval, or while a key's handshake is
+    /// pending the (shorter, backing off) hello interval.
+    fn alive_period(&self) -> Duration {
+        if self.can_send_data() {
+            self.cfg.alive_interval
+        } else {
+            self.hello_interval.min(self.cfg.alive_interval)
         }
     }
 
@@ -505,6 +682,16 @@ impl Channel {
 
     /// Sends ACK and NACK ranges (or just our next sequence when nothing is known of the peer).
     fn send_status(&mut self, now: Instant, alive: bool) {
+        if !self.can_send_data() {
+            // No session yet: (re)send our hello instead, after `rto`, then backing off to the
+            // keepalive interval.
+            if self.last_sent.is_some() {
+                self.hello_interval = (self.hello_interval * 2).min(self.cfg.alive_interval);
+            }
+            self.send_hello(now, &NO_NONCE);
+            self.last_sent = Some(now);
+            return;
+        }
         let mut dgram = Vec::with_capacity(64);
         wire::start(
             &mut dgram,
@@ -514,6 +701,9 @@ impl Channel {
             self.cfg.epoch,
             self.next_seq,
         );
+        if let Some(s) = self.sessions.as_ref().and_then(|s| s.current.as_ref()) {
+            wire::put_session(&mut dgram, &s.own_nonce, &s.peer_nonce);
+        }
         let mut nacks = 0;
         if let Some(p) = self.peer.as_mut() {
             p.ack_due = None;
@@ -549,7 +739,7 @@ impl Channel {
         if alive {
             self.stats.alive_sent += 1;
         }
-        wire::finish(&mut dgram, self.cfg.key.as_ref());
+        wire::finish(&mut dgram, self.tx_key());
         self.transmit(now, dgram);
     }
 
@@ -557,7 +747,7 @@ impl Channel {
         if !self.started {
             return None;
         }
-        let mut deadline = Some(self.last_sent? + self.cfg.alive_interval);
+        let mut deadline = Some(self.last_sent? + self.alive_period());
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
                 deadline = Some(deadline.map_or(t, |d| d.min(t)));

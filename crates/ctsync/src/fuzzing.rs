@@ -30,7 +30,7 @@ impl Record for Entry {
 }
 
 /// Decoding never panics, a header that decodes re-encodes to the same bytes, and a node fed
-/// the bytes (whole and split at 0xff) survives them.
+/// the bytes (whole and split at 0xff), with and without a key, survives them.
 pub fn fuzz_datagram(data: &[u8]) {
     let key = AuthKey::new(b"fuzz");
     let _ = wire::decode(data, Some(&key));
@@ -45,11 +45,18 @@ pub fn fuzz_datagram(data: &[u8]) {
             }
         }
     }
-    let mut node: Node<Entry> = Node::new(Config::new(2, 1));
+    let _ = wire::frame(data).map(|f| f.session());
     let now = Instant::now();
-    node.handle(now, Input::Start);
-    for chunk in data.split(|b| *b == 0xff) {
-        node.handle(now, Input::Datagram(chunk));
+    let keyed = Config {
+        hmac_key: Some(b"fuzz".to_vec()),
+        ..Config::new(2, 1)
+    };
+    for config in [Config::new(2, 1), keyed] {
+        let mut node: Node<Entry> = Node::new(config);
+        node.handle(now, Input::Start);
+        for chunk in data.split(|b| *b == 0xff) {
+            node.handle(now, Input::Datagram(chunk));
+        }
+        node.handle(now, Input::Datagram(data));
     }
-    node.handle(now, Input::Datagram(data));
 }

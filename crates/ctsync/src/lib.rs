@@ -8,6 +8,11 @@
 //! [`Record`], so it does not depend on the kernel side; `tandem-ctnetlink` implements it for
 //! its flows.
 //!
+//! With a pre-shared key ([`Config::hmac_key`]) the two nodes first agree on a session bound to
+//! a fresh nonce from each ([`Config::nonce`]) and tag every datagram under that session's
+//! keys, so nothing recorded in an earlier session is accepted again; a datagram changes the
+//! peer, the session or a cache only after it authenticated.
+//!
 //! ```
 //! use std::time::Instant;
 //! use tandem_ctsync::{wire, Action, Config, Event, Input, Node, Record, WireError};
@@ -60,10 +65,11 @@ mod channel;
 pub mod fuzzing;
 pub mod node;
 pub mod record;
+mod session;
 pub mod stats;
 pub mod wire;
 
-pub use auth::AuthKey;
+pub use auth::{AuthKey, Nonce};
 pub use cache::{Cache, ExternalCache, Full, InternalCache};
 pub use node::{Action, CacheKind, Config, Event, ExternalChange, Input, Node};
 pub use record::Record;

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::auth::AuthKey;
+use crate::auth::{Nonce, NONCE_LEN};
 use crate::cache::{ExternalCache, InternalCache};
 use crate::channel::{Channel, ChannelConfig, Event as ChannelEvent};
 use crate::record::Record;
@@ -33,8 +33,15 @@ pub struct Config {
     pub max_external: usize,
     /// Bound on updates queued behind a full window; past it the queue becomes a full resync.
     pub max_queue_bytes: usize,
-    /// Pre-shared key: every datagram carries an HMAC-SHA256 and unauthenticated ones are dropped.
+    /// Pre-shared key: every datagram carries an HMAC-SHA256 under a per-session key derived
+    /// from it, and unauthenticated, replayed or stale ones are dropped. Without it nothing is
+    /// authenticated (only for a cable between the two gateways).
     pub hmac_key: Option<Vec<u8>>,
+    /// Fresh randomness for this incarnation (the daemon draws it from the OS at every start):
+    /// with a key, sessions are bound to it, so nothing captured before the start verifies.
+    /// [`Config::new`] derives a placeholder from the node id and epoch, which is only good
+    /// enough for tests.
+    pub nonce: Nonce,
     /// First retransmission timeout (doubles per expiry up to `max_rto`, reset by an ACK).
     pub rto: Duration,
     /// Largest retransmission timeout.
@@ -64,6 +71,7 @@ impl Config {
             max_external: 1 << 20,
             max_queue_bytes: 16 << 20,
             hmac_key: None,
+            nonce: placeholder_nonce(node_id, epoch),
             rto: Duration::from_millis(200),
             max_rto: Duration::from_secs(2),
             ack_delay: Duration::from_millis(10),
@@ -73,6 +81,15 @@ impl Config {
             report_external: false,
         }
     }
+}
+
+/// A deterministic stand-in for [`Config::nonce`], distinct per node id and epoch.
+fn placeholder_nonce(node_id: u32, epoch: u32) -> Nonce {
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce[..4].copy_from_slice(&node_id.to_be_bytes());
+    nonce[4..8].copy_from_slice(&epoch.to_be_bytes());
+    nonce[8..].copy_from_slice(b"tandem\0\x01");
+    nonce
 }
 
 /// A change in this node's kernel table (from ctnetlink events).
@@ -135,10 +152,22 @@ pub enum Action<R> {
     Transmit(Vec<u8>),
     /// Create these entries in the kernel (the external cache, on commit).
     Commit(Vec<R>),
-    /// The peer restarted (its epoch changed): log it.
+    /// The peer restarted (its epoch, with a key its session, changed): log it.
     PeerRestarted {
         /// The peer's node id.
         node_id: u32,
+    },
+    /// With a key: an authenticated session with the peer was established (at start, and
+    /// after either node restarted); log it.
+    SessionEstablished {
+        /// The peer's node id.
+        node_id: u32,
+    },
+    /// A full resync from the (authenticated, with a key) peer emptied the external cache:
+    /// allowed, since the peer's table may really be empty, but worth a log line with its size.
+    ExternalWiped {
+        /// Entries the resync removed.
+        removed: usize,
     },
     /// The peer changed the external cache (only with [`Config::report_external`]), in order.
     ExternalChanged(Vec<ExternalChange<R>>),
@@ -204,7 +233,8 @@ impl<R: Record> Node<R> {
             mtu: config.mtu,
             window: config.window.max(1),
             max_queue_bytes: config.max_queue_bytes,
-            key: config.hmac_key.as_deref().map(AuthKey::new),
+            psk: config.hmac_key.clone(),
+            nonce: config.nonce,
             rto: config.rto,
             max_rto: config.max_rto.max(config.rto),
             ack_delay: config.ack_delay,
@@ -258,6 +288,12 @@ impl<R: Record> Node<R> {
     /// current incarnation): how a daemon tells a silent peer from a live one.
     pub fn last_heard(&self) -> Option<Instant> {
         self.channel.last_heard
+    }
+
+    /// The peer whose datagrams are applied: (node id, epoch). With a key, only once a session
+    /// is established.
+    pub fn peer(&self) -> Option<(u32, u32)> {
+        self.channel.peer()
     }
 
     /// When to call `handle(now, Input::Timer)` next.
@@ -334,14 +370,20 @@ impl<R: Record> Node<R> {
                     self.bulk = None;
                     actions.push(Action::PeerRestarted { node_id });
                 }
+                ChannelEvent::SessionEstablished { node_id } => {
+                    actions.push(Action::SessionEstablished { node_id });
+                }
                 ChannelEvent::GapAbandoned => self.request_resync(),
             }
         }
         for body in self.channel.take_delivered() {
-            if self.apply(&body) {
-                actions.push(Action::ResyncReceived {
-                    entries: self.external.len(),
-                });
+            if let Some(removed) = self.apply(&body) {
+                let entries = self.external.len();
+                if entries == 0 && removed > 0 {
+                    self.channel.stats.external_wipes += 1;
+                    actions.push(Action::ExternalWiped { removed });
+                }
+                actions.push(Action::ResyncReceived { entries });
             }
         }
     }
@@ -487,9 +529,10 @@ impl<R: Record> Node<R> {
         }
     }
 
-    /// Applies one in-order DATA body to the external cache; true when it ended a full resync.
-    fn apply(&mut self, body: &[u8]) -> bool {
-        let mut resync_done = false;
+    /// Applies one in-order DATA body to the external cache; when it ended a full resync, how
+    /// many entries that resync removed.
+    fn apply(&mut self, body: &[u8]) -> Option<usize> {
+        let mut resync_done = None;
         for a in Attrs::new(body) {
             let Ok((ty, value)) = a else { break };
             match ty {
@@ -523,11 +566,11 @@ impl<R: Record> Node<R> {
                 attr::RESYNC_BEGIN => self.external.begin_resync(),
                 attr::RESYNC_END => {
                     let stale = self.external.end_resync();
+                    resync_done = Some(stale.len());
                     if self.report_external {
                         self.changes
                             .extend(stale.into_iter().map(ExternalChange::Removed));
                     }
-                    resync_done = true;
                 }
                 attr::RESYNC_REQUEST => {
                     self.channel.stats.resync_requests_received += 1;

@@ -21,7 +21,11 @@ pub enum DropReason {
     Own,
     /// From the previous incarnation of the peer, after it restarted.
     StaleEpoch,
-    /// DATA from a peer whose stream start (RESET) we have not seen yet.
+    /// With a key: a STATUS or hello of an earlier session (it echoes a nonce of ours that is
+    /// no longer current), e.g. a replay.
+    StaleSession,
+    /// DATA from a peer whose stream start (RESET) we have not seen yet, or with a key before
+    /// a session exists.
     Unsynced,
     /// DATA too far ahead of the expected sequence to buffer.
     OutOfWindow,
@@ -62,6 +66,8 @@ pub struct Drops {
     pub own: u64,
     /// From the peer's previous incarnation.
     pub stale_epoch: u64,
+    /// With a key: from an earlier session.
+    pub stale_session: u64,
     /// DATA before the peer's stream start.
     pub unsynced: u64,
     /// DATA beyond the receive window.
@@ -82,6 +88,7 @@ impl Drops {
             DropReason::Malformed => &mut self.malformed,
             DropReason::Own => &mut self.own,
             DropReason::StaleEpoch => &mut self.stale_epoch,
+            DropReason::StaleSession => &mut self.stale_session,
             DropReason::Unsynced => &mut self.unsynced,
             DropReason::OutOfWindow => &mut self.out_of_window,
             DropReason::Duplicate => &mut self.duplicate,
@@ -111,8 +118,17 @@ pub struct Stats {
     pub alive_sent: u64,
     /// Dropped datagrams by reason.
     pub drops: Drops,
-    /// Times the peer's epoch changed (peer restarted).
+    /// Times the peer's epoch changed (peer restarted); with a key, times a new session
+    /// replaced an established one.
     pub peer_restarts: u64,
+    /// With a key: sessions established with the peer.
+    pub sessions_established: u64,
+    /// With a key: handshake STATUS datagrams sent (offers and their retransmissions).
+    pub hellos_sent: u64,
+    /// With a key: authentic handshake STATUS datagrams received that started no session.
+    pub hellos_received: u64,
+    /// Full resyncs from the peer that emptied a non-empty external cache.
+    pub external_wipes: u64,
     /// Gaps that could not be repaired in time (a resync was requested instead).
     pub gaps_abandoned: u64,
     /// Full resyncs this node sent (bulk sends).

@@ -1,5 +1,11 @@
 //! The sync datagram: a fixed big-endian header followed by type-length-value attributes,
-//! optionally followed by an HMAC-SHA256 tag. docs/sync-protocol.md is the full specification.
+//! optionally followed by an HMAC-SHA256 tag (under a session key, or the handshake key when
+//! the HANDSHAKE flag is set; see [`crate::auth`]). docs/sync-protocol.md is the full
+//! specification.
+//!
+//! Receiving is split so that nothing is trusted before it verified: [`frame`] checks the
+//! framing, the receiver picks the key from the flags and the SESSION attribute,
+//! [`Framed::verify`] checks the tag, and only then [`Framed::message`] parses the rest.
 //!
 //! ```text
 //!  0                   1                   2                   3
@@ -33,7 +39,7 @@
 
 use thiserror::Error;
 
-use crate::auth::{AuthKey, TAG_LEN};
+use crate::auth::{AuthKey, Nonce, NONCE_LEN, NO_NONCE, TAG_LEN};
 
 /// Identifies a tandem sync datagram ("TC").
 pub const MAGIC: u16 = 0x5443;
@@ -48,6 +54,9 @@ pub const ATTR_HEADER_LEN: usize = 4;
 pub const FLAG_HMAC: u16 = 0x0001;
 /// Header flag: this DATA datagram starts a new stream; the receiver expects `sequence` next.
 pub const FLAG_RESET: u16 = 0x0002;
+/// Header flag: a handshake STATUS ("hello"), tagged with the handshake key rather than a
+/// session key; it may change a session only by echoing the receiver's current offer.
+pub const FLAG_HANDSHAKE: u16 = 0x0004;
 
 /// Message-level attribute types (the value of a record attribute is the record's own attributes).
 pub mod attr {
@@ -65,6 +74,9 @@ pub mod attr {
     pub const ACK: u16 = 16;
     /// STATUS: negative acknowledgement: `first` u32, `last` u32 (inclusive) are missing.
     pub const NACK: u16 = 17;
+    /// STATUS (with a key): the sender's nonce (16 bytes), then the receiver's nonce it
+    /// echoes (16 bytes, zeros when it knows none).
+    pub const SESSION: u16 = 18;
 }
 
 /// What a datagram carries.
@@ -256,9 +268,73 @@ fn be32(bytes: &[u8], at: usize, field: &'static str) -> Result<u32, WireError> 
     }
 }
 
-/// Decodes and authenticates one datagram. With `key`, a datagram without a valid tag is
-/// rejected; without one, a tag is skipped unchecked.
-pub fn decode<'a>(datagram: &'a [u8], key: Option<&AuthKey>) -> Result<Message<'a>, WireError> {
+/// A datagram whose framing (magic, version, length, tag size) is valid but whose tag has not
+/// been checked: what a receiver may look at to pick the key, and nothing more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framed<'a> {
+    /// The message type byte (possibly unknown to this build).
+    pub type_byte: u8,
+    /// `FLAG_*` bits.
+    pub flags: u16,
+    /// The claimed sender.
+    pub node_id: u32,
+    /// The claimed sender's epoch.
+    pub epoch: u32,
+    /// Header and attributes: what the tag covers.
+    pub signed: &'a [u8],
+    /// The tag, empty without the HMAC flag.
+    pub tag: &'a [u8],
+}
+
+impl<'a> Framed<'a> {
+    /// The attribute bytes (not yet checked to tile).
+    pub fn body(&self) -> &'a [u8] {
+        &self.signed[HEADER_LEN..]
+    }
+
+    /// Checks the tag under `key`.
+    pub fn verify(&self, key: &AuthKey) -> Result<(), WireError> {
+        if self.tag.is_empty() {
+            return Err(WireError::BadHmac { reason: "missing" });
+        }
+        if !key.verify(self.signed, self.tag) {
+            return Err(WireError::BadHmac { reason: "mismatch" });
+        }
+        Ok(())
+    }
+
+    /// The message: a known type and attributes that tile the body exactly.
+    pub fn message(&self) -> Result<Message<'a>, WireError> {
+        let kind = MessageType::from_u8(self.type_byte).ok_or(WireError::UnknownType {
+            found: self.type_byte,
+        })?;
+        let header = Header {
+            kind,
+            flags: self.flags,
+            length: self.signed.len() as u16,
+            node_id: self.node_id,
+            epoch: self.epoch,
+            seq: be32(self.signed, 16, "sequence")?,
+        };
+        let body = self.body();
+        for attr in Attrs::new(body) {
+            attr?;
+        }
+        Ok(Message { header, body })
+    }
+
+    /// The SESSION attribute (sender nonce, echoed nonce), if the body holds a well-formed one.
+    /// Read before verification only to choose the key.
+    pub fn session(&self) -> Option<(Nonce, Nonce)> {
+        Attrs::new(self.body())
+            .map_while(Result::ok)
+            .find(|(ty, _)| *ty == attr::SESSION)
+            .and_then(|(_, value)| get_session(value).ok())
+    }
+}
+
+/// Checks a datagram's framing, without looking at its tag or attributes.
+pub fn frame(datagram: &[u8]) -> Result<Framed<'_>, WireError> {
     if datagram.len() < HEADER_LEN {
         return Err(WireError::Truncated {
             field: "header",
@@ -294,29 +370,24 @@ pub fn decode<'a>(datagram: &'a [u8], key: Option<&AuthKey>) -> Result<Message<'
         });
     }
     let (signed, tag) = datagram.split_at(actual);
-    if let Some(key) = key {
-        if tag.is_empty() {
-            return Err(WireError::BadHmac { reason: "missing" });
-        }
-        if !key.verify(signed, tag) {
-            return Err(WireError::BadHmac { reason: "mismatch" });
-        }
-    }
-    let kind =
-        MessageType::from_u8(type_byte).ok_or(WireError::UnknownType { found: type_byte })?;
-    let header = Header {
-        kind,
+    Ok(Framed {
+        type_byte,
         flags,
-        length,
         node_id: be32(datagram, 8, "node id")?,
         epoch: be32(datagram, 12, "epoch")?,
-        seq: be32(datagram, 16, "sequence")?,
-    };
-    let body = &signed[HEADER_LEN..];
-    for attr in Attrs::new(body) {
-        attr?;
+        signed,
+        tag,
+    })
+}
+
+/// Decodes and authenticates one datagram. With `key`, a datagram without a valid tag is
+/// rejected; without one, a tag is skipped unchecked.
+pub fn decode<'a>(datagram: &'a [u8], key: Option<&AuthKey>) -> Result<Message<'a>, WireError> {
+    let framed = frame(datagram)?;
+    if let Some(key) = key {
+        framed.verify(key)?;
     }
-    Ok(Message { header, body })
+    framed.message()
 }
 
 /// Appends one attribute. Values longer than 65535 bytes are not representable; callers keep
@@ -443,6 +514,29 @@ pub fn put_pair(out: &mut Vec<u8>, ty: u16, a: u32, b: u32) {
     v[..4].copy_from_slice(&a.to_be_bytes());
     v[4..].copy_from_slice(&b.to_be_bytes());
     put_attr(out, ty, &v);
+}
+
+/// Appends a SESSION attribute: the sender's nonce and the receiver's nonce it echoes.
+pub fn put_session(out: &mut Vec<u8>, own: &Nonce, echo: &Nonce) {
+    let mut v = [0u8; 2 * NONCE_LEN];
+    v[..NONCE_LEN].copy_from_slice(own);
+    v[NONCE_LEN..].copy_from_slice(echo);
+    put_attr(out, attr::SESSION, &v);
+}
+
+/// Reads a SESSION value: (sender nonce, echoed nonce). A zero sender nonce is invalid.
+pub fn get_session(value: &[u8]) -> Result<(Nonce, Nonce), WireError> {
+    let b = fixed::<{ 2 * NONCE_LEN }>("session", attr::SESSION, value)?;
+    let (mut own, mut echo) = (NO_NONCE, NO_NONCE);
+    own.copy_from_slice(&b[..NONCE_LEN]);
+    echo.copy_from_slice(&b[NONCE_LEN..]);
+    if own == NO_NONCE {
+        return Err(WireError::Invalid {
+            field: "session nonce",
+            value: 0,
+        });
+    }
+    Ok((own, echo))
 }
 
 #[cfg(test)]

@@ -264,6 +264,31 @@ fn write_seed_corpus() {
         ..Config::new(3, 3)
     });
     all.extend(signed.handle(now, Input::Start));
+    // A keyed handshake with a node configured as the fuzzer's keyed node: its answer to that
+    // node's offer, then session DATA.
+    let keyed = |id| Config {
+        hmac_key: Some(b"fuzz".to_vec()),
+        ..Config::new(id, 1)
+    };
+    let mut k1: Node<Flow> = Node::new(keyed(1));
+    let mut k2: Node<Flow> = Node::new(keyed(2));
+    let mut to_k1 = k2.handle(now, Input::Start);
+    k1.handle(now, Input::Start);
+    for _ in 0..3 {
+        let mut to_k2 = Vec::new();
+        for action in std::mem::take(&mut to_k1) {
+            if let Action::Transmit(bytes) = action {
+                to_k2.extend(k1.handle(now, Input::Datagram(&bytes)));
+            }
+        }
+        to_k2.extend(k1.handle(now, Input::Local(vec![Event::New(flow(7))])));
+        for action in &to_k2 {
+            if let Action::Transmit(bytes) = action {
+                to_k1.extend(k2.handle(now, Input::Datagram(bytes)));
+            }
+        }
+        all.extend(to_k2);
+    }
     for (n, action) in all.iter().chain(&replies).enumerate() {
         if let Action::Transmit(bytes) = action {
             std::fs::write(dir.join(format!("seed-{n:02}")), bytes).unwrap();

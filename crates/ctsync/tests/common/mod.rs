@@ -182,6 +182,13 @@ pub struct Pair {
     pub resyncs_received: [Vec<usize>; 2],
     /// What each node's reported external-cache changes add up to (a warm kernel table).
     pub warm: [HashMap<FlowKey, Flow>; 2],
+    /// Every datagram each node put on the wire (before loss), when `capture` is set: what an
+    /// attacker on the sync link records.
+    pub captured: [Vec<Vec<u8>>; 2],
+    pub capture: bool,
+    /// Sessions each node reported established, and external-cache wipes (entries removed).
+    pub sessions: [usize; 2],
+    pub wipes: [Vec<usize>; 2],
 }
 
 impl Pair {
@@ -205,6 +212,10 @@ impl Pair {
             committed: Vec::new(),
             resyncs_received: [Vec::new(), Vec::new()],
             warm: [HashMap::new(), HashMap::new()],
+            captured: [Vec::new(), Vec::new()],
+            capture: false,
+            sessions: [0, 0],
+            wipes: [Vec::new(), Vec::new()],
         };
         pair.input(0, Input::Start);
         pair.input(1, Input::Start);
@@ -223,6 +234,8 @@ impl Pair {
                 Action::Transmit(bytes) => self.send(i, bytes),
                 Action::Commit(flows) => self.committed = flows,
                 Action::PeerRestarted { .. } => {}
+                Action::SessionEstablished { .. } => self.sessions[i] += 1,
+                Action::ExternalWiped { removed } => self.wipes[i].push(removed),
                 Action::ResyncReceived { entries } => self.resyncs_received[i].push(entries),
                 Action::ExternalChanged(changes) => {
                     for change in changes {
@@ -242,6 +255,9 @@ impl Pair {
 
     /// Puts a datagram from node `from` on the wire (subject to the conditions).
     pub fn send(&mut self, from: usize, bytes: Vec<u8>) {
+        if self.capture {
+            self.captured[from].push(bytes.clone());
+        }
         if self.rng.random_bool(self.net.loss) {
             return;
         }
@@ -353,6 +369,8 @@ impl Pair {
         self.epochs += 1;
         let mut config = self.config[i].clone();
         config.epoch = config.epoch.wrapping_add(self.epochs * 7919);
+        // A fresh incarnation draws fresh randomness (the daemon uses the OS's).
+        self.rng.fill(&mut config.nonce);
         self.config[i] = config.clone();
         self.nodes[i] = Node::new(config);
         if lose_kernel {

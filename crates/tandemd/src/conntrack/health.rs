@@ -336,6 +336,7 @@ impl Health {
             ("unknown_type", d.unknown_type),
             ("malformed", d.malformed),
             ("stale_epoch", d.stale_epoch),
+            ("stale_session", d.stale_session),
             ("unsynced", d.unsynced),
             ("out_of_window", d.out_of_window),
             ("duplicate", d.duplicate),

@@ -132,6 +132,8 @@ pub fn start(
     core.max_internal = config.max_entries;
     core.max_external = config.max_entries;
     core.hmac_key = config.key.clone();
+    // Fresh per start: with a key, sessions are bound to it, so old captures never verify.
+    core.nonce = rand::random();
     let warm = config.warm_standby && config.builtin_failover;
     core.report_external = warm;
     let filter = FlowFilter::new(&config.filter, own_addresses);
@@ -451,6 +453,12 @@ impl Service {
                 Action::PeerRestarted { node_id } => {
                     self.health.peer_restarted(Instant::now(), node_id)
                 }
+                Action::SessionEstablished { node_id } => {
+                    info!("sync session with peer {node_id:#x} established")
+                }
+                Action::ExternalWiped { removed } => {
+                    warn!("the sync peer's full resync emptied the external cache ({removed} entries removed)")
+                }
                 Action::ResyncReceived { entries } => {
                     info!("full resync from the peer received: {entries} entries");
                     let _ = self.notices.send(Notice::PeerState { entries });
@@ -689,6 +697,10 @@ impl Service {
             ("resync_requests_sent", s.resync_requests_sent),
             ("resync_requests_received", s.resync_requests_received),
             ("peer_restarts", s.peer_restarts),
+            ("sessions_established", s.sessions_established),
+            ("hellos_sent", s.hellos_sent),
+            ("hellos_received", s.hellos_received),
+            ("external_wipes", s.external_wipes),
             ("gaps_abandoned", s.gaps_abandoned),
             ("filtered", s.filtered),
             ("internal_full", s.internal_full),
@@ -700,6 +712,7 @@ impl Service {
             ("drop_unknown_type", d.unknown_type),
             ("drop_malformed", d.malformed),
             ("drop_stale_epoch", d.stale_epoch),
+            ("drop_stale_session", d.stale_session),
             ("drop_duplicate", d.duplicate),
             ("drop_wrong_source", self.health.wrong_source()),
             ("send_errors", self.health.send_errors()),
