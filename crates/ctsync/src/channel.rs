@@ -209,6 +209,12 @@ impl Channel {
         self.peer.as_ref().map(|p| (p.node_id, p.epoch))
     }
 
+    /// How far the peer is behind: DATA datagrams sent and not yet acknowledged, and when the
+    /// oldest of them was sent (no later than that: a bound kept without scanning).
+    pub fn lag(&self) -> (usize, Option<Instant>) {
+        (self.unacked.len(), self.oldest_unacked)
+    }
+
     /// The key that tags what we send: the session's, `None` without a key.
     fn tx_key(&self) -> Option<&AuthKey> {
         self.sessions

@@ -71,7 +71,7 @@ pub mod wire;
 
 pub use auth::{AuthKey, Nonce};
 pub use cache::{Cache, ExternalCache, Full, InternalCache};
-pub use node::{Action, CacheKind, Config, Event, ExternalChange, Input, Node};
+pub use node::{Action, CacheKind, Config, Event, ExternalChange, Input, Lag, Node};
 pub use record::Record;
 pub use stats::{DropReason, Drops, Stats};
 pub use wire::WireError;

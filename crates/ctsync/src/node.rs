@@ -16,6 +16,17 @@ use crate::record::Record;
 use crate::stats::Stats;
 use crate::wire::{attr, Attrs};
 
+/// How far the peer is behind this node ([`Node::lag`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lag {
+    /// DATA datagrams sent and not acknowledged yet.
+    pub unacked: usize,
+    /// Changes waiting for room in the window, in bytes.
+    pub queued_bytes: usize,
+    /// When the oldest unacknowledged datagram was sent (or earlier).
+    pub oldest_unacked: Option<Instant>,
+}
+
 /// Settings of one node; [`Config::new`] fills in defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -288,6 +299,17 @@ impl<R: Record> Node<R> {
     /// current incarnation): how a daemon tells a silent peer from a live one.
     pub fn last_heard(&self) -> Option<Instant> {
         self.channel.last_heard
+    }
+
+    /// How far the peer is behind this node: unacknowledged DATA datagrams, changes still
+    /// queued (bytes), and when the oldest unacknowledged datagram was sent.
+    pub fn lag(&self) -> Lag {
+        let (unacked, oldest) = self.channel.lag();
+        Lag {
+            unacked,
+            queued_bytes: self.channel.queued_bytes(),
+            oldest_unacked: oldest,
+        }
     }
 
     /// The peer whose datagrams are applied: (node id, epoch). With a key, only once a session

@@ -108,6 +108,8 @@ pub struct PeerHealth {
     pub retransmissions: u64,
     /// Dropped datagrams by reason, those that happened only.
     pub drops: Vec<(&'static str, u64)>,
+    /// How far the peer is behind this node.
+    pub lag: tandem_ctsync::Lag,
     /// When the replication loop last published this: a loop that stops publishing is stuck,
     /// and the systemd watchdog is then no longer fed.
     pub published: Instant,
@@ -132,9 +134,14 @@ impl PeerHealth {
             |t| format!("{:.1}s", now.saturating_duration_since(t).as_secs_f64()),
         );
         let total: u64 = self.drops.iter().map(|(_, n)| n).sum();
+        let oldest = self.lag.oldest_unacked.map_or_else(
+            || "0.0s".to_string(),
+            |t| format!("{:.1}s", now.saturating_duration_since(t).as_secs_f64()),
+        );
         let mut out = format!(
-            "sync peer={} health={health} last_heard={heard} retransmissions={} drops={total}",
-            self.peer, self.retransmissions
+            "sync peer={} health={health} last_heard={heard} unacked={} oldest_unacked={oldest} \
+             queued_bytes={} retransmissions={} drops={total}",
+            self.peer, self.lag.unacked, self.lag.queued_bytes, self.retransmissions
         );
         for (name, n) in &self.drops {
             let _ = write!(out, " drop_{name}={n}");
@@ -183,6 +190,7 @@ impl Health {
             silent_after,
             retransmissions: 0,
             drops: Vec::new(),
+            lag: Default::default(),
             published: now,
         }));
         Health {
@@ -309,7 +317,7 @@ impl Health {
 
     /// Periodic: checks for silence, reports counts held back by the limiters, refreshes
     /// the multicast subnets and publishes the snapshot.
-    pub fn tick(&mut self, now: Instant, stats: &Stats) {
+    pub fn tick(&mut self, now: Instant, stats: &Stats, lag: tandem_ctsync::Lag) {
         if let Some(interface) = &self.interface {
             self.sources = Sources::Subnets(interface_subnets(interface.as_deref()));
         }
@@ -345,6 +353,7 @@ impl Health {
             shared.last_heard = self.last_heard;
             shared.retransmissions = stats.retransmissions;
             shared.drops = drops.into_iter().filter(|&(_, n)| n > 0).collect();
+            shared.lag = lag;
             shared.published = now;
         }
     }
@@ -440,6 +449,7 @@ mod tests {
             silent_after: Duration::from_secs(3),
             retransmissions: 2,
             drops: vec![("bad_hmac", 5)],
+            lag: Default::default(),
             published: t0,
         };
         assert!(!h.is_silent(t0 + Duration::from_secs(2)));
@@ -451,8 +461,8 @@ mod tests {
         let line = h.describe(t0 + Duration::from_millis(4500));
         assert_eq!(
             line,
-            "sync peer=10.0.0.1:3780 health=ok last_heard=0.5s retransmissions=2 drops=5 \
-             drop_bad_hmac=5"
+            "sync peer=10.0.0.1:3780 health=ok last_heard=0.5s unacked=0 oldest_unacked=0.0s \
+             queued_bytes=0 retransmissions=2 drops=5 drop_bad_hmac=5"
         );
         assert!(h.is_silent(t0 + Duration::from_secs(8)));
     }

@@ -319,7 +319,9 @@ impl Service {
                     }
                 }
                 Some(done) = warm_done.recv() => self.on_chunk_done(done).await,
-                _ = health_tick.tick() => self.health.tick(Instant::now(), &self.node.stats()),
+                _ = health_tick.tick() => {
+                    self.health.tick(Instant::now(), &self.node.stats(), self.node.lag());
+                }
                 _ = timer => {
                     let actions = self.node.handle(Instant::now(), Input::Timer);
                     self.execute(actions).await;
