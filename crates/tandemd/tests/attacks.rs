@@ -36,9 +36,27 @@ fn vrrp(priority: u8) -> String {
 }
 
 fn start(pair: &Pair, ns: &Netns, priority: u8, local: Ipv4Addr, peer: Ipv4Addr) -> Result<Daemon> {
+    start_on(pair, ns, priority, local, &format!("peer = \"{peer}\""))
+}
+
+/// Multicast sync group of [`start_multicast`].
+const GROUP: Ipv4Addr = Ipv4Addr::new(225, 0, 0, 50);
+
+fn start_multicast(pair: &Pair, ns: &Netns, priority: u8, local: Ipv4Addr) -> Result<Daemon> {
+    start_on(pair, ns, priority, local, &format!("group = \"{GROUP}\""))
+}
+
+/// tandemd with a keyed sync section whose channel is `channel` (`peer = ...` or `group = ...`).
+fn start_on(
+    pair: &Pair,
+    ns: &Netns,
+    priority: u8,
+    local: Ipv4Addr,
+    channel: &str,
+) -> Result<Daemon> {
     let tag = ns.name().rsplit('-').next().unwrap_or("x").to_string();
     let text = format!(
-        "[sync]\ninterface = \"eth0\"\nlocal = \"{local}\"\npeer = \"{peer}\"\nport = {PORT}\nkey = \"{KEY}\"\n"
+        "[sync]\ninterface = \"eth0\"\nlocal = \"{local}\"\n{channel}\nport = {PORT}\nkey = \"{KEY}\"\n"
     );
     let toml = write_config(pair, &format!("sync-{tag}.toml"), &text)?;
     start_tandemd_with(pair, ns, &vrrp(priority), &[toml])
@@ -103,12 +121,26 @@ fn wait_external(d: &Daemon, n: u64) -> Result<()> {
 
 /// A running pair: a master with `n` flows, replicated into b's cache and (warm) kernel.
 fn pair_with_flows(tag: &str, n: usize) -> Result<(Pair, Daemon, Daemon)> {
+    pair_with_flows_on(tag, n, false)
+}
+
+/// [`pair_with_flows`], replicating over multicast when `multicast`.
+fn pair_with_flows_on(tag: &str, n: usize, multicast: bool) -> Result<(Pair, Daemon, Daemon)> {
     let pair = Pair::new(tag)?;
     for ns in pair.routers() {
         ns.sysctl("net.netfilter.nf_conntrack_tcp_loose", "0").ok();
     }
-    let a = start(&pair, &pair.a, 150, A, B)?;
-    let b = start(&pair, &pair.b, 100, B, A)?;
+    let (a, b) = if multicast {
+        (
+            start_multicast(&pair, &pair.a, 150, A)?,
+            start_multicast(&pair, &pair.b, 100, B)?,
+        )
+    } else {
+        (
+            start(&pair, &pair.a, 150, A, B)?,
+            start(&pair, &pair.b, 100, B, A)?,
+        )
+    };
     create(&pair.a, flows(0, n))?;
     wait_external(&b, n as u64)?;
     wait_until("b's warm kernel", Duration::from_secs(20), ms(50), || {
@@ -234,7 +266,23 @@ fn unchanged(pair: &Pair, b: &Daemon, n: usize) -> Result<()> {
 #[test]
 fn forged_sync_datagrams_change_nothing_and_are_counted_once_in_the_log() -> Result<()> {
     require_root!(Ok(()));
-    let (pair, _a, b) = pair_with_flows("forge", 500)?;
+    forged_datagrams_change_nothing("forge", false)
+}
+
+#[test]
+fn forged_multicast_sync_datagrams_change_nothing_and_are_counted_once_in_the_log() -> Result<()> {
+    require_root!(Ok(()));
+    forged_datagrams_change_nothing("mforge", true)
+}
+
+fn forged_datagrams_change_nothing(tag: &str, multicast: bool) -> Result<()> {
+    let (pair, _a, b) = pair_with_flows_on(tag, 500, multicast)?;
+    let to = if multicast {
+        pair.client.run("ip route add 224.0.0.0/4 dev eth0")?;
+        GROUP
+    } else {
+        B
+    };
     let before = drops(&b);
     let lines_before = hmac_lines(&b);
     let guessed = AuthKey::new(b"a key the attacker guessed, 32 bytes or more");
@@ -247,7 +295,7 @@ fn forged_sync_datagrams_change_nothing_and_are_counted_once_in_the_log() -> Res
             _ => forged_wipe(Some(&raw_psk), i, 7),
         })
         .collect();
-    spoof(&pair.client, A, B, forged, 10_000)?;
+    spoof(&pair.client, A, to, forged, 10_000)?;
     wait_until("forgeries counted", Duration::from_secs(5), ms(20), || {
         (drops(&b) >= before + 300).then_some(())
     })?;
