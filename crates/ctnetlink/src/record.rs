@@ -33,11 +33,25 @@ const MARK: u16 = 6;
 const LABELS: u16 = 7;
 const TCP: u16 = 8;
 
+/// Seconds an aged flow keeps at least (see [`Record::aged`] for `Flow`).
+const AGED_FLOOR: u32 = 60;
+
 impl Record for Flow {
     type Key = FlowKey;
 
     fn key(&self) -> FlowKey {
         Flow::key(self)
+    }
+
+    /// The remaining timeout runs down by `elapsed`, but not below a minute (or the flow's own
+    /// timeout, if shorter): the master's kernel refreshes a busy flow's timeout on every
+    /// packet without an event, so a flow past its reported lifetime may still be alive there;
+    /// it gets the minute a demoted master's flows get, and dies then unless traffic comes.
+    fn aged(mut self, elapsed: std::time::Duration) -> Flow {
+        let elapsed = u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX);
+        let floor = self.timeout.min(AGED_FLOOR);
+        self.timeout = self.timeout.saturating_sub(elapsed).max(floor);
+        self
     }
 
     fn differs_from(&self, earlier: &Flow) -> bool {
@@ -306,5 +320,23 @@ mod tests {
             let _ = <Flow as Record>::decode(&bad);
         }
         assert!(<Flow as Record>::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn an_aged_flow_loses_the_time_since_it_was_reported_but_keeps_a_minute() {
+        use std::time::Duration;
+        let f = flow(false);
+        assert_eq!(f.clone().aged(Duration::ZERO).timeout, 431999);
+        assert_eq!(f.clone().aged(Duration::from_secs(3600)).timeout, 428399);
+        assert_eq!(f.clone().aged(Duration::from_secs(500_000)).timeout, 60);
+        let minutes = Flow {
+            timeout: 300,
+            ..f.clone()
+        };
+        assert_eq!(minutes.clone().aged(Duration::from_secs(100)).timeout, 200);
+        assert_eq!(minutes.aged(Duration::from_secs(290)).timeout, 60);
+        // Shorter than the floor: kept as it is.
+        let short = Flow { timeout: 30, ..f };
+        assert_eq!(short.aged(Duration::from_secs(100)).timeout, 30);
     }
 }

@@ -10,6 +10,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::marker::PhantomData;
+use std::time::{Duration, Instant};
 
 use hashbrown::hash_table::{Entry as Slot, HashTable};
 
@@ -25,6 +26,9 @@ struct Packed {
     hash: u64,
     /// Resync generation (used by the external cache).
     generation: u32,
+    /// When the entry was stored, in seconds after the cache's `base` plus one (0: unknown);
+    /// sits in what would be padding.
+    stored_at: u32,
     bytes: Box<[u8]>,
 }
 
@@ -36,6 +40,8 @@ pub struct Cache<R: Record> {
     state: RandomState,
     max: usize,
     generation: u32,
+    /// The time `stored_at` counts from (the first timed store).
+    base: Option<Instant>,
     _records: PhantomData<fn() -> R>,
 }
 
@@ -58,6 +64,7 @@ impl<R: Record> Cache<R> {
             state: RandomState::new(),
             max,
             generation: 0,
+            base: None,
             _records: PhantomData,
         }
     }
@@ -72,6 +79,19 @@ impl<R: Record> Cache<R> {
     /// Inserts or replaces, marking the entry as seen in the current resync generation;
     /// returns the replaced version. Refuses a new key when full.
     pub fn upsert(&mut self, record: R) -> Result<Option<R>, Full> {
+        self.store(record, 0)
+    }
+
+    /// [`Self::upsert`], remembering that the entry arrived at `now`, so that
+    /// [`Self::records_aged`] can hand it out with the time since taken off its lifetime.
+    pub fn upsert_at(&mut self, record: R, now: Instant) -> Result<Option<R>, Full> {
+        let base = *self.base.get_or_insert(now);
+        let seconds = now.saturating_duration_since(base).as_secs();
+        let stored_at = u32::try_from(seconds).unwrap_or(u32::MAX - 1) + 1;
+        self.store(record, stored_at)
+    }
+
+    fn store(&mut self, record: R, stored_at: u32) -> Result<Option<R>, Full> {
         let key = record.key();
         let hash = self.state.hash_one(&key);
         let mut bytes = Vec::with_capacity(64);
@@ -79,6 +99,7 @@ impl<R: Record> Cache<R> {
         let packed = Packed {
             hash,
             generation: self.generation,
+            stored_at,
             bytes: bytes.into_boxed_slice(),
         };
         let full = self.table.len() >= self.max;
@@ -133,6 +154,7 @@ impl<R: Record> Cache<R> {
             state: self.state.clone(),
             max: self.max,
             generation: self.generation,
+            base: self.base,
             _records: PhantomData,
         }
     }
@@ -174,6 +196,30 @@ impl<R: Record> Cache<R> {
     /// The entries, decoded, in no particular order (for `tandemctl -i/-e` and commit).
     pub fn records(&self) -> impl Iterator<Item = R> + '_ {
         self.table.iter().map(|p| decode(&p.bytes))
+    }
+
+    /// The entries as of `now`: each [`Record::aged`] by the time since it arrived (entries
+    /// stored without a time come as they are). What a commit puts into the kernel.
+    pub fn records_aged(&self, now: Instant) -> impl Iterator<Item = R> + '_ {
+        self.table
+            .iter()
+            .map(move |p| decode::<R>(&p.bytes).aged(self.age(p, now)))
+    }
+
+    /// The entry for `key` as of `now` (see [`Self::records_aged`]).
+    pub fn get_aged(&self, key: &R::Key, now: Instant) -> Option<R> {
+        self.find(key)
+            .map(|p| decode::<R>(&p.bytes).aged(self.age(p, now)))
+    }
+
+    fn age(&self, p: &Packed, now: Instant) -> Duration {
+        match (self.base, p.stored_at) {
+            (Some(base), at) if at > 0 => {
+                let stored = base + Duration::from_secs(u64::from(at - 1));
+                now.saturating_duration_since(stored)
+            }
+            _ => Duration::ZERO,
+        }
     }
 
     /// The keys, in no particular order.
@@ -229,6 +275,11 @@ mod tests {
             }
             Ok(Entry { key, value })
         }
+        /// `value` plays a remaining timeout.
+        fn aged(mut self, elapsed: Duration) -> Self {
+            self.value = self.value.saturating_sub(elapsed.as_secs() as u32);
+            self
+        }
     }
 
     #[test]
@@ -260,5 +311,26 @@ mod tests {
         stale.sort();
         assert_eq!(stale, [0, 2]);
         assert!(cache.contains(&1) && cache.contains(&3) && cache.len() == 2);
+    }
+
+    #[test]
+    fn entries_stored_with_a_time_come_out_aged_by_the_time_since() {
+        let t0 = Instant::now();
+        let mut cache: Cache<Entry> = Cache::new(10);
+        cache.upsert_at(Entry { key: 1, value: 100 }, t0).unwrap();
+        cache
+            .upsert_at(Entry { key: 2, value: 100 }, t0 + Duration::from_secs(30))
+            .unwrap();
+        cache.upsert(Entry { key: 3, value: 100 }).unwrap();
+        let at = t0 + Duration::from_secs(40);
+        let mut aged: Vec<(u32, u32)> = cache.records_aged(at).map(|e| (e.key, e.value)).collect();
+        aged.sort_unstable();
+        assert_eq!(aged, [(1, 60), (2, 90), (3, 100)]);
+        assert_eq!(cache.get_aged(&1, at).map(|e| e.value), Some(60));
+        // Plain reads (dumps) show what the peer reported.
+        assert_eq!(cache.get(&1).map(|e| e.value), Some(100));
+        // A newer report restarts the clock.
+        cache.upsert_at(Entry { key: 1, value: 100 }, at).unwrap();
+        assert_eq!(cache.get_aged(&1, at).map(|e| e.value), Some(100));
     }
 }

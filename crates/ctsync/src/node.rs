@@ -223,6 +223,8 @@ pub struct Node<R: Record> {
     max_queue_bytes: usize,
     report_external: bool,
     changes: Vec<ExternalChange<R>>,
+    /// The time of the input being handled (the core reads no clock).
+    now: Option<Instant>,
 }
 
 impl<R: Record> std::fmt::Debug for Node<R> {
@@ -262,6 +264,7 @@ impl<R: Record> Node<R> {
             max_queue_bytes: config.max_queue_bytes,
             report_external: config.report_external,
             changes: Vec::new(),
+            now: None,
         }
     }
 
@@ -330,6 +333,7 @@ impl<R: Record> Node<R> {
 
     /// Applies one input; returns what the daemon must do, in order.
     pub fn handle(&mut self, now: Instant, input: Input<'_, R>) -> Vec<Action<R>> {
+        self.now = Some(now);
         let mut actions = Vec::new();
         match input {
             Input::Start => {
@@ -348,7 +352,9 @@ impl<R: Record> Node<R> {
             Input::Flush(CacheKind::Internal) => self.internal.clear(),
             Input::Flush(CacheKind::External) => self.external.clear(),
             Input::ResyncFromKernel(dump) => self.resync_from_kernel(dump),
-            Input::Commit => actions.push(Action::Commit(self.external.records().collect())),
+            Input::Commit => {
+                actions.push(Action::Commit(self.external.records_aged(now).collect()))
+            }
             Input::Forget(keys) => {
                 for key in &keys {
                     self.internal.remove(key);
@@ -562,7 +568,11 @@ impl<R: Record> Node<R> {
                     Ok(record) => {
                         self.channel.stats.records_received += 1;
                         let report = self.report_external.then(|| record.clone());
-                        match self.external.upsert(record) {
+                        let stored = match self.now {
+                            Some(now) => self.external.upsert_at(record, now),
+                            None => self.external.upsert(record),
+                        };
+                        match stored {
                             Err(_) => self.channel.stats.external_full += 1,
                             Ok(earlier) => {
                                 if let Some(record) = report

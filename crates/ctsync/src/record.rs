@@ -24,6 +24,13 @@ pub trait Record: Clone + std::fmt::Debug {
         true
     }
 
+    /// This entry as it stands `elapsed` after it was reported: values that run down on their
+    /// own (a flow's remaining timeout) run down. The default changes nothing.
+    fn aged(self, elapsed: std::time::Duration) -> Self {
+        let _ = elapsed;
+        self
+    }
+
     /// Rough heap plus inline size in bytes, reported for the memory bound.
     fn size(&self) -> usize {
         std::mem::size_of::<Self>()

@@ -573,7 +573,11 @@ impl Service {
     /// The peer's current version of the flows with these keys (those it still has).
     fn peer_flows(&self, keys: &[FlowKey]) -> Vec<Flow> {
         let external = self.node.external();
-        keys.iter().filter_map(|k| external.get(k)).collect()
+        let now = Instant::now();
+        // Aged: they are created with what is left of the lifetime the peer reported.
+        keys.iter()
+            .filter_map(|k| external.get_aged(k, now))
+            .collect()
     }
 
     /// Warm standby: hands the kernel the next chunk of the peer's changes, unless one is
