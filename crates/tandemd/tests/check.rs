@@ -90,3 +90,52 @@ fn missing_interface_is_a_warning_not_an_error() {
     );
     assert!(stderr.contains("keepalived.conf:1:"), "{stderr}");
 }
+
+/// `tandemd --check` on a keepalived.conf plus a sync file with `extra` in its `[sync]`.
+fn check_sync(name: &str, extra: &str) -> (bool, String, String) {
+    let dir = std::env::temp_dir().join(format!("tandem-check-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("tandem.toml");
+    std::fs::write(
+        &toml,
+        format!("[sync]\nlocal = \"192.168.2.1\"\npeer = \"192.168.2.2\"\n{extra}"),
+    )
+    .unwrap();
+    let keepalived = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../config/tests/fixtures/good/unicast_pass.conf");
+    let out = Command::new(TANDEMD)
+        .args(["--check", "-f"])
+        .arg(&keepalived)
+        .arg("-f")
+        .arg(&toml)
+        .output()
+        .expect("running tandemd --check");
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_refuses_replication_without_a_key_and_names_insecure_runs() {
+    let (ok, _, stderr) = check_sync("nokey", "");
+    assert!(!ok);
+    assert!(
+        stderr.contains("tandem.toml:1:1") && stderr.contains("has no key"),
+        "{stderr}"
+    );
+    let (ok, stdout, _) = check_sync("insecure", "insecure_no_key = true\n");
+    assert!(ok);
+    assert!(
+        stdout.contains("conntrack replication configured, UNAUTHENTICATED"),
+        "{stdout}"
+    );
+    let (ok, stdout, _) = check_sync("keyed", "key = \"0123456789abcdef0123456789abcdef\"\n");
+    assert!(ok);
+    assert!(stdout.contains("configured, authenticated"), "{stdout}");
+    let (ok, _, stderr) = check_sync("short", "key = \"secret\"\n");
+    assert!(!ok);
+    assert!(stderr.contains("a key needs at least 32 bytes"), "{stderr}");
+}
