@@ -22,17 +22,7 @@ const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const PORT: u16 = 3780;
 
 fn vrrp(priority: u8) -> String {
-    Vi {
-        name: "VI_1",
-        interface: "eth0",
-        vrid: 51,
-        priority,
-        advert_int: "1",
-        version: 3,
-        vips: &["10.0.0.254/24"],
-        extra: "",
-    }
-    .render()
+    vi_1_v3(51, priority)
 }
 
 fn start(pair: &Pair, ns: &Netns, priority: u8, local: Ipv4Addr, peer: Ipv4Addr) -> Result<Daemon> {
@@ -89,10 +79,6 @@ fn create(ns: &Netns, flows: Vec<Flow>) -> Result<()> {
         report.failed
     );
     Ok(())
-}
-
-fn stat(d: &Daemon, key: &str) -> u64 {
-    tandem_lab::control::counter(&d.query("stats").unwrap_or_default(), key)
 }
 
 fn drops(d: &Daemon) -> u64 {

@@ -19,17 +19,7 @@ const NOBODY: u32 = 65534;
 const NOGROUP: u32 = 65534;
 
 fn vrrp(priority: u8) -> String {
-    Vi {
-        name: "VI_1",
-        interface: "eth0",
-        vrid: 61,
-        priority,
-        advert_int: "1",
-        version: 3,
-        vips: &["10.0.0.254/24"],
-        extra: "",
-    }
-    .render()
+    vi_1_v3(61, priority)
 }
 
 /// Starts tandemd the way a careless shell would: under `umask 000`, with `args` added.
@@ -259,10 +249,6 @@ fn start_synced(pair: &Pair, ns: &Netns, priority: u8, toml: &str) -> Result<Dae
     let tag = ns.name().rsplit('-').next().unwrap_or("x").to_string();
     let path = write_config(pair, &format!("sync-{tag}.toml"), toml)?;
     start_tandemd_with(pair, ns, &vrrp(priority), &[path])
-}
-
-fn stat(d: &Daemon, key: &str) -> u64 {
-    tandem_lab::control::counter(&d.query("stats").unwrap_or_default(), key)
 }
 
 /// Seconds since midnight of a log line's timestamp (`...T23:02:30.797947Z ...`).

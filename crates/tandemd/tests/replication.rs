@@ -16,17 +16,7 @@ use tandem_lab::{require_root, wait_until, Netns, Pair};
 const FLOWS: usize = 10_000;
 
 fn vrrp(priority: u8) -> String {
-    Vi {
-        name: "VI_1",
-        interface: "eth0",
-        vrid: 51,
-        priority,
-        advert_int: "1",
-        version: 3,
-        vips: &["10.0.0.254/24"],
-        extra: "",
-    }
-    .render()
+    vi_1_v3(51, priority)
 }
 
 fn sync_toml(local: &str, peer: &str, key: &str) -> String {
@@ -101,10 +91,6 @@ fn create(ns: &Netns, flows: Vec<Flow>) -> Result<()> {
         &report.failed[..report.failed.len().min(5)]
     );
     Ok(())
-}
-
-fn stat(d: &Daemon, key: &str) -> u64 {
-    tandem_lab::control::counter(&d.query("stats").unwrap_or_default(), key)
 }
 
 fn wait_external(d: &Daemon, n: u64, deadline: Duration) -> Result<Duration> {

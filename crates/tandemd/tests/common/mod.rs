@@ -157,6 +157,26 @@ pub fn start_keepalived(pair: &Pair, ns: &Netns, config: &str) -> Result<Daemon>
     })
 }
 
+/// `VI_1` on eth0: VRRPv3 every second, VIP 10.0.0.254/24, the given VRID and priority.
+pub fn vi_1_v3(vrid: u8, priority: u8) -> String {
+    Vi {
+        name: "VI_1",
+        interface: "eth0",
+        vrid,
+        priority,
+        advert_int: "1",
+        version: 3,
+        vips: &["10.0.0.254/24"],
+        extra: "",
+    }
+    .render()
+}
+
+/// A counter from the daemon's replication statistics (`stats`).
+pub fn stat(d: &Daemon, key: &str) -> u64 {
+    tandem_lab::control::counter(&d.query("stats").unwrap_or_default(), key)
+}
+
 /// Milliseconds.
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
