@@ -8,12 +8,16 @@ fn replay(target: &str, check: fn(&[u8])) {
         .join(target);
     let entries = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("corpus directory {}: {e}", dir.display()));
-    let mut n = 0;
+    let (mut n, mut failed) = (0, Vec::new());
     for entry in entries.flatten() {
-        check(&std::fs::read(entry.path()).unwrap());
+        let bytes = std::fs::read(entry.path()).unwrap();
+        if std::panic::catch_unwind(|| check(&bytes)).is_err() {
+            failed.push(entry.path());
+        }
         n += 1;
     }
     assert!(n > 0, "corpus directory {} is empty", dir.display());
+    assert!(failed.is_empty(), "inputs that still fail: {failed:?}");
 }
 
 #[test]

@@ -301,12 +301,16 @@ fn flow_record_fuzz_corpus_replays() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/flow_record");
     let entries = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("corpus directory {}: {e}", dir.display()));
-    let mut n = 0;
+    let (mut n, mut failed) = (0, Vec::new());
     for entry in entries.flatten() {
-        tandem_ctnetlink::fuzz_record(&std::fs::read(entry.path()).unwrap());
+        let bytes = std::fs::read(entry.path()).unwrap();
+        if std::panic::catch_unwind(|| tandem_ctnetlink::fuzz_record(&bytes)).is_err() {
+            failed.push(entry.path());
+        }
         n += 1;
     }
     assert!(n > 0, "corpus directory {} is empty", dir.display());
+    assert!(failed.is_empty(), "inputs that still fail: {failed:?}");
 }
 
 /// Writes the flow-record seed corpus: the sync encoding of every flow in the kernel captures
