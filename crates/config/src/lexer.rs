@@ -98,6 +98,48 @@ pub(crate) fn lex_with_includes(text: &str, file: &Path) -> Lexed {
     out
 }
 
+/// Tokenizes `text` alone, leaving its `include` lines unfollowed (they then read as an
+/// unknown keyword): for text whose includes must not touch the filesystem.
+pub(crate) fn lex_alone(text: &str, file: &Path) -> Lexed {
+    let mut out = Lexed {
+        files_read: 1,
+        ..Lexed::default()
+    };
+    out.sources.add(file, text);
+    out.tokens = lex_one(text, file, &mut out.diagnostics);
+    if out.tokens.last().is_some_and(|t| t.kind != TokenKind::Eol) {
+        let loc = out.tokens.last().map(|t| t.loc.clone()).unwrap_or_default();
+        out.tokens.push(Token {
+            kind: TokenKind::Eol,
+            loc,
+            width: 1,
+        });
+    }
+    out
+}
+
+/// The paths the `include` lines of `text` name, braces expanded, without reading anything
+/// (a pattern with too many alternatives is left out: [`lex_with_includes`] refuses it unread).
+pub(crate) fn include_paths(text: &str, file: &Path) -> Vec<String> {
+    let tokens = lex_one(text, file, &mut Vec::new());
+    let mut out = Vec::new();
+    let mut in_include = false;
+    for (i, token) in tokens.iter().enumerate() {
+        let at_line_start = i == 0 || tokens[i - 1].kind == TokenKind::Eol;
+        match &token.kind {
+            TokenKind::Eol => in_include = false,
+            TokenKind::Word { text, quoted } if at_line_start => {
+                in_include = !quoted && text == "include";
+            }
+            TokenKind::Word { text, .. } if in_include => {
+                out.extend(expand_braces(text).unwrap_or_default());
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 fn lex_into(text: &str, file: &Path, stack: &mut Vec<PathBuf>, out: &mut Lexed) {
     out.files_read += 1;
     out.sources.add(file, text);

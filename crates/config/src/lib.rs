@@ -17,6 +17,8 @@
 
 mod conntrackd;
 mod diagnostic;
+#[doc(hidden)]
+pub mod fuzzing;
 mod instance;
 mod keywords;
 mod lexer;

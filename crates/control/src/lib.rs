@@ -13,6 +13,8 @@
 
 mod access;
 mod describe;
+#[doc(hidden)]
+pub mod fuzzing;
 mod request;
 
 pub use access::{access, Access};

@@ -31,6 +31,8 @@ mod socket;
 
 pub use codec::DecodeError;
 pub use flow::{Family, Flow, FlowKey, Status, TcpInfo, Tuple, L4};
+#[doc(hidden)]
+pub use record::fuzz_record;
 pub use socket::{
     BatchReport, Conntrack, Error, Event, EventKind, Events, Groups, PauseHandle, BATCH_BYTES,
     EVENT_RCVBUF,

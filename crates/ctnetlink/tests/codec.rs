@@ -294,3 +294,43 @@ fn fuzz_corpus_replays() {
     }
     assert!(n > 0, "corpus directory {} is empty", dir.display());
 }
+
+#[test]
+fn flow_record_fuzz_corpus_replays() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/flow_record");
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus directory {}: {e}", dir.display()));
+    let (mut n, mut failed) = (0, Vec::new());
+    for entry in entries.flatten() {
+        let bytes = std::fs::read(entry.path()).unwrap();
+        if std::panic::catch_unwind(|| tandem_ctnetlink::fuzz_record(&bytes)).is_err() {
+            failed.push(entry.path());
+        }
+        n += 1;
+    }
+    assert!(n > 0, "corpus directory {} is empty", dir.display());
+    assert!(failed.is_empty(), "inputs that still fail: {failed:?}");
+}
+
+/// Writes the flow-record seed corpus: the sync encoding of every flow in the kernel captures
+/// (run with --ignored once).
+#[test]
+#[ignore]
+fn write_flow_record_seed_corpus() {
+    use tandem_ctsync::Record;
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/flow_record");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut n = 0;
+    for name in ["dump.bin", "events.bin"] {
+        for msg in decode_all(&fixture(name)) {
+            if let Message::Conntrack { flow, .. } = msg {
+                let mut out = Vec::new();
+                flow.encode(&mut out);
+                std::fs::write(dir.join(format!("seed-{n:02}")), out).unwrap();
+                n += 1;
+            }
+        }
+    }
+}
