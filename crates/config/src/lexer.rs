@@ -277,7 +277,7 @@ fn include_pattern(
             );
             continue;
         }
-        let text = match std::fs::read(&path) {
+        let text = match read_config_file(&path) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) => {
                 err(
@@ -291,6 +291,29 @@ fn include_pattern(
         lex_into(&text, &path, stack, out);
         stack.pop();
     }
+}
+
+/// Largest configuration file read: far above any real one, far below what would hurt.
+pub const MAX_CONFIG_FILE: u64 = 64 << 20;
+
+/// Reads a configuration file, refusing what is not a regular file (a device or a named pipe
+/// matched by an `include` glob would never end) or is larger than [`MAX_CONFIG_FILE`].
+pub fn read_config_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    let file = std::fs::File::open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    if metadata.len() > MAX_CONFIG_FILE {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("larger than {} MiB", MAX_CONFIG_FILE >> 20),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    file.take(MAX_CONFIG_FILE + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Expands csh-style `{a,b}` alternatives in an include pattern (keepalived passes

@@ -74,7 +74,7 @@ fn summary(errors: &[Diagnostic]) -> String {
 
 /// Reads the configuration at `path`, following its `include` lines.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|source| ConfigError::Io {
+    let bytes = lexer::read_config_file(path).map_err(|source| ConfigError::Io {
         path: path.to_path_buf(),
         source,
     })?;
@@ -90,7 +90,7 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Config, ConfigError> {
     let mut warnings = Vec::new();
     let mut vrrp_seen = false;
     for path in paths {
-        let bytes = std::fs::read(path).map_err(|source| ConfigError::Io {
+        let bytes = lexer::read_config_file(path).map_err(|source| ConfigError::Io {
             path: path.clone(),
             source,
         })?;

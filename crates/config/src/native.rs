@@ -272,6 +272,11 @@ fn read_key_file(path: &Path) -> Result<Vec<u8>, String> {
     use std::os::unix::fs::PermissionsExt;
     let shown = path.display();
     let metadata = std::fs::metadata(path).map_err(|e| format!("[sync] key_file {shown}: {e}"))?;
+    if !metadata.is_file() || metadata.len() > 4096 {
+        return Err(format!(
+            "[sync] key_file {shown} is not a regular file of at most 4096 bytes"
+        ));
+    }
     let mode = metadata.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(

@@ -243,3 +243,14 @@ fn a_conntrackd_conf_is_accepted_with_a_warning_that_it_is_unauthenticated() {
         .expect("a warning about authentication");
     assert!(warning.contains("conntrackd-ftfw.conf:"), "{warning}");
 }
+
+#[test]
+fn a_key_file_or_configuration_that_is_not_a_regular_file_is_refused() {
+    let config = sync_with("devzero.toml", "key_file = \"/dev/zero\"\n");
+    let e = first_error(load_files(&[config]).unwrap_err());
+    assert!(e.contains("not a regular file"), "{e}");
+    let e = load_files(&[PathBuf::from("/dev/null")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+}
