@@ -52,6 +52,10 @@ pub(crate) fn parse(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedInstance> {
             track_scripts: Vec::new(),
             notify: NotifyScripts::default(),
             garp_master_delay: None,
+            garp_lower_prio_delay: None,
+            garp_lower_prio_repeat: None,
+            lower_prio_no_advert: None,
+            higher_prio_send_advert: None,
             dont_track_primary: false,
             location: stmt.key.loc.clone(),
         },
@@ -187,6 +191,26 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
         "garp_master_delay" => {
             if let Some(v) = ctx.int(s, 0u64, 255) {
                 i.garp_master_delay = Some(Duration::from_secs(v));
+            }
+        }
+        "garp_lower_prio_delay" => {
+            if let Some(v) = ctx.int(s, 0u64, 255) {
+                i.garp_lower_prio_delay = Some(Duration::from_secs(v));
+            }
+        }
+        "garp_lower_prio_repeat" => {
+            if let Some(v) = ctx.int(s, 0u32, 255) {
+                i.garp_lower_prio_repeat = Some(v);
+            }
+        }
+        "lower_prio_no_advert" => {
+            if let Some(v) = ctx.flag(s) {
+                i.lower_prio_no_advert = Some(v);
+            }
+        }
+        "higher_prio_send_advert" => {
+            if let Some(v) = ctx.flag(s) {
+                i.higher_prio_send_advert = Some(v);
             }
         }
         "dont_track_primary" => {

@@ -79,6 +79,16 @@ pub struct GlobalDefs {
     pub garp_master_delay: Duration,
     /// `vrrp_garp_master_repeat`, default 5: ARPs per burst.
     pub garp_master_repeat: u32,
+    /// `vrrp_garp_lower_prio_delay` seconds: the second burst after a lower-priority master
+    /// was heard (default: `vrrp_garp_master_delay`).
+    pub garp_lower_prio_delay: Option<Duration>,
+    /// `vrrp_garp_lower_prio_repeat`: ARPs per address after a lower-priority master was
+    /// heard, 0 for none (default: `vrrp_garp_master_repeat`).
+    pub garp_lower_prio_repeat: Option<u32>,
+    /// `vrrp_lower_prio_no_advert`: do not answer a lower-priority master with an advert.
+    pub lower_prio_no_advert: bool,
+    /// `vrrp_higher_prio_send_advert`: send one advert before yielding to a higher priority.
+    pub higher_prio_send_advert: bool,
 }
 
 impl Default for GlobalDefs {
@@ -100,6 +110,10 @@ impl Default for GlobalDefs {
             vrrp_version: 2,
             garp_master_delay: Duration::from_secs(5),
             garp_master_repeat: 5,
+            garp_lower_prio_delay: None,
+            garp_lower_prio_repeat: None,
+            lower_prio_no_advert: false,
+            higher_prio_send_advert: false,
         }
     }
 }
@@ -282,6 +296,14 @@ pub struct VrrpInstance {
     pub notify: NotifyScripts,
     /// `garp_master_delay` seconds, default from global_defs.
     pub garp_master_delay: Option<Duration>,
+    /// `garp_lower_prio_delay` seconds, default from global_defs.
+    pub garp_lower_prio_delay: Option<Duration>,
+    /// `garp_lower_prio_repeat`, default from global_defs.
+    pub garp_lower_prio_repeat: Option<u32>,
+    /// `lower_prio_no_advert [on|off]`, default from global_defs.
+    pub lower_prio_no_advert: Option<bool>,
+    /// `higher_prio_send_advert [on|off]`, default from global_defs.
+    pub higher_prio_send_advert: Option<bool>,
     /// `dont_track_primary`: link state of `interface` does not cause FAULT.
     pub dont_track_primary: bool,
     /// Where the block starts.

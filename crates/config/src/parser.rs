@@ -220,6 +220,26 @@ fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, ctx: &mut Ctx) {
                     g.garp_master_repeat = v;
                 }
             }
+            "vrrp_garp_lower_prio_delay" => {
+                if let Some(v) = ctx.int(stmt, 0u64, 255) {
+                    g.garp_lower_prio_delay = Some(Duration::from_secs(v));
+                }
+            }
+            "vrrp_garp_lower_prio_repeat" => {
+                if let Some(v) = ctx.int(stmt, 0u32, 255) {
+                    g.garp_lower_prio_repeat = Some(v);
+                }
+            }
+            "vrrp_lower_prio_no_advert" => {
+                if let Some(v) = ctx.flag(stmt) {
+                    g.lower_prio_no_advert = v;
+                }
+            }
+            "vrrp_higher_prio_send_advert" => {
+                if let Some(v) = ctx.flag(stmt) {
+                    g.higher_prio_send_advert = v;
+                }
+            }
             _ if GLOBAL_UNSUPPORTED.contains(&k) => ctx.unsupported(stmt),
             _ => ctx.unknown(stmt, "global_defs"),
         }

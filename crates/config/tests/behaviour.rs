@@ -350,3 +350,20 @@ fn render_shows_a_caret_under_tabs_correctly() {
     let r = err.diagnostics()[0].render();
     assert_eq!(r, "error: k.conf:4:11: `priority` expects 1..=255, found `x`\n    4 | \tpriority x\n      | \t         ^");
 }
+
+#[test]
+fn lower_and_higher_priority_answer_keywords_are_read_not_warned() {
+    let text = format!(
+        "global_defs {{\n vrrp_lower_prio_no_advert\n vrrp_garp_lower_prio_repeat 2\n vrrp_garp_lower_prio_delay 3\n}}\n{}",
+        instance(" garp_lower_prio_repeat 0\n higher_prio_send_advert on\n lower_prio_no_advert off\n")
+    );
+    let c = ok(&text);
+    assert!(warnings(&c).is_empty(), "{:?}", warnings(&c));
+    assert!(c.global.lower_prio_no_advert);
+    assert_eq!(c.global.garp_lower_prio_repeat, Some(2));
+    assert_eq!(c.global.garp_lower_prio_delay, Some(Duration::from_secs(3)));
+    let vi = &c.instances[0];
+    assert_eq!(vi.garp_lower_prio_repeat, Some(0));
+    assert_eq!(vi.higher_prio_send_advert, Some(true));
+    assert_eq!(vi.lower_prio_no_advert, Some(false));
+}

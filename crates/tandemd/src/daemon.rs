@@ -560,7 +560,10 @@ impl Daemon {
             InstanceAction::Send { .. } => unreachable!("adverts go through send_adverts"),
             InstanceAction::AddAddresses => self.change_addresses(true, &[id]).await,
             InstanceAction::RemoveAddresses => self.change_addresses(false, &[id]).await,
-            InstanceAction::SendGratuitous => self.announce(id),
+            InstanceAction::SendGratuitous => self.announce(id, self.plan.garp_repeat),
+            InstanceAction::SendGratuitousLowerPriority => {
+                self.announce(id, plan.garp_lower_prio_repeat)
+            }
             InstanceAction::Transition { from, to, cause } => {
                 let priority = self.plan.router.instance(id).priority();
                 info!(
@@ -574,9 +577,8 @@ impl Daemon {
 
     /// Gratuitous ARPs and unsolicited NAs for every address of the instance. The senders
     /// were opened at start; one that failed there is tried again here.
-    fn announce(&mut self, id: InstanceId) {
+    fn announce(&mut self, id: InstanceId, repeat: u32) {
         let plan = &self.plan.instances[id];
-        let repeat = self.plan.garp_repeat;
         for a in &plan.announce {
             let result = match a.address {
                 IpAddr::V4(ip) => {
@@ -935,6 +937,8 @@ mod tests {
             destinations: vec!["224.0.0.18".parse().unwrap()],
             check_source: false,
             garp_repeat_after: None,
+            lower_priority: Default::default(),
+            higher_prio_send_advert: false,
         }
     }
 

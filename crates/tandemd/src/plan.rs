@@ -9,7 +9,7 @@ use tandem_config::{
     Authentication, Broadcast, Config, InitialState, NotifyScripts, VirtualAddress,
 };
 use tandem_sys::{AddressSpec, InterfaceInfo};
-use tandem_vrrp::{Auth, InstanceConfig, Router, Version};
+use tandem_vrrp::{Auth, InstanceConfig, LowerPriorityAnswer, Router, Version};
 
 /// Which socket an instance sends and receives on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -61,6 +61,8 @@ pub struct InstancePlan {
     pub announce: Vec<Announce>,
     /// Hooks.
     pub notify: NotifyScripts,
+    /// Gratuitous ARPs per address after a lower-priority master was heard.
+    pub garp_lower_prio_repeat: u32,
 }
 
 /// A sync group's hooks.
@@ -225,6 +227,9 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
             }
         }
 
+        let lower_prio_repeat = (vi.garp_lower_prio_repeat)
+            .or(config.global.garp_lower_prio_repeat)
+            .unwrap_or(config.global.garp_master_repeat);
         let core = InstanceConfig {
             name: vi.name.clone(),
             vrid: vi.virtual_router_id,
@@ -251,6 +256,20 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
                     .unwrap_or(config.global.garp_master_delay),
             )
             .filter(|d| !d.is_zero()),
+            lower_priority: LowerPriorityAnswer {
+                advert: !vi
+                    .lower_prio_no_advert
+                    .unwrap_or(config.global.lower_prio_no_advert),
+                announce: lower_prio_repeat > 0,
+                announce_again_after: Some(
+                    (vi.garp_lower_prio_delay)
+                        .or(config.global.garp_lower_prio_delay)
+                        .unwrap_or(config.global.garp_master_delay),
+                )
+                .filter(|d| !d.is_zero()),
+            },
+            higher_prio_send_advert: (vi.higher_prio_send_advert)
+                .unwrap_or(config.global.higher_prio_send_advert),
         };
         router.add_instance(core, iface.index, &tracked);
         instances.push(InstancePlan {
@@ -259,6 +278,7 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
             addresses,
             announce,
             notify: vi.notify.clone(),
+            garp_lower_prio_repeat: lower_prio_repeat,
         });
     }
     let mut groups = Vec::new();

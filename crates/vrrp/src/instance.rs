@@ -100,6 +100,37 @@ pub struct InstanceConfig {
     pub check_source: bool,
     /// Second burst of gratuitous ARPs this long after becoming master (None: only one burst).
     pub garp_repeat_after: Option<Duration>,
+    /// How a master answers a lower-priority router that thinks it is master.
+    pub lower_priority: LowerPriorityAnswer,
+    /// keepalived's `higher_prio_send_advert`: a master that yields to a higher priority sends
+    /// one last advert first, so a higher-priority master that cannot hear it directly still
+    /// learns it existed.
+    pub higher_prio_send_advert: bool,
+}
+
+/// What a master does on hearing a lower-priority master (keepalived's
+/// `lower_prio_no_advert`, `garp_lower_prio_repeat`, `garp_lower_prio_delay`); whatever it
+/// is, at most once per advert interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LowerPriorityAnswer {
+    /// Answer with an advert at once (off with `lower_prio_no_advert`: the RFC's behaviour).
+    pub advert: bool,
+    /// Announce the addresses again ([`InstanceAction::SendGratuitousLowerPriority`]); off when
+    /// `garp_lower_prio_repeat` is 0.
+    pub announce: bool,
+    /// A second announcement this long after the first (`garp_lower_prio_delay`).
+    pub announce_again_after: Option<Duration>,
+}
+
+impl Default for LowerPriorityAnswer {
+    /// An advert and one announcement, keepalived's behaviour without the keywords' delay.
+    fn default() -> Self {
+        LowerPriorityAnswer {
+            advert: true,
+            announce: true,
+            announce_again_after: None,
+        }
+    }
 }
 
 impl InstanceConfig {
@@ -134,6 +165,10 @@ pub enum InstanceAction {
     RemoveAddresses,
     /// Announce the addresses: gratuitous ARP / unsolicited neighbour advertisements.
     SendGratuitous,
+    /// Announce the addresses again because a lower-priority master was heard (its
+    /// announcements pointed the neighbours at it): keepalived's `garp_lower_prio_repeat`
+    /// per address.
+    SendGratuitousLowerPriority,
 }
 
 /// Runtime state of one virtual router.
@@ -149,6 +184,8 @@ pub struct Instance {
     advert_epoch: Option<Instant>,
     master_down_timer: Option<Instant>,
     garp_timer: Option<Instant>,
+    /// Second announcement after a lower-priority master was heard.
+    lower_priority_garp_timer: Option<Instant>,
     preempt_deadline: Option<Instant>,
     preempt_hold: Option<Instant>,
     link_up: bool,
@@ -173,6 +210,7 @@ impl Instance {
             advert_epoch: None,
             master_down_timer: None,
             garp_timer: None,
+            lower_priority_garp_timer: None,
             preempt_deadline: None,
             preempt_hold: None,
             link_up: true,
@@ -227,10 +265,15 @@ impl Instance {
 
     /// The earliest time at which [`Instance::handle_timers`] has work.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.adver_timer, self.master_down_timer, self.garp_timer]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.adver_timer,
+            self.master_down_timer,
+            self.garp_timer,
+            self.lower_priority_garp_timer,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Takes over `old`'s running state (same settings, re-read by a reload); the sync-group
@@ -414,6 +457,9 @@ impl Instance {
                 self.master_adver_interval =
                     Duration::from_millis(u64::from(advert.interval_cs) * 10);
             }
+            if self.config.higher_prio_send_advert {
+                self.send_advert(self.priority, out);
+            }
             self.leave_master(false, out);
             self.enter_backup(now, Cause::HigherPriority, out);
         } else {
@@ -425,9 +471,15 @@ impl Instance {
             // a flood of forged lower-priority adverts gets one answer per interval, not one
             // advert and a burst of broadcast ARPs each.
             if self.may_answer_now(now) {
-                self.send_advert(self.priority, out);
-                self.adver_timer = Some(self.next_advert_on_grid(now));
-                out.push(InstanceAction::SendGratuitous);
+                let answer = self.config.lower_priority;
+                if answer.advert {
+                    self.send_advert(self.priority, out);
+                    self.adver_timer = Some(self.next_advert_on_grid(now));
+                }
+                if answer.announce {
+                    out.push(InstanceAction::SendGratuitousLowerPriority);
+                    self.lower_priority_garp_timer = answer.announce_again_after.map(|d| now + d);
+                }
             }
         }
     }
@@ -456,6 +508,12 @@ impl Instance {
             self.garp_timer = None;
             if self.state == State::Master {
                 out.push(InstanceAction::SendGratuitous);
+            }
+        }
+        if self.lower_priority_garp_timer.is_some_and(|t| t <= now) {
+            self.lower_priority_garp_timer = None;
+            if self.state == State::Master {
+                out.push(InstanceAction::SendGratuitousLowerPriority);
             }
         }
         out
@@ -584,6 +642,7 @@ impl Instance {
         self.adver_timer = None;
         self.master_down_timer = None;
         self.garp_timer = None;
+        self.lower_priority_garp_timer = None;
         out
     }
 
@@ -614,6 +673,7 @@ impl Instance {
         out.push(InstanceAction::RemoveAddresses);
         self.adver_timer = None;
         self.garp_timer = None;
+        self.lower_priority_garp_timer = None;
     }
 
     fn enter_backup(&mut self, now: Instant, cause: Cause, out: &mut Vec<InstanceAction>) {

@@ -25,6 +25,8 @@
 //!     destinations: vec!["224.0.0.18".parse().unwrap()],
 //!     check_source: false,
 //!     garp_repeat_after: None,
+//!     lower_priority: Default::default(),
+//!     higher_prio_send_advert: false,
 //! }, 2, &[2]);
 //! let now = Instant::now();
 //! let actions = router.handle(now, Input::Start);
@@ -42,7 +44,8 @@ pub mod router;
 pub mod stats;
 
 pub use instance::{
-    Cause, Instance, InstanceAction, InstanceConfig, State, PRIORITY_OWNER, PRIORITY_STOP,
+    Cause, Instance, InstanceAction, InstanceConfig, LowerPriorityAnswer, State, PRIORITY_OWNER,
+    PRIORITY_STOP,
 };
 pub use packet::{Advertisement, Auth, DecodeError, DropReason, Expected, Version};
 pub use router::{Action, Carried, GroupId, Input, InstanceId, Router};

@@ -558,6 +558,8 @@ mod tests {
                     destinations: vec!["224.0.0.18".parse().unwrap()],
                     check_source: false,
                     garp_repeat_after: Some(Duration::from_secs(1)),
+                    lower_priority: Default::default(),
+                    higher_prio_send_advert: false,
                 };
                 r.add_instance(config, lan, &[lan]);
             }

@@ -343,7 +343,7 @@ fn a_master_hearing_a_lower_priority_master_answers_and_announces_again() {
         .any(|x| matches!(x, InstanceAction::Send { .. })));
     assert!(actions
         .iter()
-        .any(|x| matches!(x, InstanceAction::SendGratuitous)));
+        .any(|x| matches!(x, InstanceAction::SendGratuitousLowerPriority)));
 }
 
 #[test]

@@ -65,7 +65,9 @@ fn a_flood_of_lower_priority_adverts_gets_one_answer_per_interval() {
         for action in actions {
             match action {
                 InstanceAction::Send { .. } => answers.push(now),
-                InstanceAction::SendGratuitous => gratuitous += 1,
+                InstanceAction::SendGratuitous | InstanceAction::SendGratuitousLowerPriority => {
+                    gratuitous += 1
+                }
                 _ => {}
             }
         }
@@ -84,4 +86,82 @@ fn a_flood_of_lower_priority_adverts_gets_one_answer_per_interval() {
             "{answers:?}"
         );
     }
+}
+
+/// A master at priority 200 with `tweak` applied to its settings; returns it and its time.
+fn master_with(tweak: impl Fn(&mut tandem_vrrp::InstanceConfig)) -> (Instance, Instant) {
+    let mut config = sim::config(0, 200);
+    tweak(&mut config);
+    let mut a = Instance::new(config);
+    let mut now = Instant::now();
+    a.start(now);
+    while a.state() != State::Master {
+        now = a.next_deadline().expect("a backup has a timer");
+        a.handle_timers(now);
+    }
+    (a, now)
+}
+
+/// Short names of actions: `advert`, `garp`, `garp-lower`, `remove`, `BACKUP`, ...
+fn words(actions: &[InstanceAction]) -> Vec<String> {
+    actions
+        .iter()
+        .map(|a| match a {
+            InstanceAction::Send { .. } => "advert".to_string(),
+            InstanceAction::SendGratuitous => "garp".into(),
+            InstanceAction::SendGratuitousLowerPriority => "garp-lower".into(),
+            InstanceAction::AddAddresses => "add".into(),
+            InstanceAction::RemoveAddresses => "remove".into(),
+            InstanceAction::Transition { to, .. } => to.keyword().into(),
+        })
+        .collect()
+}
+
+#[test]
+fn keepalived_lower_priority_keywords_shape_the_answer() {
+    let src = sim::address(0, 7);
+    // Default: an advert and an announcement.
+    let (mut a, now) = master_with(|_| {});
+    assert_eq!(
+        words(&a.process_advert(now, src, &forged(100))),
+        ["advert", "garp-lower"]
+    );
+    // lower_prio_no_advert: the announcement only (the RFC's behaviour for the advert).
+    let (mut a, now) = master_with(|c| c.lower_priority.advert = false);
+    assert_eq!(
+        words(&a.process_advert(now, src, &forged(100))),
+        ["garp-lower"]
+    );
+    // garp_lower_prio_repeat 0: the advert only.
+    let (mut a, now) = master_with(|c| c.lower_priority.announce = false);
+    assert_eq!(words(&a.process_advert(now, src, &forged(100))), ["advert"]);
+    // garp_lower_prio_delay 5: a second announcement five seconds later.
+    let (mut a, now) =
+        master_with(|c| c.lower_priority.announce_again_after = Some(Duration::from_secs(5)));
+    a.process_advert(now, src, &forged(100));
+    let mut later = Vec::new();
+    let end = now + Duration::from_secs(6);
+    while let Some(t) = a.next_deadline().filter(|t| *t <= end) {
+        for w in words(&a.handle_timers(t)) {
+            later.push((w, t - now));
+        }
+    }
+    let second: Vec<_> = later.iter().filter(|(w, _)| w == "garp-lower").collect();
+    assert_eq!(second.len(), 1, "{later:?}");
+    assert_eq!(second[0].1, Duration::from_secs(5));
+}
+
+#[test]
+fn higher_prio_send_advert_sends_one_advert_before_yielding() {
+    let src = sim::address(0, 7);
+    let (mut plain, now) = master_with(|_| {});
+    assert_eq!(
+        words(&plain.process_advert(now, src, &forged(250))),
+        ["remove", "BACKUP"]
+    );
+    let (mut a, now) = master_with(|c| c.higher_prio_send_advert = true);
+    assert_eq!(
+        words(&a.process_advert(now, src, &forged(250))),
+        ["advert", "remove", "BACKUP"]
+    );
 }

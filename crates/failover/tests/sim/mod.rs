@@ -183,6 +183,8 @@ fn instance(name: &str, vrid: u8, lan: u32, node: usize, priority: u8) -> Instan
         destinations: vec!["224.0.0.18".parse().unwrap()],
         check_source: false,
         garp_repeat_after: None,
+        lower_priority: Default::default(),
+        higher_prio_send_advert: false,
     }
 }
 
@@ -675,6 +677,9 @@ impl Sim {
                     InstanceAction::AddAddresses => format!("add {name}"),
                     InstanceAction::RemoveAddresses => format!("remove {name}"),
                     InstanceAction::SendGratuitous => format!("garp {name}"),
+                    InstanceAction::SendGratuitousLowerPriority => {
+                        format!("garp-lower-priority {name}")
+                    }
                 }
             }
             Action::GroupTransition { to, .. } => format!("G {}", to.keyword()),

@@ -42,6 +42,8 @@ pub fn config_on(lan: u32, i: usize, priority: u8) -> InstanceConfig {
         destinations: vec![GROUP.parse().unwrap()],
         check_source: false,
         garp_repeat_after: None,
+        lower_priority: Default::default(),
+        higher_prio_send_advert: false,
     }
 }
 
@@ -244,7 +246,9 @@ impl Sim {
                 }
                 InstanceAction::AddAddresses => self.nodes[node].holds[id] = true,
                 InstanceAction::RemoveAddresses => self.nodes[node].holds[id] = false,
-                InstanceAction::SendGratuitous => self.nodes[node].gratuitous += 1,
+                InstanceAction::SendGratuitous | InstanceAction::SendGratuitousLowerPriority => {
+                    self.nodes[node].gratuitous += 1
+                }
                 InstanceAction::Transition { from, to, .. } => {
                     self.log.push((self.now - self.start, node, id, from, to))
                 }
