@@ -222,6 +222,16 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
         "accept" => {
             ctx.flag(s);
         }
+        // RFC 5798 7.1: tandem's owner always discards adverts for its VRID.
+        "owner_ignore_adverts" => {
+            if ctx.flag(s) == Some(false) {
+                ctx.warn(
+                    &s.key,
+                    "`owner_ignore_adverts off` is not supported: an address owner (priority \
+                     255) always discards adverts for its VRID (RFC 5798 7.1)",
+                );
+            }
+        }
         _ if INSTANCE_NOT_YET.contains(&k) => ctx.not_yet(s),
         _ if INSTANCE_UNSUPPORTED.contains(&k) => ctx.unsupported(s),
         _ => ctx.unknown(s, "vrrp_instance"),

@@ -230,6 +230,16 @@ fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, ctx: &mut Ctx) {
                     g.garp_lower_prio_repeat = Some(v);
                 }
             }
+            // RFC 5798 7.1: tandem's owner always discards adverts for its VRID.
+            "vrrp_owner_ignore_adverts" => {
+                if ctx.flag(stmt) == Some(false) {
+                    ctx.warn(
+                        &stmt.key,
+                        "`vrrp_owner_ignore_adverts off` is not supported: an address owner \
+                         (priority 255) always discards adverts for its VRID (RFC 5798 7.1)",
+                    );
+                }
+            }
             "vrrp_lower_prio_no_advert" => {
                 if let Some(v) = ctx.flag(stmt) {
                     g.lower_prio_no_advert = v;

@@ -366,4 +366,9 @@ fn lower_and_higher_priority_answer_keywords_are_read_not_warned() {
     assert_eq!(vi.garp_lower_prio_repeat, Some(0));
     assert_eq!(vi.higher_prio_send_advert, Some(true));
     assert_eq!(vi.lower_prio_no_advert, Some(false));
+    // The owner's RFC behaviour is tandem's only one: `on` is silent, `off` a warning.
+    let c = ok(&instance(" owner_ignore_adverts\n"));
+    assert!(warnings(&c).is_empty(), "{:?}", warnings(&c));
+    let c = ok(&instance(" owner_ignore_adverts off\n"));
+    assert!(warnings(&c)[0].contains("k.conf:4:2"), "{:?}", warnings(&c));
 }
