@@ -627,6 +627,15 @@ pub(crate) fn finish(
                     t.name
                 ),
             );
+        } else {
+            ctx.warn(
+                w,
+                format!(
+                    "`track_script` is not supported by tandem yet: instance {} will not react \
+                     to {}",
+                    p.instance.name, t.name
+                ),
+            );
         }
     }
     (ctx.errors.len() == errors_before).then_some(p)

@@ -29,6 +29,14 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
             }
             "vrrp_script" => {
                 if let Some(s) = vrrp_script(stmt, ctx) {
+                    ctx.warn(
+                        &stmt.key,
+                        format!(
+                            "`vrrp_script` is not supported by tandem yet: `{}` will not run, \
+                             and no instance's priority or state follows it",
+                            s.0.name
+                        ),
+                    );
                     scripts.push(s);
                 }
             }
@@ -81,9 +89,36 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
     config
 }
 
+/// `global_defs` keywords that are read (and checked) but that tandem does not act on yet,
+/// with what will not happen.
+const GLOBAL_READ_NOT_ACTED: &[(&str, &str)] = &[
+    (
+        "enable_script_security",
+        "script files are not checked for being writable by non-root users",
+    ),
+    ("script_user", "notify scripts run as tandemd's own user"),
+    (
+        "vrrp_strict",
+        "keepalived's strict-mode checks and refusals are not applied",
+    ),
+    ("notification_email", "no e-mail is sent on transitions"),
+    (
+        "notification_email_from",
+        "no e-mail is sent on transitions",
+    ),
+    ("smtp_server", "no e-mail is sent on transitions"),
+    ("smtp_connect_timeout", "no e-mail is sent on transitions"),
+];
+
 fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, ctx: &mut Ctx) {
     for stmt in stmts {
         let k = stmt.key.text.as_str();
+        if let Some((_, what)) = GLOBAL_READ_NOT_ACTED.iter().find(|(key, _)| *key == k) {
+            ctx.warn(
+                &stmt.key,
+                format!("`{k}` is not acted on by tandem yet: {what}"),
+            );
+        }
         match k {
             "router_id" => {
                 if let Some(w) = ctx.one(stmt, "a name") {

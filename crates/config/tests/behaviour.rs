@@ -233,7 +233,16 @@ fn vrrp_script_fields() {
         (Some("nobody"), Some("nogroup"))
     );
     assert!(s.init_fail);
-    assert!(warnings(&c)[0].contains("`reverse` is not supported"));
+    let w = warnings(&c);
+    assert!(
+        w.iter().any(|w| w.contains("`reverse` is not supported")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|w| w.contains("k.conf:1:1") && w.contains("`s` will not run")),
+        "{w:?}"
+    );
     assert_eq!(
         errors("vrrp_script s {\n interval 1\n}\n"),
         ["k.conf:1:13: vrrp_script `s` has no `script` line"]
@@ -264,6 +273,18 @@ fn global_values() {
     assert_eq!(c.global.script_group.as_deref(), Some("ka_grp"));
     assert_eq!(c.global.smtp_server.as_deref(), Some("mail.example.net"));
     assert_eq!(c.global.smtp_port, 25);
+    // Read, checked, and said not to act.
+    let w = warnings(&c);
+    assert!(
+        w.iter()
+            .any(|w| w.contains("k.conf:4:2") && w.contains("script_user")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|w| w.contains("k.conf:5:2") && w.contains("no e-mail")),
+        "{w:?}"
+    );
     assert_eq!(
         errors("global_defs {\n vrrp_mcast_group4 10.0.0.1\n}\n"),
         ["k.conf:2:20: `vrrp_mcast_group4` expects an IPv4 multicast address (224.0.0.0/4), found `10.0.0.1`"]
