@@ -360,3 +360,40 @@ fn a_panic_in_the_replication_thread_releases_the_addresses_and_the_peer_takes_o
     );
     Ok(())
 }
+
+#[test]
+fn sighup_with_a_new_address_on_the_master_adds_it_in_place() -> Result<()> {
+    require_root!(Ok(()));
+    let (pair, mut a, b) = started("hupvip", &vi("VI_1", 51, 150, VIP, ""))?;
+    let entering = a.child.log().matches("Entering").count();
+    let two = Vi {
+        name: "VI_1",
+        interface: "eth0",
+        vrid: 51,
+        priority: 150,
+        advert_int: "1",
+        version: 2,
+        vips: &["10.0.0.254/24", "10.0.0.253/24"],
+        extra: "",
+    }
+    .render();
+    std::fs::write(&a.config, two)?;
+    let line = sighup(&mut a)?;
+    assert!(
+        line.contains("1 instance(s) kept (1 with new settings), 0 stopped"),
+        "{line}"
+    );
+    wait_has(&pair.a, VIP2, Duration::from_secs(2))?;
+    hold_steady(&pair, VIP, "a", Duration::from_secs(3), ms(20))?;
+    assert_eq!(holders(&pair, VIP2)?, ["a"]);
+    // Back to one address: the second goes, the first stays, still no transition.
+    std::fs::write(&a.config, vi("VI_1", 51, 150, VIP, ""))?;
+    sighup(&mut a)?;
+    wait_until("10.0.0.253 removed", Duration::from_secs(2), ms(10), || {
+        (!pair.a.has_address(VIP2).ok()?).then_some(())
+    })?;
+    assert_eq!(holders(&pair, VIP)?, ["a"]);
+    assert_eq!(a.child.log().matches("Entering").count(), entering);
+    assert_eq!(b.counter("VI_1", "became_master")?, 0);
+    Ok(())
+}

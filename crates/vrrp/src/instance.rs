@@ -276,12 +276,21 @@ impl Instance {
         .min()
     }
 
-    /// Takes over `old`'s running state (same settings, re-read by a reload); the sync-group
-    /// membership stays this instance's own.
+    /// Takes over `old`'s running state (the same virtual router, re-read by a reload); the
+    /// settings and the sync-group membership stay this instance's own, and the effective
+    /// priority follows the new configured one (nothing else adjusts it yet).
     pub(crate) fn carry_state_from(&mut self, old: &Instance) {
-        let in_group = self.in_group;
+        let (config, in_group) = (self.config.clone(), self.in_group);
+        let changed = old.config != config;
         *self = old.clone();
         self.in_group = in_group;
+        if changed {
+            self.priority = config.priority;
+            if self.state == State::Master {
+                self.master_adver_interval = config.advert_interval;
+            }
+            self.config = config;
+        }
     }
 
     /// Zeroes the counters.

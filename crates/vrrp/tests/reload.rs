@@ -88,9 +88,36 @@ fn added_instance_starts_on_the_running_advert_grid() {
 }
 
 #[test]
-fn changed_instance_restarts() {
+fn a_changed_priority_runs_on_without_a_transition() {
     let mut sim = pair();
+    let transitions = sim.log.len();
     let carried = sim.reload(0, vec![(config(0, 150), 0)], vec![]);
+    assert_eq!(
+        (carried.kept.clone(), carried.changed),
+        (vec![(0, 0)], vec![(0, 0)])
+    );
+    assert!(carried.stopped.is_empty() && carried.started.is_empty());
+    assert_eq!(sim.nodes[0].router.instance(0).priority(), 150);
+    sim.run(Duration::from_secs(5));
+    assert_eq!(sim.log.len(), transitions, "no transition anywhere");
+    assert_eq!(sim.masters(0), vec![0]);
+}
+
+#[test]
+fn a_lower_priority_than_the_peer_hands_over_by_preemption() {
+    let mut sim = pair();
+    // Node 0 drops below node 1 (100): node 1 preempts when it hears the lower priority.
+    sim.reload(0, vec![(config(0, 50), 0)], vec![]);
+    sim.run(Duration::from_secs(6));
+    assert_eq!(sim.masters(0), vec![1]);
+}
+
+#[test]
+fn another_vrid_is_another_router_stopped_and_started() {
+    let mut sim = pair();
+    let mut other = config(0, 200);
+    other.vrid = 52;
+    let carried = sim.reload(0, vec![(other, 0)], vec![]);
     assert_eq!((carried.stopped, carried.started), (vec![0], vec![0]));
     let tail: Vec<(State, State)> = (sim.log.iter().rev().take(2).rev())
         .map(|&(_, _, _, from, to)| (from, to))
@@ -99,6 +126,4 @@ fn changed_instance_restarts() {
         tail,
         vec![(State::Master, State::Stop), (State::Init, State::Backup)]
     );
-    sim.run(Duration::from_secs(6));
-    assert_eq!(sim.masters(0).len(), 1);
 }

@@ -1,15 +1,20 @@
 //! SIGHUP and `tandemctl reload`: re-read every configuration file and apply the difference.
 //!
 //! An invalid new configuration is refused with its located errors and the running one stays.
-//! Unchanged instances keep their state, timers and addresses (no transition, no notify, no
-//! gap in adverts); removed or changed ones stop gracefully (priority 0, addresses removed);
-//! added or changed ones start. The replication service and its caches are left running.
+//! Instances that are still the same virtual router keep their state, timers and addresses (no
+//! transition, no notify, no gap in adverts); when their settings changed they run on with the
+//! new ones, and a master adds and removes just the addresses that changed. Removed ones stop
+//! gracefully (priority 0, addresses removed); added ones start. The replication service and
+//! its caches are left running.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
 use tracing::{error, info, warn};
+
+use tandem_sys::AddressSpec;
+use tandem_vrrp::State;
 
 use super::Daemon;
 use crate::plan::{self, Plan};
@@ -56,17 +61,39 @@ impl Daemon {
         format!("{notes}reload: {summary}\n")
     }
 
-    /// Swaps in the new plan: carries unchanged instances over, stops the others on the old
-    /// plan, opens and closes sockets, starts what is new.
+    /// Swaps in the new plan: carries running instances over (moving the addresses of masters
+    /// whose list changed), stops the others on the old plan, opens and closes sockets,
+    /// starts what is new.
     async fn apply(&mut self, mut next: Plan) -> String {
         let now = Instant::now();
         let carried = next.router.carry_over(&self.plan.router);
         for &old in &carried.stopped {
             info!(
-                "({}) removed or changed: stopping it",
+                "({}) removed, or now another virtual router: stopping it",
                 self.plan.instances[old].name
             );
         }
+        // Masters whose addresses changed: (new id, addresses to add, addresses to remove).
+        let moves: Vec<(usize, Vec<AddressSpec>, Vec<AddressSpec>)> = (carried.changed.iter())
+            .filter(|&&(_, new)| next.router.instance(new).state() == State::Master)
+            .map(|&(old, new)| {
+                let (before, after) = (
+                    &self.plan.instances[old].addresses,
+                    &next.instances[new].addresses,
+                );
+                let add = after
+                    .iter()
+                    .filter(|a| !before.contains(a))
+                    .cloned()
+                    .collect();
+                let remove = before
+                    .iter()
+                    .filter(|a| !after.contains(a))
+                    .cloned()
+                    .collect();
+                (new, add, remove)
+            })
+            .collect();
         let stopping = self.plan.router.stop_instances(now, &carried.stopped);
         self.execute(stopping).await;
 
@@ -109,14 +136,49 @@ impl Daemon {
                 self.plan.instances[new].name
             );
         }
+        for &(_, new) in &carried.changed {
+            info!(
+                "({}) settings changed: running on in {} with them",
+                self.plan.instances[new].name,
+                self.plan.router.instance(new).state()
+            );
+        }
+        for (id, add, remove) in moves {
+            self.move_addresses(id, &add, &remove).await;
+        }
         let starting = self.plan.router.start_instances(now, &carried.started);
         self.execute(starting).await;
+        let changed = match carried.changed.len() {
+            0 => String::new(),
+            n => format!(" ({n} with new settings)"),
+        };
         format!(
-            "{} instance(s) kept, {} stopped, {} started",
+            "{} instance(s) kept{changed}, {} stopped, {} started",
             carried.kept.len(),
             carried.stopped.len(),
             carried.started.len()
         )
+    }
+
+    /// A master's address list changed: the removed addresses go, the added ones come and are
+    /// announced; the addresses it keeps are not touched.
+    async fn move_addresses(&mut self, id: usize, add: &[AddressSpec], remove: &[AddressSpec]) {
+        let name = self.plan.instances[id].name.clone();
+        for (spec, result) in remove.iter().zip(self.addresses.remove_all(remove).await) {
+            match result {
+                Ok(()) => info!("({name}) removing {spec}: no longer configured"),
+                Err(e) => error!("({name}) {e}"),
+            }
+        }
+        for (spec, result) in add.iter().zip(self.addresses.add_all(add).await) {
+            match result {
+                Ok(()) => info!("({name}) adding {spec}: newly configured"),
+                Err(e) => error!("({name}) {e}"),
+            }
+        }
+        if !add.is_empty() {
+            self.announce(id, self.plan.garp_repeat);
+        }
     }
 
     fn files_display(&self) -> String {

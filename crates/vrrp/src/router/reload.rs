@@ -3,8 +3,12 @@
 //! The daemon builds a fresh [`Router`] from the new configuration, then carries the running
 //! state of the old one into it: an instance whose name and settings are unchanged keeps its
 //! state, timers, learned master and counters, so a master stays master and its adverts keep
-//! their rhythm (the peer sees no gap). Instances the new configuration no longer has are
-//! stopped on the old router; instances it adds (or changed) are started on the new one.
+//! their rhythm (the peer sees no gap). An instance whose settings changed but that is still
+//! the same virtual router (same VRID, version, interface, source address and tracked links)
+//! keeps its state too and runs on with the new settings (priority, addresses, interval,
+//! preemption...): the daemon moves the addresses that changed. Instances the new
+//! configuration no longer has, or that became another virtual router, are stopped on the old
+//! router; the ones it adds are started on the new one.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -15,11 +19,15 @@ use crate::instance::State;
 /// What [`Router::carry_over`] did with each instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Carried {
-    /// Unchanged instances: (id in the old router, id in the new one).
+    /// Instances that keep running: (id in the old router, id in the new one).
     pub kept: Vec<(InstanceId, InstanceId)>,
-    /// Old ids of instances that are gone or changed: stop them on the old router.
+    /// Those of `kept` whose settings changed (they run on with the new ones).
+    pub changed: Vec<(InstanceId, InstanceId)>,
+    /// Old ids of instances that are gone or became another virtual router: stop them on the
+    /// old router.
     pub stopped: Vec<InstanceId>,
-    /// New ids of instances that are new or changed: start them on the new router.
+    /// New ids of instances that are new (or became another virtual router): start them on
+    /// the new router.
     pub started: Vec<InstanceId>,
 }
 
@@ -39,16 +47,21 @@ impl Router {
             let name = self.slots[new_id].instance.config().name.clone();
             let same = by_name.get(name.as_str()).copied().filter(|&old_id| {
                 let (o, n) = (&old.slots[old_id], &self.slots[new_id]);
-                o.instance.config() == n.instance.config()
+                let (oc, nc) = (o.instance.config(), n.instance.config());
+                oc.vrid == nc.vrid
+                    && oc.version == nc.version
+                    && oc.source == nc.source
                     && o.interface == n.interface
                     && o.tracked == n.tracked
                     && o.instance.state() != State::Init
             });
             match same {
                 Some(old_id) => {
-                    self.slots[new_id]
-                        .instance
-                        .carry_state_from(&old.slots[old_id].instance);
+                    let previous = &old.slots[old_id].instance;
+                    if previous.config() != self.slots[new_id].instance.config() {
+                        carried.changed.push((old_id, new_id));
+                    }
+                    self.slots[new_id].instance.carry_state_from(previous);
                     carried.kept.push((old_id, new_id));
                 }
                 None => carried.started.push(new_id),
