@@ -298,6 +298,11 @@ impl Instance {
         self.stats = Stats::default();
     }
 
+    /// Until when preemption is held, if it is.
+    pub(crate) fn preemption_hold(&self) -> Option<Instant> {
+        self.preempt_hold
+    }
+
     /// Start of the advert grid, once started.
     pub(crate) fn advert_epoch(&self) -> Option<Instant> {
         self.advert_epoch

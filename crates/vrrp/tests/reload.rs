@@ -127,3 +127,34 @@ fn another_vrid_is_another_router_stopped_and_started() {
         vec![(State::Master, State::Stop), (State::Init, State::Backup)]
     );
 }
+
+#[test]
+fn an_instance_added_during_a_preemption_hold_is_held_too() {
+    use tandem_vrrp::Input;
+    let mut sim = Sim::new(9);
+    sim.delay = (Duration::from_micros(200), Duration::from_micros(200));
+    let mut second = config_on(1, 0, 200);
+    second.name = "VI_1".into();
+    sim.add_node(vec![(config(0, 200), 0), (second, 1)], vec![]);
+    sim.add(config(1, 100));
+    sim.start_node(0);
+    sim.start_node(1);
+    sim.run(Duration::from_secs(5));
+    // Node 1 waits for its peer's replicated state for 20 s.
+    let until = sim.now + Duration::from_secs(20);
+    sim.nodes[1]
+        .router
+        .handle(sim.now, Input::HoldPreemption(Some(until)));
+    // It gains VI_1 with a higher priority than node 0's running master.
+    let mut higher = config_on(1, 1, 250);
+    higher.name = "VI_1".into();
+    sim.reload(1, vec![(config(1, 100), 0), (higher, 1)], vec![]);
+    sim.run(Duration::from_secs(10));
+    assert_eq!(
+        sim.nodes[1].router.instance(1).state(),
+        State::Backup,
+        "preempted during the hold"
+    );
+    sim.run(Duration::from_secs(15));
+    assert_eq!(sim.nodes[1].router.instance(1).state(), State::Master);
+}

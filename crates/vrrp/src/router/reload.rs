@@ -95,10 +95,15 @@ impl Router {
         carried
     }
 
-    /// Starts instances a reload added, on the advert grid the running ones use; those with a
-    /// tracked link down go to FAULT at once.
+    /// Starts instances a reload added, on the advert grid the running ones use and under
+    /// their preemption hold; those with a tracked link down go to FAULT at once.
     pub fn start_instances(&mut self, now: Instant, ids: &[InstanceId]) -> Vec<Action> {
         let epoch = self.slots.iter().find_map(|s| s.instance.advert_epoch());
+        // A preemption hold in force (waiting for the peer's replicated state) covers the new
+        // instances too.
+        let hold = (self.slots.iter())
+            .filter_map(|s| s.instance.preemption_hold())
+            .max();
         let mut out = Vec::new();
         let count = self.slots.len();
         for &id in ids.iter().filter(|&&id| id < count) {
@@ -106,6 +111,7 @@ impl Router {
             if let Some(epoch) = epoch {
                 slot.instance.set_advert_epoch(epoch);
             }
+            slot.instance.hold_preemption(hold);
             let actions = slot.instance.start(now);
             push(&mut out, id, actions);
             let down = slot.tracked.iter().any(|l| self.links_down.contains(l));
