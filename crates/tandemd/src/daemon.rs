@@ -566,10 +566,7 @@ impl Daemon {
             }
             InstanceAction::Transition { from, to, cause } => {
                 let priority = self.plan.router.instance(id).priority();
-                info!(
-                    "({}) Entering {to} STATE ({cause:?}, was {from})",
-                    plan.name
-                );
+                info!("({}) Entering {to} STATE ({cause}, was {from})", plan.name);
                 notify::run(&plan.notify, Subject::Instance, &plan.name, to, priority);
             }
         }

@@ -68,6 +68,8 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_target(false)
+        // Colour escapes only for a person at a terminal, never into journald or a file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // Parsed on a short-lived thread: the parser's temporaries (tokens, statement trees, a
     // large file's text) and the parsed model then sit in that thread's allocator arena, which

@@ -124,6 +124,13 @@ fn sighup_with_an_unchanged_file_keeps_the_master_without_transition_notify_or_g
     assert_eq!(b.counter("VI_1", "became_master")?, 0);
     let entering = a.child.log().matches("Entering").count();
     assert_eq!(entering, 2, "BACKUP then MASTER once:\n{}", a.child.log());
+    // Logs that go to a file (journald, a pipe) carry no colour escapes, and causes in words.
+    let log = a.child.log();
+    assert!(!log.contains('\u{1b}'), "escape sequences in a piped log");
+    assert!(
+        log.contains("(VI_1) Entering MASTER STATE (no advert from the master for Master_Down_Interval, was BACKUP)"),
+        "{log}"
+    );
     Ok(())
 }
 

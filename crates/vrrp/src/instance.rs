@@ -69,6 +69,22 @@ pub enum Cause {
     Shutdown,
 }
 
+impl std::fmt::Display for Cause {
+    /// The cause in words, for the transition's log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Cause::Start => "start-up",
+            Cause::MasterDown => "no advert from the master for Master_Down_Interval",
+            Cause::MasterStopped => "the master sent priority 0",
+            Cause::HigherPriority => "a higher-priority master advertised",
+            Cause::LinkDown => "a tracked interface went down",
+            Cause::LinkUp => "the tracked interfaces are up",
+            Cause::SyncGroup => "its sync group moved",
+            Cause::Shutdown => "shutting down",
+        })
+    }
+}
+
 /// Settings of one instance, taken from the configuration by the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceConfig {
