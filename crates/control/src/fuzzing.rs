@@ -8,6 +8,7 @@ fn changes_state(command: ControlCommand) -> bool {
     match command {
         ControlCommand::Status => false,
         ControlCommand::Reload => true,
+        ControlCommand::KeepalivedDump(_) => false,
         ControlCommand::Replication(Request::Stats | Request::Dump(_)) => false,
         ControlCommand::Replication(_) => true,
     }

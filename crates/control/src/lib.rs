@@ -20,5 +20,6 @@ mod request;
 pub use access::{access, Access};
 pub use describe::describe;
 pub use request::{
-    parse, render, Caches, Committed, ControlCommand, ParseError, Refusal, Reply, Request,
+    parse, render, Caches, Committed, ControlCommand, KeepalivedDump, ParseError, Refusal, Reply,
+    Request,
 };

@@ -199,8 +199,21 @@ pub enum ControlCommand {
     Status,
     /// Re-read the configuration, as SIGHUP does.
     Reload,
+    /// One of keepalived's dumps (`dump data|stats|json`), as its signals write them.
+    KeepalivedDump(KeepalivedDump),
     /// A request for the replication service.
     Replication(Request),
+}
+
+/// keepalived's dumps: what SIGUSR1, SIGUSR2 and its JSON signal write to /tmp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepalivedDump {
+    /// `/tmp/keepalived.data`.
+    Data,
+    /// `/tmp/keepalived.stats`.
+    Stats,
+    /// `/tmp/keepalived.json`.
+    Json,
 }
 
 /// Why an operator's words are not a command.
@@ -213,7 +226,9 @@ pub enum ParseError {
     #[error("unknown cache `{0}`: internal or external")]
     UnknownCache(String),
     /// `dump` without a cache.
-    #[error("`dump` needs a cache: internal or external")]
+    #[error(
+        "`dump` needs a cache (internal or external) or a keepalived dump (data, stats, json)"
+    )]
     MissingCache,
     /// `commit internal`.
     #[error("committing the internal cache is not supported (it came from this kernel)")]
@@ -273,7 +288,12 @@ pub fn parse(line: &str) -> Result<ControlCommand, ParseError> {
             None | Some("all") => Request::Flush(Caches::Both),
             Some(word) => Request::Flush(Caches::One(cache(word)?)),
         },
-        "dump" => Request::Dump(cache(arg.ok_or(ParseError::MissingCache)?)?),
+        "dump" => match arg.ok_or(ParseError::MissingCache)? {
+            "data" => return Ok(ControlCommand::KeepalivedDump(KeepalivedDump::Data)),
+            "stats" => return Ok(ControlCommand::KeepalivedDump(KeepalivedDump::Stats)),
+            "json" => return Ok(ControlCommand::KeepalivedDump(KeepalivedDump::Json)),
+            word => Request::Dump(cache(word)?),
+        },
         "resync" => return no_arg(Request::Resync),
         "bulk" => return no_arg(Request::Bulk),
         "request-resync" => return no_arg(Request::RequestResync),
@@ -315,6 +335,13 @@ mod tests {
         assert_eq!(replication("shorten"), Request::Shorten);
         assert_eq!(replication("stats"), Request::Stats);
         assert_eq!(replication("stats all"), Request::Stats);
+        for (line, which) in [
+            ("dump data", KeepalivedDump::Data),
+            ("dump stats", KeepalivedDump::Stats),
+            ("dump json", KeepalivedDump::Json),
+        ] {
+            assert_eq!(parse(line), Ok(ControlCommand::KeepalivedDump(which)));
+        }
         assert_eq!(replication("sync-stats"), Request::Stats);
         assert_eq!(replication("dump internal"), Request::Dump(Internal));
         assert_eq!(replication("dump external"), Request::Dump(External));

@@ -671,6 +671,11 @@ impl Daemon {
                 return;
             }
             (ControlCommand::Reload, _) => self.reload().await,
+            (ControlCommand::KeepalivedDump(which), _) => match which {
+                tandem_control::KeepalivedDump::Data => crate::dump::data(&self.plan, Instant::now()),
+                tandem_control::KeepalivedDump::Stats => crate::dump::stats(&self.plan),
+                tandem_control::KeepalivedDump::Json => crate::dump::json(&self.plan) + "\n",
+            },
             (ControlCommand::Status, _)
             | (ControlCommand::Replication(conntrack::Request::Stats), None) => self.status(),
             (ControlCommand::Replication(_), None) => {

@@ -247,6 +247,11 @@ fn dump_signals_write_keepalived_files() -> Result<()> {
     assert_eq!(parsed[0]["data"]["iname"], "VI_1");
     assert_eq!(parsed[0]["data"]["state"], 2);
     assert!(a.alive(), "dump signals must not stop the daemon");
+    // The same dumps through the control socket, for scripts that cannot signal.
+    assert!(a.query("dump data")?.contains("   State = MASTER"));
+    assert!(a.query("dump stats")?.starts_with("VRRP Instance: VI_1\n"));
+    let json: serde_json::Value = serde_json::from_str(&a.query("dump json")?)?;
+    assert_eq!(json[0]["data"]["vrid"], 51);
     assert!(pair.a.has_address(VIP)?);
     Ok(())
 }
