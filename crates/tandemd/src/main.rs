@@ -30,7 +30,8 @@ use tracing::{info, warn};
 )]
 struct Args {
     /// Configuration file: keepalived.conf, conntrackd.conf, or tandem's TOML (repeatable).
-    #[arg(short = 'f', long = "use-file", value_name = "FILE", required = true)]
+    /// Without any: /etc/keepalived/keepalived.conf, and /etc/tandem/tandem.toml when it exists.
+    #[arg(short = 'f', long = "use-file", value_name = "FILE")]
     files: Vec<PathBuf>,
     /// Validate the configuration and exit: 0 when usable, 1 with file:line:column errors.
     #[arg(long, short = 't', alias = "config-test")]
@@ -59,8 +60,21 @@ struct Args {
     log: String,
 }
 
+/// Read when no `-f` is given: keepalived's own path, then tandem's replication settings.
+const DEFAULT_FILES: &[(&str, bool)] = &[
+    ("/etc/keepalived/keepalived.conf", true),
+    ("/etc/tandem/tandem.toml", false),
+];
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.files.is_empty() {
+        // keepalived.conf is required (its absence is reported); tandem.toml only if present.
+        args.files = (DEFAULT_FILES.iter())
+            .filter(|(path, required)| *required || std::path::Path::new(path).exists())
+            .map(|(path, _)| PathBuf::from(path))
+            .collect();
+    }
     // Notify scripts that call `tandemctl` (or `conntrackd` linked to it) find this daemon.
     std::env::set_var("TANDEM_CONTROL", &args.control);
     let filter = std::env::var("TANDEM_LOG").unwrap_or_else(|_| args.log.clone());
