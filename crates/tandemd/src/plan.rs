@@ -219,10 +219,27 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
         if !vi.dont_track_primary {
             tracked.push(iface.index);
         }
+        // keepalived's rules: weight 0 means FAULT while the link is down; another weight moves
+        // the priority, except for sync-group members, whose weights count as 0 (keepalived's
+        // default without `sync_group_tracking_weight`, which tandem does not have).
+        let in_group = (config.sync_groups.iter()).any(|g| g.members.contains(&vi.name));
+        let mut weighted = Vec::new();
         for t in &vi.track_interfaces {
             let ti = lookup(&t.name).with_context(context)?;
-            // Weighted tracking adjusts priority (not built yet); weight 0 means FAULT.
-            if t.weight == 0 && !tracked.contains(&ti.index) {
+            if t.weight != 0 && !in_group {
+                weighted.push((ti.index, t.weight));
+                continue;
+            }
+            if t.weight != 0 {
+                tracing::warn!(
+                    "{}: track_interface {} weight {}: a sync-group member goes to FAULT \
+                     instead (weights in sync groups need sync_group_tracking_weight)",
+                    context(),
+                    t.name,
+                    t.weight
+                );
+            }
+            if !tracked.contains(&ti.index) {
                 tracked.push(ti.index);
             }
         }
@@ -271,7 +288,10 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
             higher_prio_send_advert: (vi.higher_prio_send_advert)
                 .unwrap_or(config.global.higher_prio_send_advert),
         };
-        router.add_instance(core, iface.index, &tracked);
+        let id = router.add_instance(core, iface.index, &tracked);
+        for (link, weight) in weighted {
+            router.track_weighted(id, link, weight);
+        }
         instances.push(InstancePlan {
             name: vi.name.clone(),
             socket: key,

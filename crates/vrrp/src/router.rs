@@ -106,6 +106,10 @@ struct Slot {
     /// Interface it receives on.
     interface: u32,
     tracked: Vec<u32>,
+    /// Links whose state moves the priority: (link, weight), keepalived's `track_interface`
+    /// with a weight (a positive weight counts while the link is up, a negative one while it
+    /// is down).
+    weighted: Vec<(u32, i32)>,
     group: Option<GroupId>,
 }
 
@@ -155,11 +159,41 @@ impl Router {
             instance: Instance::new(config),
             interface,
             tracked: tracked.to_vec(),
+            weighted: Vec::new(),
             group: None,
         });
         self.deadlines.push(None);
         self.refresh(id);
         id
+    }
+
+    /// Makes `link`'s state move instance `id`'s priority by `weight` (keepalived's
+    /// `track_interface ... weight N`): a positive weight is added while the link is up, a
+    /// negative one while it is down; the result stays within 1..=254 (an owner keeps 255).
+    pub fn track_weighted(&mut self, id: InstanceId, link: u32, weight: i32) {
+        if let Some(slot) = self.slots.get_mut(id) {
+            slot.weighted.push((link, weight));
+            self.reweigh(id);
+        }
+    }
+
+    /// Sets instance `id`'s priority from its configured one and its weighted links.
+    fn reweigh(&mut self, id: InstanceId) {
+        let slot = &mut self.slots[id];
+        if slot.weighted.is_empty() {
+            return;
+        }
+        let sum: i32 = (slot.weighted.iter())
+            .map(|&(link, weight)| {
+                let up = !self.links_down.contains(&link);
+                match (weight > 0, up) {
+                    (true, true) | (false, false) => weight,
+                    _ => 0,
+                }
+            })
+            .sum();
+        let priority = (i32::from(slot.instance.config().priority) + sum).clamp(1, 254);
+        slot.instance.set_priority(priority as u8);
     }
 
     /// Adds a sync group. Members already in another group are moved to this one.
@@ -398,6 +432,9 @@ impl Router {
 
     fn apply_link_state(&mut self, now: Instant, link: u32, out: &mut Vec<Action>) {
         for id in 0..self.slots.len() {
+            if self.slots[id].weighted.iter().any(|&(l, _)| l == link) {
+                self.reweigh(id);
+            }
             let slot = &mut self.slots[id];
             if !slot.tracked.contains(&link) {
                 continue;

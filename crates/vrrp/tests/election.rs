@@ -377,3 +377,47 @@ fn one_routers_masters_advertise_at_the_same_instants() {
     // 0.23 s to the next whole second is under a quarter interval: that point is skipped.
     assert_eq!(late, vec![2 * S, 3 * S, 4 * S, 5 * S, 6 * S]);
 }
+
+#[test]
+fn a_weighted_link_going_down_hands_mastership_over_and_back() {
+    let mut sim = Sim::new(11);
+    sim.add(config(0, 200));
+    sim.add(config(1, 100));
+    // Node 0's uplink (link 9) weighs -150: down, its priority is 50, below node 1's 100.
+    sim.nodes[0].weights.push((0, 9, -150));
+    sim.start_node(0);
+    sim.start_node(1);
+    sim.run(Duration::from_secs(5));
+    assert_eq!(sim.masters(0), vec![0]);
+    sim.set_link(0, 9, false);
+    assert_eq!(sim.nodes[0].router.instance(0).priority(), 50);
+    sim.run(Duration::from_secs(5));
+    assert_eq!(
+        sim.masters(0),
+        vec![1],
+        "node 1 preempted the weakened master"
+    );
+    sim.set_link(0, 9, true);
+    assert_eq!(sim.nodes[0].router.instance(0).priority(), 200);
+    sim.run(Duration::from_secs(5));
+    assert_eq!(sim.masters(0), vec![0], "node 0 preempted back");
+    // Node 0 never went to FAULT: a weighted link only moves the priority.
+    assert!(!sim
+        .log
+        .iter()
+        .any(|&(_, n, _, _, to)| n == 0 && to == State::Fault));
+}
+
+#[test]
+fn positive_weights_count_while_up_and_the_result_stays_in_range() {
+    let mut router = tandem_vrrp::Router::new();
+    let id = router.add_instance(config(0, 250), 0, &[0]);
+    router.track_weighted(id, 1, 20);
+    assert_eq!(router.instance(id).priority(), 254, "250 + 20 clamped");
+    let now = std::time::Instant::now();
+    router.handle(now, tandem_vrrp::Input::LinkDown(1));
+    assert_eq!(router.instance(id).priority(), 250);
+    let low = router.add_instance(config(1, 10), 0, &[0]);
+    router.track_weighted(low, 1, -50);
+    assert_eq!(router.instance(low).priority(), 1, "10 - 50 clamped");
+}

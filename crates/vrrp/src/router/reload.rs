@@ -88,6 +88,10 @@ impl Router {
         }
         self.links_down = old.links_down.clone();
         self.unclaimed = old.unclaimed.clone();
+        // Weighted links count with the link states carried over.
+        for id in 0..self.slots.len() {
+            self.reweigh(id);
+        }
         for &(_, id) in &carried.kept {
             self.refresh(id);
         }

@@ -61,6 +61,8 @@ pub struct Node {
     configs: Vec<(InstanceConfig, u32)>,
     groups: Vec<Vec<usize>>,
     pub alive: bool,
+    /// Weighted links: (instance, link, weight), applied at every start.
+    pub weights: Vec<(usize, u32, i32)>,
     /// Which instances currently have their addresses on the "interface".
     pub holds: Vec<bool>,
     pub gratuitous: usize,
@@ -136,6 +138,7 @@ impl Sim {
             configs,
             groups,
             alive: false,
+            weights: Vec::new(),
             holds: vec![false; n],
             gratuitous: 0,
         });
@@ -151,6 +154,9 @@ impl Sim {
     pub fn start_node(&mut self, node: usize) {
         let n = &mut self.nodes[node];
         n.router = Node::build(&n.configs, &n.groups);
+        for &(id, link, weight) in &n.weights {
+            n.router.track_weighted(id, link, weight);
+        }
         n.alive = true;
         n.holds.iter_mut().for_each(|h| *h = false);
         let downs: Vec<u32> = self
