@@ -29,6 +29,9 @@ const WARM_CHUNK: usize = 2048;
 /// internal cache from a dump afterwards for what traffic changed meanwhile.
 const PAUSE_EVENTS_FROM: usize = 10_000;
 
+/// Datagrams read per wake-up of the replication loop before it looks at its other inputs.
+const DATAGRAMS_PER_WAKEUP: usize = 64;
+
 /// How often the sync health is checked (silence) and published for `status`.
 const HEALTH_TICK: Duration = Duration::from_millis(500);
 
@@ -307,7 +310,17 @@ impl Service {
             tokio::select! {
                 Some(batch) = events.recv() => self.on_kernel_events(batch).await,
                 received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((n, from)) => self.on_datagram(&buf[..n], from).await,
+                    Ok((n, from)) => {
+                        self.on_datagram(&buf[..n], from).await;
+                        // Whatever else is queued is read now, without a trip through the
+                        // event loop per datagram (a bulk, or a flood, arrives in bursts).
+                        for _ in 1..DATAGRAMS_PER_WAKEUP {
+                            let Ok((n, from)) = self.socket.try_recv_from(&mut buf) else {
+                                break;
+                            };
+                            self.on_datagram(&buf[..n], from).await;
+                        }
+                    }
                     Err(e) => warn!("sync socket: {e}"),
                 },
                 Some(command) = commands.recv() => {
