@@ -328,7 +328,11 @@ impl Expander {
     fn select(&self, line: &mut Line) -> bool {
         let negated = line.text.get(1) == Some(&'^');
         let start = if negated { 2 } else { 1 };
-        let Some(end) = line.text.iter().skip(start).position(|&c| c == ' ' || c == '\t')
+        let Some(end) = line
+            .text
+            .iter()
+            .skip(start)
+            .position(|&c| c == ' ' || c == '\t')
         else {
             return false; // nothing after the id
         };
@@ -344,7 +348,8 @@ impl Expander {
 
     fn error(&mut self, line: &Line, start: usize, end: usize, message: String) {
         let (loc, width) = line.span(start, end);
-        self.diagnostics.push(Diagnostic::error(loc, width, message));
+        self.diagnostics
+            .push(Diagnostic::error(loc, width, message));
     }
 
     fn warn_once(&mut self, line: &Line, start: usize, end: usize, message: String) {
@@ -401,12 +406,8 @@ impl Expander {
                 let eq = line.text.iter().position(|&c| c == '=').unwrap_or(0);
                 let mut value = line.slice(eq + 1, line.text.len());
                 value.trim_start();
-                self.definitions.insert(
-                    name,
-                    Definition {
-                        lines: vec![value],
-                    },
-                );
+                self.definitions
+                    .insert(name, Definition { lines: vec![value] });
                 line.text.clear();
                 break;
             }
@@ -467,7 +468,11 @@ impl Expander {
         let mut pos = 0;
         let mut changed = false;
         let mut count = 0;
-        while let Some(i) = line.text[pos..].iter().position(|&c| c == '$').map(|p| p + pos) {
+        while let Some(i) = line.text[pos..]
+            .iter()
+            .position(|&c| c == '$')
+            .map(|p| p + pos)
+        {
             let Some(r) = reference(&line.text, i) else {
                 pos = i + 1;
                 continue;
@@ -478,8 +483,7 @@ impl Expander {
                 continue;
             };
             count += 1;
-            if count > MAX_SUBSTITUTIONS || line.text.len() + value_len(&value) > MAX_LINE_CHARS
-            {
+            if count > MAX_SUBSTITUTIONS || line.text.len() + value_len(&value) > MAX_LINE_CHARS {
                 self.error(
                     line,
                     i,
@@ -518,7 +522,13 @@ impl Expander {
     }
 
     /// The value a reference stands for, if it is defined (and usable where it is).
-    fn value_of(&mut self, r: &Reference, line: &Line, at: usize, at_end: bool) -> Option<Vec<Line>> {
+    fn value_of(
+        &mut self,
+        r: &Reference,
+        line: &Line,
+        at: usize,
+        at_end: bool,
+    ) -> Option<Vec<Line>> {
         if let Some(def) = self.definitions.get(&r.name) {
             if r.args.is_some() || (def.lines.len() > 1 && !at_end) {
                 return None;
@@ -681,7 +691,11 @@ impl Expander {
     #[allow(clippy::type_complexity)]
     fn parse_sequence(&self, line: &Line) -> Result<(String, (i64, i64, i64), bool, Line), String> {
         let text = line.string();
-        let invalid = || format!("invalid `~SEQ` line: expected `~SEQ(VAR, [START,] [STEP,] END)`, found `{text}`");
+        let invalid = || {
+            format!(
+                "invalid `~SEQ` line: expected `~SEQ(VAR, [START,] [STEP,] END)`, found `{text}`"
+            )
+        };
         let after = &line.text[4..];
         let hex = after.first() == Some(&'x');
         let mut i = 4 + usize::from(hex);
@@ -779,7 +793,10 @@ fn directory_of(file: &Path) -> String {
 /// with no space before it.
 fn definition_name(line: &Line) -> Option<String> {
     let t = &line.text;
-    if t.first() != Some(&'$') || !t.get(1).is_some_and(|c| c.is_ascii_alphabetic() || *c == '_')
+    if t.first() != Some(&'$')
+        || !t
+            .get(1)
+            .is_some_and(|c| c.is_ascii_alphabetic() || *c == '_')
     {
         return None;
     }
@@ -808,7 +825,10 @@ fn is_definition_line(line: &Line) -> bool {
 fn reference(t: &[char], i: usize) -> Option<Reference> {
     let braced = t.get(i + 1) == Some(&'{');
     let start = i + 1 + usize::from(braced);
-    if !t.get(start).is_some_and(|c| c.is_ascii_alphabetic() || *c == '_') {
+    if !t
+        .get(start)
+        .is_some_and(|c| c.is_ascii_alphabetic() || *c == '_')
+    {
         return None;
     }
     let len = t[start..]

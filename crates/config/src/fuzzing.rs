@@ -17,10 +17,12 @@ const FUZZ_CONFIG_ID: Option<&str> = Some("gw-a");
 /// Whether every `include` of `text` stays inside the sandbox directory: relative, with no
 /// `..`. Text whose includes could reach other files is parsed without following them.
 fn includes_stay_inside(text: &str, file: &Path) -> bool {
-    lexer::include_paths(text, file, FUZZ_CONFIG_ID).iter().all(|p| {
-        let p = Path::new(p);
-        p.is_relative() && !p.components().any(|c| c == Component::ParentDir)
-    })
+    lexer::include_paths(text, file, FUZZ_CONFIG_ID)
+        .iter()
+        .all(|p| {
+            let p = Path::new(p);
+            p.is_relative() && !p.components().any(|c| c == Component::ParentDir)
+        })
 }
 
 /// Whether the `key_file` a TOML text names, if any, is relative with no `..` (a file of the

@@ -155,8 +155,18 @@ impl Reader<'_> {
         self.out.files_read += 1;
         self.out.sources.add(file, text);
         expander.file(text, file, self);
-        if self.out.tokens.last().is_some_and(|t| t.kind != TokenKind::Eol) {
-            let loc = self.out.tokens.last().map(|t| t.loc.clone()).unwrap_or_default();
+        if self
+            .out
+            .tokens
+            .last()
+            .is_some_and(|t| t.kind != TokenKind::Eol)
+        {
+            let loc = self
+                .out
+                .tokens
+                .last()
+                .map(|t| t.loc.clone())
+                .unwrap_or_default();
             self.out.tokens.push(Token {
                 kind: TokenKind::Eol,
                 loc,
