@@ -25,6 +25,9 @@ const MAX_NESTING: usize = 32;
 
 /// How many substitutions one line may take, and how long it may grow.
 const MAX_SUBSTITUTIONS: usize = 1000;
+
+/// How many substitutions a whole configuration may take.
+const MAX_TOTAL_SUBSTITUTIONS: usize = 1_000_000;
 const MAX_LINE_CHARS: usize = 64 * 1024;
 
 /// Where one character of a line was written.
@@ -207,8 +210,10 @@ pub(crate) struct Expander {
     dirs: Vec<String>,
     pub diagnostics: Vec<Diagnostic>,
     produced: usize,
+    substitutions: usize,
     over_budget: bool,
     warned: HashSet<(Arc<Path>, u32, u32)>,
+    failed: HashSet<(Arc<Path>, u32, u32)>,
 }
 
 impl Expander {
@@ -221,8 +226,10 @@ impl Expander {
             dirs: Vec::new(),
             diagnostics: Vec::new(),
             produced: 0,
+            substitutions: 0,
             over_budget: false,
             warned: HashSet::new(),
+            failed: HashSet::new(),
         }
     }
 
@@ -346,10 +353,13 @@ impl Expander {
         true
     }
 
+    /// Reports an error once per place (a sequence repeats the same line).
     fn error(&mut self, line: &Line, start: usize, end: usize, message: String) {
         let (loc, width) = line.span(start, end);
-        self.diagnostics
-            .push(Diagnostic::error(loc, width, message));
+        if self.failed.insert((loc.file.clone(), loc.line, loc.column)) {
+            self.diagnostics
+                .push(Diagnostic::error(loc, width, message));
+        }
     }
 
     fn warn_once(&mut self, line: &Line, start: usize, end: usize, message: String) {
@@ -393,14 +403,18 @@ impl Expander {
         }
         let mut rest: Vec<Line> = Vec::new();
         let mut rounds = 0;
+        let mut conditional = false;
         loop {
             line.trim_start();
             if line.text.is_empty() {
                 break;
             }
-            if line.text[0] == '@' && !self.select(&mut line) {
-                line.text.clear();
-                break;
+            if line.text[0] == '@' {
+                if !self.select(&mut line) {
+                    line.text.clear();
+                    break;
+                }
+                conditional = true;
             }
             if let Some(name) = definition_name(&line) {
                 let eq = line.text.iter().position(|&c| c == '=').unwrap_or(0);
@@ -453,6 +467,18 @@ impl Expander {
         }
         if !line.text.is_empty() {
             self.warn_undefined(&line);
+            let include =
+                line.starts_with("include") && line.text.get(7).is_some_and(|c| is_blank(*c));
+            if conditional && include {
+                self.warn_once(
+                    &line,
+                    0,
+                    7,
+                    "keepalived 2.2 reads a file included from an `@` line twice (again from its \
+                     copy of the configuration); tandem reads it once"
+                        .into(),
+                );
+            }
             sink.line(self, line);
         }
         for next in rest {
@@ -483,6 +509,20 @@ impl Expander {
                 continue;
             };
             count += 1;
+            self.substitutions += 1;
+            if self.substitutions > MAX_TOTAL_SUBSTITUTIONS {
+                self.over_budget = true;
+                self.error(
+                    line,
+                    i,
+                    r.end,
+                    format!(
+                        "parameters are substituted more than {MAX_TOTAL_SUBSTITUTIONS} times; \
+                         stopping here"
+                    ),
+                );
+                return Err(());
+            }
             if count > MAX_SUBSTITUTIONS || line.text.len() + value_len(&value) > MAX_LINE_CHARS {
                 self.error(
                     line,
@@ -873,17 +913,24 @@ fn parse_c_long(s: &str) -> Option<i64> {
         Some(d) => (true, d),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
+    if digits.starts_with(['+', '-']) {
+        return None;
+    }
     let value = if let Some(h) = digits.strip_prefix("0x").or(digits.strip_prefix("0X")) {
+        if h.starts_with(['+', '-']) {
+            return None;
+        }
         i64::from_str_radix(h, 16).ok()?
     } else if digits.len() > 1 && digits.starts_with('0') {
         i64::from_str_radix(&digits[1..], 8).ok()?
     } else {
         digits.parse::<i64>().ok()?
     };
-    if digits.starts_with(['+', '-']) {
-        return None;
+    if neg {
+        value.checked_neg()
+    } else {
+        Some(value)
     }
-    Some(if neg { -value } else { value })
 }
 
 #[cfg(test)]
@@ -899,6 +946,8 @@ mod tests {
         assert_eq!(parse_c_long("0"), Some(0));
         assert_eq!(parse_c_long("x"), None);
         assert_eq!(parse_c_long("--1"), None);
+        assert_eq!(parse_c_long("-0x-8000000000000000"), None);
+        assert_eq!(parse_c_long("-9223372036854775807"), Some(-i64::MAX));
     }
 
     #[test]
