@@ -104,6 +104,9 @@ mod tests {
             "include ../../../../../../dev/zero\n",
             "include nested/{x,../../..}/etc/passwd\n",
             "vrrp_instance A {\n}\ninclude a.conf /etc/*\n",
+            "$D=/dev\ninclude ${D}/zero\n",
+            "@gw-a include /dev/zero\n",
+            "include ${_PWD}/x.conf\n",
         ] {
             assert!(!includes_stay_inside(text, &file), "{text:?}");
         }
