@@ -427,3 +427,72 @@ fn keepalived_agrees_on_the_pair_fixture() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `tests/fixtures/conflang/*.conf`, each with the config ids it is `# accepted with:` and
+/// `# refused with:`. Checked against tandem always, and against `keepalived -t` where it is
+/// installed (and eth0 exists, which the files use).
+#[test]
+fn conflang_fixtures_are_accepted_and_refused_as_keepalived_does() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/conflang");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 8, "{files:?}");
+    let keepalived = std::process::Command::new("keepalived")
+        .arg("--version")
+        .output()
+        .is_ok()
+        && Path::new("/sys/class/net/eth0").exists();
+    if !keepalived {
+        println!("keepalived or eth0 missing: checking tandem against the files' headers only");
+    }
+    // keepalived -t does not read files under every path: it gets copies.
+    let scratch = std::env::temp_dir().join(format!("tandem-conflang-cmp-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let mut checked = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let ids = |header: &str| -> Vec<String> {
+            text.lines()
+                .filter_map(|l| l.strip_prefix(header))
+                .flat_map(|l| l.split_whitespace().map(str::to_owned))
+                .collect()
+        };
+        let cases = (ids("# accepted with:").into_iter().map(|id| (id, true)))
+            .chain(ids("# refused with:").into_iter().map(|id| (id, false)));
+        let copy = scratch.join(file.file_name().unwrap());
+        std::fs::write(&copy, &text).unwrap();
+        for (id, accepted) in cases {
+            let tandem = load_files_with(std::slice::from_ref(file), &with_id(&id));
+            assert_eq!(
+                tandem.is_ok(),
+                accepted,
+                "{} with -i {id}: {:?}",
+                file.display(),
+                tandem.err().map(|e| e.to_string())
+            );
+            if keepalived {
+                let out = std::process::Command::new("keepalived")
+                    .args(["-t", "-f"])
+                    .arg(&copy)
+                    .args(["-i", &id])
+                    .output()
+                    .unwrap();
+                assert_eq!(
+                    out.status.success(),
+                    accepted,
+                    "keepalived -t -i {id} on {}: {}",
+                    file.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            checked += 1;
+        }
+    }
+    std::fs::remove_dir_all(&scratch).ok();
+    println!("{checked} file/config-id cases agree");
+}
