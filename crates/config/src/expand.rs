@@ -48,26 +48,21 @@ pub(crate) struct Line {
 }
 
 impl Line {
-    /// The physical lines of a file, numbered from 1.
-    pub fn split(text: &str, file: &Arc<Path>) -> Vec<Line> {
-        text.split('\n')
-            .enumerate()
-            .map(|(n, l)| {
-                let text: Vec<char> = l.chars().collect();
-                let origin = (0..text.len())
-                    .map(|c| Origin {
-                        line: n as u32 + 1,
-                        col: c as u32 + 1,
-                        width: 1,
-                    })
-                    .collect();
-                Line {
-                    file: file.clone(),
-                    text,
-                    origin,
-                }
+    /// Physical line `n` (from 0) of a file, `text` without its newline.
+    pub fn physical(n: usize, text: &str, file: &Arc<Path>) -> Line {
+        let text: Vec<char> = text.chars().collect();
+        let origin = (0..text.len())
+            .map(|c| Origin {
+                line: n as u32 + 1,
+                col: c as u32 + 1,
+                width: 1,
             })
-            .collect()
+            .collect();
+        Line {
+            file: file.clone(),
+            text,
+            origin,
+        }
     }
 
     /// Where the character at `i` (or the end of the line) was written.
@@ -237,10 +232,11 @@ impl Expander {
     pub fn file(&mut self, text: &str, file: &Path, sink: &mut dyn Sink) {
         let shared: Arc<Path> = file.into();
         self.dirs.push(directory_of(file));
-        let lines = Line::split(text, &shared);
+        let lines: Vec<&str> = text.split('\n').collect();
+        let line_at = |n: usize| Line::physical(n, lines[n], &shared);
         let mut i = 0;
         while i < lines.len() {
-            let mut line = lines[i].clone();
+            let mut line = line_at(i);
             i += 1;
             let continued = decomment(&mut line);
             if line.text.is_empty() {
@@ -260,7 +256,7 @@ impl Expander {
                     value.push(first);
                 }
                 while i < lines.len() {
-                    let mut next = lines[i].clone();
+                    let mut next = line_at(i);
                     i += 1;
                     if next.text.iter().all(|&c| c == '\r') {
                         if !value.is_empty() {
@@ -305,7 +301,7 @@ impl Expander {
                 while more && i < lines.len() {
                     line.text.pop();
                     line.origin.pop();
-                    let mut next = lines[i].clone();
+                    let mut next = line_at(i);
                     i += 1;
                     more = decomment(&mut next);
                     line.join(next);
