@@ -17,8 +17,9 @@ use std::sync::Arc;
 use crate::diagnostic::Diagnostic;
 use crate::model::Location;
 
-/// How many lines conditionals, parameters and sequences may produce in total.
-pub(crate) const MAX_EXPANDED_LINES: usize = 200_000;
+/// How many lines multi-line parameters and sequences may produce in total: thousands of
+/// instances, far beyond a gateway pair's needs.
+pub(crate) const MAX_EXPANDED_LINES: usize = 50_000;
 
 /// How deeply multi-line parameters and sequences may nest (a parameter that uses itself).
 const MAX_NESTING: usize = 32;
@@ -26,9 +27,11 @@ const MAX_NESTING: usize = 32;
 /// How many substitutions one line may take, and how long it may grow.
 const MAX_SUBSTITUTIONS: usize = 1000;
 
-/// How many substitutions a whole configuration may take.
-const MAX_TOTAL_SUBSTITUTIONS: usize = 1_000_000;
-const MAX_LINE_CHARS: usize = 64 * 1024;
+/// How much text substitution may move for a whole configuration (characters), so no file,
+/// however written, keeps the parser busy for long.
+const MAX_SUBSTITUTION_WORK: usize = 64 << 20;
+/// (keepalived's own line buffer is 1024 bytes.)
+const MAX_LINE_CHARS: usize = 8 * 1024;
 
 /// Where one character of a line was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +208,7 @@ pub(crate) struct Expander {
     dirs: Vec<String>,
     pub diagnostics: Vec<Diagnostic>,
     produced: usize,
+    /// Characters moved by substitutions so far.
     substitutions: usize,
     over_budget: bool,
     warned: HashSet<(Arc<Path>, u32, u32)>,
@@ -371,7 +375,8 @@ impl Expander {
         if self.over_budget {
             return;
         }
-        self.produced += 1;
+        // Lines of the file itself are not counted, only those parameters and sequences make.
+        self.produced += usize::from(depth > 0);
         if self.produced > MAX_EXPANDED_LINES {
             self.over_budget = true;
             self.error(
@@ -505,16 +510,16 @@ impl Expander {
                 continue;
             };
             count += 1;
-            self.substitutions += 1;
-            if self.substitutions > MAX_TOTAL_SUBSTITUTIONS {
+            self.substitutions += line.text.len() + value_len(&value);
+            if self.substitutions > MAX_SUBSTITUTION_WORK {
                 self.over_budget = true;
                 self.error(
                     line,
                     i,
                     r.end,
                     format!(
-                        "parameters are substituted more than {MAX_TOTAL_SUBSTITUTIONS} times; \
-                         stopping here"
+                        "parameter substitution has moved more than {} MiB of text; stopping here",
+                        MAX_SUBSTITUTION_WORK >> 20
                     ),
                 );
                 return Err(());
