@@ -1,7 +1,7 @@
 //! keepalived's line-level configuration language, applied before tokens are made: `@ID` and
 //! `@^ID` conditional lines, `$NAME=value` parameters (single- and multi-line) substituted as
 //! `$NAME` / `${NAME}`, the builtin `${_PWD}`, `${_INSTANCE}`, `${_RANDOM}`, `${_HASH}` and
-//! `${_BANG}`, and `~SEQ(var, start, step, end)` / `~SEQx(...)` sequences.
+//! `${_BANG}`, and `~SEQ(var, start, step, end)` / `~SEQx(...)` / `~LST(...)` sequences.
 //!
 //! The rules are keepalived 2.2's (`lib/parser.c`, `read_line` and `replace_param`): a
 //! construct is recognised at the start of a line; a definition is stored as written and
@@ -434,14 +434,7 @@ impl Expander {
                 break;
             }
             if line.starts_with("~LST") {
-                self.error(
-                    &line,
-                    0,
-                    4,
-                    "`~LST(...)` list blocks are not supported by tandem; write the lines out, \
-                     or use `~SEQ(...)` for numbers"
-                        .into(),
-                );
+                self.list(&line, depth, sink);
                 line.text.clear();
                 break;
             }

@@ -346,6 +346,20 @@ fn sequences() {
         vips("~SEQ(A, 1, 2) ~SEQ(B, 1, 2) 10.0.${A}.${B}"),
         ["10.0.1.1", "10.0.1.2", "10.0.2.1", "10.0.2.2"]
     );
+    // keepalived.conf(5)'s list examples.
+    assert_eq!(
+        vips("~LST({IP, IP1}, {10,1},{20,4}) ~SEQ(IP2,168,2,170) 192.${IP2}.${IP}.${IP1}"),
+        [
+            "192.168.10.1",
+            "192.170.10.1",
+            "192.168.20.4",
+            "192.170.20.4"
+        ]
+    );
+    assert_eq!(
+        vips("~LST(A, 1, 2) ~LST(B, 5,6) 192.169.${A}.${B}"),
+        ["192.169.1.5", "192.169.1.6", "192.169.2.5", "192.169.2.6"]
+    );
     // Parameters in the numbers.
     let c = ok(
         &format!(
@@ -368,10 +382,8 @@ fn bad_sequences_are_located_errors() {
             "~SEQx(S, -1, 3) x",
             "`~SEQx` takes only non-negative numbers",
         ),
-        (
-            "~LST(S, 1, 2) x",
-            "`~LST(...)` list blocks are not supported",
-        ),
+        ("~LST(S) x", "invalid `~LST` line"),
+        ("~LST(S, {1, 2}) x", "invalid `~LST` line"),
     ] {
         let text = format!("vrrp_script s {{\n script /bin/true\n}}\n{spec}\n");
         let e = errors(&text, "x");

@@ -1,10 +1,57 @@
-//! keepalived's `~SEQ(VAR, [START,] [STEP,] END) REST` and `~SEQx(...)` lines (keepalived 2.2's
-//! `add_seq`): REST is read once per value, with `$VAR` set to it. START defaults to 1 (-1 when
-//! END is negative), STEP to 1 or -1 towards END; a STEP of 0 or away from END is refused.
+//! keepalived's `~SEQ(VAR, [START,] [STEP,] END) REST`, `~SEQx(...)` and `~LST(...)` lines
+//! (keepalived 2.2's `add_seq` and `add_lst`): REST is read once per value, with `$VAR` set to
+//! it. START defaults to 1 (-1 when END is negative), STEP to 1 or -1 towards END; a STEP of 0
+//! or away from END is refused. `~LST(VAR, A, B)` takes the values as listed, and
+//! `~LST({V1, V2}, {A1, A2}, {B1})` several variables at a time (missing values are empty).
 
 use super::{reference, Definition, Expander, Line, Origin, Sink};
 
 impl Expander {
+    /// `~LST(VAR, VALUE, ...) REST` or `~LST({VAR, ...}, {VALUE, ...}, ...) REST`.
+    pub(super) fn list(&mut self, line: &Line, depth: usize, sink: &mut dyn Sink) {
+        let Some((vars, sets, rest)) = parse_list(&line.text) else {
+            let end = (line.text.iter().position(|&c| c == ')')).map_or(line.text.len(), |p| p + 1);
+            let text = line.string();
+            self.error(
+                line,
+                0,
+                end,
+                format!(
+                    "invalid `~LST` line: expected `~LST(VAR, VALUE, ...)` or \
+                     `~LST({{VAR, ...}}, {{VALUE, ...}}, ...)` with no more values than \
+                     variables in a set, found `{text}`"
+                ),
+            );
+            return;
+        };
+        let rest = line.slice(rest, line.text.len());
+        let (loc, width) = line.span(0, 4);
+        let origin = Origin {
+            line: loc.line,
+            col: loc.column,
+            width,
+        };
+        for set in sets {
+            for (i, var) in vars.iter().enumerate() {
+                let value: Vec<char> = set.get(i).map(|v| v.chars().collect()).unwrap_or_default();
+                let n = value.len();
+                let value = Line {
+                    file: line.file.clone(),
+                    text: value,
+                    origin: vec![origin; n],
+                };
+                self.definitions
+                    .insert(var.clone(), Definition { lines: vec![value] });
+            }
+            let mut rest = rest.clone();
+            rest.trim_start();
+            self.process(rest, depth + 1, sink);
+            if self.over_budget {
+                return;
+            }
+        }
+    }
+
     /// `~SEQ(VAR, [START,] [STEP,] END) REST` or `~SEQx(...)`: REST once per value, with
     /// `$VAR` set to it (in hexadecimal for `~SEQx`).
     pub(super) fn sequence(&mut self, line: &Line, depth: usize, sink: &mut dyn Sink) {
@@ -141,6 +188,67 @@ impl Expander {
     }
 }
 
+/// Splits `~LST(...) REST` into its variables, its sets of values and where REST starts.
+fn parse_list(t: &[char]) -> Option<(Vec<String>, Vec<Vec<String>>, usize)> {
+    let blank = |c: &char| *c == ' ' || *c == '\t';
+    let mut p = 4;
+    let skip = |p: &mut usize| {
+        while t.get(*p).is_some_and(blank) {
+            *p += 1;
+        }
+    };
+    // A group: `{a, b}` or a single item, items ending at a blank, `,`, `}` or `)`.
+    let group = |p: &mut usize| -> Option<Vec<String>> {
+        skip(p);
+        let braced = t.get(*p) == Some(&'{');
+        if braced {
+            *p += 1;
+        }
+        let mut items = Vec::new();
+        loop {
+            skip(p);
+            let start = *p;
+            while t
+                .get(*p)
+                .is_some_and(|c| !blank(c) && !matches!(c, ',' | '}' | ')'))
+            {
+                *p += 1;
+            }
+            items.push(t[start..*p].iter().collect());
+            skip(p);
+            match t.get(*p) {
+                Some(',') if braced => *p += 1,
+                Some('}') if braced => {
+                    *p += 1;
+                    skip(p);
+                    return Some(items);
+                }
+                Some(',' | ')') if !braced => return Some(items),
+                _ => return None,
+            }
+        }
+    };
+    skip(&mut p);
+    if t.get(p) != Some(&'(') {
+        return None;
+    }
+    p += 1;
+    let vars = group(&mut p)?;
+    let mut sets = Vec::new();
+    while t.get(p) == Some(&',') {
+        p += 1;
+        let set = group(&mut p)?;
+        if set.len() > vars.len() {
+            return None;
+        }
+        sets.push(set);
+    }
+    if t.get(p) != Some(&')') || sets.is_empty() || vars.iter().any(String::is_empty) {
+        return None;
+    }
+    Some((vars, sets, p + 1))
+}
+
 /// A number as C's `strtol(s, _, 0)` reads it: decimal, `0x` hexadecimal or `0` octal,
 /// with an optional sign; the whole text must be the number.
 fn parse_c_long(s: &str) -> Option<i64> {
@@ -171,6 +279,19 @@ fn parse_c_long(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists() {
+        let parse = |s: &str| parse_list(&s.chars().collect::<Vec<_>>()).map(|(v, s, _)| (v, s));
+        let (vars, sets) = parse("~LST({IP, IP1}, {10,1},{20}) x").unwrap();
+        assert_eq!(vars, ["IP", "IP1"]);
+        assert_eq!(sets, [vec!["10", "1"], vec!["20"]]);
+        let (vars, sets) = parse("~LST(A, 1, 2, 3) x").unwrap();
+        assert_eq!((vars.len(), sets.len()), (1, 3));
+        assert!(parse("~LST(A, {1, 2}) x").is_none(), "too many values");
+        assert!(parse("~LST(A) x").is_none());
+        assert!(parse("~LST(A, 1").is_none());
+    }
 
     #[test]
     fn c_numbers() {
