@@ -1,4 +1,6 @@
 //! Turns keepalived.conf text into tokens, following `include` lines into other files.
+//! Each line first goes through [`crate::expand`] (conditional lines, parameters, sequences);
+//! the tokens of what comes out keep the locations of the text they were made from.
 //!
 //! The rules are keepalived's: `#` and `!` start a comment anywhere outside double quotes
 //! (`\#` and `\!` escape them), a backslash at the end of a line continues it, `{` and `}`

@@ -508,3 +508,22 @@ fn conflang_fixtures_are_accepted_and_refused_as_keepalived_does() {
     std::fs::remove_dir_all(&scratch).ok();
     println!("{checked} file/config-id cases agree");
 }
+
+#[test]
+fn the_default_config_id_is_the_host_name_up_to_its_first_dot() {
+    let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") else {
+        println!("skipped: no /proc/sys/kernel/hostname");
+        return;
+    };
+    let short = host.trim().split('.').next().unwrap_or("").to_string();
+    assert_eq!(
+        tandem_config::host_config_id().as_deref(),
+        Some(short.as_str())
+    );
+    let text = format!(
+        "@{short} $P=61\n@^{short} $P=62\n{}",
+        instance("priority $P")
+    );
+    let c = tandem_config::parse_str(&text, Path::new("k.conf")).unwrap();
+    assert_eq!(c.instances[0].priority, 61);
+}
