@@ -70,6 +70,15 @@ impl Line {
         }
     }
 
+    /// A line with no text.
+    pub fn empty(file: &Arc<Path>) -> Line {
+        Line {
+            file: file.clone(),
+            text: Vec::new(),
+            origin: Vec::new(),
+        }
+    }
+
     /// Where the character at `i` (or the end of the line) was written.
     pub fn location(&self, i: usize) -> (Location, u32) {
         let o = self
@@ -248,56 +257,8 @@ impl Expander {
             if line.text.is_empty() {
                 continue;
             }
-            if let Some((name, mut first)) = self.multiline_definition(&line) {
-                // The value goes on over the following lines, each but the last ending in
-                // `\`; an empty line ends it too. Comment-only lines are skipped.
-                let mut value = Vec::new();
-                let eq = first.text.iter().position(|&c| c == '=').unwrap_or(0);
-                first.drain_front(eq + 1);
-                first.trim_start();
-                first.text.pop();
-                first.origin.pop();
-                first.trim_end();
-                if !first.text.is_empty() {
-                    value.push(first);
-                }
-                while i < lines.len() {
-                    let mut next = line_at(i);
-                    i += 1;
-                    if next.text.iter().all(|&c| c == '\r') {
-                        if !value.is_empty() {
-                            value.push(Line {
-                                file: shared.clone(),
-                                text: Vec::new(),
-                                origin: Vec::new(),
-                            });
-                        }
-                        break;
-                    }
-                    decomment(&mut next);
-                    if next.text.is_empty() {
-                        continue;
-                    }
-                    let more = next.text.last() == Some(&'\\');
-                    if more {
-                        next.text.pop();
-                        next.origin.pop();
-                        next.trim_end();
-                        if !next.text.is_empty() {
-                            value.push(next);
-                        }
-                    } else {
-                        value.push(next);
-                        break;
-                    }
-                }
-                if value.is_empty() {
-                    value.push(Line {
-                        file: shared.clone(),
-                        text: Vec::new(),
-                        origin: Vec::new(),
-                    });
-                }
+            if let Some((name, first)) = self.multiline_definition(&line) {
+                let value = multiline_value(first, &lines, &mut i, &shared);
                 self.definitions.insert(name, Definition { lines: value });
                 continue;
             }
@@ -534,11 +495,7 @@ impl Expander {
                 width,
             };
             let mut lines = value.into_iter();
-            let first = lines.next().unwrap_or_else(|| Line {
-                file: line.file.clone(),
-                text: Vec::new(),
-                origin: Vec::new(),
-            });
+            let first = lines.next().unwrap_or_else(|| Line::empty(&line.file));
             let tilde = first.text.iter().find(|c| !is_blank(**c)) == Some(&'~');
             let n = first.text.len();
             line.text.splice(i..r.end, first.text);
@@ -668,6 +625,50 @@ impl Expander {
             i += 1;
         }
     }
+}
+
+/// The value of a multi-line definition whose first line is `first` (`$NAME=... \`): it goes
+/// on over the following lines, each but the last ending in `\`; an empty line ends it too,
+/// and comment-only lines are skipped (keepalived's `read_line`). `i` moves past it.
+fn multiline_value(mut first: Line, lines: &[&str], i: &mut usize, file: &Arc<Path>) -> Vec<Line> {
+    let mut value = Vec::new();
+    let eq = first.text.iter().position(|&c| c == '=').unwrap_or(0);
+    first.drain_front(eq + 1);
+    first.trim_start();
+    first.text.pop();
+    first.origin.pop();
+    first.trim_end();
+    if !first.text.is_empty() {
+        value.push(first);
+    }
+    while *i < lines.len() {
+        let mut next = Line::physical(*i, lines[*i], file);
+        *i += 1;
+        if next.text.iter().all(|&c| c == '\r') {
+            if !value.is_empty() {
+                value.push(Line::empty(file));
+            }
+            break;
+        }
+        decomment(&mut next);
+        if next.text.is_empty() {
+            continue;
+        }
+        if next.text.last() != Some(&'\\') {
+            value.push(next);
+            break;
+        }
+        next.text.pop();
+        next.origin.pop();
+        next.trim_end();
+        if !next.text.is_empty() {
+            value.push(next);
+        }
+    }
+    if value.is_empty() {
+        value.push(Line::empty(file));
+    }
+    value
 }
 
 fn value_len(lines: &[Line]) -> usize {
