@@ -419,7 +419,6 @@ impl Expander {
             }
         }
         if !line.text.is_empty() {
-            self.warn_undefined(&line);
             let include =
                 line.starts_with("include") && line.text.get(7).is_some_and(|c| is_blank(*c));
             if conditional && include {
@@ -432,7 +431,26 @@ impl Expander {
                         .into(),
                 );
             }
-            sink.line(self, line);
+            let after_brace = if include {
+                None
+            } else {
+                construct_after_brace(&line)
+            };
+            match after_brace {
+                // keepalived reads the text after a `{` or `}` as a line of its own.
+                Some(at) => {
+                    let residue = line.slice(at, line.text.len());
+                    line.text.truncate(at);
+                    line.origin.truncate(at);
+                    self.warn_undefined(&line);
+                    sink.line(self, line);
+                    self.process(residue, depth + 1, sink);
+                }
+                None => {
+                    self.warn_undefined(&line);
+                    sink.line(self, line);
+                }
+            }
         }
         for next in rest {
             self.process(next, depth + 1, sink);
@@ -703,6 +721,34 @@ fn definition_name(line: &Line) -> Option<String> {
         .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
         .count();
     (t.get(1 + len) == Some(&'=')).then(|| t[1..1 + len].iter().collect())
+}
+
+/// Where the text after a `{` or `}` (outside double quotes) starts with a conditional, a
+/// definition or a sequence, if it does anywhere on the line.
+fn construct_after_brace(line: &Line) -> Option<usize> {
+    let t = &line.text;
+    let mut quote = false;
+    let mut i = 0;
+    while i < t.len() {
+        match t[i] {
+            '"' => quote = !quote,
+            '\\' => i += 1,
+            '{' | '}' if !quote => {
+                let at = i + 1 + t[i + 1..].iter().take_while(|c| is_blank(**c)).count();
+                let rest = line.slice(at, t.len());
+                let construct = rest.text.first() == Some(&'@')
+                    || rest.starts_with("~SEQ")
+                    || rest.starts_with("~LST")
+                    || definition_name(&rest).is_some();
+                if construct {
+                    return Some(at);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Whether `line` (after any `@ID` prefix) is a `$NAME=value` line.

@@ -527,3 +527,28 @@ fn the_default_config_id_is_the_host_name_up_to_its_first_dot() {
     let c = tandem_config::parse_str(&text, Path::new("k.conf")).unwrap();
     assert_eq!(c.instances[0].priority, 61);
 }
+
+#[test]
+fn constructs_right_after_a_brace_are_read_as_keepalived_reads_them() {
+    let text = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n \
+                unicast_peer { @^a 10.0.0.1\n  10.0.0.2\n }\n \
+                virtual_ipaddress { ~SEQ(I, 1, 2) 10.0.0.1${I}/24\n }\n}\n";
+    let peers = |id: &str| -> Vec<String> {
+        let c = ok(text, id);
+        assert!(c.warnings.is_empty(), "{:?}", warnings(&c));
+        let vips: Vec<String> = (c.instances[0].virtual_addresses.iter())
+            .map(|v| v.address.to_string())
+            .collect();
+        assert_eq!(vips, ["10.0.0.11", "10.0.0.12"]);
+        c.instances[0]
+            .unicast_peers
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    };
+    assert_eq!(peers("a"), ["10.0.0.2"]);
+    assert_eq!(peers("b"), ["10.0.0.1", "10.0.0.2"]);
+    // One-line blocks without such constructs stay one line.
+    let c = ok(&instance("priority 1\n unicast_peer { 10.0.0.5 }"), "a");
+    assert_eq!(c.instances[0].unicast_peers.len(), 1);
+}
