@@ -1,7 +1,8 @@
 //! keepalived.conf parser: reads the file operators already have into tandem's typed model.
 //!
-//! The file is read the way keepalived 2.2 reads it (same keywords, comments, quoting and
-//! `include` globs) into a [`Config`]. Keywords keepalived knows but tandem does not act
+//! The file is read the way keepalived 2.2 reads it (same keywords, comments, quoting,
+//! `include` globs, `@ID` conditional lines, `$NAME` parameters and `~SEQ` / `~LST` lines, the
+//! config id given in [`LoadOptions`]) into a [`Config`]. Keywords keepalived knows but tandem does not act
 //! on become warnings in [`Config::warnings`]; anything else that is wrong becomes an
 //! error naming `file:line:column`, and all errors found are returned together.
 //!
