@@ -11,13 +11,18 @@ fn sandbox_file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz/fuzz.conf")
 }
 
+/// The config id fuzzed text is read with, so `@gw-a` lines are taken and others left out.
+const FUZZ_CONFIG_ID: Option<&str> = Some("gw-a");
+
 /// Whether every `include` of `text` stays inside the sandbox directory: relative, with no
 /// `..`. Text whose includes could reach other files is parsed without following them.
 fn includes_stay_inside(text: &str, file: &Path) -> bool {
-    lexer::include_paths(text, file).iter().all(|p| {
-        let p = Path::new(p);
-        p.is_relative() && !p.components().any(|c| c == Component::ParentDir)
-    })
+    lexer::include_paths(text, file, FUZZ_CONFIG_ID)
+        .iter()
+        .all(|p| {
+            let p = Path::new(p);
+            p.is_relative() && !p.components().any(|c| c == Component::ParentDir)
+        })
 }
 
 /// Whether the `key_file` a TOML text names, if any, is relative with no `..` (a file of the
@@ -46,9 +51,9 @@ pub fn fuzz_keepalived(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let file = sandbox_file();
     let result = if includes_stay_inside(&text, &file) {
-        crate::parse_str(&text, &file)
+        crate::parse_with_id(&text, &file, FUZZ_CONFIG_ID)
     } else {
-        let lexed = lexer::lex_alone(&text, &file);
+        let lexed = lexer::lex_alone(&text, &file, FUZZ_CONFIG_ID);
         let mut tree_errors = Vec::new();
         let stmts = tree::build(&lexed.tokens, &mut tree_errors);
         parse_keepalived(lexed, &stmts, tree_errors)
@@ -76,7 +81,7 @@ pub fn fuzz_sync(data: &[u8]) {
         }
     }
     let file = Path::new("conntrackd.conf");
-    let lexed = lexer::lex_alone(&text, file);
+    let lexed = lexer::lex_alone(&text, file, FUZZ_CONFIG_ID);
     let mut ctx = values::Ctx::default();
     let stmts = tree::build(&lexed.tokens, &mut ctx.errors);
     let _ = crate::conntrackd::parse(&stmts, crate::Location::default(), &mut ctx);
@@ -99,6 +104,9 @@ mod tests {
             "include ../../../../../../dev/zero\n",
             "include nested/{x,../../..}/etc/passwd\n",
             "vrrp_instance A {\n}\ninclude a.conf /etc/*\n",
+            "$D=/dev\ninclude ${D}/zero\n",
+            "@gw-a include /dev/zero\n",
+            "include ${_PWD}/x.conf\n",
         ] {
             assert!(!includes_stay_inside(text, &file), "{text:?}");
         }

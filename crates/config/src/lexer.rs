@@ -1,4 +1,6 @@
 //! Turns keepalived.conf text into tokens, following `include` lines into other files.
+//! Each line first goes through [`crate::expand`] (conditional lines, parameters, sequences);
+//! the tokens of what comes out keep the locations of the text they were made from.
 //!
 //! The rules are keepalived's: `#` and `!` start a comment anywhere outside double quotes
 //! (`\#` and `\!` escape them), a backslash at the end of a line continues it, `{` and `}`
@@ -10,6 +12,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::diagnostic::Diagnostic;
+use crate::expand::{Expander, Line, Sink};
 use crate::model::Location;
 
 /// How deep `include` may nest before we assume a loop the cycle check could not see.
@@ -87,209 +90,251 @@ pub(crate) struct Lexed {
     files_read: usize,
 }
 
-/// Tokenizes `text` (the contents of `file`) and every file it includes.
-pub(crate) fn lex_with_includes(text: &str, file: &Path) -> Lexed {
+/// Tokenizes `text` (the contents of `file`) and every file it includes, applying
+/// keepalived's conditional lines, parameters and sequences with `config_id`.
+pub(crate) fn lex_with_includes(text: &str, file: &Path, config_id: Option<&str>) -> Lexed {
     let mut out = Lexed::default();
-    let mut stack = Vec::new();
+    let mut reader = Reader {
+        out: &mut out,
+        stack: Vec::new(),
+        follow: true,
+        includes: Vec::new(),
+    };
     if let Ok(canonical) = file.canonicalize() {
-        stack.push(canonical);
+        reader.stack.push(canonical);
     }
-    lex_into(text, file, &mut stack, &mut out);
+    let mut expander = Expander::new(config_id.map(str::to_owned));
+    reader.read(&mut expander, text, file);
+    out.diagnostics.append(&mut expander.diagnostics);
     out
 }
 
 /// Tokenizes `text` alone, leaving its `include` lines unfollowed (they then read as an
 /// unknown keyword): for text whose includes must not touch the filesystem.
-pub(crate) fn lex_alone(text: &str, file: &Path) -> Lexed {
-    let mut out = Lexed {
-        files_read: 1,
-        ..Lexed::default()
+pub(crate) fn lex_alone(text: &str, file: &Path, config_id: Option<&str>) -> Lexed {
+    let mut out = Lexed::default();
+    let mut reader = Reader {
+        out: &mut out,
+        stack: Vec::new(),
+        follow: false,
+        includes: Vec::new(),
     };
-    out.sources.add(file, text);
-    out.tokens = lex_one(text, file, &mut out.diagnostics);
-    if out.tokens.last().is_some_and(|t| t.kind != TokenKind::Eol) {
-        let loc = out.tokens.last().map(|t| t.loc.clone()).unwrap_or_default();
-        out.tokens.push(Token {
-            kind: TokenKind::Eol,
-            loc,
-            width: 1,
-        });
-    }
+    let mut expander = Expander::new(config_id.map(str::to_owned));
+    reader.read(&mut expander, text, file);
+    out.diagnostics.append(&mut expander.diagnostics);
     out
 }
 
-/// The paths the `include` lines of `text` name, braces expanded, without reading anything
-/// (a pattern with too many alternatives is left out: [`lex_with_includes`] refuses it unread).
-pub(crate) fn include_paths(text: &str, file: &Path) -> Vec<String> {
-    let tokens = lex_one(text, file, &mut Vec::new());
-    let mut out = Vec::new();
-    let mut in_include = false;
-    for (i, token) in tokens.iter().enumerate() {
-        let at_line_start = i == 0 || tokens[i - 1].kind == TokenKind::Eol;
-        match &token.kind {
-            TokenKind::Eol => in_include = false,
-            TokenKind::Word { text, quoted } if at_line_start => {
-                in_include = !quoted && text == "include";
-            }
-            TokenKind::Word { text, .. } if in_include => {
-                out.extend(expand_braces(text).unwrap_or_default());
-            }
-            _ => {}
-        }
-    }
-    out
+/// The paths the `include` lines of `text` name once its conditionals and parameters are
+/// applied, braces expanded, without reading anything (a pattern with too many alternatives
+/// is left out: [`lex_with_includes`] refuses it unread).
+pub(crate) fn include_paths(text: &str, file: &Path, config_id: Option<&str>) -> Vec<String> {
+    let mut out = Lexed::default();
+    let mut reader = Reader {
+        out: &mut out,
+        stack: Vec::new(),
+        follow: false,
+        includes: Vec::new(),
+    };
+    let mut expander = Expander::new(config_id.map(str::to_owned));
+    reader.read(&mut expander, text, file);
+    reader.includes
 }
 
-fn lex_into(text: &str, file: &Path, stack: &mut Vec<PathBuf>, out: &mut Lexed) {
-    out.files_read += 1;
-    out.sources.add(file, text);
-    let tokens = lex_one(text, file, &mut out.diagnostics);
-    let mut i = 0;
-    while i < tokens.len() {
-        let at_line_start = i == 0 || tokens[i - 1].kind == TokenKind::Eol;
-        let is_include = matches!(&tokens[i].kind,
-            TokenKind::Word { text, quoted: false } if text == "include");
-        if !(at_line_start && is_include) {
-            out.tokens.push(tokens[i].clone());
-            i += 1;
-            continue;
+/// Receives the lines the expander lets through: tokenizes them, or follows them when they
+/// are `include` lines.
+struct Reader<'a> {
+    out: &'a mut Lexed,
+    /// Files being read (canonical), to refuse include loops.
+    stack: Vec<PathBuf>,
+    /// Whether `include` lines are followed (else they stay tokens, their patterns noted).
+    follow: bool,
+    includes: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn read(&mut self, expander: &mut Expander, text: &str, file: &Path) {
+        self.out.files_read += 1;
+        self.out.sources.add(file, text);
+        expander.file(text, file, self);
+        if self
+            .out
+            .tokens
+            .last()
+            .is_some_and(|t| t.kind != TokenKind::Eol)
+        {
+            let loc = self
+                .out
+                .tokens
+                .last()
+                .map(|t| t.loc.clone())
+                .unwrap_or_default();
+            self.out.tokens.push(Token {
+                kind: TokenKind::Eol,
+                loc,
+                width: 1,
+            });
         }
-        let include = tokens[i].clone();
-        i += 1;
-        let mut patterns = Vec::new();
-        while i < tokens.len() && tokens[i].kind != TokenKind::Eol {
-            if let TokenKind::Word { text, .. } = &tokens[i].kind {
-                patterns.push((text.clone(), tokens[i].clone()));
+    }
+}
+
+impl Sink for Reader<'_> {
+    fn line(&mut self, expander: &mut Expander, line: Line) {
+        let mut diagnostics = Vec::new();
+        let mut tokens = lex_one(&line.string(), Path::new(""), &mut diagnostics);
+        for t in &mut tokens {
+            let start = t.loc.column.saturating_sub(1) as usize;
+            (t.loc, t.width) = line.span(start, start + t.width as usize);
+        }
+        for d in &mut diagnostics {
+            let start = d.location.column.saturating_sub(1) as usize;
+            (d.location, d.width) = line.span(start, start + d.width as usize);
+        }
+        self.out.diagnostics.extend(diagnostics);
+        let is_include = matches!(tokens.first().map(|t| &t.kind),
+            Some(TokenKind::Word { text, quoted: false }) if text == "include");
+        if !is_include {
+            self.out.tokens.extend(tokens);
+            return;
+        }
+        let include = tokens[0].clone();
+        let patterns: Vec<(String, Token)> = tokens[1..]
+            .iter()
+            .filter_map(|t| match &t.kind {
+                TokenKind::Word { text, .. } => Some((text.clone(), t.clone())),
+                _ => None,
+            })
+            .collect();
+        if !self.follow {
+            for (pattern, _) in &patterns {
+                self.includes
+                    .extend(expand_braces(pattern).unwrap_or_default());
             }
-            i += 1;
+            self.out.tokens.extend(tokens);
+            return;
         }
-        i += 1; // the Eol
         if patterns.is_empty() {
-            out.diagnostics.push(Diagnostic::error(
+            self.out.diagnostics.push(Diagnostic::error(
                 include.loc.clone(),
                 include.width,
                 "`include` expects a file name or pattern, found end of line",
             ));
         }
+        let including = line.file.clone();
         for (pattern, token) in patterns {
-            include_pattern(&pattern, &token, file, stack, out);
+            self.include_pattern(expander, &pattern, &token, &including);
         }
-    }
-    if out.tokens.last().is_some_and(|t| t.kind != TokenKind::Eol) {
-        let loc = out.tokens.last().map(|t| t.loc.clone()).unwrap_or_default();
-        out.tokens.push(Token {
-            kind: TokenKind::Eol,
-            loc,
-            width: 1,
-        });
     }
 }
 
-fn include_pattern(
-    pattern: &str,
-    token: &Token,
-    including: &Path,
-    stack: &mut Vec<PathBuf>,
-    out: &mut Lexed,
-) {
-    let err = |out: &mut Lexed, msg: String| {
-        out.diagnostics
-            .push(Diagnostic::error(token.loc.clone(), token.width, msg));
-    };
-    if stack.len() > MAX_INCLUDE_DEPTH {
-        err(
-            out,
-            format!("`include` nested deeper than {MAX_INCLUDE_DEPTH} files; is there a loop?"),
-        );
-        return;
-    }
-    let dir = including.parent().unwrap_or(Path::new(""));
-    let mut files = Vec::new();
-    let Some(alternatives) = expand_braces(pattern) else {
-        err(
-            out,
-            format!("`include` pattern `{pattern}` expands to more than {MAX_BRACE_EXPANSIONS} alternatives"),
-        );
-        return;
-    };
-    for alternative in alternatives {
-        let full = if Path::new(&alternative).is_absolute() {
-            PathBuf::from(&alternative)
-        } else {
-            dir.join(&alternative)
+impl Reader<'_> {
+    fn include_pattern(
+        &mut self,
+        expander: &mut Expander,
+        pattern: &str,
+        token: &Token,
+        including: &Path,
+    ) {
+        let err = |out: &mut Lexed, msg: String| {
+            out.diagnostics
+                .push(Diagnostic::error(token.loc.clone(), token.width, msg));
         };
-        let Some(full_str) = full.to_str() else {
+        let out = &mut *self.out;
+        if self.stack.len() > MAX_INCLUDE_DEPTH {
             err(
                 out,
-                format!("`include` pattern `{pattern}` is not valid UTF-8"),
+                format!("`include` nested deeper than {MAX_INCLUDE_DEPTH} files; is there a loop?"),
+            );
+            return;
+        }
+        let dir = including.parent().unwrap_or(Path::new(""));
+        let mut files = Vec::new();
+        let Some(alternatives) = expand_braces(pattern) else {
+            err(
+                out,
+                format!("`include` pattern `{pattern}` expands to more than {MAX_BRACE_EXPANSIONS} alternatives"),
             );
             return;
         };
-        match glob::glob(full_str) {
-            Ok(paths) => {
-                let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
-                found.sort();
-                files.extend(found.into_iter().filter(|p| !p.is_dir()));
-            }
-            Err(e) => {
+        for alternative in alternatives {
+            let full = if Path::new(&alternative).is_absolute() {
+                PathBuf::from(&alternative)
+            } else {
+                dir.join(&alternative)
+            };
+            let Some(full_str) = full.to_str() else {
                 err(
                     out,
-                    format!("`include` pattern `{pattern}` is not a valid glob: {e}"),
+                    format!("`include` pattern `{pattern}` is not valid UTF-8"),
+                );
+                return;
+            };
+            match glob::glob(full_str) {
+                Ok(paths) => {
+                    let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+                    found.sort();
+                    files.extend(found.into_iter().filter(|p| !p.is_dir()));
+                }
+                Err(e) => {
+                    err(
+                        out,
+                        format!("`include` pattern `{pattern}` is not a valid glob: {e}"),
+                    );
+                    return;
+                }
+            }
+        }
+        if files.is_empty() {
+            out.diagnostics.push(Diagnostic::warning(
+                token.loc.clone(),
+                token.width,
+                format!(
+                    "`include {pattern}` matches no file (looked in {}); nothing included",
+                    if dir.as_os_str().is_empty() {
+                        Path::new(".").display()
+                    } else {
+                        dir.display()
+                    }
+                ),
+            ));
+            return;
+        }
+        for path in files {
+            if self.out.files_read >= MAX_FILES {
+                err(
+                    self.out,
+                    format!(
+                        "`include` would read more than {MAX_FILES} files in total; not reading {}",
+                        path.display()
+                    ),
                 );
                 return;
             }
-        }
-    }
-    if files.is_empty() {
-        out.diagnostics.push(Diagnostic::warning(
-            token.loc.clone(),
-            token.width,
-            format!(
-                "`include {pattern}` matches no file (looked in {}); nothing included",
-                if dir.as_os_str().is_empty() {
-                    Path::new(".").display()
-                } else {
-                    dir.display()
-                }
-            ),
-        ));
-        return;
-    }
-    for path in files {
-        if out.files_read >= MAX_FILES {
-            err(
-                out,
-                format!(
-                    "`include` would read more than {MAX_FILES} files in total; not reading {}",
-                    path.display()
-                ),
-            );
-            return;
-        }
-        let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
-        if stack.contains(&canonical) {
-            err(
-                out,
-                format!(
-                    "`include` of {} loops back to a file already being read",
-                    path.display()
-                ),
-            );
-            continue;
-        }
-        let text = match read_config_file(&path) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) => {
+            let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
+            if self.stack.contains(&canonical) {
                 err(
-                    out,
-                    format!("cannot read included file {}: {e}", path.display()),
+                    self.out,
+                    format!(
+                        "`include` of {} loops back to a file already being read",
+                        path.display()
+                    ),
                 );
                 continue;
             }
-        };
-        stack.push(canonical);
-        lex_into(&text, &path, stack, out);
-        stack.pop();
+            let text = match read_config_file(&path) {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(e) => {
+                    err(
+                        self.out,
+                        format!("cannot read included file {}: {e}", path.display()),
+                    );
+                    continue;
+                }
+            };
+            self.stack.push(canonical);
+            self.read(expander, &text, &path);
+            self.stack.pop();
+        }
     }
 }
 

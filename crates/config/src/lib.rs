@@ -1,7 +1,8 @@
 //! keepalived.conf parser: reads the file operators already have into tandem's typed model.
 //!
-//! The file is read the way keepalived 2.2 reads it (same keywords, comments, quoting and
-//! `include` globs) into a [`Config`]. Keywords keepalived knows but tandem does not act
+//! The file is read the way keepalived 2.2 reads it (same keywords, comments, quoting,
+//! `include` globs, `@ID` conditional lines, `$NAME` parameters and `~SEQ` / `~LST` lines, the
+//! config id given in [`LoadOptions`]) into a [`Config`]. Keywords keepalived knows but tandem does not act
 //! on become warnings in [`Config::warnings`]; anything else that is wrong becomes an
 //! error naming `file:line:column`, and all errors found are returned together.
 //!
@@ -17,6 +18,7 @@
 
 mod conntrackd;
 mod diagnostic;
+mod expand;
 #[doc(hidden)]
 pub mod fuzzing;
 mod instance;
@@ -72,6 +74,29 @@ fn summary(errors: &[Diagnostic]) -> String {
     lines.join("\n")
 }
 
+/// How a configuration is read: what keepalived takes from its command line.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// keepalived's `-i/--config-id`: selects `@ID` lines and is `${_INSTANCE}`. `None` means
+    /// keepalived's default, this host's name up to its first dot.
+    pub config_id: Option<String>,
+}
+
+impl LoadOptions {
+    /// The config id to use: the one given, else the host name up to its first dot.
+    pub fn resolved_config_id(&self) -> Option<String> {
+        self.config_id.clone().or_else(host_config_id)
+    }
+}
+
+/// keepalived's default config id: the node name (`uname -n`) up to its first `.`.
+pub fn host_config_id() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    let short = name.split('.').next().unwrap_or(name);
+    (!short.is_empty()).then(|| short.to_owned())
+}
+
 /// Reads the configuration at `path`, following its `include` lines.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let bytes = lexer::read_config_file(path).map_err(|source| ConfigError::Io {
@@ -85,6 +110,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// files give the VRRP part, a conntrackd.conf (recognised by its `Sync` / `General` blocks)
 /// or a `.toml` file with a `[sync]` section gives the replication part.
 pub fn load_files(paths: &[PathBuf]) -> Result<Config, ConfigError> {
+    load_files_with(paths, &LoadOptions::default())
+}
+
+/// [`load_files`] with keepalived's command-line choices (`-i/--config-id`).
+pub fn load_files_with(paths: &[PathBuf], options: &LoadOptions) -> Result<Config, ConfigError> {
+    let config_id = options.resolved_config_id();
     let mut config = Config::default();
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
@@ -105,7 +136,7 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Config, ConfigError> {
                     }
                 }
             } else {
-                let lexed = lexer::lex_with_includes(&text, path);
+                let lexed = lexer::lex_with_includes(&text, path, config_id.as_deref());
                 let mut ctx = values::Ctx::default();
                 let stmts = tree::build(&lexed.tokens, &mut ctx.errors);
                 if !conntrackd::looks_like(&stmts) {
@@ -118,7 +149,7 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Config, ConfigError> {
                         continue;
                     }
                     vrrp_seen = true;
-                    match parse_str(&text, path) {
+                    match parse_with_id(&text, path, config_id.as_deref()) {
                         Ok(vrrp) => {
                             let sync = config.sync.take();
                             config = vrrp;
@@ -170,7 +201,20 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Config, ConfigError> {
 /// Parses `text` as if it were the contents of `file`; includes are resolved relative to
 /// the directory of `file`.
 pub fn parse_str(text: &str, file: &Path) -> Result<Config, ConfigError> {
-    let lexed = lexer::lex_with_includes(text, file);
+    parse_str_with(text, file, &LoadOptions::default())
+}
+
+/// [`parse_str`] with keepalived's command-line choices (`-i/--config-id`).
+pub fn parse_str_with(
+    text: &str,
+    file: &Path,
+    options: &LoadOptions,
+) -> Result<Config, ConfigError> {
+    parse_with_id(text, file, options.resolved_config_id().as_deref())
+}
+
+fn parse_with_id(text: &str, file: &Path, config_id: Option<&str>) -> Result<Config, ConfigError> {
+    let lexed = lexer::lex_with_includes(text, file, config_id);
     let mut tree_errors = Vec::new();
     let stmts = tree::build(&lexed.tokens, &mut tree_errors);
     parse_keepalived(lexed, &stmts, tree_errors)

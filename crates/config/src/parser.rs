@@ -52,12 +52,14 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
             }
             _ if TOP_LEVEL_NOT_YET.contains(&k) => ctx.not_yet(stmt),
             _ if TOP_LEVEL_UNSUPPORTED.contains(&k) => ctx.unsupported(stmt),
-            _ if !stmt.key.quoted
-                && (k.starts_with('@') || k.starts_with('$') || k.starts_with('~')) =>
-            {
+            _ if !stmt.key.quoted && (k.starts_with('$') || k.starts_with('~')) => {
                 ctx.error(
                     &stmt.key,
-                    format!("keepalived's conditional and parameter lines (`@id`, `$NAME=`, `~SEQ`) are not supported by tandem, found `{k}`"),
+                    if k.starts_with('$') {
+                        format!("unknown keyword `{k}`: no parameter of that name is defined above this line (`$NAME=value`)")
+                    } else {
+                        format!("unknown keyword `{k}`: keepalived's sequences are written `~SEQ(VAR, START, STEP, END)`")
+                    },
                 );
             }
             _ => ctx.unknown(stmt, "the top level"),

@@ -208,7 +208,10 @@ fn unknown_keywords_in_each_block() {
         errors("vrrp_script s {\n script x\n intervall 2\n}\n"),
         ["k.conf:3:2: unknown keyword `intervall` in vrrp_script"]
     );
-    assert_eq!(errors("@main router_id x\n").len(), 1);
+    assert_eq!(
+        errors("$UNDEFINED x\n"),
+        ["k.conf:1:1: unknown keyword `$UNDEFINED`: no parameter of that name is defined above this line (`$NAME=value`)"]
+    );
 }
 
 #[test]

@@ -33,6 +33,8 @@ const RECEIVE_SLOTS: usize = 32;
 pub struct Running {
     /// The configuration files, in command-line order.
     pub files: Vec<std::path::PathBuf>,
+    /// `-i/--config-id`, when given.
+    pub config_id: Option<String>,
     /// The replication settings in force (changes need a restart).
     pub sync: Option<tandem_config::SyncConfig>,
     /// Where the signal-triggered dumps go.

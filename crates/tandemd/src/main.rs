@@ -36,6 +36,10 @@ struct Args {
     /// Validate the configuration and exit: 0 when usable, 1 with file:line:column errors.
     #[arg(long, short = 't', alias = "config-test")]
     check: bool,
+    /// keepalived's config id: `@ID` lines are read only when ID is this, `@^ID` lines only
+    /// when it is not; also `${_INSTANCE}`. Default: the host name up to its first dot.
+    #[arg(short = 'i', long = "config-id", value_name = "ID")]
+    config_id: Option<String>,
     /// Unix socket for tandemctl.
     #[arg(long, value_name = "PATH", default_value = "/run/tandemd.sock")]
     control: PathBuf,
@@ -89,7 +93,10 @@ fn main() -> ExitCode {
     // large file's text) and the parsed model then sit in that thread's allocator arena, which
     // goes back to the system once the model is dropped after the plan is built, instead of
     // leaving a fragmented high-water mark in the daemon's own heap for its whole life.
-    let loaded = std::thread::scope(|s| s.spawn(|| load(&args.files)).join());
+    let loaded = std::thread::scope(|s| {
+        s.spawn(|| load(&args.files, args.config_id.as_deref()))
+            .join()
+    });
     let config = match loaded.unwrap_or_else(|panic| std::panic::resume_unwind(panic)) {
         Ok(config) => config,
         Err(report) => {
@@ -152,11 +159,17 @@ fn main() -> ExitCode {
 }
 
 /// Reads the configuration; the error is the rendered diagnostics.
-pub fn load(files: &[PathBuf]) -> std::result::Result<tandem_config::Config, String> {
+pub fn load(
+    files: &[PathBuf],
+    config_id: Option<&str>,
+) -> std::result::Result<tandem_config::Config, String> {
     if files.is_empty() {
         return Err("error: no configuration file given\n".into());
     }
-    tandem_config::load_files(files).map_err(|e| render_error(&e))
+    let options = tandem_config::LoadOptions {
+        config_id: config_id.map(str::to_owned),
+    };
+    tandem_config::load_files_with(files, &options).map_err(|e| render_error(&e))
 }
 
 fn render_error(error: &tandem_config::ConfigError) -> String {
@@ -196,6 +209,7 @@ async fn run(args: &Args, config: tandem_config::Config) -> Result<()> {
     let instance_count = config.instances.len();
     let running = daemon::Running {
         files: args.files.clone(),
+        config_id: args.config_id.clone(),
         sync: config.sync.clone(),
         dumps: daemon::DumpPaths {
             data: args.data_file.clone(),

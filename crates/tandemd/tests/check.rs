@@ -169,3 +169,36 @@ fn the_systemd_unit_verifies_and_loads_replication_by_default() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn one_file_checks_for_each_node_of_a_pair_by_config_id() {
+    let file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/tests/fixtures/pair/keepalived.conf");
+    for (id, long) in [("gw-a", false), ("gw-b", true)] {
+        let flag = if long { "--config-id" } else { "-i" };
+        let out = Command::new(TANDEMD)
+            .args(["--check", flag, id, "-f"])
+            .arg(&file)
+            .output()
+            .expect("running tandemd --check");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{id}: {stderr}");
+        assert!(
+            stdout.contains("configuration OK: 4 instance(s)"),
+            "{id}: {stdout}"
+        );
+    }
+    // A node the file has no `@` lines for lacks `$PRIO`: refused where it is used.
+    let out = Command::new(TANDEMD)
+        .args(["--check", "-i", "gw-c", "-f"])
+        .arg(&file)
+        .output()
+        .expect("running tandemd --check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("pair/keepalived.conf:16:14: `priority` expects 1..=255, found `$PRIO`"),
+        "{stderr}"
+    );
+}

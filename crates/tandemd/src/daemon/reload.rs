@@ -31,7 +31,9 @@ impl Daemon {
             return text.into();
         }
         let files = self.running.files.clone();
-        let loaded = tokio::task::spawn_blocking(move || crate::load(&files)).await;
+        let config_id = self.running.config_id.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || crate::load(&files, config_id.as_deref())).await;
         let config = match loaded {
             Ok(Ok(config)) => config,
             Ok(Err(report)) => return refused(&report),
