@@ -67,6 +67,14 @@ impl ConfigError {
             ConfigError::Invalid { errors, .. } => errors,
         }
     }
+
+    /// The warnings found on the way (shown with the errors: they often explain them).
+    pub fn warnings(&self) -> &[Diagnostic] {
+        match self {
+            ConfigError::Io { .. } => &[],
+            ConfigError::Invalid { warnings, .. } => warnings,
+        }
+    }
 }
 
 fn summary(errors: &[Diagnostic]) -> String {

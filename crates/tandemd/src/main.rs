@@ -110,7 +110,8 @@ fn main() -> ExitCode {
             eprintln!("{}", w.render());
         }
         println!(
-            "configuration OK: {} instance(s), {} sync group(s), conntrack replication {}",
+            "configuration OK ({} warning(s)): {} instance(s), {} sync group(s), conntrack replication {}",
+            config.warnings.len() + missing.len(),
             config.instances.len(),
             config.sync_groups.len(),
             match &config.sync {
@@ -172,12 +173,22 @@ pub fn load(
     tandem_config::load_files_with(files, &options).map_err(|e| render_error(&e))
 }
 
+/// The errors, then the warnings (an undefined `$NAME` warned about often explains the error
+/// that follows it), then how many of each.
 fn render_error(error: &tandem_config::ConfigError) -> String {
-    let diagnostics = error.diagnostics();
-    if diagnostics.is_empty() {
+    let (errors, warnings) = (error.diagnostics(), error.warnings());
+    if errors.is_empty() {
         return format!("error: {error}\n");
     }
-    diagnostics.iter().map(|d| d.render() + "\n").collect()
+    let mut out: String = (errors.iter().chain(warnings))
+        .map(|d| d.render() + "\n")
+        .collect();
+    out.push_str(&format!(
+        "{} error(s), {} warning(s): the configuration is refused\n",
+        errors.len(),
+        warnings.len()
+    ));
+    out
 }
 
 async fn run(args: &Args, config: tandem_config::Config) -> Result<()> {

@@ -185,7 +185,7 @@ fn one_file_checks_for_each_node_of_a_pair_by_config_id() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{id}: {stderr}");
         assert!(
-            stdout.contains("configuration OK: 4 instance(s)"),
+            stdout.contains("configuration OK (0 warning(s)): 4 instance(s)"),
             "{id}: {stdout}"
         );
     }
@@ -199,6 +199,15 @@ fn one_file_checks_for_each_node_of_a_pair_by_config_id() {
     assert!(!out.status.success());
     assert!(
         stderr.contains("pair/keepalived.conf:16:14: `priority` expects 1..=255, found `$PRIO`"),
+        "{stderr}"
+    );
+    // The warning that explains it comes with the errors, and the summary counts both.
+    assert!(
+        stderr.contains("`$PRIO` is not defined above this line"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("4 error(s), 2 warning(s): the configuration is refused"),
         "{stderr}"
     );
 }
