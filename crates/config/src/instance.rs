@@ -143,7 +143,7 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
         // keepalived treats these two as one setting: the source of our adverts.
         "unicast_src_ip" | "mcast_src_ip" => {
             if let Some(w) = ctx.one(s, "an IP address") {
-                if let Some(a) = ctx.ip(k, w) {
+                if let Some(a) = ctx.ip_dropping_prefix(k, w) {
                     i.unicast_src_ip = Some(a);
                     p.src_word = Some(w.clone());
                 }
@@ -465,7 +465,7 @@ fn unicast_peers(b: &Block, p: &mut ParsedInstance, ctx: &mut Ctx) {
         if !ctx.no_block(line) {
             continue;
         }
-        let Some(addr) = ctx.ip("unicast_peer", &line.key) else {
+        let Some(addr) = ctx.ip_dropping_prefix("unicast_peer", &line.key) else {
             continue;
         };
         let mut args = line.args.iter();

@@ -183,6 +183,25 @@ impl Ctx {
         }
     }
 
+    /// [`Ctx::ip`], but a prefix length after the address (`10.0.0.1/24`) is dropped with a
+    /// warning, as keepalived drops it for `unicast_src_ip` and `unicast_peer`.
+    pub fn ip_dropping_prefix(&mut self, key: &str, w: &Word) -> Option<IpAddr> {
+        let prefixed = (w.text.split_once('/'))
+            .filter(|(_, len)| !len.is_empty() && len.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|(addr, _)| addr.parse::<IpAddr>().ok());
+        match prefixed {
+            Some(a) => {
+                let text = &w.text;
+                self.warn(
+                    w,
+                    format!("`{key}` takes an address: the prefix length in `{text}` is ignored, as keepalived does"),
+                );
+                Some(a)
+            }
+            None => self.ip(key, w),
+        }
+    }
+
     /// An IPv4 or IPv6 address from `w`, for keyword `key`.
     pub fn ip(&mut self, key: &str, w: &Word) -> Option<IpAddr> {
         match w.text.parse::<IpAddr>() {

@@ -396,3 +396,24 @@ fn lower_and_higher_priority_answer_keywords_are_read_not_warned() {
     let c = ok(&instance(" owner_ignore_adverts off\n"));
     assert!(warnings(&c)[0].contains("k.conf:4:2"), "{:?}", warnings(&c));
 }
+
+#[test]
+fn unicast_addresses_with_a_prefix_length_lose_it_with_a_warning() {
+    let c = ok(&instance(
+        " unicast_src_ip 10.0.0.1/24\n unicast_peer {\n  10.0.0.2/24\n }\n",
+    ));
+    let vi = &c.instances[0];
+    assert_eq!(vi.unicast_src_ip, Some("10.0.0.1".parse().unwrap()));
+    assert_eq!(
+        vi.unicast_peers,
+        ["10.0.0.2".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let w = warnings(&c);
+    assert!(
+        w[0].contains("k.conf:4:17") && w[0].contains("prefix length"),
+        "{w:?}"
+    );
+    assert!(w[1].contains("k.conf:6:3"), "{w:?}");
+    // Anything else after the address is still an error.
+    assert!(!errors(&instance(" unicast_src_ip 10.0.0.1/x\n")).is_empty());
+}
