@@ -564,7 +564,23 @@ pub(crate) fn finish(
             format!("vrrp_instance `{name}` has no `virtual_router_id` line"),
         );
     }
-    let version = p.version.unwrap_or(global.vrrp_version);
+    let mut version = p.version.unwrap_or(global.vrrp_version);
+    // IPv6 exists only in VRRPv3: an instance with IPv6 addresses runs version 3, whatever it
+    // or global_defs say, as keepalived switches it (saying so).
+    let all_v6 = !p.instance.virtual_addresses.is_empty()
+        && p.instance
+            .virtual_addresses
+            .iter()
+            .all(|v| v.address.is_ipv6());
+    if all_v6 && version == 2 {
+        if let Some(w) = p.vip_words.first() {
+            ctx.warn(
+                w,
+                format!("vrrp_instance `{name}` has IPv6 addresses: it runs VRRP version 3 (version 2 has no IPv6), as keepalived does"),
+            );
+        }
+        version = 3;
+    }
     p.instance.version = version;
 
     if let Some(w) = &p.advert_int {

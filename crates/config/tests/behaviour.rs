@@ -417,3 +417,15 @@ fn unicast_addresses_with_a_prefix_length_lose_it_with_a_warning() {
     // Anything else after the address is still an error.
     assert!(!errors(&instance(" unicast_src_ip 10.0.0.1/x\n")).is_empty());
 }
+
+#[test]
+fn ipv6_addresses_run_vrrp_version_3_as_keepalived_switches_them() {
+    for version_line in ["", " version 2\n"] {
+        let c = ok(&instance(&format!(
+            "{version_line} virtual_ipaddress {{\n  fd00::1/64\n }}\n"
+        )));
+        assert_eq!(c.instances[0].version, 3);
+        let w = warnings(&c);
+        assert!(w.iter().any(|w| w.contains("runs VRRP version 3")), "{w:?}");
+    }
+}
