@@ -197,6 +197,8 @@ pub fn render(answer: &Result<Reply, Refusal>) -> String {
 pub enum ControlCommand {
     /// The VRRP status lines (`status`, `stats vrrp`, an empty line).
     Status,
+    /// The status as one JSON document (`status json`).
+    StatusJson,
     /// Re-read the configuration, as SIGHUP does.
     Reload,
     /// One of keepalived's dumps (`dump data|stats|json`), as its signals write them.
@@ -267,7 +269,14 @@ pub fn parse(line: &str) -> Result<ControlCommand, ParseError> {
         other => Err(ParseError::UnknownCache(other.into())),
     };
     let request = match verb {
-        "" | "status" => return Ok(ControlCommand::Status),
+        "" | "status" if arg.is_none() => return Ok(ControlCommand::Status),
+        "status" if arg == Some("json") => return Ok(ControlCommand::StatusJson),
+        "status" => {
+            return Err(ParseError::Unexpected {
+                verb: verb.into(),
+                word: arg.unwrap_or_default().into(),
+            })
+        }
         "reload" => {
             return match arg {
                 None => Ok(ControlCommand::Reload),
@@ -335,6 +344,8 @@ mod tests {
         assert_eq!(replication("shorten"), Request::Shorten);
         assert_eq!(replication("stats"), Request::Stats);
         assert_eq!(replication("stats all"), Request::Stats);
+        assert_eq!(parse("status json"), Ok(ControlCommand::StatusJson));
+        assert!(parse("status bogus").is_err());
         for (line, which) in [
             ("dump data", KeepalivedDump::Data),
             ("dump stats", KeepalivedDump::Stats),

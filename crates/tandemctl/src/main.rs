@@ -59,6 +59,9 @@ struct Args {
     /// Dump the external cache.
     #[arg(short = 'e')]
     external: bool,
+    /// `status` as one JSON document (see docs/control-and-health.md for its fields).
+    #[arg(long)]
+    json: bool,
     /// conntrackd's daemon mode: tandemd is the daemon, so this is refused with a pointer.
     #[arg(short = 'd')]
     daemon: bool,
@@ -115,6 +118,12 @@ fn main() -> Result<()> {
     if commands.is_empty() {
         commands.push("status".into());
     }
+    if args.json {
+        match commands.as_mut_slice() {
+            [only] if only == "status" => only.push_str(" json"),
+            _ => bail!("--json goes with `status` only"),
+        }
+    }
     let mut unhealthy = false;
     for command in commands {
         let reply = ask(&args.control, &command)?;
@@ -135,6 +144,8 @@ fn main() -> Result<()> {
 /// peer): its verdict line is `health=failing ...`.
 fn reports_failure(reply: &str) -> bool {
     reply.lines().any(|l| l.starts_with("health=failing"))
+        || serde_json::from_str::<serde_json::Value>(reply)
+            .is_ok_and(|v| v["health"]["ok"] == serde_json::Value::Bool(false))
 }
 
 /// Where `etc/tandem.toml` looks for the sync key.
@@ -187,6 +198,10 @@ mod tests {
             "instance=VI_1 state=FAULT\nhealth=failing fault=VI_1\n"
         ));
         assert!(reports_failure("health=failing sync=silent\n"));
+        assert!(reports_failure(
+            r#"{"health":{"ok":false,"failing":["sync=silent"]}}"#
+        ));
+        assert!(!reports_failure(r#"{"health":{"ok":true,"failing":[]}}"#));
         assert!(!reports_failure("datagrams_sent=3\n"));
     }
 }

@@ -23,6 +23,7 @@ use crate::plan::{Plan, SocketKey, SocketPlan};
 use crate::signals::Signalled;
 
 mod reload;
+mod status_json;
 
 /// Most packets handed from a socket's reader to the daemon loop at once.
 const RECEIVE_BATCH: usize = 256;
@@ -673,6 +674,7 @@ impl Daemon {
                 return;
             }
             (ControlCommand::Reload, _) => self.reload().await,
+            (ControlCommand::StatusJson, _) => self.status_json(),
             (ControlCommand::KeepalivedDump(which), _) => match which {
                 tandem_control::KeepalivedDump::Data => crate::dump::data(&self.plan, Instant::now()),
                 tandem_control::KeepalivedDump::Stats => crate::dump::stats(&self.plan),
@@ -745,21 +747,28 @@ impl Daemon {
         out
     }
 
+    /// What needs attention: `fault=NAME` per instance in FAULT, `sync=silent`.
+    fn failing(&self, now: Instant) -> Vec<String> {
+        let mut failing: Vec<String> = (self.plan.router.instances())
+            .filter(|(_, instance)| instance.state() == State::Fault)
+            .map(|(id, _)| format!("fault={}", self.plan.instances[id].name))
+            .collect();
+        let health = self.replication.as_ref().and_then(|r| r.handle.health());
+        if health.is_some_and(|h| h.is_silent(now)) {
+            failing.push("sync=silent".into());
+        }
+        failing
+    }
+
     /// The sync peer's line and a verdict line (`health=ok`, or `health=failing` with the
     /// reasons: an instance in FAULT, a silent sync peer), which makes `tandemctl status`
     /// usable as a monitoring check.
     fn health_lines(&self, out: &mut String) {
         let now = Instant::now();
-        let mut failing: Vec<String> = (self.plan.router.instances())
-            .filter(|(_, instance)| instance.state() == State::Fault)
-            .map(|(id, _)| format!("fault={}", self.plan.instances[id].name))
-            .collect();
         if let Some(health) = self.replication.as_ref().and_then(|r| r.handle.health()) {
             let _ = writeln!(out, "{}", health.describe(now));
-            if health.is_silent(now) {
-                failing.push("sync=silent".into());
-            }
         }
+        let failing = self.failing(now);
         if failing.is_empty() {
             out.push_str("health=ok\n");
         } else {

@@ -574,3 +574,49 @@ fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() -> Result<()> {
     assert!(status.contains("health="), "{status}");
     Ok(())
 }
+
+#[test]
+fn status_json_describes_the_node_and_fails_when_the_peer_goes_silent() -> Result<()> {
+    require_root!(Ok(()));
+    let pair = Pair::new("sjson")?;
+    let a = start_synced(
+        &pair,
+        &pair.a,
+        150,
+        &sync_toml("10.0.0.1", "10.0.0.2", "kj"),
+    )?;
+    let mut b = start_synced(
+        &pair,
+        &pair.b,
+        100,
+        &sync_toml("10.0.0.2", "10.0.0.1", "kj"),
+    )?;
+    wait_holder(&pair, "10.0.0.254", "a", Duration::from_secs(15))?;
+    let status = |d: &Daemon| -> Result<(i32, serde_json::Value)> {
+        let (code, out) = run_tandemctl(&d.control, None, &["--json"])?;
+        Ok((code, serde_json::from_str(&out)?))
+    };
+    let (code, doc) = wait_until("the peer heard", Duration::from_secs(10), ms(50), || {
+        status(&a)
+            .ok()
+            .filter(|(_, doc)| doc["sync"]["last_heard_seconds"].is_number())
+    })?;
+    assert_eq!(code, 0, "{doc}");
+    let vi = &doc["instances"][0];
+    assert_eq!(vi["name"], "VI_1");
+    assert_eq!(vi["state"], "MASTER");
+    assert_eq!(vi["priority"], 150);
+    assert_eq!(vi["addresses"][0], "10.0.0.254/24");
+    assert_eq!(vi["interface"], "eth0");
+    assert_eq!(doc["sync"]["peer"], "10.0.0.2:3780");
+    assert_eq!(doc["health"]["ok"], true);
+    // The peer dies: after peer_silent (1 s) the document says so and the exit status is 2.
+    b.child.kill()?;
+    let (code, doc) = wait_until("silent", Duration::from_secs(10), ms(100), || {
+        status(&a).ok().filter(|(code, _)| *code == 2)
+    })?;
+    assert_eq!(doc["health"]["ok"], false, "{doc}");
+    assert_eq!(doc["health"]["failing"][0], "sync=silent", "{doc}");
+    assert_eq!(code, 2);
+    Ok(())
+}

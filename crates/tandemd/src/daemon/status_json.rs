@@ -1,0 +1,81 @@
+//! `tandemctl status --json`: the status lines as one JSON document for monitoring scripts.
+//! The schema is documented in docs/control-and-health.md; fields are only ever added.
+
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+use tandem_vrrp::{Auth, Version};
+
+use super::Daemon;
+
+impl Daemon {
+    /// The status as JSON (one document, one line).
+    pub(super) fn status_json(&self) -> String {
+        let now = Instant::now();
+        let instances: Vec<Value> = (self.plan.router.instances())
+            .map(|(id, instance)| {
+                let plan = &self.plan.instances[id];
+                let config = instance.config();
+                let s = instance.stats();
+                let drops: Map<String, Value> = (s.drop_counts())
+                    .map(|(name, n)| (name.to_string(), json!(n)))
+                    .collect();
+                json!({
+                    "name": plan.name,
+                    "state": instance.state().keyword(),
+                    "priority": instance.priority(),
+                    "base_priority": config.priority,
+                    "vrid": config.vrid,
+                    "version": match config.version { Version::V2 => 2, Version::V3 => 3 },
+                    "interface": self.plan.sockets.get(&plan.socket).map(|sp| sp.ifname.clone()),
+                    "master": instance.master().map(|m| m.to_string()),
+                    "addresses": plan.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "group": self.plan.router.group_of(id).map(|g| self.plan.router.group_name(g).to_string()),
+                    "authentication": !matches!(config.auth, Auth::None),
+                    "adverts_received": s.adverts_received,
+                    "adverts_sent": s.adverts_sent,
+                    "priority_zero_received": s.priority_zero_received,
+                    "priority_zero_sent": s.priority_zero_sent,
+                    "became_master": s.became_master,
+                    "released_master": s.released_master,
+                    "drops": s.total_drops(),
+                    "drops_by_reason": drops,
+                })
+            })
+            .collect();
+        let sync = (self.replication.as_ref())
+            .and_then(|r| r.handle.health())
+            .map(|h| {
+                let drops: Map<String, Value> = (h.drops.iter())
+                    .map(|(name, n)| (name.to_string(), json!(n)))
+                    .collect();
+                json!({
+                    "peer": h.peer,
+                    "silent": h.is_silent(now),
+                    "last_heard_seconds": h.last_heard.map(|t| now.saturating_duration_since(t).as_secs_f64()),
+                    "unacked": h.lag.unacked,
+                    "oldest_unacked_seconds": h.lag.oldest_unacked.map(|t| now.saturating_duration_since(t).as_secs_f64()),
+                    "queued_bytes": h.lag.queued_bytes,
+                    "retransmissions": h.retransmissions,
+                    "drops_by_reason": drops,
+                })
+            });
+        let failover = self.failover.as_ref().map(|f| {
+            json!({
+                "waiting_for_commit": f.coordinator.waiting_for_commit(),
+                "holding_preemption": f.coordinator.holding_preemption(),
+                "steps_pending": f.steps.len(),
+                "warnings": f.warnings,
+                "last_warning": f.last_warning,
+            })
+        });
+        let failing = self.failing(now);
+        let document = json!({
+            "instances": instances,
+            "sync": sync,
+            "failover": failover,
+            "health": { "ok": failing.is_empty(), "failing": failing },
+        });
+        document.to_string() + "\n"
+    }
+}
