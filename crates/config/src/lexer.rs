@@ -93,52 +93,47 @@ pub(crate) struct Lexed {
 /// Tokenizes `text` (the contents of `file`) and every file it includes, applying
 /// keepalived's conditional lines, parameters and sequences with `config_id`.
 pub(crate) fn lex_with_includes(text: &str, file: &Path, config_id: Option<&str>) -> Lexed {
-    let mut out = Lexed::default();
-    let mut reader = Reader {
-        out: &mut out,
-        stack: Vec::new(),
-        follow: true,
-        includes: Vec::new(),
-    };
-    if let Ok(canonical) = file.canonicalize() {
-        reader.stack.push(canonical);
-    }
-    let mut expander = Expander::new(config_id.map(str::to_owned));
-    reader.read(&mut expander, text, file);
-    out.diagnostics.append(&mut expander.diagnostics);
-    out
+    read_text(text, file, config_id, true).0
 }
 
 /// Tokenizes `text` alone, leaving its `include` lines unfollowed (they then read as an
 /// unknown keyword): for text whose includes must not touch the filesystem.
 pub(crate) fn lex_alone(text: &str, file: &Path, config_id: Option<&str>) -> Lexed {
-    let mut out = Lexed::default();
-    let mut reader = Reader {
-        out: &mut out,
-        stack: Vec::new(),
-        follow: false,
-        includes: Vec::new(),
-    };
-    let mut expander = Expander::new(config_id.map(str::to_owned));
-    reader.read(&mut expander, text, file);
-    out.diagnostics.append(&mut expander.diagnostics);
-    out
+    read_text(text, file, config_id, false).0
 }
 
 /// The paths the `include` lines of `text` name once its conditionals and parameters are
 /// applied, braces expanded, without reading anything (a pattern with too many alternatives
 /// is left out: [`lex_with_includes`] refuses it unread).
 pub(crate) fn include_paths(text: &str, file: &Path, config_id: Option<&str>) -> Vec<String> {
+    read_text(text, file, config_id, false).1
+}
+
+/// Reads `text` through the expander, following `include` lines when `follow`; returns the
+/// tokens and diagnostics, and the include patterns met without following them.
+fn read_text(
+    text: &str,
+    file: &Path,
+    config_id: Option<&str>,
+    follow: bool,
+) -> (Lexed, Vec<String>) {
     let mut out = Lexed::default();
     let mut reader = Reader {
         out: &mut out,
         stack: Vec::new(),
-        follow: false,
+        follow,
         includes: Vec::new(),
     };
+    if follow {
+        if let Ok(canonical) = file.canonicalize() {
+            reader.stack.push(canonical);
+        }
+    }
     let mut expander = Expander::new(config_id.map(str::to_owned));
     reader.read(&mut expander, text, file);
-    reader.includes
+    let includes = std::mem::take(&mut reader.includes);
+    out.diagnostics.append(&mut expander.diagnostics);
+    (out, includes)
 }
 
 /// Receives the lines the expander lets through: tokenizes them, or follows them when they
