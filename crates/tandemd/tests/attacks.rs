@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use common::*;
-use tandem_ctnetlink::{Conntrack, Flow, Tuple, L4};
+use tandem_ctnetlink::{Conntrack, Flow};
 use tandem_ctsync::wire::{self, attr, MessageType};
 use tandem_ctsync::AuthKey;
 use tandem_lab::{require_root, wait_until, Netns, Pair};
@@ -53,32 +53,7 @@ fn start_on(
 }
 
 fn flows(from: usize, n: usize) -> Vec<Flow> {
-    (from..from + n)
-        .map(|i| {
-            let orig = Tuple {
-                src: format!("10.50.{}.{}", i / 250, i % 250 + 1)
-                    .parse()
-                    .unwrap(),
-                dst: "10.60.0.1".parse().unwrap(),
-                proto: 6,
-                l4: L4::Ports {
-                    src: 40000 + (i % 20000) as u16,
-                    dst: 80,
-                },
-            };
-            Flow::tcp_established(orig, 3600)
-        })
-        .collect()
-}
-
-fn create(ns: &Netns, flows: Vec<Flow>) -> Result<()> {
-    let report = ns.enter(move || Conntrack::open()?.create_batch(&flows))??;
-    anyhow::ensure!(
-        report.failed.is_empty(),
-        "creating flows: {:?}",
-        report.failed
-    );
-    Ok(())
+    (from..from + n).map(test_flow).collect()
 }
 
 fn drops(d: &Daemon) -> u64 {
@@ -93,16 +68,6 @@ fn drops(d: &Daemon) -> u64 {
 fn kernel_count(ns: &Netns) -> Result<usize> {
     let out = ns.run("conntrack -L -p tcp 2>/dev/null | grep -c 'src=10.50.' || true")?;
     Ok(out.trim().parse().unwrap_or(0))
-}
-
-fn wait_external(d: &Daemon, n: u64) -> Result<()> {
-    wait_until(
-        &format!("{n} entries in the external cache"),
-        Duration::from_secs(30),
-        ms(20),
-        || (stat(d, "external_entries") == n).then_some(()),
-    )
-    .with_context(|| d.query("stats").unwrap_or_default())
 }
 
 /// A running pair: a master with `n` flows, replicated into b's cache and (warm) kernel.
@@ -127,8 +92,8 @@ fn pair_with_flows_on(tag: &str, n: usize, multicast: bool) -> Result<(Pair, Dae
             start(&pair, &pair.b, 100, B, A)?,
         )
     };
-    create(&pair.a, flows(0, n))?;
-    wait_external(&b, n as u64)?;
+    create_flows(&pair.a, flows(0, n))?;
+    wait_external(&b, n as u64, Duration::from_secs(30))?;
     wait_until("b's warm kernel", Duration::from_secs(20), ms(50), || {
         (kernel_count(&pair.b).ok()? == n).then_some(())
     })?;
@@ -293,8 +258,8 @@ fn forged_datagrams_change_nothing(tag: &str, multicast: bool) -> Result<()> {
     );
     assert!(lines <= 1, "{lines} lines about bad HMACs");
     // Replication goes on.
-    create(&pair.a, flows(500, 10))?;
-    wait_external(&b, 510)?;
+    create_flows(&pair.a, flows(500, 10))?;
+    wait_external(&b, 510, Duration::from_secs(30))?;
     Ok(())
 }
 
@@ -348,8 +313,8 @@ fn datagrams_replayed_from_earlier_runs_of_the_master_change_nothing() -> Result
     })?;
     let mut a = start(&pair, &pair.a, 150, A, B)?;
     let b = start(&pair, &pair.b, 100, B, A)?;
-    create(&pair.a, flows(0, 500))?;
-    wait_external(&b, 500)?;
+    create_flows(&pair.a, flows(0, 500))?;
+    wait_external(&b, 500, Duration::from_secs(30))?;
     // The master restarts twice; each run's datagrams are on record.
     for _ in 0..2 {
         let sessions = stat(&b, "sessions_established");
@@ -364,7 +329,7 @@ fn datagrams_replayed_from_earlier_runs_of_the_master_change_nothing() -> Result
     let ended = flows(0, 100);
     pair.a
         .enter(move || Conntrack::open()?.delete_batch(&ended))??;
-    wait_external(&b, 400)?;
+    wait_external(&b, 400, Duration::from_secs(30))?;
     wait_until(
         "b's kernel follows",
         Duration::from_secs(20),
@@ -413,8 +378,8 @@ fn datagrams_replayed_from_earlier_runs_of_the_master_change_nothing() -> Result
         "a replayed record was applied"
     );
     // The live session is untouched.
-    create(&pair.a, flows(1000, 10))?;
-    wait_external(&b, 410)?;
+    create_flows(&pair.a, flows(1000, 10))?;
+    wait_external(&b, 410, Duration::from_secs(30))?;
     Ok(())
 }
 
@@ -435,12 +400,12 @@ fn a_flood_of_forged_datagrams_does_not_stop_replication() -> Result<()> {
     let started = Instant::now();
     // Real traffic meanwhile: 2,000 new flows in ten bursts.
     for burst in 0..10 {
-        create(&pair.a, flows(1000 + burst * 200, 200))?;
+        create_flows(&pair.a, flows(1000 + burst * 200, 200))?;
         std::thread::sleep(ms(400));
     }
     flood.join().expect("flood thread")?;
     let took = started.elapsed();
-    wait_external(&b, 2200)?;
+    wait_external(&b, 2200, Duration::from_secs(30))?;
     let counted = drops(&b) - before;
     let overflowed = receive_buffer_errors(&pair.b)? - overflow_before;
     let lines = hmac_lines(&b) - lines_before;

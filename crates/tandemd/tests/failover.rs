@@ -13,17 +13,7 @@ use tandem_lab::{require_root, wait_until, Pair};
 const VIP: &str = "10.0.0.254";
 
 fn config(priority: u8, extra: &str) -> String {
-    Vi {
-        name: "VI_1",
-        interface: "eth0",
-        vrid: 51,
-        priority,
-        advert_int: "1",
-        version: 2,
-        vips: &["10.0.0.254/24"],
-        extra,
-    }
-    .render()
+    vi_1(2, 51, priority, extra)
 }
 
 fn started(tag: &str, a_extra: &str, b_extra: &str) -> Result<(Pair, Daemon, Daemon)> {

@@ -8,9 +8,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use common::*;
-use tandem_ctnetlink::{Conntrack, Flow, Tuple, L4};
+use tandem_ctnetlink::{Conntrack, Flow};
 use tandem_lab::{require_root, wait_until, Netns, Pair};
 
 const FLOWS: usize = 10_000;
@@ -60,18 +60,7 @@ fn start_warm(
 fn flows(n: usize) -> Vec<Flow> {
     (0..n)
         .map(|i| {
-            let orig = Tuple {
-                src: format!("10.50.{}.{}", i / 250, i % 250 + 1)
-                    .parse()
-                    .unwrap(),
-                dst: "10.60.0.1".parse().unwrap(),
-                proto: 6,
-                l4: L4::Ports {
-                    src: 40000 + (i % 20000) as u16,
-                    dst: 80,
-                },
-            };
-            let mut f = Flow::tcp_established(orig, 3600);
+            let mut f = test_flow(i);
             if i % 10 == 0 {
                 f.reply.dst = "10.70.0.1".parse().unwrap();
             }
@@ -81,39 +70,6 @@ fn flows(n: usize) -> Vec<Flow> {
             f
         })
         .collect()
-}
-
-fn create(ns: &Netns, flows: Vec<Flow>) -> Result<()> {
-    let report = ns.enter(move || Conntrack::open()?.create_batch(&flows))??;
-    anyhow::ensure!(
-        report.failed.is_empty(),
-        "creating flows: {:?}",
-        &report.failed[..report.failed.len().min(5)]
-    );
-    Ok(())
-}
-
-fn wait_external(d: &Daemon, n: u64, deadline: Duration) -> Result<Duration> {
-    let t = Instant::now();
-    wait_until(
-        &format!("{n} entries in the external cache"),
-        deadline,
-        ms(20),
-        || (stat(d, "external_entries") == n).then_some(()),
-    )
-    .with_context(|| {
-        format!(
-            "stats:\n{}\nlog:\n{}",
-            d.query("stats").unwrap_or_default(),
-            tail(&d.child.log())
-        )
-    })?;
-    Ok(t.elapsed())
-}
-
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 /// The lines of `conntrack -L` in `ns` for our test prefix, without the timeout and counters.
@@ -154,7 +110,7 @@ fn ten_thousand_flows_replicate_delete_and_commit() -> Result<()> {
     let a = start_warm(&pair, &pair.a, 150, ("10.0.0.1", "10.0.0.2", "k1"), false)?;
     let b = start_warm(&pair, &pair.b, 100, ("10.0.0.2", "10.0.0.1", "k1"), false)?;
     let created = Instant::now();
-    create(&pair.a, flows(FLOWS))?;
+    create_flows(&pair.a, flows(FLOWS))?;
     let took = wait_external(&b, FLOWS as u64, Duration::from_secs(30))?;
     println!(
         "{FLOWS} flows in B's external cache {} ms after A's kernel had them",
@@ -211,7 +167,7 @@ fn warm_standby_keeps_the_backups_kernel_table_in_step() -> Result<()> {
     prepare(&pair)?;
     let _a = start(&pair, &pair.a, 150, "10.0.0.1", "10.0.0.2", "k5")?;
     let b = start(&pair, &pair.b, 100, "10.0.0.2", "10.0.0.1", "k5")?;
-    create(&pair.a, flows(FLOWS))?;
+    create_flows(&pair.a, flows(FLOWS))?;
     let t = Instant::now();
     wait_until(
         "the backup's kernel table matches the master's",
@@ -238,7 +194,7 @@ fn warm_standby_keeps_the_backups_kernel_table_in_step() -> Result<()> {
         || kernel_flows(&pair.b).ok()?.is_empty().then_some(()),
     )?;
     // A promotion then has nothing left to commit.
-    create(&pair.a, flows(1_000))?;
+    create_flows(&pair.a, flows(1_000))?;
     wait_until(
         "1000 new flows in B's kernel",
         Duration::from_secs(30),
@@ -270,7 +226,7 @@ fn twenty_percent_loss_each_way_is_repaired() -> Result<()> {
     }
     let _a = start(&pair, &pair.a, 150, "10.0.0.1", "10.0.0.2", "k2")?;
     let b = start(&pair, &pair.b, 100, "10.0.0.2", "10.0.0.1", "k2")?;
-    create(&pair.a, flows(FLOWS))?;
+    create_flows(&pair.a, flows(FLOWS))?;
     let took = wait_external(&b, FLOWS as u64, Duration::from_secs(60))?;
     let a_stats = _a.query("stats")?;
     let retransmissions = stat(&_a, "retransmissions");
@@ -293,7 +249,7 @@ fn restarted_peer_gets_everything_back() -> Result<()> {
     prepare(&pair)?;
     let _a = start(&pair, &pair.a, 150, "10.0.0.1", "10.0.0.2", "k3")?;
     let mut b = start(&pair, &pair.b, 100, "10.0.0.2", "10.0.0.1", "k3")?;
-    create(&pair.a, flows(2_000))?;
+    create_flows(&pair.a, flows(2_000))?;
     wait_external(&b, 2_000, Duration::from_secs(30))?;
     b.child.kill()?;
     let b2 = start(&pair, &pair.b, 100, "10.0.0.2", "10.0.0.1", "k3")?;
@@ -320,7 +276,7 @@ fn forged_truncated_and_random_datagrams_are_dropped_and_counted() -> Result<()>
         &sync_toml("10.0.0.100", "10.0.0.2", "wrong-key"),
     )?;
     let mut intruder = start_tandemd_with(&pair, &pair.client, &vrrp(50), &[intruder_toml])?;
-    create(&pair.client, flows(100))?;
+    create_flows(&pair.client, flows(100))?;
     // And plain garbage of every length.
     pair.client.enter(|| -> Result<()> {
         use rand::Rng;
@@ -342,7 +298,7 @@ fn forged_truncated_and_random_datagrams_are_dropped_and_counted() -> Result<()>
         "nothing from the intruder got in"
     );
     // Still syncing with the real peer.
-    create(&pair.a, flows(500))?;
+    create_flows(&pair.a, flows(500))?;
     wait_external(&b, 500, Duration::from_secs(30))?;
     println!(
         "B dropped {} datagrams from a source that is not the peer; still in sync",
@@ -369,7 +325,7 @@ fn a_flow_that_stops_matching_the_filter_leaves_the_peer() -> Result<()> {
     let a = start(&pair.a, 150, "10.0.0.1", "10.0.0.2")?;
     let b = start(&pair.b, 100, "10.0.0.2", "10.0.0.1")?;
     let all = flows(100);
-    create(&pair.a, all.clone())?;
+    create_flows(&pair.a, all.clone())?;
     wait_external(&b, 100, Duration::from_secs(20))?;
     // 40 connections close: their entries move to TIME_WAIT (state 7) in A's kernel.
     let closing: Vec<Flow> = (all.into_iter().take(40))
@@ -416,7 +372,7 @@ fn flows_deleted_after_a_flap_never_come_back() -> Result<()> {
     let mut a = start(&pair, &pair.a, 150, "10.0.0.1", "10.0.0.2", "kd")?;
     let b = start(&pair, &pair.b, 100, "10.0.0.2", "10.0.0.1", "kd")?;
     wait_state(&a, "MASTER", Duration::from_secs(15))?;
-    create(&pair.a, flows(DEAD))?;
+    create_flows(&pair.a, flows(DEAD))?;
     wait_until(
         "warm backup kernel",
         Duration::from_secs(20),

@@ -13,17 +13,7 @@ use tandem_lab::{require_root, wait_until, Pair};
 const VIP: &str = "10.0.0.254";
 
 fn config(priority: u8, extra: &str) -> String {
-    Vi {
-        name: "VI_1",
-        interface: "eth0",
-        vrid: 71,
-        priority,
-        advert_int: "1",
-        version: 2,
-        vips: &["10.0.0.254/24"],
-        extra,
-    }
-    .render()
+    vi_1(2, 71, priority, extra)
 }
 
 #[test]

@@ -157,24 +157,79 @@ pub fn start_keepalived(pair: &Pair, ns: &Netns, config: &str) -> Result<Daemon>
     })
 }
 
-/// `VI_1` on eth0: VRRPv3 every second, VIP 10.0.0.254/24, the given VRID and priority.
-pub fn vi_1_v3(vrid: u8, priority: u8) -> String {
+/// `VI_1` on eth0: VRRP `version` every second, VIP 10.0.0.254/24, the given VRID, priority
+/// and extra lines.
+pub fn vi_1(version: u8, vrid: u8, priority: u8, extra: &str) -> String {
     Vi {
         name: "VI_1",
         interface: "eth0",
         vrid,
         priority,
         advert_int: "1",
-        version: 3,
+        version,
         vips: &["10.0.0.254/24"],
-        extra: "",
+        extra,
     }
     .render()
+}
+
+/// [`vi_1`] with VRRPv3 and nothing extra.
+pub fn vi_1_v3(vrid: u8, priority: u8) -> String {
+    vi_1(3, vrid, priority, "")
 }
 
 /// A counter from the daemon's replication statistics (`stats`).
 pub fn stat(d: &Daemon, key: &str) -> u64 {
     tandem_lab::control::counter(&d.query("stats").unwrap_or_default(), key)
+}
+
+/// Test flow `i`: an established TCP connection from 10.50.x.y to 10.60.0.1:80, a prefix
+/// that is none of the gateways' own addresses.
+pub fn test_flow(i: usize) -> tandem_ctnetlink::Flow {
+    let orig = tandem_ctnetlink::Tuple {
+        src: format!("10.50.{}.{}", i / 250, i % 250 + 1)
+            .parse()
+            .expect("a valid address"),
+        dst: std::net::Ipv4Addr::new(10, 60, 0, 1).into(),
+        proto: 6,
+        l4: tandem_ctnetlink::L4::Ports {
+            src: 40000 + (i % 20000) as u16,
+            dst: 80,
+        },
+    };
+    tandem_ctnetlink::Flow::tcp_established(orig, 3600)
+}
+
+/// Creates `flows` in `ns`'s kernel table; all must be accepted.
+pub fn create_flows(ns: &Netns, flows: Vec<tandem_ctnetlink::Flow>) -> Result<()> {
+    let report = ns.enter(move || tandem_ctnetlink::Conntrack::open()?.create_batch(&flows))??;
+    anyhow::ensure!(
+        report.failed.is_empty(),
+        "creating flows: {:?}",
+        &report.failed[..report.failed.len().min(5)]
+    );
+    Ok(())
+}
+
+/// Waits until `d`'s external cache holds `n` entries; returns how long it took.
+pub fn wait_external(d: &Daemon, n: u64, deadline: Duration) -> Result<Duration> {
+    let t = Instant::now();
+    wait_until(
+        &format!("{n} entries in the external cache"),
+        deadline,
+        ms(20),
+        || (stat(d, "external_entries") == n).then_some(()),
+    )
+    .with_context(|| {
+        let log = d.child.log();
+        let lines: Vec<&str> = log.lines().collect();
+        format!(
+            "stats:\n{}\nlog:\n{}",
+            d.query("stats").unwrap_or_default(),
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        )
+    })?;
+    Ok(t.elapsed())
 }
 
 /// Milliseconds.
