@@ -223,8 +223,6 @@ pub struct Node<R: Record> {
     max_queue_bytes: usize,
     report_external: bool,
     changes: Vec<ExternalChange<R>>,
-    /// The time of the input being handled (the core reads no clock).
-    now: Option<Instant>,
 }
 
 impl<R: Record> std::fmt::Debug for Node<R> {
@@ -264,7 +262,6 @@ impl<R: Record> Node<R> {
             max_queue_bytes: config.max_queue_bytes,
             report_external: config.report_external,
             changes: Vec::new(),
-            now: None,
         }
     }
 
@@ -333,7 +330,6 @@ impl<R: Record> Node<R> {
 
     /// Applies one input; returns what the daemon must do, in order.
     pub fn handle(&mut self, now: Instant, input: Input<'_, R>) -> Vec<Action<R>> {
-        self.now = Some(now);
         let mut actions = Vec::new();
         match input {
             Input::Start => {
@@ -371,7 +367,7 @@ impl<R: Record> Node<R> {
             }
         }
         for round in 0..3 {
-            self.settle(&mut actions);
+            self.settle(now, &mut actions);
             self.pump(now);
             if round < 2 {
                 self.channel.poll(now);
@@ -390,7 +386,7 @@ impl<R: Record> Node<R> {
     }
 
     /// Reacts to channel events and applies delivered DATA in order.
-    fn settle(&mut self, actions: &mut Vec<Action<R>>) {
+    fn settle(&mut self, now: Instant, actions: &mut Vec<Action<R>>) {
         for event in self.channel.take_events() {
             match event {
                 ChannelEvent::PeerRestarted { node_id } => {
@@ -405,7 +401,7 @@ impl<R: Record> Node<R> {
             }
         }
         for body in self.channel.take_delivered() {
-            if let Some(removed) = self.apply(&body) {
+            if let Some(removed) = self.apply(now, &body) {
                 let entries = self.external.len();
                 if entries == 0 && removed > 0 {
                     self.channel.stats.external_wipes += 1;
@@ -559,7 +555,7 @@ impl<R: Record> Node<R> {
 
     /// Applies one in-order DATA body to the external cache; when it ended a full resync, how
     /// many entries that resync removed.
-    fn apply(&mut self, body: &[u8]) -> Option<usize> {
+    fn apply(&mut self, now: Instant, body: &[u8]) -> Option<usize> {
         let mut resync_done = None;
         for a in Attrs::new(body) {
             let Ok((ty, value)) = a else { break };
@@ -568,11 +564,7 @@ impl<R: Record> Node<R> {
                     Ok(record) => {
                         self.channel.stats.records_received += 1;
                         let report = self.report_external.then(|| record.clone());
-                        let stored = match self.now {
-                            Some(now) => self.external.upsert_at(record, now),
-                            None => self.external.upsert(record),
-                        };
-                        match stored {
+                        match self.external.upsert_at(record, now) {
                             Err(_) => self.channel.stats.external_full += 1,
                             Ok(earlier) => {
                                 if let Some(record) = report
