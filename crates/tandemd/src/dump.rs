@@ -99,17 +99,7 @@ pub fn data(plan: &Plan, now: Instant) -> String {
             .filter(|(id, _)| plan.router.group_of(*id) == Some(g))
             .map(|(_, i)| i.config().name.as_str())
             .collect();
-        let state = (plan.router.instances())
-            .filter(|(id, _)| plan.router.group_of(*id) == Some(g))
-            .map(|(_, i)| i.state())
-            .max_by_key(|s| match s {
-                State::Fault => 4,
-                State::Master => 3,
-                State::Backup => 2,
-                State::Stop => 1,
-                State::Init => 0,
-            })
-            .unwrap_or(State::Init);
+        let state = plan.router.group_state(g);
         let _ = writeln!(out, " VRRP Sync Group = {}, {state}", group.name);
         let _ = writeln!(out, "   VRRP member instances :");
         for m in members {

@@ -231,6 +231,11 @@ impl Router {
         &self.groups[id].name
     }
 
+    /// State of a sync group, as its members make it (FAULT over MASTER over BACKUP...).
+    pub fn group_state(&self, id: GroupId) -> State {
+        self.groups[id].state
+    }
+
     /// Group of an instance, if any.
     pub fn group_of(&self, id: InstanceId) -> Option<GroupId> {
         self.slots[id].group
