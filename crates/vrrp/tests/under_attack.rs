@@ -18,9 +18,12 @@ fn forged(priority: u8) -> Advertisement {
     }
 }
 
-/// An instance driven to MASTER; returns it and the time it got there.
-fn master(priority: u8) -> (Instance, Instant) {
-    let mut a = Instance::new(sim::config(0, priority));
+/// A master (priority 200 unless `tweak` says otherwise) with `tweak` applied to its
+/// settings; returns it and the time it got there.
+fn master_with(tweak: impl Fn(&mut tandem_vrrp::InstanceConfig)) -> (Instance, Instant) {
+    let mut config = sim::config(0, 200);
+    tweak(&mut config);
+    let mut a = Instance::new(config);
     let mut now = Instant::now();
     a.start(now);
     while a.state() != State::Master {
@@ -28,6 +31,11 @@ fn master(priority: u8) -> (Instance, Instant) {
         a.handle_timers(now);
     }
     (a, now)
+}
+
+/// An instance of `priority` driven to MASTER; returns it and the time it got there.
+fn master(priority: u8) -> (Instance, Instant) {
+    master_with(|c| c.priority = priority)
 }
 
 #[test]
@@ -86,20 +94,6 @@ fn a_flood_of_lower_priority_adverts_gets_one_answer_per_interval() {
             "{answers:?}"
         );
     }
-}
-
-/// A master at priority 200 with `tweak` applied to its settings; returns it and its time.
-fn master_with(tweak: impl Fn(&mut tandem_vrrp::InstanceConfig)) -> (Instance, Instant) {
-    let mut config = sim::config(0, 200);
-    tweak(&mut config);
-    let mut a = Instance::new(config);
-    let mut now = Instant::now();
-    a.start(now);
-    while a.state() != State::Master {
-        now = a.next_deadline().expect("a backup has a timer");
-        a.handle_timers(now);
-    }
-    (a, now)
 }
 
 /// Short names of actions: `advert`, `garp`, `garp-lower`, `remove`, `BACKUP`, ...
