@@ -191,11 +191,7 @@ fn receive_buffer_errors(ns: &Netns) -> Result<u64> {
 }
 
 fn hmac_lines(d: &Daemon) -> usize {
-    d.child
-        .log()
-        .lines()
-        .filter(|l| l.contains("fail authentication"))
-        .count()
+    log_lines_about(d, "fail authentication")
 }
 
 /// b's state has not moved: same external cache, same kernel table.
@@ -261,6 +257,35 @@ fn forged_datagrams_change_nothing(tag: &str, multicast: bool) -> Result<()> {
     create_flows(&pair.a, flows(500, 10))?;
     wait_external(&b, 510, Duration::from_secs(30))?;
     Ok(())
+}
+
+#[test]
+fn datagrams_from_a_wrong_source_change_nothing_and_are_counted() -> Result<()> {
+    require_root!(Ok(()));
+    let (pair, _a, b) = pair_with_flows("wrongsrc", 500)?;
+    let lines_before = log_lines_about(&b, "which is not the peer");
+    // Wipes from the attacker's own address, even with the real key's old-style tag.
+    let raw_psk = AuthKey::new(KEY.as_bytes());
+    let forged: Vec<Vec<u8>> = (0..300u32)
+        .map(|i| forged_wipe(if i % 2 == 0 { None } else { Some(&raw_psk) }, i, i))
+        .collect();
+    let attacker = Ipv4Addr::new(10, 0, 0, 100);
+    spoof(&pair.client, attacker, B, forged, 10_000)?;
+    wait_until(
+        "wrong sources counted",
+        Duration::from_secs(5),
+        ms(20),
+        || (stat(&b, "drop_wrong_source") >= 300).then_some(()),
+    )?;
+    unchanged(&pair, &b, 500)?;
+    let lines = log_lines_about(&b, "which is not the peer") - lines_before;
+    println!("300 datagrams from {attacker}: counted as drop_wrong_source, {lines} log line(s)");
+    assert!(lines <= 1, "{lines} lines about the wrong source");
+    Ok(())
+}
+
+fn log_lines_about(d: &Daemon, text: &str) -> usize {
+    d.child.log().lines().filter(|l| l.contains(text)).count()
 }
 
 /// UDP payloads from `src` in a pcap file (Ethernet, IPv4).
