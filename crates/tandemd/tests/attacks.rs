@@ -312,6 +312,30 @@ fn udp_payloads_from(pcap: &Path, src: Ipv4Addr) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
+/// Whether `d` has nothing of its own in flight: no failover step waiting for replication,
+/// nothing queued or unacknowledged on the sync channel.
+fn quiet(d: &Daemon) -> bool {
+    let status = d.query("status").unwrap_or_default();
+    status.contains("steps_pending=0")
+        && status.contains(" unacked=0 ")
+        && status.contains(" queued_bytes=0 ")
+}
+
+/// Waits until both nodes are quiet, b first: b's last request has then been acknowledged,
+/// so whatever a sends in answer is already queued or sent and a's quiet means it arrived.
+fn wait_quiet(a: &Daemon, b: &Daemon) -> Result<()> {
+    wait_until("replication quiet", Duration::from_secs(20), ms(20), || {
+        (quiet(b) && quiet(a)).then_some(())
+    })
+    .with_context(|| {
+        format!(
+            "a:\n{}\nb:\n{}",
+            a.query("status").unwrap_or_default(),
+            b.query("status").unwrap_or_default()
+        )
+    })
+}
+
 #[test]
 fn datagrams_replayed_from_earlier_runs_of_the_master_change_nothing() -> Result<()> {
     require_root!(Ok(()));
@@ -349,6 +373,9 @@ fn datagrams_replayed_from_earlier_runs_of_the_master_change_nothing() -> Result
         wait_until("a new session", Duration::from_secs(20), ms(20), || {
             (stat(&b, "sessions_established") > sessions).then_some(())
         })?;
+        // The failback's own replication (a's bulk, b's resync request) is not a replay.
+        wait_holder(&pair, "10.0.0.254", "a", Duration::from_secs(15))?;
+        wait_quiet(&a, &b)?;
     }
     // 100 connections end on the master: a replay would bring them back at b.
     let ended = flows(0, 100);
@@ -361,6 +388,7 @@ fn datagrams_replayed_from_earlier_runs_of_the_master_change_nothing() -> Result
         ms(50),
         || (kernel_count(&pair.b).ok()? == 400).then_some(()),
     )?;
+    wait_quiet(&a, &b)?;
     // Everything the master sent so far is on file before the capture stops.
     let a_sent = stat(&a, "datagrams_sent");
     wait_until(
