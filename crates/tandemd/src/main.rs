@@ -7,6 +7,7 @@ mod daemon;
 mod deadline;
 mod dump;
 mod log_limit;
+mod logging;
 mod notify;
 mod panic_guard;
 mod plan;
@@ -62,6 +63,13 @@ struct Args {
     /// Log filter (tracing's env-filter syntax), also read from TANDEM_LOG.
     #[arg(long, default_value = "info")]
     log: String,
+    /// Log line format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: logging::LogFormat,
+    /// Where logs go: `auto` is stderr, with syslog priority prefixes when systemd connected
+    /// stderr to the journal (JOURNAL_STREAM).
+    #[arg(long, value_enum, default_value = "auto")]
+    log_target: logging::LogTarget,
 }
 
 /// Read when no `-f` is given: keepalived's own path, then tandem's replication settings.
@@ -82,13 +90,10 @@ fn main() -> ExitCode {
     // Notify scripts that call `tandemctl` (or `conntrackd` linked to it) find this daemon.
     std::env::set_var("TANDEM_CONTROL", &args.control);
     let filter = std::env::var("TANDEM_LOG").unwrap_or_else(|_| args.log.clone());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        // Colour escapes only for a person at a terminal, never into journald or a file.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    if let Err(e) = logging::init(&filter, args.log_format, args.log_target) {
+        eprintln!("tandemd: {e}");
+        return ExitCode::FAILURE;
+    }
     // Parsed on a short-lived thread: the parser's temporaries (tokens, statement trees, a
     // large file's text) and the parsed model then sit in that thread's allocator arena, which
     // goes back to the system once the model is dropped after the plan is built, instead of
