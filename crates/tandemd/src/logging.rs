@@ -5,7 +5,6 @@
 use std::fmt;
 use std::io::IsTerminal;
 
-use clap::ValueEnum;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::{Format, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -14,27 +13,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
-/// How each line is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable text.
-    Text,
-    /// One JSON object per line (`timestamp`, `level`, `fields.message`, ...).
-    Json,
-}
-
-/// Where lines go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogTarget {
-    /// stderr; with `<N>` priority prefixes when systemd connected stderr to the journal.
-    Auto,
-    /// stderr, never with prefixes.
-    Stderr,
-    /// journald's native protocol (structured fields, priorities).
-    Journald,
-    /// The local syslog daemon (/dev/log), facility daemon.
-    Syslog,
-}
+pub use tandemd_cli::{LogFormat, LogTarget};
 
 /// Why logging could not start.
 #[derive(Debug, thiserror::Error)]

@@ -19,64 +19,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use tandemd_cli::{Args, DEFAULT_FILES};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
-
-/// Command line, with keepalived's spelling where one exists.
-#[derive(Parser, Debug)]
-#[command(
-    name = "tandemd",
-    version,
-    about = "VRRP failover for Linux gateway pairs"
-)]
-struct Args {
-    /// Configuration file: keepalived.conf, conntrackd.conf, or tandem's TOML (repeatable).
-    /// Without any: /etc/keepalived/keepalived.conf, and /etc/tandem/tandem.toml when it exists.
-    #[arg(short = 'f', long = "use-file", value_name = "FILE")]
-    files: Vec<PathBuf>,
-    /// Validate the configuration and exit: 0 when usable, 1 with file:line:column errors.
-    #[arg(long, short = 't', alias = "config-test")]
-    check: bool,
-    /// keepalived's config id: `@ID` lines are read only when ID is this, `@^ID` lines only
-    /// when it is not; also `${_INSTANCE}`. Default: the host name up to its first dot.
-    #[arg(short = 'i', long = "config-id", value_name = "ID")]
-    config_id: Option<String>,
-    /// Unix socket for tandemctl.
-    #[arg(long, value_name = "PATH", default_value = "/run/tandemd.sock")]
-    control: PathBuf,
-    /// Group allowed to use the control socket (read-only verbs; changing verbs need root).
-    /// Default: `tandem` when that group exists, else root's group.
-    #[arg(long, value_name = "NAME")]
-    control_group: Option<String>,
-    /// Write the daemon's pid here (locked while it runs, removed on exit).
-    #[arg(long, short = 'p', value_name = "PATH")]
-    pid_file: Option<PathBuf>,
-    /// Where SIGUSR1 writes the data dump (keepalived's path by default).
-    #[arg(long, value_name = "PATH", default_value = dump::DATA_FILE)]
-    data_file: PathBuf,
-    /// Where SIGUSR2 writes the statistics dump.
-    #[arg(long, value_name = "PATH", default_value = dump::STATS_FILE)]
-    stats_file: PathBuf,
-    /// Where SIGRTMIN+2 (`keepalived --signum=JSON`) writes the JSON dump.
-    #[arg(long, value_name = "PATH", default_value = dump::JSON_FILE)]
-    json_file: PathBuf,
-    /// Log filter (tracing's env-filter syntax), also read from TANDEM_LOG.
-    #[arg(long, default_value = "info")]
-    log: String,
-    /// Log line format.
-    #[arg(long, value_enum, default_value = "text")]
-    log_format: logging::LogFormat,
-    /// Where logs go: `auto` is stderr, with syslog priority prefixes when systemd connected
-    /// stderr to the journal (JOURNAL_STREAM).
-    #[arg(long, value_enum, default_value = "auto")]
-    log_target: logging::LogTarget,
-}
-
-/// Read when no `-f` is given: keepalived's own path, then tandem's replication settings.
-const DEFAULT_FILES: &[(&str, bool)] = &[
-    ("/etc/keepalived/keepalived.conf", true),
-    ("/etc/tandem/tandem.toml", false),
-];
 
 fn main() -> ExitCode {
     let mut args = Args::parse();

@@ -26,6 +26,10 @@ impl NodeLock {
                  stop it first, or talk to it with tandemctl; nothing was changed"
             );
         }
+        create_parent(control)?;
+        if let Some(path) = pid_file {
+            create_parent(path)?;
+        }
         let lock_path = lock_path(control);
         let control_lock = lock(&lock_path).with_context(|| {
             format!(
@@ -50,6 +54,22 @@ impl Drop for NodeLock {
         if let Some((path, _)) = &self.pid {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// Creates the directory that holds `path` (mode 0755) when it is missing, as systemd's
+/// `RuntimeDirectory=tandem` does for the unit, so a manual start finds `/run/tandem` too.
+/// Only the last level: a mistyped deeper path stays an error.
+fn create_parent(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    match std::fs::DirBuilder::new().mode(0o755).create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(e).with_context(|| format!("creating the directory {}", dir.display()))
+        }
+        _ => Ok(()),
     }
 }
 
