@@ -75,17 +75,41 @@ pub struct Args {
 /// The command words tandemd's control socket understands, with what each does: listed by
 /// `--help`, the man page and the shell completions.
 pub const COMMANDS: &[(&str, &str)] = &[
-    ("status", "VRRP states, counters, drops, sync peer health (`status json`: one JSON document)"),
+    (
+        "status",
+        "VRRP states, counters, drops, sync peer health (`status json`: one JSON document)",
+    ),
     ("stats", "replication statistics"),
-    ("reload", "re-read the configuration files, as SIGHUP; a broken one is refused with its errors"),
+    (
+        "reload",
+        "re-read the configuration files, as SIGHUP; a broken one is refused with its errors",
+    ),
     ("commit", "commit the external cache to the kernel table"),
     ("flush", "flush the caches: `internal`, `external` or `all`"),
-    ("resync", "resynchronise the internal cache from the kernel table"),
-    ("bulk", "send a bulk update of the internal cache to the peer"),
-    ("request-resync", "ask the peer for a full resynchronisation"),
-    ("shorten", "shorten the kernel timers of the flows this node was forwarding"),
-    ("dump", "print a cache (`internal`, `external`) or keepalived's dump (`data`, `stats`, `json`)"),
-    ("keygen", "write a new sync key to PATH (default /etc/tandem/sync.key), mode 0600"),
+    (
+        "resync",
+        "resynchronise the internal cache from the kernel table",
+    ),
+    (
+        "bulk",
+        "send a bulk update of the internal cache to the peer",
+    ),
+    (
+        "request-resync",
+        "ask the peer for a full resynchronisation",
+    ),
+    (
+        "shorten",
+        "shorten the kernel timers of the flows this node was forwarding",
+    ),
+    (
+        "dump",
+        "print a cache (`internal`, `external`) or keepalived's dump (`data`, `stats`, `json`)",
+    ),
+    (
+        "keygen",
+        "write a new sync key to PATH (default /etc/tandem/sync.key), mode 0600",
+    ),
 ];
 
 /// Accepts any word (commands take arguments such as a cache name or a path) while offering

@@ -203,4 +203,22 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn the_socket_directory_is_created_but_only_its_last_level() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("tandem-rundir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("tandem").join("tandemd.sock");
+        create_parent(&socket).unwrap();
+        let made = std::fs::metadata(dir.join("tandem")).unwrap();
+        assert!(made.is_dir());
+        assert_eq!(made.permissions().mode() & 0o777, 0o755);
+        // Again: an existing directory is fine.
+        create_parent(&socket).unwrap();
+        let deeper = dir.join("a").join("b").join("tandemd.sock");
+        let refused = create_parent(&deeper).err().unwrap().to_string();
+        assert!(refused.contains("creating the directory"), "{refused}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -141,33 +141,14 @@ fn check_refuses_replication_without_a_key_and_names_insecure_runs() {
 }
 
 #[test]
-fn the_systemd_unit_verifies_and_loads_replication_by_default() {
+fn the_systemd_unit_loads_replication_by_default() {
     let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../systemd/tandemd.service");
     let text = std::fs::read_to_string(&unit).unwrap();
     // No -f in the unit: tandemd's defaults load keepalived.conf and tandem.toml.
     assert!(!text.contains(" -f "), "the unit pins files: {text}");
     assert!(text.contains("Conflicts=keepalived.service conntrackd.service"));
     assert!(text.contains("ExecReload=/bin/kill -HUP $MAINPID"));
-    let analyze = Path::new("/usr/bin/systemd-analyze");
-    if !analyze.exists() {
-        println!("systemd-analyze is not installed: unit not verified");
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("tandem-unit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let copy = dir.join("tandemd.service");
-    std::fs::write(&copy, text.replace("/usr/sbin/tandemd", TANDEMD)).unwrap();
-    let out = Command::new(analyze)
-        .arg("verify")
-        .arg(&copy)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "systemd-analyze verify: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // systemd-analyze verify and security: tests/packaging.rs.
 }
 
 #[test]

@@ -47,7 +47,10 @@ fn systemd_analyze_verify_accepts_the_unit_without_a_word() {
     let (ok, stdout, stderr) = analyze(&["verify", "--man=no", unit.to_str().unwrap()]);
     let _ = std::fs::remove_dir_all(&dir);
     // verify exits 0 on unknown keys and bad values too: only silence is a pass.
-    assert!(ok && stdout.is_empty() && stderr.is_empty(), "{stdout}{stderr}");
+    assert!(
+        ok && stdout.is_empty() && stderr.is_empty(),
+        "{stdout}{stderr}"
+    );
 }
 
 #[test]
@@ -59,7 +62,10 @@ fn verify_would_catch_a_mistake() {
     std::fs::write(&unit, broken).unwrap();
     let (_, stdout, stderr) = analyze(&["verify", "--man=no", unit.to_str().unwrap()]);
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(stderr.contains("Failed to parse boolean value, ignoring: maybe"), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("Failed to parse boolean value, ignoring: maybe"),
+        "{stdout}{stderr}"
+    );
 }
 
 #[test]
@@ -75,7 +81,10 @@ fn security_exposure_is_below_4() {
     // "→ Overall exposure level for tandemd.service: 3.2 OK"
     let level: f64 = all
         .lines()
-        .find_map(|l| l.split("Overall exposure level for tandemd.service:").nth(1))
+        .find_map(|l| {
+            l.split("Overall exposure level for tandemd.service:")
+                .nth(1)
+        })
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level in:\n{all}"));
@@ -109,10 +118,7 @@ fn unit_uses_default_paths_runtime_directory_and_reload() {
         "the socket must be inside RuntimeDirectory=tandem"
     );
     assert_eq!(values(&unit, "RuntimeDirectory"), ["tandem"]);
-    assert_eq!(
-        values(&unit, "EnvironmentFile"),
-        ["-/etc/default/tandem"]
-    );
+    assert_eq!(values(&unit, "EnvironmentFile"), ["-/etc/default/tandem"]);
     assert_eq!(
         values(&unit, "ExecReload"),
         [
@@ -133,5 +139,8 @@ fn unit_uses_default_paths_runtime_directory_and_reload() {
         ["CAP_NET_ADMIN CAP_NET_RAW CAP_CHOWN"]
     );
     assert_eq!(values(&unit, "SystemCallFilter"), ["@system-service"]);
-    assert!(!unit.contains("/run/tandemd."), "old paths left in the unit");
+    assert!(
+        !unit.contains("/run/tandemd."),
+        "old paths left in the unit"
+    );
 }

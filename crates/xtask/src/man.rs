@@ -96,15 +96,21 @@ pub fn tandemctl() -> Result<Artifact> {
 pub fn tandem_toml(markdown: &str) -> Artifact {
     let converted = markdown::to_roff(markdown, "DESCRIPTION");
     let mut roff = Roff::new();
-    roff.control("TH", ["TANDEM.TOML", "5", EMPTY_DATE, &source(), "File Formats"])
-        // No hyphenation: key names and paths would be split.
-        .control("nh", [])
-        .control("SH", ["NAME"])
-        .text([roman("tandem.toml - tandem's replication settings")])
-        .control("SH", ["SYNOPSIS"])
-        .text([bold("/etc/tandem/tandem.toml")]);
+    roff.control(
+        "TH",
+        ["TANDEM.TOML", "5", EMPTY_DATE, &source(), "File Formats"],
+    )
+    // No hyphenation: key names and paths would be split.
+    .control("nh", [])
+    .control("SH", ["NAME"])
+    .text([roman("tandem.toml - tandem's replication settings")])
+    .control("SH", ["SYNOPSIS"])
+    .text([bold("/etc/tandem/tandem.toml")]);
     roff.extend([converted.body]);
-    see_also(&mut roff, "tandemd(8), tandemctl(8), keepalived.conf(5), conntrackd.conf(5); /usr/share/doc/tandem/");
+    see_also(
+        &mut roff,
+        "tandemd(8), tandemctl(8), keepalived.conf(5), conntrackd.conf(5); /usr/share/doc/tandem/",
+    );
     Artifact {
         path: PathBuf::from("man/tandem.toml.5"),
         text: roff.render(),
@@ -131,7 +137,9 @@ fn page(command: clap::Command, sections: &[Section], see: &str) -> Result<Artif
     for (title, items) in sections {
         roff.control("SH", [*title]);
         for (tag, meaning) in *items {
-            roff.control("TP", []).text([bold(*tag)]).text([roman(*meaning)]);
+            roff.control("TP", [])
+                .text([bold(*tag)])
+                .text([roman(*meaning)]);
         }
     }
     see_also(&mut roff, see);

@@ -71,7 +71,7 @@ impl Converter {
     }
 
     fn push(&mut self, text: String) {
-        let font = self.font.last().copied().unwrap_or(|text| roman(text));
+        let font = self.font.last().copied().unwrap_or(roman);
         self.inlines.push(font(text));
     }
 
@@ -85,13 +85,16 @@ impl Converter {
                 self.roff.control("PP", []);
             }
             Tag::CodeBlock(CodeBlockKind::Fenced(_) | CodeBlockKind::Indented) => {
-                self.roff.control("PP", []).control("RS", ["4"]).control("nf", []);
+                self.roff
+                    .control("PP", [])
+                    .control("RS", ["4"])
+                    .control("nf", []);
             }
             Tag::Item => {
                 self.roff.control("IP", ["\\(bu", "2"]);
             }
-            Tag::Emphasis => self.font.push(|text| italic(text)),
-            Tag::Strong => self.font.push(|text| bold(text)),
+            Tag::Emphasis => self.font.push(italic),
+            Tag::Strong => self.font.push(bold),
             Tag::Table(_) => self.table = Some(Table::default()),
             Tag::TableHead => {
                 if let Some(table) = &mut self.table {
@@ -112,7 +115,11 @@ impl Converter {
             TagEnd::Heading(HeadingLevel::H1) => self.in_title = false,
             TagEnd::Heading(level) => {
                 let text = plain(&std::mem::take(&mut self.inlines));
-                let request = if level == HeadingLevel::H2 { "SH" } else { "SS" };
+                let request = if level == HeadingLevel::H2 {
+                    "SH"
+                } else {
+                    "SS"
+                };
                 self.roff.control(request, [text.as_str()]);
             }
             TagEnd::Paragraph | TagEnd::Item => self.flush_text(),
@@ -159,7 +166,11 @@ impl Converter {
     fn table(&mut self, table: Table) {
         for mut row in table.rows.into_iter().filter(|row| !row.is_empty()) {
             let tag = row.remove(0);
-            let text = if row.is_empty() { Vec::new() } else { row.pop().unwrap_or_default() };
+            let text = if row.is_empty() {
+                Vec::new()
+            } else {
+                row.pop().unwrap_or_default()
+            };
             let details: Vec<String> = (table.header.iter().skip(1))
                 .zip(&row)
                 .map(|(name, cell)| format!("{name}: {}", plain(cell)))
@@ -198,9 +209,15 @@ mod tests {
         let converted = to_roff(md, "DESCRIPTION");
         assert_eq!(converted.title, "A title");
         let roff = converted.body.to_roff();
-        assert!(roff.contains(".SH DESCRIPTION\n.PP\nIntro \\fBcode\\fR and a link.\n"), "{roff}");
+        assert!(
+            roff.contains(".SH DESCRIPTION\n.PP\nIntro \\fBcode\\fR and a link.\n"),
+            "{roff}"
+        );
         assert!(roff.contains(".SH [sync]\n"), "{roff}");
-        assert!(roff.contains(".TP\n\\fBport\\fR\n(type: number) The \\fIport\\fR.\n"), "{roff}");
+        assert!(
+            roff.contains(".TP\n\\fBport\\fR\n(type: number) The \\fIport\\fR.\n"),
+            "{roff}"
+        );
         // A code line starting with a dot must not become a request.
         assert!(roff.contains(".nf\n\\&.starts with a dot\n.fi\n"), "{roff}");
     }

@@ -102,7 +102,10 @@ fn package_installs_verifies_and_purges_cleanly() {
     }
     assert!(group_exists(), "postinst did not create the tandem group");
     // Installed, not enabled: the package never takes over from keepalived unasked.
-    assert!(!Path::new(STATE[1]).exists(), "the package enabled the unit");
+    assert!(
+        !Path::new(STATE[1]).exists(),
+        "the package enabled the unit"
+    );
 
     // With the man pages installed, verify checks Documentation= too.
     let out = run(
@@ -126,7 +129,12 @@ fn package_installs_verifies_and_purges_cleanly() {
         ("tandem.toml", "/usr/share/man/man5/tandem.toml.5.gz"),
     ] {
         let out = run("man", &["-w", page]);
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), path, "{}", text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            path,
+            "{}",
+            text(&out)
+        );
     }
 
     let listed = run("dpkg", &["-L", "tandem"]);
@@ -140,13 +148,21 @@ fn package_installs_verifies_and_purges_cleanly() {
     let out = run("dpkg", &["--purge", "tandem"]);
     assert!(out.status.success(), "dpkg --purge: {}", text(&out));
     assert!(!installed());
-    for path in owned.iter().map(PathBuf::as_path).chain(STATE.iter().map(Path::new)) {
+    for path in owned
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(STATE.iter().map(Path::new))
+    {
         assert!(!path.exists(), "{} is left after the purge", path.display());
     }
     for dir in ["/usr/share/doc/tandem", "/run/tandem"] {
         assert!(!Path::new(dir).exists(), "{dir} is left after the purge");
     }
-    assert_eq!(group_exists(), group_before, "the tandem group after the purge");
+    assert_eq!(
+        group_exists(),
+        group_before,
+        "the tandem group after the purge"
+    );
 }
 
 fn find_deb(dir: &Path) -> PathBuf {
@@ -155,9 +171,9 @@ fn find_deb(dir: &Path) -> PathBuf {
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&format!("tandem_{version}-")) && n.ends_with(".deb"))
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with(&format!("tandem_{version}-")) && n.ends_with(".deb")
+            })
         })
         .unwrap_or_else(|| panic!("no tandem_{version}-*.deb in {}", dir.display()))
 }

@@ -41,13 +41,22 @@ fn man_pages_mention_every_option() {
         }
     }
     let tandemd = man_text("man/tandemd.8");
-    for option in ["--log-format", "--log-target", "--config-id", "--control", "--pid-file"] {
+    for option in [
+        "--log-format",
+        "--log-target",
+        "--config-id",
+        "--control",
+        "--pid-file",
+    ] {
         assert!(tandemd.contains(option), "tandemd.8 lacks {option}");
     }
     assert!(tandemd.contains("/run/tandem/tandemd.sock"));
     let tandemctl = man_text("man/tandemctl.8");
     for (word, _) in tandemctl_cli::COMMANDS {
-        assert!(tandemctl.contains(word), "tandemctl.8 lacks the command {word}");
+        assert!(
+            tandemctl.contains(word),
+            "tandemctl.8 lacks the command {word}"
+        );
     }
 }
 
@@ -58,12 +67,22 @@ fn tandem_toml_page_has_every_key_of_the_reference() {
     let keys: Vec<&str> = doc
         .lines()
         .filter(|l| l.starts_with("| `"))
-        .flat_map(|l| l.split('|').nth(1).unwrap_or("").split('`').skip(1).step_by(2))
+        .flat_map(|l| {
+            l.split('|')
+                .nth(1)
+                .unwrap_or("")
+                .split('`')
+                .skip(1)
+                .step_by(2)
+        })
         .collect();
     assert!(keys.len() >= 20, "found only {keys:?}");
     let page = man_text("man/tandem.toml.5");
     for key in keys {
-        assert!(page.contains(&format!("\\fB{key}\\fR")), "tandem.toml.5 lacks {key}");
+        assert!(
+            page.contains(&format!("\\fB{key}\\fR")),
+            "tandem.toml.5 lacks {key}"
+        );
     }
     for section in [".SH [sync]", ".SH [sync.filter]", ".TH TANDEM.TOML 5"] {
         assert!(page.contains(section), "tandem.toml.5 lacks {section}");
@@ -84,7 +103,10 @@ fn man_renders_the_pages_without_warnings() {
             .output()
             .expect("running man (man-db; scripts/test installs it)");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success() && stderr.is_empty(), "{page}: {stderr}");
+        assert!(
+            out.status.success() && stderr.is_empty(),
+            "{page}: {stderr}"
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("SEE ALSO"), "{page} rendered as:\n{text}");
     }
@@ -98,8 +120,14 @@ fn completions_offer_the_options_and_tandemctl_commands() {
         let zsh = artifact(&format!("completions/zsh/_{name}")).text;
         assert!(zsh.starts_with(&format!("#compdef {name}")), "{zsh}");
         for option in options(&command) {
-            assert!(bash.contains(&option), "bash completion of {name} lacks {option}");
-            assert!(zsh.contains(&option), "zsh completion of {name} lacks {option}");
+            assert!(
+                bash.contains(&option),
+                "bash completion of {name} lacks {option}"
+            );
+            assert!(
+                zsh.contains(&option),
+                "zsh completion of {name} lacks {option}"
+            );
         }
     }
     let bash = artifact("completions/bash/tandemctl").text;
