@@ -35,6 +35,7 @@ use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use model::*;
+pub use native::MetricsConfig;
 pub use sync::{FilterConfig, ListFilter, Policy, SyncConfig, Transport};
 
 /// Why a configuration could not be loaded.
@@ -137,7 +138,23 @@ pub fn load_files_with(paths: &[PathBuf], options: &LoadOptions) -> Result<Confi
         let sync =
             if path.extension().is_some_and(|e| e == "toml") {
                 match native::parse(&text, path) {
-                    Ok(sync) => sync,
+                    Ok(native) => {
+                        if native.metrics.is_some() {
+                            if config.metrics.is_some() {
+                                errors.push(Diagnostic::error(
+                                    Location {
+                                        file: path.as_path().into(),
+                                        line: 1,
+                                        column: 1,
+                                    },
+                                    1,
+                                    "a second [metrics] section: give it in one file",
+                                ));
+                            }
+                            config.metrics = native.metrics;
+                        }
+                        native.sync
+                    }
                     Err(e) => {
                         errors.extend(e);
                         continue;
@@ -159,9 +176,10 @@ pub fn load_files_with(paths: &[PathBuf], options: &LoadOptions) -> Result<Confi
                     vrrp_seen = true;
                     match parse_with_id(&text, path, config_id.as_deref()) {
                         Ok(vrrp) => {
-                            let sync = config.sync.take();
+                            let (sync, metrics) = (config.sync.take(), config.metrics.take());
                             config = vrrp;
                             config.sync = sync;
+                            config.metrics = metrics;
                         }
                         Err(ConfigError::Invalid {
                             errors: e,

@@ -199,6 +199,9 @@ pub enum ControlCommand {
     Status,
     /// The status as one JSON document (`status json`).
     StatusJson,
+    /// Counters and gauges in Prometheus' text format (`metrics`), as the metrics listener
+    /// serves them.
+    Metrics,
     /// Re-read the configuration, as SIGHUP does.
     Reload,
     /// One of keepalived's dumps (`dump data|stats|json`), as its signals write them.
@@ -277,6 +280,15 @@ pub fn parse(line: &str) -> Result<ControlCommand, ParseError> {
                 word: arg.unwrap_or_default().into(),
             })
         }
+        "metrics" => {
+            return match arg {
+                None => Ok(ControlCommand::Metrics),
+                Some(word) => Err(ParseError::Unexpected {
+                    verb: verb.into(),
+                    word: word.into(),
+                }),
+            }
+        }
         "reload" => {
             return match arg {
                 None => Ok(ControlCommand::Reload),
@@ -345,6 +357,8 @@ mod tests {
         assert_eq!(replication("stats"), Request::Stats);
         assert_eq!(replication("stats all"), Request::Stats);
         assert_eq!(parse("status json"), Ok(ControlCommand::StatusJson));
+        assert_eq!(parse("metrics"), Ok(ControlCommand::Metrics));
+        assert!(parse("metrics now").is_err());
         assert!(parse("status bogus").is_err());
         for (line, which) in [
             ("dump data", KeepalivedDump::Data),
