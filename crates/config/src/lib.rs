@@ -106,6 +106,31 @@ pub fn host_config_id() -> Option<String> {
     (!short.is_empty()).then(|| short.to_owned())
 }
 
+/// The control socket a conntrackd.conf names (`General { UNIX { Path ... } }`), so that
+/// `tandemctl -C conntrackd.conf` talks to the socket that file sets, as conntrackd does.
+/// None when the file sets none.
+pub fn conntrackd_control_path(path: &Path) -> Result<Option<PathBuf>, ConfigError> {
+    let bytes = lexer::read_config_file(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = String::from_utf8_lossy(&bytes);
+    let lexed = lexer::lex_with_includes(&text, path, None);
+    let mut ignored = Vec::new();
+    let stmts = tree::build(&lexed.tokens, &mut ignored);
+    let named = |stmts: &'_ [tree::Stmt], name: &str| -> Option<tree::Stmt> {
+        stmts
+            .iter()
+            .find(|s| s.key.text.eq_ignore_ascii_case(name))
+            .cloned()
+    };
+    let found = named(&stmts, "General")
+        .and_then(|g| named(&g.block?.stmts, "UNIX"))
+        .and_then(|u| named(&u.block?.stmts, "Path"))
+        .and_then(|p| p.args.first().map(|w| PathBuf::from(&w.text)));
+    Ok(found)
+}
+
 /// Reads the configuration at `path`, following its `include` lines.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let bytes = lexer::read_config_file(path).map_err(|source| ConfigError::Io {

@@ -9,7 +9,9 @@ fn changes_state(command: ControlCommand) -> bool {
         ControlCommand::Status | ControlCommand::StatusJson | ControlCommand::Metrics => false,
         ControlCommand::Reload => true,
         ControlCommand::KeepalivedDump(_) => false,
-        ControlCommand::Replication(Request::Stats | Request::Dump(_)) => false,
+        ControlCommand::Replication(Request::Stats | Request::Section(_) | Request::Dump(_)) => {
+            false
+        }
         ControlCommand::Replication(_) => true,
     }
 }

@@ -29,7 +29,8 @@ struct Args {
         default_value = "/run/tandemd.sock"
     )]
     control: PathBuf,
-    /// conntrackd's configuration file: accepted and ignored (tandemd has it already).
+    /// conntrackd's configuration file: its `UNIX { Path }` names the control socket when a
+    /// socket is there (tandemd started with `--control` on that path), else the default.
     #[arg(short = 'C', value_name = "FILE")]
     config: Option<PathBuf>,
     /// Commit the external cache (or `internal`) to the kernel table.
@@ -50,8 +51,9 @@ struct Args {
     /// Shorten the kernel timers of the flows this node was forwarding.
     #[arg(short = 't')]
     shorten: bool,
-    /// Statistics.
-    #[arg(short = 's', num_args = 0..=1, default_missing_value = "all", value_name = "WHAT")]
+    /// Statistics in conntrackd's layout: the general section, or `network`, `cache`,
+    /// `runtime`, `link`, `rsqueue`, `process`, `queue`, `ct`, `expect`.
+    #[arg(short = 's', num_args = 0..=1, default_missing_value = "general", value_name = "WHAT")]
     stats: Option<String>,
     /// Dump the internal cache.
     #[arg(short = 'i')]
@@ -70,8 +72,33 @@ struct Args {
     command: Vec<String>,
 }
 
+/// The socket to ask: the one `-C FILE` names when it exists, else `--control`.
+fn control_socket(args: &Args) -> Result<PathBuf> {
+    let Some(file) = &args.config else {
+        return Ok(args.control.clone());
+    };
+    match tandem_config::conntrackd_control_path(file)? {
+        Some(path) if path.exists() => Ok(path),
+        Some(path) => {
+            eprintln!(
+                "tandemctl: {} names the control socket {}, which does not exist; asking {}",
+                file.display(),
+                path.display(),
+                args.control.display()
+            );
+            Ok(args.control.clone())
+        }
+        None => Ok(args.control.clone()),
+    }
+}
+
 fn main() -> Result<()> {
-    let args = Args::parse();
+    // Usage errors exit 1, as conntrackd's do (clap's 2 means "unhealthy" for `status`).
+    let args = Args::try_parse().unwrap_or_else(|e| {
+        let code = if e.use_stderr() { 1 } else { 0 };
+        let _ = e.print();
+        std::process::exit(code);
+    });
     if args.daemon {
         bail!("tandemd is the daemon: run `tandemd -f keepalived.conf -f conntrackd.conf`");
     }
@@ -124,9 +151,10 @@ fn main() -> Result<()> {
             _ => bail!("--json goes with `status` only"),
         }
     }
+    let control = control_socket(&args)?;
     let mut unhealthy = false;
     for command in commands {
-        let reply = ask(&args.control, &command)?;
+        let reply = ask(&control, &command)?;
         print!("{reply}");
         if reply.starts_with("error:") {
             std::process::exit(1);
