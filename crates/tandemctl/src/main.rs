@@ -12,6 +12,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
+mod status_table;
+
 /// Command line (conntrackd's single-letter verbs plus tandem's words).
 #[derive(Parser, Debug)]
 #[command(
@@ -154,8 +156,18 @@ fn main() -> Result<()> {
     let control = control_socket(&args)?;
     let mut unhealthy = false;
     for command in commands {
-        let reply = ask(&control, &command)?;
-        print!("{reply}");
+        // `status` for a person: the JSON document, laid out as a table.
+        let table = command == "status";
+        let asked = if table {
+            "status json"
+        } else {
+            command.as_str()
+        };
+        let reply = ask(&control, asked)?;
+        match serde_json::from_str::<serde_json::Value>(&reply) {
+            Ok(status) if table => print!("{}", status_table::render(&status)),
+            _ => print!("{reply}"),
+        }
         if reply.starts_with("error:") {
             std::process::exit(1);
         }

@@ -588,7 +588,12 @@ impl Daemon {
             InstanceAction::Transition { from, to, cause } => {
                 let priority = self.plan.router.instance(id).priority();
                 info!("({}) Entering {to} STATE ({cause}, was {from})", plan.name);
-                (self.recorder).transition(&plan.name, &to.to_string(), &cause.to_string());
+                (self.recorder).transition(
+                    &plan.name,
+                    &from.to_string(),
+                    &to.to_string(),
+                    &cause.to_string(),
+                );
                 notify::run(&plan.notify, Subject::Instance, &plan.name, to, priority);
             }
         }

@@ -7,7 +7,7 @@ pub mod server;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -59,11 +59,26 @@ pub struct StepLabel {
 
 type StepHistograms = Family<StepLabel, Histogram, fn() -> Histogram>;
 
-/// What only the daemon sees happen, kept for the life of the process.
+/// What only the daemon sees happen, kept for the life of the process: for the metrics,
+/// and for the status (each instance's last transition).
 #[derive(Debug)]
 pub struct Recorder {
     transitions: HashMap<TransitionLabels, u64>,
+    last: HashMap<String, LastTransition>,
     steps: StepHistograms,
+}
+
+/// An instance's latest transition.
+#[derive(Debug, Clone)]
+pub struct LastTransition {
+    /// When.
+    pub at: Instant,
+    /// The state left.
+    pub from: String,
+    /// The state entered.
+    pub to: String,
+    /// Why, in words.
+    pub cause: String,
 }
 
 impl Default for Recorder {
@@ -75,14 +90,24 @@ impl Default for Recorder {
         }
         Recorder {
             transitions: HashMap::new(),
+            last: HashMap::new(),
             steps: Family::new_with_constructor(step_histogram),
         }
     }
 }
 
 impl Recorder {
-    /// One transition of `instance` into `to`, for `cause`.
-    pub fn transition(&mut self, instance: &str, to: &str, cause: &str) {
+    /// One transition of `instance` from `from` into `to`, for `cause`.
+    pub fn transition(&mut self, instance: &str, from: &str, to: &str, cause: &str) {
+        self.last.insert(
+            instance.into(),
+            LastTransition {
+                at: Instant::now(),
+                from: from.into(),
+                to: to.into(),
+                cause: cause.into(),
+            },
+        );
         *self
             .transitions
             .entry(TransitionLabels {
@@ -91,6 +116,11 @@ impl Recorder {
                 cause: cause.into(),
             })
             .or_default() += 1;
+    }
+
+    /// `instance`'s latest transition, if it made one.
+    pub fn last_transition(&self, instance: &str) -> Option<&LastTransition> {
+        self.last.get(instance)
     }
 
     /// How long a failover step took from the request to its answer.
