@@ -84,11 +84,40 @@ fn corpus_is_large_and_every_file_has_an_origin_and_a_verdict() {
     assert_eq!(table.len(), files.len(), "VERDICTS.tsv rows for missing files");
 }
 
+/// Files where tandem deliberately differs from `keepalived -t`, and why. Each is a file that
+/// keepalived refuses and tandem accepts with located warnings.
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
+    // keepalived resolves `smtp_server smtp.163.com` through DNS while reading the file, so its
+    // verdict depends on the resolver; tandem sends no e-mail and resolves nothing.
+    ("Chuyio+keepalived_nginx.conf", "smtp_server names a host (DNS at parse time)"),
+    // virtual_server, static/virtual routes and rules are skipped as whole blocks (one warning
+    // each); keepalived's complaints are about their contents.
+    ("keepalived-samples__fwmark.conf", "inside virtual_server"),
+    ("snemarch+dns-doodle.conf", "inside virtual_server"),
+    ("keepalived-samples__track_interface.conf", "inside virtual_routes"),
+    ("keepalived-samples__vrrp.routes.conf", "inside virtual_routes"),
+    ("keepalived-samples__vrrp.static_ipaddress.conf", "inside virtual_routes"),
+    ("keepalived-samples__vrrp.rules.conf", "inside static_rules"),
+    // An instance with no virtual address is keepalived's "No VIP specified" configuration
+    // error, yet keepalived runs it, and cloud set-ups rely on it (the notify scripts move an
+    // address through the provider's API). tandem runs it too, with a warning.
+    ("paololiu+aliyun-eni.conf", "no virtual_ipaddress: warned, not refused"),
+];
+
 #[test]
 fn tandem_agrees_with_keepalived_on_every_corpus_file() {
     let table = verdicts();
     let mut disagreements = Vec::new();
+    let mut known = 0;
     for (file, expected) in &table {
+        if KNOWN_DIFFERENCES.iter().any(|(f, _)| f == file) {
+            assert!(
+                expected.refused && tandem(file).is_ok(),
+                "{file} is listed as a known difference but tandem and keepalived agree on it"
+            );
+            known += 1;
+            continue;
+        }
         match (tandem(file), expected.refused) {
             (Ok(_), false) | (Err(_), true) => {}
             (Ok(warnings), true) => disagreements.push(format!(
@@ -104,8 +133,8 @@ fn tandem_agrees_with_keepalived_on_every_corpus_file() {
         }
     }
     eprintln!(
-        "corpus: tandem agrees with keepalived -t on {} of {} files",
-        table.len() - disagreements.len(),
+        "corpus: tandem agrees with keepalived -t on {} of {} files ({known} known differences)",
+        table.len() - disagreements.len() - known,
         table.len()
     );
     assert!(
@@ -116,7 +145,8 @@ fn tandem_agrees_with_keepalived_on_every_corpus_file() {
     );
 }
 
-/// Where keepalived names a line for its first error, tandem's errors include that line.
+/// Where keepalived names a line for its first error, tandem has an error there, or in the
+/// lines just before it: keepalived reports a block's errors where the block ends.
 #[test]
 fn tandem_refuses_at_the_line_keepalived_names() {
     let mut missed = Vec::new();
@@ -128,9 +158,12 @@ fn tandem_refuses_at_the_line_keepalived_names() {
         else {
             continue;
         };
+        let line: usize = line.parse().expect("keepalived line number");
         if let Err(errors) = tandem(&file) {
-            let at = format!("{file}:{line}:");
-            if !errors.iter().any(|e| e.contains(&at)) {
+            let near = |e: &String| {
+                (line.saturating_sub(8)..=line).any(|l| e.contains(&format!("{file}:{l}:")))
+            };
+            if !errors.iter().any(near) {
                 missed.push(format!(
                     "{file}: keepalived: {}; tandem:\n  {}",
                     expected.first_error,
