@@ -454,11 +454,23 @@ fn helper(stmt: &Stmt, ctx: &mut Ctx) {
             );
             continue;
         };
-        if !["inet", "inet6"].iter().any(|f| l3.text.eq_ignore_ascii_case(f)) {
-            ctx.error(l3, format!("`Type` expects inet or inet6, found `{}`", l3.text));
+        if !["inet", "inet6"]
+            .iter()
+            .any(|f| l3.text.eq_ignore_ascii_case(f))
+        {
+            ctx.error(
+                l3,
+                format!("`Type` expects inet or inet6, found `{}`", l3.text),
+            );
         }
-        if !["tcp", "udp"].iter().any(|p| l4.text.eq_ignore_ascii_case(p)) {
-            ctx.error(l4, format!("`Type` expects tcp or udp, found `{}`", l4.text));
+        if !["tcp", "udp"]
+            .iter()
+            .any(|p| l4.text.eq_ignore_ascii_case(p))
+        {
+            ctx.error(
+                l4,
+                format!("`Type` expects tcp or udp, found `{}`", l4.text),
+            );
         }
         if let Some(b) = ctx.block(&Stmt {
             args: Vec::new(),

@@ -167,12 +167,12 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
             }
         }
         "nopreempt" => {
-            if let Some(v) = ctx.flag(s) {
+            if let Some(v) = ctx.switch(s) {
                 i.nopreempt = v;
             }
         }
         "preempt" => {
-            if let Some(v) = ctx.flag(s) {
+            if let Some(v) = ctx.switch(s) {
                 i.nopreempt = !v;
             }
         }
@@ -226,13 +226,13 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
             }
         }
         "dont_track_primary" => {
-            if let Some(v) = ctx.flag(s) {
+            if let Some(v) = ctx.switch(s) {
                 i.dont_track_primary = v;
             }
         }
         // tandem never filters traffic to the virtual addresses, which is accept mode.
         "accept" => {
-            ctx.flag(s);
+            ctx.switch(s);
         }
         // RFC 5798 7.1: tandem's owner always discards adverts for its VRID.
         "owner_ignore_adverts" => {

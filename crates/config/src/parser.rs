@@ -156,17 +156,17 @@ fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, ctx: &mut Ctx) {
                 }
             }
             "vrrp_check_unicast_src" => {
-                if let Some(v) = ctx.flag(stmt) {
+                if let Some(v) = ctx.switch(stmt) {
                     g.check_unicast_src = v;
                 }
             }
             "enable_script_security" => {
-                if let Some(v) = ctx.flag(stmt) {
+                if let Some(v) = ctx.switch(stmt) {
                     g.enable_script_security = v;
                 }
             }
             "vrrp_strict" => {
-                if let Some(v) = ctx.flag(stmt) {
+                if let Some(v) = ctx.switch(stmt) {
                     g.vrrp_strict = v;
                 }
             }
@@ -430,7 +430,7 @@ fn vrrp_script(stmt: &Stmt, ctx: &mut Ctx) -> Option<(VrrpScript, Word)> {
                 }
             }
             "init_fail" => {
-                if let Some(v) = ctx.flag(s) {
+                if let Some(v) = ctx.switch(s) {
                     script.init_fail = v;
                 }
             }

@@ -262,15 +262,25 @@ fn vrrp_script_fields() {
 }
 
 #[test]
-fn flags_take_optional_booleans() {
+fn switches_ignore_values_where_keepalived_does() {
     let c = ok(&format!(
         "global_defs {{\n vrrp_strict off\n vrrp_check_unicast_src\n}}\n{}",
         instance(" nopreempt yes\n")
     ));
-    assert!(!c.global.vrrp_strict);
+    // keepalived sets these switches whatever follows them (its handlers never read a value):
+    // `vrrp_strict off` still sets vrrp_strict, with a warning saying so.
+    assert!(c.global.vrrp_strict);
     assert!(c.global.check_unicast_src);
     assert!(c.instances[0].nopreempt);
-    assert_eq!(errors(&instance(" nopreempt 5\n")).len(), 1);
+    assert!(warnings(&c)
+        .iter()
+        .any(|w| w.contains("`off` is ignored, as keepalived ignores it")));
+    let c = ok(&instance(" nopreempt 5\n"));
+    assert!(c.instances[0].nopreempt);
+    // Switches keepalived reads a value for still take one.
+    assert!(!ok(&instance(" lower_prio_no_advert off\n")).instances[0]
+        .lower_prio_no_advert
+        .unwrap());
 }
 
 #[test]
@@ -449,12 +459,21 @@ fn refused_like_keepalived_does() {
     let ah_master = instance(
         " state MASTER\n authentication {\n  auth_type AH\n }\n virtual_ipaddress {\n  10.0.0.1\n }\n",
     );
-    assert!(errors(&ah_master)[0].starts_with("k.conf:5:2: vrrp_instance `VI_1`: `state MASTER` cannot be used with `auth_type AH`"));
+    assert!(errors(&ah_master)[0].starts_with(
+        "k.conf:5:2: vrrp_instance `VI_1`: `state MASTER` cannot be used with `auth_type AH`"
+    ));
     let empty_mail = "global_defs {\n notification_email {\n }\n}\n";
     assert!(errors(empty_mail)[0].starts_with("k.conf:2:2: `notification_email` block is empty"));
-    for zero in ["vrrp_garp_interval 0", "vrrp_gna_interval 0", "vrrp_gna_interval x"] {
+    for zero in [
+        "vrrp_garp_interval 0",
+        "vrrp_gna_interval 0",
+        "vrrp_gna_interval x",
+    ] {
         let text = format!("global_defs {{\n {zero}\n}}\n");
-        assert!(errors(&text)[0].contains("expects seconds greater than 0"), "{zero}");
+        assert!(
+            errors(&text)[0].contains("expects seconds greater than 0"),
+            "{zero}"
+        );
     }
     let c = ok("global_defs {\n vrrp_garp_interval 0.001\n}\n");
     assert!(warnings(&c)[0].contains("`vrrp_garp_interval` is not supported"));

@@ -81,7 +81,11 @@ fn corpus_is_large_and_every_file_has_an_origin_and_a_verdict() {
         );
         assert!(table.contains_key(f), "{f} has no row in VERDICTS.tsv");
     }
-    assert_eq!(table.len(), files.len(), "VERDICTS.tsv rows for missing files");
+    assert_eq!(
+        table.len(),
+        files.len(),
+        "VERDICTS.tsv rows for missing files"
+    );
 }
 
 /// Files where tandem deliberately differs from `keepalived -t`, and why. Each is a file that
@@ -89,19 +93,34 @@ fn corpus_is_large_and_every_file_has_an_origin_and_a_verdict() {
 const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
     // keepalived resolves `smtp_server smtp.163.com` through DNS while reading the file, so its
     // verdict depends on the resolver; tandem sends no e-mail and resolves nothing.
-    ("Chuyio+keepalived_nginx.conf", "smtp_server names a host (DNS at parse time)"),
+    (
+        "Chuyio+keepalived_nginx.conf",
+        "smtp_server names a host (DNS at parse time)",
+    ),
     // virtual_server, static/virtual routes and rules are skipped as whole blocks (one warning
     // each); keepalived's complaints are about their contents.
     ("keepalived-samples__fwmark.conf", "inside virtual_server"),
     ("snemarch+dns-doodle.conf", "inside virtual_server"),
-    ("keepalived-samples__track_interface.conf", "inside virtual_routes"),
-    ("keepalived-samples__vrrp.routes.conf", "inside virtual_routes"),
-    ("keepalived-samples__vrrp.static_ipaddress.conf", "inside virtual_routes"),
+    (
+        "keepalived-samples__track_interface.conf",
+        "inside virtual_routes",
+    ),
+    (
+        "keepalived-samples__vrrp.routes.conf",
+        "inside virtual_routes",
+    ),
+    (
+        "keepalived-samples__vrrp.static_ipaddress.conf",
+        "inside virtual_routes",
+    ),
     ("keepalived-samples__vrrp.rules.conf", "inside static_rules"),
     // An instance with no virtual address is keepalived's "No VIP specified" configuration
     // error, yet keepalived runs it, and cloud set-ups rely on it (the notify scripts move an
     // address through the provider's API). tandem runs it too, with a warning.
-    ("paololiu+aliyun-eni.conf", "no virtual_ipaddress: warned, not refused"),
+    (
+        "paololiu+aliyun-eni.conf",
+        "no virtual_ipaddress: warned, not refused",
+    ),
 ];
 
 #[test]

@@ -303,10 +303,16 @@ fn conntrackd_old_names_and_helpers_are_read_with_warnings() {
         (35, "`SocketBufferSize` is not supported"),
         (36, "`SocketBufferSizeMaxGrown` is not supported"),
         (37, "`Family` is not supported"),
-        (44, "`Helper` `ftp`: tandem does not run user-space conntrack helpers"),
+        (
+            44,
+            "`Helper` `ftp`: tandem does not run user-space conntrack helpers",
+        ),
         (52, "`Helper` `tns`"),
     ] {
-        assert!(warned_at(line, needle), "no warning `{needle}` at line {line}");
+        assert!(
+            warned_at(line, needle),
+            "no warning `{needle}` at line {line}"
+        );
     }
 }
 
@@ -329,8 +335,17 @@ fn conntrackd_misplaced_and_malformed_old_names_are_errors() {
         .iter()
         .map(|e| (e.location.line, e.message.as_str()))
         .collect();
-    assert!(at[0].0 == 5 && at[0].1.contains("`IPv4_interface` belongs in `Multicast`"), "{at:?}");
-    assert!(at[1].0 == 9 && at[1].1.contains("expects tcp or udp, found `sctp`"), "{at:?}");
+    assert!(
+        at[0].0 == 5 && at[0].1.contains("`IPv4_interface` belongs in `Multicast`"),
+        "{at:?}"
+    );
+    assert!(
+        at[1].0 == 9 && at[1].1.contains("expects tcp or udp, found `sctp`"),
+        "{at:?}"
+    );
     assert!(at[2].0 == 10 && at[2].1.contains("`QueueNum`"), "{at:?}");
-    assert!(at[3].0 == 11 && at[3].1.contains("unknown keyword `Bogus` in Helper Type"), "{at:?}");
+    assert!(
+        at[3].0 == 11 && at[3].1.contains("unknown keyword `Bogus` in Helper Type"),
+        "{at:?}"
+    );
 }
