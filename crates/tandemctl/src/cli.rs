@@ -30,7 +30,8 @@ pub struct Args {
         default_value = DEFAULT_CONTROL
     )]
     pub control: PathBuf,
-    /// conntrackd's configuration file: accepted and ignored (tandemd has it already).
+    /// conntrackd's configuration file: its `UNIX { Path }` names the control socket when a
+    /// socket is there (tandemd started with `--control` on that path), else the default.
     #[arg(short = 'C', value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Commit the external cache (or `internal`) to the kernel table.
@@ -51,8 +52,9 @@ pub struct Args {
     /// Shorten the kernel timers of the flows this node was forwarding.
     #[arg(short = 't')]
     pub shorten: bool,
-    /// Statistics.
-    #[arg(short = 's', num_args = 0..=1, default_missing_value = "all", value_name = "WHAT")]
+    /// Statistics in conntrackd's layout: the general section, or `network`, `cache`,
+    /// `runtime`, `link`, `rsqueue`, `process`, `queue`, `ct`, `expect`.
+    #[arg(short = 's', num_args = 0..=1, default_missing_value = "general", value_name = "WHAT")]
     pub stats: Option<String>,
     /// Dump the internal cache.
     #[arg(short = 'i')]
@@ -80,6 +82,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "VRRP states, counters, drops, sync peer health (`status json`: one JSON document)",
     ),
     ("stats", "replication statistics"),
+    (
+        "metrics",
+        "the counters in Prometheus' text exposition format",
+    ),
     (
         "reload",
         "re-read the configuration files, as SIGHUP; a broken one is refused with its errors",

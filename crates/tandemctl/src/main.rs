@@ -14,13 +14,37 @@ use clap::parser::ValueSource;
 use clap::FromArgMatches;
 use tandemctl_cli::{Args, DEFAULT_CONTROL, LEGACY_CONTROL};
 
+mod status_table;
+
+/// The socket to ask: the one `-C FILE` names when it exists, else `--control` (see
+/// [`moved_default`] for a daemon started before the default moved).
+fn control_socket(args: &Args, control_is_default: bool) -> Result<PathBuf> {
+    let control = moved_default(&args.control, control_is_default);
+    let Some(file) = &args.config else {
+        return Ok(control);
+    };
+    match tandem_config::conntrackd_control_path(file)? {
+        Some(path) if path.exists() => Ok(path),
+        Some(path) => {
+            eprintln!(
+                "tandemctl: {} names the control socket {}, which does not exist; asking {}",
+                file.display(),
+                path.display(),
+                control.display()
+            );
+            Ok(control)
+        }
+        None => Ok(control),
+    }
+}
+
 fn main() -> Result<()> {
-    let matches = tandemctl_cli::command().get_matches();
-    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let control = control_socket(
-        &args.control,
-        matches.value_source("control") == Some(ValueSource::DefaultValue),
-    );
+    // Usage errors exit 1, as conntrackd's do (clap's 2 means "unhealthy" for `status`).
+    let matches = tandemctl_cli::command()
+        .try_get_matches()
+        .unwrap_or_else(|e| exit_usage(e));
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| exit_usage(e));
+    let control_is_default = matches.value_source("control") == Some(ValueSource::DefaultValue);
     if args.daemon {
         bail!("tandemd is the daemon: run `tandemd -f keepalived.conf -f conntrackd.conf`");
     }
@@ -73,10 +97,21 @@ fn main() -> Result<()> {
             _ => bail!("--json goes with `status` only"),
         }
     }
+    let control = control_socket(&args, control_is_default)?;
     let mut unhealthy = false;
     for command in commands {
-        let reply = ask(&control, &command)?;
-        print!("{reply}");
+        // `status` for a person: the JSON document, laid out as a table.
+        let table = command == "status";
+        let asked = if table {
+            "status json"
+        } else {
+            command.as_str()
+        };
+        let reply = ask(&control, asked)?;
+        match serde_json::from_str::<serde_json::Value>(&reply) {
+            Ok(status) if table => print!("{}", status_table::render(&status)),
+            _ => print!("{reply}"),
+        }
         if reply.starts_with("error:") {
             std::process::exit(1);
         }
@@ -89,10 +124,17 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// Prints a usage error (or `--help`, `--version`) and exits: 1 for errors, as conntrackd.
+fn exit_usage(e: clap::Error) -> ! {
+    let code = if e.use_stderr() { 1 } else { 0 };
+    let _ = e.print();
+    std::process::exit(code);
+}
+
 /// The socket to talk to. tandemd's default moved from `/run/tandemd.sock` into the unit's
 /// runtime directory; when neither `-S` nor TANDEM_CONTROL names one and only the old socket
 /// exists (a daemon started before the upgrade), that daemon is the one to ask.
-fn control_socket(given: &Path, is_default: bool) -> PathBuf {
+fn moved_default(given: &Path, is_default: bool) -> PathBuf {
     let (new, old) = (Path::new(DEFAULT_CONTROL), Path::new(LEGACY_CONTROL));
     if is_default && !new.exists() && old.exists() {
         return old.to_path_buf();

@@ -22,6 +22,7 @@ use crate::notify::{self, Subject};
 use crate::plan::{Plan, SocketKey, SocketPlan};
 use crate::signals::Signalled;
 
+mod metrics;
 mod reload;
 mod status_json;
 
@@ -38,6 +39,8 @@ pub struct Running {
     pub config_id: Option<String>,
     /// The replication settings in force (changes need a restart).
     pub sync: Option<tandem_config::SyncConfig>,
+    /// The metrics listener in force (changes need a restart).
+    pub metrics: Option<tandem_config::MetricsConfig>,
     /// Where the signal-triggered dumps go.
     pub dumps: DumpPaths,
 }
@@ -73,6 +76,8 @@ pub struct Daemon {
     replication: Option<Replication>,
     /// The built-in failover sequence (replication with `builtin_failover`).
     failover: Option<Failover>,
+    /// Transitions and step durations, for the metrics.
+    recorder: crate::metrics::Recorder,
 }
 
 /// The failover sequence as the daemon runs it: the coordinator, and the steps it sent to
@@ -80,7 +85,7 @@ pub struct Daemon {
 struct Failover {
     coordinator: Coordinator<Action>,
     /// Oldest first; the service answers in this order.
-    steps: VecDeque<(Step, oneshot::Receiver<Answer>)>,
+    steps: VecDeque<(Step, Instant, oneshot::Receiver<Answer>)>,
     /// Warnings of the sequence so far, and the last one (for status).
     warnings: u64,
     last_warning: Option<String>,
@@ -141,6 +146,7 @@ impl Daemon {
             drop_log: HashMap::new(),
             replication,
             failover,
+            recorder: crate::metrics::Recorder::default(),
         })
     }
 
@@ -248,7 +254,7 @@ impl Daemon {
                 }
                 answer = async {
                     match self.failover.as_mut().and_then(|f| f.steps.front_mut()) {
-                        Some((_, answer)) => answer.await,
+                        Some((_, _, answer)) => answer.await,
                         None => std::future::pending().await,
                     }
                 } => self.on_step_answered(answer).await,
@@ -421,7 +427,7 @@ impl Daemon {
             return;
         };
         let answer = r.handle.forward(conntrack::Request::for_step(step));
-        f.steps.push_back((step, answer));
+        f.steps.push_back((step, Instant::now(), answer));
     }
 
     /// The oldest step sent has been answered: tell the coordinator.
@@ -429,18 +435,30 @@ impl Daemon {
         let Some(f) = self.failover.as_mut() else {
             return;
         };
-        let Some((step, _)) = f.steps.pop_front() else {
+        let Some((step, sent, _)) = f.steps.pop_front() else {
             return;
         };
+        let took = sent.elapsed();
+        self.recorder.step(&step.to_string(), took);
+        let ms = took.as_secs_f64() * 1000.0;
         let answer = answer.unwrap_or(Err(Refusal::Stopped));
         match &answer {
             Ok(reply) if step == Step::Commit && f.coordinator.waiting_for_commit() => {
-                info!("before announcing: {}", reply.to_string().trim_end());
+                info!(
+                    "failover step commit ({ms:.1} ms), before announcing: {}",
+                    reply.to_string().trim_end()
+                );
             }
             Ok(reply) if step == Step::Commit => {
-                info!("after announcing: {}", reply.to_string().trim_end());
+                info!(
+                    "failover step commit ({ms:.1} ms), after announcing: {}",
+                    reply.to_string().trim_end()
+                );
             }
-            Ok(reply) => debug!("{step}: {}", reply.to_string().trim_end()),
+            Ok(reply) => info!(
+                "failover step {step} ({ms:.1} ms): {}",
+                reply.to_string().trim_end()
+            ),
             // The coordinator turns it into a warning.
             Err(_) => {}
         }
@@ -570,6 +588,12 @@ impl Daemon {
             InstanceAction::Transition { from, to, cause } => {
                 let priority = self.plan.router.instance(id).priority();
                 info!("({}) Entering {to} STATE ({cause}, was {from})", plan.name);
+                (self.recorder).transition(
+                    &plan.name,
+                    &from.to_string(),
+                    &to.to_string(),
+                    &cause.to_string(),
+                );
                 notify::run(&plan.notify, Subject::Instance, &plan.name, to, priority);
             }
         }
@@ -675,6 +699,7 @@ impl Daemon {
             }
             (ControlCommand::Reload, _) => self.reload().await,
             (ControlCommand::StatusJson, _) => self.status_json(),
+            (ControlCommand::Metrics, _) => self.metrics_text(),
             (ControlCommand::KeepalivedDump(which), _) => match which {
                 tandem_control::KeepalivedDump::Data => crate::dump::data(&self.plan, Instant::now()),
                 tandem_control::KeepalivedDump::Stats => crate::dump::stats(&self.plan),

@@ -8,6 +8,7 @@ mod deadline;
 mod dump;
 mod log_limit;
 mod logging;
+mod metrics;
 mod notify;
 mod panic_guard;
 mod plan;
@@ -172,6 +173,7 @@ async fn run(args: &Args, config: tandem_config::Config) -> Result<()> {
         files: args.files.clone(),
         config_id: args.config_id.clone(),
         sync: config.sync.clone(),
+        metrics: config.metrics.clone(),
         dumps: daemon::DumpPaths {
             data: args.data_file.clone(),
             stats: args.stats_file.clone(),
@@ -184,6 +186,19 @@ async fn run(args: &Args, config: tandem_config::Config) -> Result<()> {
     let signals = signals::listen()?;
     let links = tandem_sys::watch_links().await?;
     let (control_tx, control_rx) = mpsc::channel(16);
+    if let Some(m) = &running.metrics {
+        metrics::server::spawn(m.listen, control_tx.clone())
+            .await
+            .with_context(|| {
+                let at = &m.location;
+                format!(
+                    "{}:{}: [metrics] listen {}",
+                    at.file.display(),
+                    at.line,
+                    m.listen
+                )
+            })?;
+    }
     let group = control::control_group(args.control_group.as_deref())?;
     let _control = control::listen(&args.control, group, control_tx)?;
     let daemon = daemon::Daemon::new(plan, handle, replication, running)?;

@@ -192,3 +192,50 @@ fn one_file_checks_for_each_node_of_a_pair_by_config_id() {
         "{stderr}"
     );
 }
+
+/// A refused configuration still shows its warnings (from every file given), and the summary
+/// counts both.
+#[test]
+fn refused_check_prints_warnings_and_counts_both() {
+    let dir = std::env::temp_dir().join(format!("tandem-check-both-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keepalived = dir.join("keepalived.conf");
+    std::fs::write(
+        &keepalived,
+        "global_defs {\n    vrrp_no_swap\n}\nvrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 1\n    priority 300\n    virtual_ipaddress {\n        10.9.9.9/24\n    }\n}\n",
+    )
+    .unwrap();
+    let conntrackd = dir.join("conntrackd.conf");
+    std::fs::write(
+        &conntrackd,
+        "Sync {\n    UDP {\n        IPv4_address 10.0.0.1\n        IPv4_Destination_Address 10.0.0.2\n    }\n}\nHelper {\n    Type ftp inet tcp {\n        QueueNum 0\n    }\n}\n",
+    )
+    .unwrap();
+    let out = Command::new(TANDEMD)
+        .arg("--check")
+        .arg("-f")
+        .arg(&keepalived)
+        .arg("-f")
+        .arg(&conntrackd)
+        .output()
+        .expect("running tandemd --check");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("keepalived.conf:7:14") && stderr.contains("`priority` expects 1..=255"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("keepalived.conf:2:5") && stderr.contains("`vrrp_no_swap`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("conntrackd.conf:8:5") && stderr.contains("`Helper` `ftp`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 error(s), 3 warning(s): the configuration is refused"),
+        "{stderr}"
+    );
+}

@@ -58,6 +58,11 @@ impl Daemon {
             warn!("{note}");
             let _ = writeln!(notes, "warning: {note}");
         }
+        if config.metrics != self.running.metrics {
+            let note = "[metrics] changed: the listener changes at the next restart";
+            warn!("{note}");
+            let _ = writeln!(notes, "warning: {note}");
+        }
         let summary = self.apply(next).await;
         info!("Reload done: {summary}");
         format!("{notes}reload: {summary}\n")
