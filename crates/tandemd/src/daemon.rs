@@ -73,6 +73,8 @@ pub struct Daemon {
     replication: Option<Replication>,
     /// The built-in failover sequence (replication with `builtin_failover`).
     failover: Option<Failover>,
+    /// vrrp_script runners and track_file watchers.
+    trackers: crate::tracking::Trackers,
 }
 
 /// The failover sequence as the daemon runs it: the coordinator, and the steps it sent to
@@ -141,6 +143,7 @@ impl Daemon {
             drop_log: HashMap::new(),
             replication,
             failover,
+            trackers: Default::default(),
         })
     }
 
@@ -158,6 +161,9 @@ impl Daemon {
         }
 
         self.clean_leftovers().await;
+        let mut tracker_events = self.trackers.take_events().context("the daemon runs once")?;
+        self.trackers
+            .apply(&self.plan.tracking, &mut self.plan.router, true);
         let now = Instant::now();
         let down: Vec<u32> = (self.plan.interfaces.values())
             .filter(|info| !info.up)
@@ -218,6 +224,15 @@ impl Daemon {
                     self.execute(actions).await;
                 }
                 Some(request) = control.recv() => self.on_control(request).await,
+                Some(event) = tracker_events.recv() => {
+                    if let Some((kind, name, state)) = self.trackers.on_event(event) {
+                        if let Some(tracker) = self.plan.router.tracker_by_name(kind, &name) {
+                            let input = Input::Tracker { tracker, state };
+                            let actions = self.plan.router.handle(Instant::now(), input);
+                            self.execute(actions).await;
+                        }
+                    }
+                }
                 Some(signalled) = signals.recv() => match signalled {
                     Signalled::Stop(name) => {
                         info!("Received {name}");
@@ -269,6 +284,7 @@ impl Daemon {
                 .handle(Instant::now(), tandem_failover::Input::Shutdown);
             self.run_commands(commands).await;
         }
+        self.trackers.stop();
         let actions = self.plan.router.handle(Instant::now(), Input::Shutdown);
         self.execute(actions).await;
         Ok(())
@@ -474,7 +490,8 @@ impl Daemon {
             Action::GroupTransition { group, to, .. } => {
                 let plan = &self.plan.groups[group];
                 info!("VRRP_Group({}) Syncing instances to {to} state", plan.name);
-                notify::run(&plan.notify, Subject::Group, &plan.name, to, 0);
+                let user = self.plan.notify_user.as_ref();
+                notify::run(&plan.notify, user, Subject::Group, &plan.name, to, 0);
             }
             Action::PriorityChanged { id, from, to, cause } => {
                 let name = &self.plan.instances[id].name;
@@ -576,7 +593,8 @@ impl Daemon {
                 let priority = self.plan.router.instance(id).priority();
                 let why = self.plan.router.explain(cause);
                 info!("({}) Entering {to} STATE ({why}, was {from})", plan.name);
-                notify::run(&plan.notify, Subject::Instance, &plan.name, to, priority);
+                let user = self.plan.notify_user.as_ref();
+                notify::run(&plan.notify, user, Subject::Instance, &plan.name, to, priority);
             }
         }
     }

@@ -10,6 +10,7 @@ mod log_limit;
 mod notify;
 mod panic_guard;
 mod plan;
+mod tracking;
 mod signals;
 mod single;
 
