@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::keywords::{INSTANCE_NOT_YET, INSTANCE_UNSUPPORTED, VIP_OPTIONS_UNSUPPORTED};
 use crate::model::{
-    Authentication, Broadcast, GlobalDefs, InitialState, NotifyScripts, Scope, TrackInterface,
-    TrackFileRef, TrackScript, VirtualAddress, VrrpInstance,
+    Authentication, Broadcast, GlobalDefs, InitialState, NotifyScripts, Scope, TrackFileRef,
+    TrackInterface, TrackScript, VirtualAddress, VrrpInstance,
 };
 use crate::parser::{block_name, notify_keyword};
 use crate::tree::{Block, Stmt, Word};

@@ -80,7 +80,10 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
 
     for (file, name) in files {
         if config.track_files.iter().any(|f| f.name == file.name) {
-            ctx.error(&name, format!("track_file `{}` is defined twice", file.name));
+            ctx.error(
+                &name,
+                format!("track_file `{}` is defined twice", file.name),
+            );
             continue;
         }
         config.track_files.push(file);

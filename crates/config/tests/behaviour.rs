@@ -428,7 +428,10 @@ fn track_files_and_tracking_in_instances_and_sync_groups() {
     let c = ok(&text);
     assert_eq!(warnings(&c), Vec::<String>::new());
     let tf = &c.track_files[0];
-    assert_eq!((tf.weight, tf.reverse, tf.init), (-3, true, Some((7, true))));
+    assert_eq!(
+        (tf.weight, tf.reverse, tf.init),
+        (-3, true, Some((7, true)))
+    );
     assert_eq!(tf.file, std::path::PathBuf::from("/run/x"));
     assert_eq!(c.track_files[1].weight, 1, "keepalived's default weight");
     let i = &c.instances[0];
@@ -436,12 +439,18 @@ fn track_files_and_tracking_in_instances_and_sync_groups() {
     assert_eq!(i.track_scripts[0].weight, None);
     let g = &c.sync_groups[0];
     assert!(g.tracking_weight);
-    assert_eq!((g.track_scripts[0].weight, g.track_scripts[0].reverse), (Some(5), true));
+    assert_eq!(
+        (g.track_scripts[0].weight, g.track_scripts[0].reverse),
+        (Some(5), true)
+    );
     assert_eq!(g.track_files[0].weight, Some(0));
 
     let missing = errors(&instance(" track_file {\n  nope\n }\n"));
     assert_eq!(missing.len(), 1);
-    assert!(missing[0].contains("no track_file block by that name"), "{missing:?}");
+    assert!(
+        missing[0].contains("no track_file block by that name"),
+        "{missing:?}"
+    );
     assert_eq!(
         errors("track_file t {\n weight 2\n}\n"),
         ["k.conf:1:12: track_file `t` has no `file` line"]

@@ -162,7 +162,10 @@ impl Daemon {
         }
 
         self.clean_leftovers().await;
-        let mut tracker_events = self.trackers.take_events().context("the daemon runs once")?;
+        let mut tracker_events = self
+            .trackers
+            .take_events()
+            .context("the daemon runs once")?;
         self.trackers
             .apply(&self.plan.tracking, &mut self.plan.router, true);
         let now = Instant::now();
@@ -494,7 +497,12 @@ impl Daemon {
                 let user = self.plan.notify_user.as_ref();
                 notify::run(&plan.notify, user, Subject::Group, &plan.name, to, 0);
             }
-            Action::PriorityChanged { id, from, to, cause } => {
+            Action::PriorityChanged {
+                id,
+                from,
+                to,
+                cause,
+            } => {
                 let name = &self.plan.instances[id].name;
                 let why = self.plan.router.explain(cause);
                 info!("({name}) Changing effective priority from {from} to {to} ({why})");
@@ -595,7 +603,14 @@ impl Daemon {
                 let why = self.plan.router.explain(cause);
                 info!("({}) Entering {to} STATE ({why}, was {from})", plan.name);
                 let user = self.plan.notify_user.as_ref();
-                notify::run(&plan.notify, user, Subject::Instance, &plan.name, to, priority);
+                notify::run(
+                    &plan.notify,
+                    user,
+                    Subject::Instance,
+                    &plan.name,
+                    to,
+                    priority,
+                );
             }
         }
     }

@@ -10,9 +10,9 @@ mod log_limit;
 mod notify;
 mod panic_guard;
 mod plan;
-mod tracking;
 mod signals;
 mod single;
+mod tracking;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

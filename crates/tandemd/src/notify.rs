@@ -54,7 +54,11 @@ pub fn run(
     }
     if let Some(command) = scripts.notify.as_deref() {
         let priority = priority.to_string();
-        spawn(command, user, &[subject.word(), name, state.keyword(), &priority]);
+        spawn(
+            command,
+            user,
+            &[subject.word(), name, state.keyword(), &priority],
+        );
     }
 }
 

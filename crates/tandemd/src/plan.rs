@@ -248,7 +248,9 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
         // whose interface weights count as 0, and address owners, whose weights are ignored.
         let group = (config.sync_groups.iter()).find(|g| g.members.contains(&vi.name));
         let unweighted = match group {
-            Some(g) if !g.tracking_weight => Some("its sync group (set sync_group_tracking_weight to keep weights)"),
+            Some(g) if !g.tracking_weight => {
+                Some("its sync group (set sync_group_tracking_weight to keep weights)")
+            }
             _ if vi.priority == PRIORITY_OWNER => Some("being the address owner (priority 255)"),
             _ => None,
         };
@@ -260,7 +262,7 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
                     weighted.push((ti.index, t.weight, t.reverse));
                     continue;
                 }
-                Some(why) if t.weight != 0 && !group.is_some_and(|g| !g.tracking_weight) => {
+                Some(why) if t.weight != 0 && group.is_none_or(|g| g.tracking_weight) => {
                     tracing::warn!(
                         "{}: ignoring track_interface {} weight {} due to {why}",
                         context(),
@@ -300,7 +302,11 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
                 continue;
             }
             if let Some(tracker) = router.tracker_by_name(TrackerKind::Script, &t.name) {
-                trackings.push(Tracking { tracker, weight, reverse });
+                trackings.push(Tracking {
+                    tracker,
+                    weight,
+                    reverse,
+                });
             }
         }
         for t in &vi.track_files {
@@ -330,7 +336,11 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
                 }
             }
             if let Some(tracker) = router.tracker_by_name(TrackerKind::File, &t.name) {
-                trackings.push(Tracking { tracker, weight, reverse });
+                trackings.push(Tracking {
+                    tracker,
+                    weight,
+                    reverse,
+                });
             }
         }
 
@@ -409,8 +419,9 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
             sg.name
         );
         // keepalived: a group with an address owner among its members cannot move priorities.
-        let has_owner = (sg.members.iter())
-            .any(|m| (config.instances.iter()).any(|i| &i.name == m && i.priority == PRIORITY_OWNER));
+        let has_owner = (sg.members.iter()).any(|m| {
+            (config.instances.iter()).any(|i| &i.name == m && i.priority == PRIORITY_OWNER)
+        });
         let owner_rule = |kind: &str, name: &str, weight: i32| -> i32 {
             if has_owner && weight != 0 {
                 tracing::warn!(
@@ -432,7 +443,14 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
             };
             let weight = owner_rule("track_script", &t.name, weight);
             if let Some(tracker) = router.tracker_by_name(TrackerKind::Script, &t.name) {
-                router.track_group(gid, Tracking { tracker, weight, reverse });
+                router.track_group(
+                    gid,
+                    Tracking {
+                        tracker,
+                        weight,
+                        reverse,
+                    },
+                );
             }
         }
         for t in &sg.track_files {
@@ -445,7 +463,14 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
             };
             let weight = owner_rule("track_file", &t.name, weight);
             if let Some(tracker) = router.tracker_by_name(TrackerKind::File, &t.name) {
-                router.track_group(gid, Tracking { tracker, weight, reverse });
+                router.track_group(
+                    gid,
+                    Tracking {
+                        tracker,
+                        weight,
+                        reverse,
+                    },
+                );
             }
         }
         groups.push(GroupPlan {

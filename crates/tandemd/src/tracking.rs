@@ -89,19 +89,18 @@ impl TrackingPlan {
             .filter(|s| followed_script(&s.name))
             .map(|s| {
                 let location = located(&s.location);
-                let (user, refused) =
-                    match policy.user_for(s.user.as_deref(), s.group.as_deref()) {
-                        Ok(user) => match policy.check(&s.script, &user) {
-                            Ok(warning) => {
-                                if let Some(w) = warning {
-                                    warn!("{location}: vrrp_script {}: {w}", s.name);
-                                }
-                                (user, None)
+                let (user, refused) = match policy.user_for(s.user.as_deref(), s.group.as_deref()) {
+                    Ok(user) => match policy.check(&s.script, &user) {
+                        Ok(warning) => {
+                            if let Some(w) = warning {
+                                warn!("{location}: vrrp_script {}: {w}", s.name);
                             }
-                            Err(e) => (user, Some(e)),
-                        },
-                        Err(e) => (ScriptUser::root(), Some(e)),
-                    };
+                            (user, None)
+                        }
+                        Err(e) => (user, Some(e)),
+                    },
+                    Err(e) => (ScriptUser::root(), Some(e)),
+                };
                 ScriptSpec {
                     name: s.name.clone(),
                     command: s.script.clone(),
@@ -308,7 +307,11 @@ impl Trackers {
             info!("{e}");
             0
         });
-        let task = tokio::spawn(file::watch(spec.clone(), generation, self.events_tx.clone()));
+        let task = tokio::spawn(file::watch(
+            spec.clone(),
+            generation,
+            self.events_tx.clone(),
+        ));
         Watcher {
             spec: spec.clone(),
             generation,
@@ -348,7 +351,10 @@ impl Trackers {
                 if watcher.generation != generation || watcher.value == value {
                     return None;
                 }
-                info!("track_file {name}: {} now holds {value}", watcher.spec.path.display());
+                info!(
+                    "track_file {name}: {} now holds {value}",
+                    watcher.spec.path.display()
+                );
                 watcher.value = value;
                 Some((TrackerKind::File, name, TrackerState::Value(value)))
             }

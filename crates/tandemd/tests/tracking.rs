@@ -59,7 +59,8 @@ struct ScriptDir(std::path::PathBuf);
 impl ScriptDir {
     fn new(tag: &str) -> Result<ScriptDir> {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::path::PathBuf::from(format!("/run/tandem-track-{tag}-{}", std::process::id()));
+        let dir =
+            std::path::PathBuf::from(format!("/run/tandem-track-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
@@ -124,14 +125,20 @@ fn a_failing_track_script_with_a_negative_weight_hands_over_to_keepalived_and_ba
     wait_holder(&pair, VIP, "a", Duration::from_secs(15))?;
     let priority = |d: &Daemon| d.counter("VI_1", "priority");
     assert_eq!(priority(&a)?, 150);
-    assert_eq!(field(&tracker_line(&a, "VI_1", "chk")?, "state").as_deref(), Some("up"));
+    assert_eq!(
+        field(&tracker_line(&a, "VI_1", "chk")?, "state").as_deref(),
+        Some("up")
+    );
 
     std::fs::remove_file(&ok)?;
     wait_until("priority 90", Duration::from_secs(5), ms(20), || {
         (priority(&a).ok()? == 90).then_some(())
     })?;
     let took = wait_holder(&pair, VIP, "b", Duration::from_secs(10))?;
-    println!("script failing: keepalived took over after {} ms", took.as_millis());
+    println!(
+        "script failing: keepalived took over after {} ms",
+        took.as_millis()
+    );
     let line = tracker_line(&a, "VI_1", "chk")?;
     assert_eq!(field(&line, "effect").as_deref(), Some("-60"), "{line}");
     assert!(a.query("status")?.contains("instance=VI_1 state=BACKUP"));
@@ -145,13 +152,17 @@ fn a_failing_track_script_with_a_negative_weight_hands_over_to_keepalived_and_ba
 
     std::fs::write(&ok, "")?;
     let back = wait_holder(&pair, VIP, "a", Duration::from_secs(10))?;
-    println!("script recovered: tandemd preempted back after {} ms", back.as_millis());
+    println!(
+        "script recovered: tandemd preempted back after {} ms",
+        back.as_millis()
+    );
     assert_eq!(priority(&a)?, 150);
     Ok(())
 }
 
 #[test]
-fn a_failing_weight_zero_script_means_fault_and_a_hung_one_is_killed_at_its_timeout() -> Result<()> {
+fn a_failing_weight_zero_script_means_fault_and_a_hung_one_is_killed_at_its_timeout() -> Result<()>
+{
     require_root!(Ok(()));
     let dir = ScriptDir::new("hung")?;
     let ok = dir.path("ok");
@@ -185,11 +196,16 @@ fn a_failing_weight_zero_script_means_fault_and_a_hung_one_is_killed_at_its_time
     // Weight 0: failing means FAULT, and keepalived takes over.
     std::fs::remove_file(&ok)?;
     wait_until("FAULT", Duration::from_secs(5), ms(20), || {
-        a.query("status").ok()?.contains("instance=VI_1 state=FAULT").then_some(())
+        a.query("status")
+            .ok()?
+            .contains("instance=VI_1 state=FAULT")
+            .then_some(())
     })?;
     wait_holder(&pair, VIP, "b", Duration::from_secs(5))?;
     assert!(
-        a.child.log().contains("(VI_1) Entering FAULT STATE (script `chk` is down, was MASTER)"),
+        a.child
+            .log()
+            .contains("(VI_1) Entering FAULT STATE (script `chk` is down, was MASTER)"),
         "{}",
         a.child.log()
     );
@@ -198,18 +214,24 @@ fn a_failing_weight_zero_script_means_fault_and_a_hung_one_is_killed_at_its_time
 
     // A hung script: killed at its timeout with what it started, counted as a failure.
     std::fs::write(&hang, "")?;
-    let sleeper: i32 = wait_until("the hung script's child", Duration::from_secs(5), ms(20), || {
-        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
-    })?;
+    let sleeper: i32 = wait_until(
+        "the hung script's child",
+        Duration::from_secs(5),
+        ms(20),
+        || std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok(),
+    )?;
     let started = std::time::Instant::now();
     let alive = |pid: i32| {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| !s.split_whitespace().nth(2).is_some_and(|st| st == "Z"))
+            .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
     };
     wait_until("the sleeper killed", Duration::from_secs(3), ms(10), || {
         (!alive(sleeper)).then_some(())
     })?;
-    println!("hung script's child gone {} ms after it was seen", started.elapsed().as_millis());
+    println!(
+        "hung script's child gone {} ms after it was seen",
+        started.elapsed().as_millis()
+    );
     let line = wait_until("a timeout counted", Duration::from_secs(3), ms(20), || {
         let line = tracker_line(&a, "VI_1", "hung").ok()?;
         (field(&line, "timeouts")?.parse::<u64>().ok()? >= 1 && field(&line, "state")? == "down")
@@ -250,14 +272,20 @@ fn a_track_file_moves_priority_by_weight_times_its_number() -> Result<()> {
     });
     changed?;
     let took = wait_holder(&pair, VIP, "b", Duration::from_secs(10))?;
-    println!("file value 1: keepalived took over after {} ms", took.as_millis());
+    println!(
+        "file value 1: keepalived took over after {} ms",
+        took.as_millis()
+    );
     let line = tracker_line(&a, "VI_1", "prio")?;
     assert_eq!(field(&line, "effect").as_deref(), Some("10"), "{line}");
 
     // Written in place: -26 × 10 is past -254, FAULT.
     std::fs::write(&value, "-26\n")?;
     wait_until("FAULT", Duration::from_secs(5), ms(10), || {
-        a.query("status").ok()?.contains("instance=VI_1 state=FAULT").then_some(())
+        a.query("status")
+            .ok()?
+            .contains("instance=VI_1 state=FAULT")
+            .then_some(())
     })?;
     std::fs::write(&value, "5\n")?;
     wait_holder(&pair, VIP, "a", Duration::from_secs(10))?;
@@ -272,14 +300,22 @@ impl TestUser {
     fn new(name: &str) -> Result<TestUser> {
         let _ = std::process::Command::new("userdel").arg(name).status();
         let status = std::process::Command::new("useradd")
-            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name])
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                name,
+            ])
             .status()?;
         anyhow::ensure!(status.success(), "useradd {name}: {status}");
         Ok(TestUser(name.to_string()))
     }
 
     fn uid(&self) -> Result<u32> {
-        let out = std::process::Command::new("id").args(["-u", &self.0]).output()?;
+        let out = std::process::Command::new("id")
+            .args(["-u", &self.0])
+            .output()?;
         Ok(String::from_utf8(out.stdout)?.trim().parse()?)
     }
 }
@@ -291,14 +327,17 @@ impl Drop for TestUser {
 }
 
 #[test]
-fn script_security_refuses_a_group_writable_root_script_and_runs_others_as_their_user() -> Result<()> {
+fn script_security_refuses_a_group_writable_root_script_and_runs_others_as_their_user() -> Result<()>
+{
     require_root!(Ok(()));
     use std::os::unix::fs::PermissionsExt;
     let user = TestUser::new("tandem_trk")?;
     let dir = ScriptDir::new("sec")?;
     let unsafe_script = dir.script("unsafe.sh", "exit 0", 0o775)?;
     // A non-root group may write it.
-    std::process::Command::new("chgrp").args(["100", &unsafe_script.display().to_string()]).status()?;
+    std::process::Command::new("chgrp")
+        .args(["100", &unsafe_script.display().to_string()])
+        .status()?;
     let out = dir.path("out");
     std::fs::create_dir(&out)?;
     std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777))?;
@@ -328,7 +367,10 @@ fn script_security_refuses_a_group_writable_root_script_and_runs_others_as_their
         .lines()
         .find(|l| l.contains("Unsafe permissions found for script"))
         .with_context(|| format!("no refusal in the log:\n{log}"))?;
-    assert!(refusal.contains(&format!("{config_name}:4: vrrp_script bad")), "{refusal}");
+    assert!(
+        refusal.contains(&format!("{config_name}:4: vrrp_script bad")),
+        "{refusal}"
+    );
     assert!(refusal.contains("writable by group 100"), "{refusal}");
     Ok(())
 }

@@ -18,8 +18,8 @@ use crate::tracker::{Effect, TrackerId, TrackerKind, TrackerState, Tracking};
 
 mod reload;
 mod tracking;
-pub use tracking::TrackingStatus;
 pub use reload::Carried;
+pub use tracking::TrackingStatus;
 
 /// Index of an instance in the router, in the order added.
 pub type InstanceId = usize;

@@ -65,7 +65,11 @@ fn a_failing_script_with_a_negative_weight_hands_over_and_back() {
         "script `chk` is down"
     );
     sim.run(5 * SECOND);
-    assert_eq!(sim.masters(0), vec![1], "the peer preempts the lowered master");
+    assert_eq!(
+        sim.masters(0),
+        vec![1],
+        "the peer preempts the lowered master"
+    );
     assert_eq!(sim.nodes[0].router.instance(0).state(), State::Backup);
 
     sim.input(
@@ -87,7 +91,10 @@ fn weight_zero_holds_fault_from_start_until_the_first_success_and_names_the_scri
         r.track(0, weighted(0, false));
     });
     assert_eq!(sim.nodes[0].router.instance(0).state(), State::Fault);
-    assert_eq!(sim.causes.first(), Some(&(0, 0, State::Fault, Cause::Tracker(CHK))));
+    assert_eq!(
+        sim.causes.first(),
+        Some(&(0, 0, State::Fault, Cause::Tracker(CHK)))
+    );
     assert_eq!(
         sim.nodes[0].router.explain(Cause::Tracker(CHK)),
         "waiting for the first result of script `chk`"
@@ -110,7 +117,10 @@ fn weight_zero_holds_fault_from_start_until_the_first_success_and_names_the_scri
     };
     sim.input(0, down);
     assert_eq!(sim.nodes[0].router.instance(0).state(), State::Fault);
-    assert_eq!(sim.causes.last(), Some(&(0, 0, State::Fault, Cause::Tracker(CHK))));
+    assert_eq!(
+        sim.causes.last(),
+        Some(&(0, 0, State::Fault, Cause::Tracker(CHK)))
+    );
     // Priority 0 on the way out: the peer takes over after its skew time, not 3 intervals.
     let before = sim.elapsed();
     sim.run(SECOND);
@@ -211,8 +221,14 @@ fn an_address_owner_keeps_255() {
 #[test]
 fn a_sync_group_tracker_reaches_every_member_and_one_members_fault_takes_the_group() {
     let mut sim = Sim::new(3);
-    let a = sim.add_node(vec![(config(0, 150), 0), (sim::config_on(1, 0, 150), 1)], vec![vec![0, 1]]);
-    let b = sim.add_node(vec![(config(1, 100), 0), (sim::config_on(1, 1, 100), 1)], vec![vec![0, 1]]);
+    let a = sim.add_node(
+        vec![(config(0, 150), 0), (sim::config_on(1, 0, 150), 1)],
+        vec![vec![0, 1]],
+    );
+    let b = sim.add_node(
+        vec![(config(1, 100), 0), (sim::config_on(1, 1, 100), 1)],
+        vec![vec![0, 1]],
+    );
     sim.nodes[a].setup = Some(|r| {
         script(r, TrackerState::Up);
         r.track_group(0, weighted(0, false));
@@ -271,8 +287,14 @@ fn a_sync_group_tracker_reaches_every_member_and_one_members_fault_takes_the_gro
     assert_eq!(router.instance(0).state(), State::Fault);
     assert_eq!(router.instance(1).state(), State::Fault);
     let new = &sim.causes[causes..];
-    assert!(new.contains(&(a, 1, State::Fault, Cause::Tracker(1))), "{new:?}");
-    assert!(new.contains(&(a, 0, State::Fault, Cause::SyncGroup)), "{new:?}");
+    assert!(
+        new.contains(&(a, 1, State::Fault, Cause::Tracker(1))),
+        "{new:?}"
+    );
+    assert!(
+        new.contains(&(a, 0, State::Fault, Cause::SyncGroup)),
+        "{new:?}"
+    );
 }
 
 #[test]

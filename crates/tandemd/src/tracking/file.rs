@@ -60,7 +60,12 @@ pub fn initialise(spec: &FileSpec) {
         return;
     }
     if let Err(e) = std::fs::write(&spec.path, format!("{value}\n")) {
-        warn!("{}: track_file {}: initialising {}: {e}", spec.location, spec.name, spec.path.display());
+        warn!(
+            "{}: track_file {}: initialising {}: {e}",
+            spec.location,
+            spec.name,
+            spec.path.display()
+        );
     }
 }
 
@@ -71,11 +76,19 @@ pub async fn watch(spec: FileSpec, generation: u64, events: mpsc::UnboundedSende
         _ => PathBuf::from("."),
     };
     let Some(file_name) = spec.path.file_name().map(|n| n.to_os_string()) else {
-        warn!("{}: track_file {}: `{}` names no file", spec.location, spec.name, spec.path.display());
+        warn!(
+            "{}: track_file {}: `{}` names no file",
+            spec.location,
+            spec.name,
+            spec.path.display()
+        );
         return;
     };
     let stream = Inotify::init().and_then(|inotify| {
-        let mask = WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO | WatchMask::MOVED_FROM | WatchMask::DELETE;
+        let mask = WatchMask::CLOSE_WRITE
+            | WatchMask::MOVED_TO
+            | WatchMask::MOVED_FROM
+            | WatchMask::DELETE;
         inotify.watches().add(&dir, mask)?;
         inotify.into_event_stream([0u8; 4096])
     });
@@ -99,10 +112,15 @@ pub async fn watch(spec: FileSpec, generation: u64, events: mpsc::UnboundedSende
                 continue;
             }
         };
-        if event.mask.contains(EventMask::ISDIR) || event.name.as_deref() != Some(file_name.as_os_str()) {
+        if event.mask.contains(EventMask::ISDIR)
+            || event.name.as_deref() != Some(file_name.as_os_str())
+        {
             continue;
         }
-        let value = if event.mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM) {
+        let value = if event
+            .mask
+            .intersects(EventMask::DELETE | EventMask::MOVED_FROM)
+        {
             Ok(0)
         } else {
             read_value(&spec.path)

@@ -56,7 +56,12 @@ const TERM_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs `spec` forever (until the task is aborted), sending each outcome with the state it
 /// leaves the rise/fall counter in.
-pub async fn run(spec: ScriptSpec, generation: u64, mut counter: ScriptCounter, events: mpsc::UnboundedSender<Event>) {
+pub async fn run(
+    spec: ScriptSpec,
+    generation: u64,
+    mut counter: ScriptCounter,
+    events: mpsc::UnboundedSender<Event>,
+) {
     let mut tick = tokio::time::interval(spec.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last: Option<Outcome> = None;
@@ -98,13 +103,18 @@ async fn run_once(spec: &ScriptSpec) -> Outcome {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    if spec.user.uid != nix::unistd::getuid().as_raw() || spec.user.gid != nix::unistd::getgid().as_raw() {
+    if spec.user.uid != nix::unistd::getuid().as_raw()
+        || spec.user.gid != nix::unistd::getgid().as_raw()
+    {
         cmd.uid(spec.user.uid).gid(spec.user.gid);
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            warn!("vrrp_script {}: starting `{}`: {e}", spec.name, spec.command);
+            warn!(
+                "vrrp_script {}: starting `{}`: {e}",
+                spec.name, spec.command
+            );
             return Outcome::NotStarted;
         }
     };
@@ -112,7 +122,14 @@ async fn run_once(spec: &ScriptSpec) -> Outcome {
     let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
     let output = tokio::spawn(async move {
         let mut text = Vec::new();
-        for pipe in [out.as_mut().map(|p| p as &mut (dyn tokio::io::AsyncRead + Unpin + Send)), err.as_mut().map(|p| p as _)].into_iter().flatten() {
+        for pipe in [
+            out.as_mut()
+                .map(|p| p as &mut (dyn tokio::io::AsyncRead + Unpin + Send)),
+            err.as_mut().map(|p| p as _),
+        ]
+        .into_iter()
+        .flatten()
+        {
             let mut buf = Vec::new();
             let _ = pipe.take(OUTPUT_LIMIT as u64).read_to_end(&mut buf).await;
             text.extend_from_slice(&buf);

@@ -216,7 +216,10 @@ mod tests {
             assert!(e.contains("Unsafe permissions found for script"), "{e}");
             assert!(e.contains("writable by group 100"), "{e}");
             policy.enforce = false;
-            assert!(policy.check(&command, &ScriptUser::root()).unwrap().is_some());
+            assert!(policy
+                .check(&command, &ScriptUser::root())
+                .unwrap()
+                .is_some());
             std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
             policy.enforce = true;
             assert_eq!(policy.check(&command, &ScriptUser::root()), Ok(None));
