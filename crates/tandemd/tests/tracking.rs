@@ -374,3 +374,47 @@ fn script_security_refuses_a_group_writable_root_script_and_runs_others_as_their
     assert!(refusal.contains("writable by group 100"), "{refusal}");
     Ok(())
 }
+
+#[test]
+fn a_reload_keeps_an_unchanged_scripts_state() -> Result<()> {
+    require_root!(Ok(()));
+    let dir = ScriptDir::new("reload")?;
+    let ok = dir.path("ok");
+    let check = dir.script("chk.sh", &format!("test -e {}", ok.display()), 0o755)?;
+    let pair = Pair::new("trkrel")?;
+    let scripts = format!(
+        "vrrp_script chk {{\n    script \"{}\"\n    interval 0.2\n    weight -60\n}}\n",
+        check.display()
+    );
+    let mut a = start_tandemd(
+        &pair,
+        &pair.a,
+        &(scripts + &config(150, "    track_script {\n        chk\n    }")),
+    )?;
+    let _b = start_keepalived(&pair, &pair.b, &config(100, ""))?;
+    let priority = |d: &Daemon| d.counter("VI_1", "priority");
+    wait_until("priority 90", Duration::from_secs(5), ms(20), || {
+        (priority(&a).ok()? == 90).then_some(())
+    })?;
+    wait_holder(&pair, VIP, "b", Duration::from_secs(15))?;
+    let runs = |d: &Daemon| -> Option<u64> {
+        field(&tracker_line(d, "VI_1", "chk").ok()?, "runs")?
+            .parse()
+            .ok()
+    };
+    let before = runs(&a).context("runs")?;
+    a.child.signal(nix::sys::signal::Signal::SIGHUP)?;
+    wait_until("reload done", Duration::from_secs(5), ms(20), || {
+        a.child.log().contains("Reload done").then_some(())
+    })?;
+    // Same script, same state: no moment back at 150, the runner (and its count) carried on.
+    assert_eq!(priority(&a)?, 90);
+    assert!(runs(&a).context("runs")? >= before);
+    assert!(
+        !a.child.log().contains("from 90 to 150"),
+        "{}",
+        a.child.log()
+    );
+    hold_steady(&pair, VIP, "b", Duration::from_secs(2), ms(50))?;
+    Ok(())
+}
