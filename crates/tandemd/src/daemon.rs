@@ -25,6 +25,7 @@ use crate::signals::Signalled;
 mod metrics;
 mod reload;
 mod status_json;
+mod status_tracking;
 
 /// Most packets handed from a socket's reader to the daemon loop at once.
 const RECEIVE_BATCH: usize = 256;
@@ -78,6 +79,8 @@ pub struct Daemon {
     failover: Option<Failover>,
     /// Transitions and step durations, for the metrics.
     recorder: crate::metrics::Recorder,
+    /// vrrp_script runners and track_file watchers.
+    trackers: crate::tracking::Trackers,
 }
 
 /// The failover sequence as the daemon runs it: the coordinator, and the steps it sent to
@@ -147,6 +150,7 @@ impl Daemon {
             replication,
             failover,
             recorder: crate::metrics::Recorder::default(),
+            trackers: Default::default(),
         })
     }
 
@@ -164,6 +168,12 @@ impl Daemon {
         }
 
         self.clean_leftovers().await;
+        let mut tracker_events = self
+            .trackers
+            .take_events()
+            .context("the daemon runs once")?;
+        self.trackers
+            .apply(&self.plan.tracking, &mut self.plan.router, true);
         let now = Instant::now();
         let down: Vec<u32> = (self.plan.interfaces.values())
             .filter(|info| !info.up)
@@ -224,6 +234,15 @@ impl Daemon {
                     self.execute(actions).await;
                 }
                 Some(request) = control.recv() => self.on_control(request).await,
+                Some(event) = tracker_events.recv() => {
+                    if let Some((kind, name, state)) = self.trackers.on_event(event) {
+                        if let Some(tracker) = self.plan.router.tracker_by_name(kind, &name) {
+                            let input = Input::Tracker { tracker, state };
+                            let actions = self.plan.router.handle(Instant::now(), input);
+                            self.execute(actions).await;
+                        }
+                    }
+                }
                 Some(signalled) = signals.recv() => match signalled {
                     Signalled::Stop(name) => {
                         info!("Received {name}");
@@ -275,6 +294,7 @@ impl Daemon {
                 .handle(Instant::now(), tandem_failover::Input::Shutdown);
             self.run_commands(commands).await;
         }
+        self.trackers.stop();
         let actions = self.plan.router.handle(Instant::now(), Input::Shutdown);
         self.execute(actions).await;
         Ok(())
@@ -492,7 +512,18 @@ impl Daemon {
             Action::GroupTransition { group, to, .. } => {
                 let plan = &self.plan.groups[group];
                 info!("VRRP_Group({}) Syncing instances to {to} state", plan.name);
-                notify::run(&plan.notify, Subject::Group, &plan.name, to, 0);
+                let user = self.plan.notify_user.as_ref();
+                notify::run(&plan.notify, user, Subject::Group, &plan.name, to, 0);
+            }
+            Action::PriorityChanged {
+                id,
+                from,
+                to,
+                cause,
+            } => {
+                let name = &self.plan.instances[id].name;
+                let why = self.plan.router.explain(cause);
+                info!("({name}) Changing effective priority from {from} to {to} ({why})");
             }
             Action::Dropped {
                 instance,
@@ -587,14 +618,18 @@ impl Daemon {
             }
             InstanceAction::Transition { from, to, cause } => {
                 let priority = self.plan.router.instance(id).priority();
-                info!("({}) Entering {to} STATE ({cause}, was {from})", plan.name);
-                (self.recorder).transition(
+                let why = self.plan.router.explain(cause);
+                info!("({}) Entering {to} STATE ({why}, was {from})", plan.name);
+                (self.recorder).transition(&plan.name, &from.to_string(), &to.to_string(), &why);
+                let user = self.plan.notify_user.as_ref();
+                notify::run(
+                    &plan.notify,
+                    user,
+                    Subject::Instance,
                     &plan.name,
-                    &from.to_string(),
-                    &to.to_string(),
-                    &cause.to_string(),
+                    to,
+                    priority,
                 );
-                notify::run(&plan.notify, Subject::Instance, &plan.name, to, priority);
             }
         }
     }
@@ -741,6 +776,7 @@ impl Daemon {
                 let _ = write!(out, " drop_{name}={n}");
             }
             out.push('\n');
+            self.tracker_lines(id, &mut out);
         }
         let u = self.plan.router.unclaimed_stats();
         let _ = write!(

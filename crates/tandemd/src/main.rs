@@ -14,6 +14,7 @@ mod panic_guard;
 mod plan;
 mod signals;
 mod single;
+mod tracking;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

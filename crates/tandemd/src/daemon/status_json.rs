@@ -49,6 +49,7 @@ impl Daemon {
                         "cause": t.cause,
                         "seconds_ago": ago(t.at),
                     })),
+                    "trackers": self.tracker_rows(id),
                 })
             })
             .collect();
