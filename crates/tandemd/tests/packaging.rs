@@ -136,7 +136,7 @@ fn unit_uses_default_paths_runtime_directory_and_reload() {
     );
     assert_eq!(
         values(&unit, "CapabilityBoundingSet"),
-        ["CAP_NET_ADMIN CAP_NET_RAW CAP_CHOWN"]
+        ["CAP_NET_ADMIN CAP_NET_RAW CAP_CHOWN CAP_SETUID CAP_SETGID CAP_KILL"]
     );
     assert_eq!(values(&unit, "SystemCallFilter"), ["@system-service"]);
     assert!(
