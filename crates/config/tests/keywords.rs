@@ -13,6 +13,8 @@ const ACTED_ON: &[(&str, &str)] = &[
     ("top", "vrrp_instance"),
     ("top", "vrrp_sync_group"),
     ("top", "vrrp_script"),
+    ("top", "track_file"),
+    ("top", "vrrp_track_file"),
     ("global_defs", "router_id"),
     ("global_defs", "vrrp_mcast_group4"),
     ("global_defs", "vrrp_mcast_group6"),
@@ -61,7 +63,19 @@ const ACTED_ON: &[(&str, &str)] = &[
     ("vrrp_sync_group", "notify_stop"),
     ("authentication", "auth_type"),
     ("authentication", "auth_pass"),
-    // Read into the model; the block as a whole is warned about until the trackers land.
+    ("global_defs", "script_user"),
+    ("global_defs", "enable_script_security"),
+    ("vrrp_instance", "track_script"),
+    ("vrrp_instance", "track_file"),
+    ("vrrp_sync_group", "track_script"),
+    ("vrrp_sync_group", "track_file"),
+    ("vrrp_sync_group", "sync_group_tracking_weight"),
+    ("track_file", "file"),
+    ("track_file", "weight"),
+    ("track_file", "init_file"),
+    ("vrrp_track_file", "file"),
+    ("vrrp_track_file", "weight"),
+    ("vrrp_track_file", "init_file"),
     ("vrrp_script", "script"),
     ("vrrp_script", "interval"),
     ("vrrp_script", "timeout"),
@@ -139,6 +153,9 @@ fn placed(block: &str, line: &str) -> (String, u32) {
             15,
         ),
         "vrrp_script" => (format!("vrrp_script chk {{\n script /bin/true\n {line}\n}}\n"), 3),
+        "track_file" | "vrrp_track_file" => {
+            (format!("{block} tf {{\n file /run/tf\n {line}\n}}\n"), 3)
+        }
         // Blocks tandem does not implement: the block is warned about at its first line.
         other => (format!("{other} X {{\n {line}\n}}\n"), 1),
     }
