@@ -44,6 +44,10 @@ pub(crate) fn parse(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedInstance> {
             authentication: None,
             virtual_addresses: Vec::new(),
             excluded_addresses: Vec::new(),
+            virtual_routes: Vec::new(),
+            virtual_rules: Vec::new(),
+            use_vmac: None,
+            vmac_xmit_base: false,
             unicast_src_ip: None,
             unicast_peers: Vec::new(),
             nopreempt: false,
@@ -52,6 +56,9 @@ pub(crate) fn parse(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedInstance> {
             track_scripts: Vec::new(),
             notify: NotifyScripts::default(),
             garp_master_delay: None,
+            garp_master_repeat: None,
+            garp_master_refresh: None,
+            garp_master_refresh_repeat: None,
             garp_lower_prio_delay: None,
             garp_lower_prio_repeat: None,
             lower_prio_no_advert: None,
@@ -140,6 +147,37 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
                 addresses(k, b, &mut i.excluded_addresses, &mut words, ctx);
             }
         }
+        "virtual_routes" => {
+            if let Some(b) = ctx.block(s) {
+                i.virtual_routes.extend(crate::routes::routes(b, ctx));
+            }
+        }
+        "virtual_rules" => {
+            if let Some(b) = ctx.block(s) {
+                i.virtual_rules.extend(crate::routes::rules(b, ctx));
+            }
+        }
+        "use_vmac" => {
+            if ctx.no_block(s) {
+                match s.args.as_slice() {
+                    [] => i.use_vmac = Some(String::new()),
+                    [name] if name.text.len() < 16 => i.use_vmac = Some(name.text.clone()),
+                    [name] => ctx.error(
+                        name,
+                        format!("`use_vmac`: interface name `{}` is longer than 15 bytes", name.text),
+                    ),
+                    [_, extra, ..] => ctx.error(
+                        extra,
+                        format!("`use_vmac` takes at most one interface name, found extra `{}`", extra.text),
+                    ),
+                }
+            }
+        }
+        "vmac_xmit_base" => {
+            if let Some(v) = ctx.flag(s) {
+                i.vmac_xmit_base = v;
+            }
+        }
         // keepalived treats these two as one setting: the source of our adverts.
         "unicast_src_ip" | "mcast_src_ip" => {
             if let Some(w) = ctx.one(s, "an IP address") {
@@ -191,6 +229,21 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
         "garp_master_delay" => {
             if let Some(v) = ctx.int(s, 0u64, 255) {
                 i.garp_master_delay = Some(Duration::from_secs(v));
+            }
+        }
+        "garp_master_repeat" => {
+            if let Some(v) = ctx.int(s, 0u32, 255) {
+                i.garp_master_repeat = Some(v);
+            }
+        }
+        "garp_master_refresh" => {
+            if let Some(v) = ctx.int(s, 0u64, u64::from(u32::MAX)) {
+                i.garp_master_refresh = Some(Duration::from_secs(v));
+            }
+        }
+        "garp_master_refresh_repeat" => {
+            if let Some(v) = ctx.int(s, 0u32, 255) {
+                i.garp_master_refresh_repeat = Some(crate::parser::refresh_repeat(s, v, ctx));
             }
         }
         "garp_lower_prio_delay" => {
@@ -582,6 +635,12 @@ pub(crate) fn finish(
         version = 3;
     }
     p.instance.version = version;
+    if p.instance.use_vmac.as_deref() == Some("") {
+        p.instance.use_vmac = Some(format!("vrrp.{}", p.instance.virtual_router_id));
+    }
+    if p.instance.vmac_xmit_base && p.instance.use_vmac.is_none() {
+        ctx.warn(&p.name, format!("vrrp_instance `{name}`: `vmac_xmit_base` without `use_vmac` does nothing"));
+    }
 
     if let Some(w) = &p.advert_int {
         if let Some(d) = advert_int(w, version, ctx) {
