@@ -164,11 +164,17 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
                     [name] if name.text.len() < 16 => i.use_vmac = Some(name.text.clone()),
                     [name] => ctx.error(
                         name,
-                        format!("`use_vmac`: interface name `{}` is longer than 15 bytes", name.text),
+                        format!(
+                            "`use_vmac`: interface name `{}` is longer than 15 bytes",
+                            name.text
+                        ),
                     ),
                     [_, extra, ..] => ctx.error(
                         extra,
-                        format!("`use_vmac` takes at most one interface name, found extra `{}`", extra.text),
+                        format!(
+                            "`use_vmac` takes at most one interface name, found extra `{}`",
+                            extra.text
+                        ),
                     ),
                 }
             }
@@ -639,7 +645,10 @@ pub(crate) fn finish(
         p.instance.use_vmac = Some(format!("vrrp.{}", p.instance.virtual_router_id));
     }
     if p.instance.vmac_xmit_base && p.instance.use_vmac.is_none() {
-        ctx.warn(&p.name, format!("vrrp_instance `{name}`: `vmac_xmit_base` without `use_vmac` does nothing"));
+        ctx.warn(
+            &p.name,
+            format!("vrrp_instance `{name}`: `vmac_xmit_base` without `use_vmac` does nothing"),
+        );
     }
 
     if let Some(w) = &p.advert_int {

@@ -633,7 +633,10 @@ pub(crate) fn refresh_repeat(stmt: &Stmt, v: u32, ctx: &mut Ctx) -> u32 {
     if v == 0 {
         ctx.warn(
             &stmt.key,
-            format!("`{}` must be at least 1: set to 1, as keepalived does", stmt.key.text),
+            format!(
+                "`{}` must be at least 1: set to 1, as keepalived does",
+                stmt.key.text
+            ),
         );
         return 1;
     }

@@ -159,10 +159,7 @@ fn prefix(w: &Word, block: &str, family: Option<bool>, ctx: &mut Ctx) -> Option<
         Some(_) => {
             ctx.error(
                 w,
-                format!(
-                    "`{block}`: prefix length of `{}` must be 0..={max}",
-                    w.text
-                ),
+                format!("`{block}`: prefix length of `{}` must be 0..={max}", w.text),
             );
             return None;
         }

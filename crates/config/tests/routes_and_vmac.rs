@@ -56,25 +56,47 @@ fn routes_read_keepalived_s_words_in_any_order() {
            unreachable 192.168.115.0/24 table 101 preference 7\n",
     );
     assert_eq!(r.len(), 5);
-    assert_eq!((r[0].destination, r[0].prefix_len), (ip("192.168.109.0"), 24));
+    assert_eq!(
+        (r[0].destination, r[0].prefix_len),
+        (ip("192.168.109.0"), 24)
+    );
     assert_eq!(r[0].source, Some(ip("10.0.0.254")));
     assert_eq!(r[0].via, Some(ip("10.0.0.1")));
     assert_eq!(r[0].dev.as_deref(), Some("eth1"));
-    assert_eq!((r[0].table, r[0].track, r[0].kind), (254, true, RouteKind::Unicast));
-    assert_eq!((r[1].table, r[1].metric, r[1].scope), (100, Some(5), Some(Scope::Link)));
+    assert_eq!(
+        (r[0].table, r[0].track, r[0].kind),
+        (254, true, RouteKind::Unicast)
+    );
+    assert_eq!(
+        (r[1].table, r[1].metric, r[1].scope),
+        (100, Some(5), Some(Scope::Link))
+    );
     assert_eq!(r[2].kind, RouteKind::Blackhole);
     assert_eq!((r[3].destination, r[3].prefix_len), (ip("0.0.0.0"), 0));
     assert!(!r[3].track);
-    assert_eq!((r[4].kind, r[4].table, r[4].metric), (RouteKind::Unreachable, 101, Some(7)));
+    assert_eq!(
+        (r[4].kind, r[4].table, r[4].metric),
+        (RouteKind::Unreachable, 101, Some(7))
+    );
 }
 
 #[test]
 fn a_route_without_destination_or_with_mixed_families_is_an_error() {
     let e = errors(&instance(" virtual_routes {\n  via 10.0.0.1\n }\n"));
-    assert_eq!(e, ["k.conf:8:3: `virtual_routes`: a route needs a destination"]);
-    let e = errors(&instance(" virtual_routes {\n  fd00::/64 via 10.0.0.1\n }\n"));
-    assert_eq!(e, ["k.conf:8:17: `virtual_routes`: `10.0.0.1` mixes IPv4 and IPv6 on one line"]);
-    let e = errors(&instance(" virtual_routes {\n  10.1.0.0/24 table nosuchtable\n }\n"));
+    assert_eq!(
+        e,
+        ["k.conf:8:3: `virtual_routes`: a route needs a destination"]
+    );
+    let e = errors(&instance(
+        " virtual_routes {\n  fd00::/64 via 10.0.0.1\n }\n",
+    ));
+    assert_eq!(
+        e,
+        ["k.conf:8:17: `virtual_routes`: `10.0.0.1` mixes IPv4 and IPv6 on one line"]
+    );
+    let e = errors(&instance(
+        " virtual_routes {\n  10.1.0.0/24 table nosuchtable\n }\n",
+    ));
     assert!(e[0].contains("routing table `nosuchtable`"), "{e:?}");
 }
 
@@ -85,8 +107,14 @@ fn route_options_tandem_leaves_out_are_located_warnings() {
     ));
     assert_eq!(c.instances[0].virtual_routes.len(), 1);
     let w = warnings(&c);
-    assert!(w.iter().any(|w| w.starts_with("k.conf:8:28: `mtu`")), "{w:?}");
-    assert!(w.iter().any(|w| w.starts_with("k.conf:8:37: `onlink`")), "{w:?}");
+    assert!(
+        w.iter().any(|w| w.starts_with("k.conf:8:28: `mtu`")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter().any(|w| w.starts_with("k.conf:8:37: `onlink`")),
+        "{w:?}"
+    );
     assert!(
         w.iter().any(|w| w.starts_with("k.conf:9:15: `nexthop`") && w.contains("will not be installed")),
         "{w:?}"
@@ -105,12 +133,24 @@ fn rules_read_keepalived_s_words() {
     assert!(w.is_empty(), "{w:?}");
     assert_eq!(r.len(), 5);
     assert_eq!(r[0].from, Some((ip("192.168.2.0"), 24)));
-    assert_eq!((r[0].action, r[0].priority, r[0].track), (RuleAction::Table(100), 100, true));
-    assert_eq!((r[1].to, r[1].track), (Some((ip("192.168.3.0"), 24)), false));
+    assert_eq!(
+        (r[0].action, r[0].priority, r[0].track),
+        (RuleAction::Table(100), 100, true)
+    );
+    assert_eq!(
+        (r[1].to, r[1].track),
+        (Some((ip("192.168.3.0"), 24)), false)
+    );
     assert_eq!(r[2].iif.as_deref(), Some("eth0"));
-    assert_eq!((r[2].fwmark, r[2].action), (Some((16, Some(255))), RuleAction::Prohibit));
+    assert_eq!(
+        (r[2].fwmark, r[2].action),
+        (Some((16, Some(255))), RuleAction::Prohibit)
+    );
     assert!(r[3].invert);
-    assert_eq!((r[3].oif.as_deref(), r[3].action), (Some("eth1"), RuleAction::Table(254)));
+    assert_eq!(
+        (r[3].oif.as_deref(), r[3].action),
+        (Some("eth1"), RuleAction::Table(254))
+    );
     assert!(r[4].ipv6 && !r[0].ipv6);
 }
 
@@ -119,17 +159,32 @@ fn a_rule_without_preference_is_numbered_down_from_16384_with_a_warning() {
     let (r, w) = rules("  from 10.1.0.0/16 table 100\n  from 10.2.0.0/16 table 100\n");
     assert_eq!((r[0].priority, r[1].priority), (16384, 16383));
     assert_eq!(w.len(), 2);
-    assert!(w[0].starts_with("k.conf:8:3: `virtual_rules`: the rule has no preference: it gets 16384"), "{w:?}");
+    assert!(
+        w[0].starts_with("k.conf:8:3: `virtual_rules`: the rule has no preference: it gets 16384"),
+        "{w:?}"
+    );
 }
 
 #[test]
 fn a_rule_needs_one_action() {
-    let e = errors(&instance(" virtual_rules {\n  from 10.1.0.0/16 priority 5\n }\n"));
-    assert!(e[0].starts_with("k.conf:8:3: `virtual_rules`: the rule has no action"), "{e:?}");
-    let e = errors(&instance(" virtual_rules {\n  from 10.1.0.0/16 table 5 blackhole priority 5\n }\n"));
+    let e = errors(&instance(
+        " virtual_rules {\n  from 10.1.0.0/16 priority 5\n }\n",
+    ));
+    assert!(
+        e[0].starts_with("k.conf:8:3: `virtual_rules`: the rule has no action"),
+        "{e:?}"
+    );
+    let e = errors(&instance(
+        " virtual_rules {\n  from 10.1.0.0/16 table 5 blackhole priority 5\n }\n",
+    ));
     assert!(e[0].contains("found a second one `blackhole`"), "{e:?}");
-    let e = errors(&instance(" virtual_rules {\n  from 10.1.0.0/16 goto 5 priority 6\n }\n"));
-    assert!(e[0].contains("preference 6 must be below the goto target 5"), "{e:?}");
+    let e = errors(&instance(
+        " virtual_rules {\n  from 10.1.0.0/16 goto 5 priority 6\n }\n",
+    ));
+    assert!(
+        e[0].contains("preference 6 must be below the goto target 5"),
+        "{e:?}"
+    );
 }
 
 #[test]

@@ -24,9 +24,9 @@ pub mod gratuitous;
 pub mod interfaces;
 mod link_frames;
 pub mod links;
+mod packet_socket;
 pub mod routes;
 pub mod vmac;
-mod packet_socket;
 mod vrrp_receive;
 pub mod vrrp_socket;
 

@@ -52,8 +52,8 @@ fn write_sysctl(path: &PathBuf, value: &str) -> Result<String, SysError> {
 /// Creates (or re-creates) the macvlan `name` on `base` with `mac`, in private mode, up,
 /// with keepalived's settings: on it `arp_ignore=1`, and for IPv4 `accept_local=1`,
 /// `rp_filter=0`, `promote_secondaries=1` and IPv6 off; on the base interface
-/// `arp_ignore=1` and `arp_filter=1` (put back by [`remove`]) so only the macvlan answers
-/// ARP for the virtual addresses.
+/// `arp_ignore=1` and `arp_filter=1` so only the macvlan answers ARP for the virtual
+/// addresses, and `arp_announce=2` (all three put back by [`remove`]).
 pub async fn create(
     handle: &rtnetlink::Handle,
     name: &str,
@@ -108,6 +108,10 @@ pub async fn create(
         set("ipv6", name, "disable_ipv6", "1", false);
         set("ipv4", &base.name, "arp_ignore", "1", true);
         set("ipv4", &base.name, "arp_filter", "1", true);
+        // Not keepalived's: the base interface's own ARP requests carry its own address,
+        // not a virtual one, so a reply sent from a virtual address over the base interface
+        // does not point the neighbour's entry for it at the base MAC.
+        set("ipv4", &base.name, "arp_announce", "2", true);
     }
     handle
         .link()

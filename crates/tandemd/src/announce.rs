@@ -77,7 +77,12 @@ pub fn send(who: &str, messages: Vec<(Message, (u32, bool), Duration)>, rounds: 
 }
 
 /// The pacing key and interval of an address's messages.
-pub fn key(ifindex: u32, address: IpAddr, garp: Duration, gna: Duration) -> ((u32, bool), Duration) {
+pub fn key(
+    ifindex: u32,
+    address: IpAddr,
+    garp: Duration,
+    gna: Duration,
+) -> ((u32, bool), Duration) {
     match address {
         IpAddr::V4(_) => ((ifindex, false), garp),
         IpAddr::V6(_) => ((ifindex, true), gna),
@@ -97,7 +102,10 @@ mod tests {
         let na = ((1, true), 30 * MS);
         // Two rounds of three addresses: two on interface 1 (one IPv4, one IPv6), one on 2.
         let offsets = pace(&[a, na, b, a, na, b]);
-        assert_eq!(offsets, vec![0 * MS, 0 * MS, 0 * MS, 10 * MS, 30 * MS, 10 * MS]);
+        assert_eq!(
+            offsets,
+            vec![0 * MS, 0 * MS, 0 * MS, 10 * MS, 30 * MS, 10 * MS]
+        );
     }
 
     #[test]

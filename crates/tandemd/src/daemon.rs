@@ -16,8 +16,8 @@ use tandem_vrrp::{Action, DropReason, Input, InstanceAction, InstanceId, State};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::conntrack::{self, Answer, ControlCommand, Notice, Refusal};
 use crate::announce;
+use crate::conntrack::{self, Answer, ControlCommand, Notice, Refusal};
 use crate::control::Request;
 use crate::notify::{self, Subject};
 use crate::plan::{Plan, SocketKey, SocketPlan};

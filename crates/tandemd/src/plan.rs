@@ -422,7 +422,13 @@ fn route_spec<'a>(
     let oif = match &r.dev {
         Some(dev) => Some(
             lookup(dev)
-                .with_context(|| format!("{}:{}: virtual route", r.location.file.display(), r.location.line))?
+                .with_context(|| {
+                    format!(
+                        "{}:{}: virtual route",
+                        r.location.file.display(),
+                        r.location.line
+                    )
+                })?
                 .index,
         ),
         None => None,

@@ -578,10 +578,13 @@ impl Instance {
         }
         self.send_advert(self.priority, out);
         // keepalived checks the refresh when it sends an advert: the period rounds up to one.
+        // The next one counts from this advert's planned time, so a daemon woken a little
+        // late does not miss the advert the period ends on.
         if let (Some(due), Some(period)) = (self.garp_refresh_due, self.config.garp_refresh) {
-            if due <= now {
+            let planned = self.adver_timer.unwrap_or(now);
+            if due <= planned {
                 out.push(InstanceAction::RefreshGratuitous);
-                self.garp_refresh_due = Some(now + period);
+                self.garp_refresh_due = Some(planned + period);
             }
         }
         // The next point of the grid; only a daemon late by a whole interval realigns.

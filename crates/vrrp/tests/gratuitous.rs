@@ -66,7 +66,12 @@ fn a_refresh_period_between_adverts_waits_for_the_next_advert() {
     let seen = announcements(&mut a, t0, Duration::from_millis(6_500));
     assert_eq!(
         seen,
-        vec![(0, "garp"), (2_000, "refresh"), (4_000, "refresh"), (6_000, "refresh")]
+        vec![
+            (0, "garp"),
+            (2_000, "refresh"),
+            (4_000, "refresh"),
+            (6_000, "refresh")
+        ]
     );
 }
 

@@ -255,9 +255,7 @@ impl Sim {
                 InstanceAction::RemoveAddresses => self.nodes[node].holds[id] = false,
                 InstanceAction::SendGratuitous
                 | InstanceAction::SendGratuitousLowerPriority
-                | InstanceAction::RefreshGratuitous => {
-                    self.nodes[node].gratuitous += 1
-                }
+                | InstanceAction::RefreshGratuitous => self.nodes[node].gratuitous += 1,
                 InstanceAction::Transition { from, to, .. } => {
                     self.log.push((self.now - self.start, node, id, from, to))
                 }
