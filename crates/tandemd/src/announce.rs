@@ -104,7 +104,14 @@ mod tests {
         let offsets = pace(&[a, na, b, a, na, b]);
         assert_eq!(
             offsets,
-            vec![0 * MS, 0 * MS, 0 * MS, 10 * MS, 30 * MS, 10 * MS]
+            vec![
+                Duration::ZERO,
+                Duration::ZERO,
+                Duration::ZERO,
+                10 * MS,
+                30 * MS,
+                10 * MS
+            ]
         );
     }
 
