@@ -159,24 +159,7 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
         }
         "use_vmac" => {
             if ctx.no_block(s) {
-                match s.args.as_slice() {
-                    [] => i.use_vmac = Some(String::new()),
-                    [name] if name.text.len() < 16 => i.use_vmac = Some(name.text.clone()),
-                    [name] => ctx.error(
-                        name,
-                        format!(
-                            "`use_vmac`: interface name `{}` is longer than 15 bytes",
-                            name.text
-                        ),
-                    ),
-                    [_, extra, ..] => ctx.error(
-                        extra,
-                        format!(
-                            "`use_vmac` takes at most one interface name, found extra `{}`",
-                            extra.text
-                        ),
-                    ),
-                }
+                i.use_vmac = Some(use_vmac(s, ctx));
             }
         }
         "vmac_xmit_base" => {
@@ -295,6 +278,56 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
         _ if INSTANCE_UNSUPPORTED.contains(&k) => ctx.unsupported(s),
         _ => ctx.unknown(s, "vrrp_instance"),
     }
+}
+
+/// `use_vmac [[name] NAME] [MAC] [netlink_notify_msg] [group GROUP]`: the macvlan's name
+/// (empty for keepalived's default `vrrp.VRID`, filled in once the VRID is known).
+fn use_vmac(s: &Stmt, ctx: &mut Ctx) -> String {
+    let mut name: Option<String> = None;
+    let mut set_name = |n: &Word, ctx: &mut Ctx| {
+        if n.text.is_empty() || n.text.len() > 15 {
+            ctx.error(
+                n,
+                format!(
+                    "`use_vmac`: interface name `{}` must be 1 to 15 bytes",
+                    n.text
+                ),
+            );
+        } else if name.is_some() {
+            ctx.error(
+                n,
+                format!(
+                    "`use_vmac` takes one interface name, found a second one `{}`",
+                    n.text
+                ),
+            );
+        } else {
+            name = Some(n.text.clone());
+        }
+    };
+    let mut args = s.args.iter();
+    while let Some(w) = args.next() {
+        let t = w.text.as_str();
+        match t {
+            "name" => match args.next() {
+                Some(n) => set_name(n, ctx),
+                None => ctx.error(w, "`name` in `use_vmac` expects an interface name, found end of line"),
+            },
+            "netlink_notify_msg" => ctx.warn(w, "`netlink_notify_msg` on `use_vmac` is not supported by tandem (ignored)"),
+            "group" => {
+                if args.next().is_none() {
+                    ctx.error(w, "`group` in `use_vmac` expects a group, found end of line");
+                }
+                ctx.warn(w, "`group` on `use_vmac` is not supported by tandem: the macvlan stays in the default link group");
+            }
+            _ if t.contains(':') => ctx.warn(
+                w,
+                format!("a MAC address on `use_vmac` is not supported by tandem: the macvlan gets the VRRP MAC 00:00:5e:00:01:VRID (00:00:5e:00:02:VRID for IPv6), not `{t}`"),
+            ),
+            _ => set_name(w, ctx),
+        }
+    }
+    name.unwrap_or_default()
 }
 
 fn authentication(b: &Block, ctx: &mut Ctx) -> Option<Authentication> {

@@ -196,7 +196,17 @@ fn use_vmac_defaults_to_vrrp_dot_vrid() {
     assert_eq!(c.instances[0].use_vmac.as_deref(), Some("vmac7"));
     assert!(c.instances[0].vmac_xmit_base);
     let e = errors(&instance(" use_vmac a_name_too_long_for_linux\n"));
-    assert!(e[0].contains("longer than 15 bytes"), "{e:?}");
+    assert!(e[0].contains("must be 1 to 15 bytes"), "{e:?}");
+    let c = ok(&instance(
+        " use_vmac name vm7 00:11:22:33:44:55 netlink_notify_msg group 5\n",
+    ));
+    assert_eq!(c.instances[0].use_vmac.as_deref(), Some("vm7"));
+    let w = warnings(&c);
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(
+        w[0].starts_with("k.conf:7:20: a MAC address on `use_vmac`"),
+        "{w:?}"
+    );
 }
 
 #[test]
