@@ -87,6 +87,45 @@ fn use_vmac_puts_the_vip_on_a_macvlan_with_the_vrrp_mac_and_adverts_leave_from_i
     Ok(())
 }
 
+/// The source MACs of the gratuitous ARPs for the VIP in a `tcpdump -e` log.
+fn garp_sources(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(&format!("who-has {VIP} tell {VIP}")))
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn use_vmac_against_keepalived_announces_the_vip_from_the_same_virtual_mac() -> Result<()> {
+    require_root!(Ok(()));
+    let pair = Pair::new("vmacka")?;
+    let capture = pair
+        .client
+        .spawn(&["tcpdump", "-l", "-n", "-e", "-i", "eth0", "arp"])?;
+    wait_until("tcpdump listening", Duration::from_secs(5), ms(10), || {
+        capture.log().contains("listening on").then_some(())
+    })?;
+    // keepalived (b) is master first; tandem (a) takes over when it stops.
+    let mut b = start_keepalived(&pair, &pair.b, &vi_1(2, 51, 150, "    use_vmac"))?;
+    let _a = start_tandemd(&pair, &pair.a, &vi_1(2, 51, 100, "    use_vmac"))?;
+    wait_holder(&pair, VIP, "b", Duration::from_secs(15))?;
+    assert!(pair.b.ip("-o addr show dev vrrp.51")?.contains(VIP));
+    pair.client.wait_ping(VIP, Duration::from_secs(5))?;
+    let from_keepalived = wait_until("keepalived's GARP", Duration::from_secs(5), ms(20), || {
+        Some(garp_sources(&capture.log())).filter(|s| !s.is_empty())
+    })?;
+    b.child.signal(Signal::SIGTERM)?;
+    wait_holder(&pair, VIP, "a", Duration::from_secs(10))?;
+    assert!(pair.a.ip("-o addr show dev vrrp.51")?.contains(VIP));
+    pair.client.wait_ping(VIP, Duration::from_secs(5))?;
+    let all = wait_until("tandem's GARPs too", Duration::from_secs(5), ms(20), || {
+        Some(garp_sources(&capture.log())).filter(|s| s.len() > from_keepalived.len())
+    })?;
+    println!("GARP sources, keepalived then tandem: {all:?}");
+    assert!(all.iter().all(|mac| mac == VMAC), "{all:?}");
+    Ok(())
+}
+
 const ROUTES: &str = "    virtual_routes {
         10.99.0.0/24 via 10.0.0.100 table 100
         blackhole 10.98.0.0/24 table 100
@@ -162,6 +201,54 @@ fn virtual_routes_and_rules_follow_the_master() -> Result<()> {
         !routes_present(&pair.a)?,
         "a kept its routes after stopping"
     );
+    Ok(())
+}
+
+#[test]
+fn a_reload_moves_just_the_routes_and_rules_that_changed() -> Result<()> {
+    require_root!(Ok(()));
+    let pair = Pair::new("vrhup")?;
+    let mut a = start_tandemd(&pair, &pair.a, &vi_1(2, 51, 150, ROUTES))?;
+    wait_has(&pair.a, VIP, Duration::from_secs(10))?;
+    wait_until(
+        "a's routes and rules",
+        Duration::from_secs(2),
+        ms(10),
+        || routes_present(&pair.a).ok().filter(|p| *p),
+    )?;
+    let changed = ROUTES
+        .replace(
+            "10.99.0.0/24 via 10.0.0.100 table 100",
+            "10.94.0.0/24 via 10.0.0.100 table 100",
+        )
+        .replace(
+            "from 10.97.0.0/24 table 100 priority 100",
+            "from 10.93.0.0/24 table 100 priority 100",
+        );
+    std::fs::write(&a.config, vi_1(2, 51, 150, &changed))?;
+    a.child.signal(Signal::SIGHUP)?;
+    wait_until(
+        "the reload's routes",
+        Duration::from_secs(10),
+        ms(20),
+        || {
+            let table = pair.a.ip("route show table 100").ok()?;
+            let rules = pair.a.ip("rule show").ok()?;
+            (table.contains("10.94.0.0/24 via 10.0.0.100")
+                && rules.contains("from 10.93.0.0/24 lookup 100"))
+            .then_some(())
+        },
+    )?;
+    let table = pair.a.ip("route show table 100")?;
+    let rules = pair.a.ip("rule show")?;
+    let main = pair.a.ip("route show")?;
+    assert!(!table.contains("10.99.0.0/24"), "{table}");
+    assert!(!rules.contains("10.97.0.0/24"), "{rules}");
+    // Unchanged ones stay.
+    assert!(table.contains("blackhole 10.98.0.0/24"), "{table}");
+    assert!(main.contains("10.96.0.0/24"), "{main}");
+    assert!(rules.contains("to 10.95.0.0/24 prohibit"), "{rules}");
+    assert!(pair.a.has_address(VIP)?);
     Ok(())
 }
 
