@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::keywords::{INSTANCE_NOT_YET, INSTANCE_UNSUPPORTED, VIP_OPTIONS_UNSUPPORTED};
 use crate::model::{
-    Authentication, Broadcast, GlobalDefs, InitialState, NotifyScripts, Scope, TrackInterface,
-    TrackScript, VirtualAddress, VrrpInstance,
+    Authentication, Broadcast, GlobalDefs, InitialState, NotifyScripts, Scope, TrackFileRef,
+    TrackInterface, TrackScript, VirtualAddress, VrrpInstance,
 };
 use crate::parser::{block_name, notify_keyword};
 use crate::tree::{Block, Stmt, Word};
@@ -54,6 +54,7 @@ pub(crate) fn parse(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedInstance> {
             preempt_delay: Duration::ZERO,
             track_interfaces: Vec::new(),
             track_scripts: Vec::new(),
+            track_files: Vec::new(),
             notify: NotifyScripts::default(),
             garp_master_delay: None,
             garp_master_repeat: None,
@@ -104,8 +105,20 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
         }
         "interface" => {
             if let Some(w) = ctx.one(s, "an interface name") {
-                i.interface = w.text.clone();
-                p.interface_set = true;
+                // Linux names are at most 15 bytes (IFNAMSIZ); keepalived ignores a longer one.
+                if w.text.len() > 15 {
+                    ctx.error(
+                        w,
+                        format!(
+                            "`interface` expects a name of at most 15 bytes, found `{}` ({} bytes)",
+                            w.text,
+                            w.text.len()
+                        ),
+                    );
+                } else {
+                    i.interface = w.text.clone();
+                    p.interface_set = true;
+                }
             }
         }
         "virtual_router_id" => {
@@ -182,12 +195,12 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
             }
         }
         "nopreempt" => {
-            if let Some(v) = ctx.flag(s) {
+            if let Some(v) = ctx.switch(s) {
                 i.nopreempt = v;
             }
         }
         "preempt" => {
-            if let Some(v) = ctx.flag(s) {
+            if let Some(v) = ctx.switch(s) {
                 i.nopreempt = !v;
             }
         }
@@ -211,6 +224,15 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
                     if let Some(t) = track_script(line, ctx) {
                         i.track_scripts.push(t);
                         p.track_script_words.push(line.key.clone());
+                    }
+                }
+            }
+        }
+        "track_file" => {
+            if let Some(b) = ctx.block(s) {
+                for line in &b.stmts {
+                    if let Some(t) = track_file_ref(line, ctx) {
+                        i.track_files.push(t);
                     }
                 }
             }
@@ -256,13 +278,13 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
             }
         }
         "dont_track_primary" => {
-            if let Some(v) = ctx.flag(s) {
+            if let Some(v) = ctx.switch(s) {
                 i.dont_track_primary = v;
             }
         }
         // tandem never filters traffic to the virtual addresses, which is accept mode.
         "accept" => {
-            ctx.flag(s);
+            ctx.switch(s);
         }
         // RFC 5798 7.1: tandem's owner always discards adverts for its VRID.
         "owner_ignore_adverts" => {
@@ -360,16 +382,20 @@ fn authentication(b: &Block, ctx: &mut Ctx) -> Option<Authentication> {
             Some(Authentication::Ah)
         }
         (Some(_), Some(pass)) => {
-            let mut bytes = pass.text.clone().into_bytes();
+            let bytes = pass.text.clone().into_bytes();
             if bytes.len() > 8 {
-                ctx.warn(
+                // keepalived truncates it and counts a configuration error (`keepalived -t`
+                // fails): the password in force would not be the one written.
+                let first8 = String::from_utf8_lossy(&bytes[..8]).into_owned();
+                ctx.error(
                     &pass,
                     format!(
-                        "`auth_pass` is {} bytes; only the first 8 are used (as keepalived does)",
+                        "`auth_pass` is {} bytes, VRRP carries 8: write the 8 the peers use \
+                         (keepalived truncates it to `{first8}` and reports a configuration error)",
                         bytes.len()
                     ),
                 );
-                bytes.truncate(8);
+                return None;
             }
             Some(Authentication::Pass(bytes))
         }
@@ -596,37 +622,66 @@ fn track_interface(line: &Stmt, ctx: &mut Ctx) -> Option<TrackInterface> {
     if !ctx.no_block(line) {
         return None;
     }
-    let weight = tracked_weight("track_interface", line, ctx)?;
+    let weight = tracked_weight("track_interface", line, 253, ctx)?;
+    let (weight, reverse) = weight.unwrap_or((0, false));
+    if weight == 0 && reverse {
+        ctx.warn(
+            &line.key,
+            format!("`track_interface {}`: `reverse` with weight 0 is not supported by tandem (ignored): the instance goes to FAULT while the link is down", line.key.text),
+        );
+    }
     Some(TrackInterface {
         name: line.key.text.clone(),
-        weight: weight.unwrap_or(0),
+        weight,
+        reverse: reverse && weight != 0,
     })
 }
 
-fn track_script(line: &Stmt, ctx: &mut Ctx) -> Option<TrackScript> {
+/// A `track_script` line, in an instance or a sync group.
+pub(crate) fn track_script(line: &Stmt, ctx: &mut Ctx) -> Option<TrackScript> {
     if !ctx.no_block(line) {
         return None;
     }
-    let weight = tracked_weight("track_script", line, ctx)?;
+    let weight = tracked_weight("track_script", line, 253, ctx)?;
     Some(TrackScript {
         name: line.key.text.clone(),
-        weight,
+        weight: weight.map(|(w, _)| w),
+        reverse: weight.is_some_and(|(_, r)| r),
+    })
+}
+
+/// A `track_file` line, in an instance or a sync group.
+pub(crate) fn track_file_ref(line: &Stmt, ctx: &mut Ctx) -> Option<TrackFileRef> {
+    if !ctx.no_block(line) {
+        return None;
+    }
+    let weight = tracked_weight("track_file", line, 254, ctx)?;
+    Some(TrackFileRef {
+        name: line.key.text.clone(),
+        weight: weight.map(|(w, _)| w),
+        reverse: weight.is_some_and(|(_, r)| r),
+        location: line.key.loc.clone(),
     })
 }
 
 /// `NAME [weight N [reverse|noreverse]]`: `Some(None)` when no weight is given.
-fn tracked_weight(key: &str, line: &Stmt, ctx: &mut Ctx) -> Option<Option<i32>> {
+fn tracked_weight(
+    key: &str,
+    line: &Stmt,
+    limit: i32,
+    ctx: &mut Ctx,
+) -> Option<Option<(i32, bool)>> {
     match line.args.split_first() {
         None => Some(None),
         Some((w, rest)) if w.text == "weight" => {
             if rest.is_empty() {
                 ctx.error(
                     w,
-                    format!("`weight` in `{key}` expects -253..=253, found end of line"),
+                    format!("`weight` in `{key}` expects -{limit}..={limit}, found end of line"),
                 );
                 return None;
             }
-            ctx.weight("weight", rest).map(Some)
+            ctx.weight_within("weight", rest, limit).map(Some)
         }
         Some((w, _)) => {
             ctx.error(w, format!("`{key}` expects `NAME [weight N]` on each line, found `{}` (put each name on its own line)", w.text));
@@ -654,6 +709,12 @@ pub(crate) fn finish(
         ctx.error(
             &p.name,
             format!("vrrp_instance `{name}` has no `virtual_router_id` line"),
+        );
+    }
+    if p.instance.virtual_addresses.is_empty() {
+        ctx.warn(
+            &p.name,
+            format!("vrrp_instance `{name}` has no `virtual_ipaddress`: it elects a master and runs its notify scripts, but moves no address"),
         );
     }
     let mut version = p.version.unwrap_or(global.vrrp_version);
@@ -735,6 +796,16 @@ pub(crate) fn finish(
             p.instance.authentication = None;
         }
     }
+    if let (Some(w), Some(Authentication::Ah), Some(InitialState::Master)) = (
+        &p.auth_word,
+        &p.instance.authentication,
+        p.instance.initial_state,
+    ) {
+        ctx.error(
+            w,
+            format!("vrrp_instance `{name}`: `state MASTER` cannot be used with `auth_type AH` (keepalived clears the state and reports a configuration error); use `state BACKUP`"),
+        );
+    }
     for (t, w) in p.instance.track_scripts.iter().zip(&p.track_script_words) {
         if !scripts.contains(&t.name.as_str()) {
             ctx.error(
@@ -742,15 +813,6 @@ pub(crate) fn finish(
                 format!(
                     "`track_script` names `{}`, but no vrrp_script by that name is defined",
                     t.name
-                ),
-            );
-        } else {
-            ctx.warn(
-                w,
-                format!(
-                    "`track_script` is not supported by tandem yet: instance {} will not react \
-                     to {}",
-                    p.instance.name, t.name
                 ),
             );
         }

@@ -155,7 +155,6 @@ pub(crate) const INSTANCE_UNSUPPORTED: &[&str] = &[
     "thread_timer_expired",
     "timer_expired_backup",
     "track_bfd",
-    "track_file",
     "track_process",
     "track_src_ip",
     "unicast_fault_no_peer",
@@ -175,12 +174,9 @@ pub(crate) const SYNC_GROUP_UNSUPPORTED: &[&str] = &[
     "global_tracking",
     "notify_priority_changes",
     "smtp_alert",
-    "sync_group_tracking_weight",
     "track_bfd",
-    "track_file",
     "track_interface",
     "track_process",
-    "track_script",
 ];
 
 /// Top-level blocks that tandem does not implement (yet): one warning per block.
@@ -193,11 +189,9 @@ pub(crate) const TOP_LEVEL_NOT_YET: &[&str] = &[
     "static_ipaddress",
     "static_routes",
     "static_rules",
-    "track_file",
     "track_group",
     "virtual_server",
     "virtual_server_group",
-    "vrrp_track_file",
     "vrrp_track_process",
 ];
 

@@ -34,12 +34,16 @@ pub struct Config {
     pub global: GlobalDefs,
     /// `vrrp_script` blocks, in file order.
     pub scripts: Vec<VrrpScript>,
+    /// `track_file` (or `vrrp_track_file`) blocks, in file order.
+    pub track_files: Vec<TrackFile>,
     /// `vrrp_instance` blocks, in file order.
     pub instances: Vec<VrrpInstance>,
     /// `vrrp_sync_group` blocks, in file order.
     pub sync_groups: Vec<SyncGroup>,
     /// Conntrack replication, from conntrackd.conf or tandem's TOML `[sync]` section.
     pub sync: Option<crate::sync::SyncConfig>,
+    /// Where Prometheus scrapes tandemd (tandem's TOML `[metrics]`); None: no listener.
+    pub metrics: Option<crate::native::MetricsConfig>,
     /// Things that parsed but that tandem does not act on (yet): shown at check time and at start.
     pub warnings: Vec<crate::Diagnostic>,
 }
@@ -146,6 +150,8 @@ pub struct VrrpScript {
     pub timeout: Option<Duration>,
     /// `weight`, default 0 (0 means failure forces FAULT).
     pub weight: i32,
+    /// `weight N reverse`.
+    pub reverse: bool,
     /// `fall`, default 1.
     pub fall: u32,
     /// `rise`, default 1.
@@ -361,15 +367,51 @@ pub struct TrackInterface {
     pub name: String,
     /// `weight N`; 0 means link down forces FAULT.
     pub weight: i32,
+    /// `weight N reverse`.
+    pub reverse: bool,
 }
 
-/// `track_script` line.
+/// `track_script` line (in an instance or a sync group).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackScript {
     /// Name of a `vrrp_script`.
     pub name: String,
     /// `weight N` overriding the script's own weight.
     pub weight: Option<i32>,
+    /// `weight N reverse` (meaningful with `weight`; otherwise the script's own).
+    pub reverse: bool,
+}
+
+/// `track_file NAME { file ...; weight ...; init_file ... }` (`vrrp_track_file` is the older
+/// spelling): an integer in a file, read whenever the file changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackFile {
+    /// Block name, referenced from `track_file` in instances and sync groups.
+    pub name: String,
+    /// `file PATH`.
+    pub file: std::path::PathBuf,
+    /// `weight N [reverse]`, default 1.
+    pub weight: i32,
+    /// `weight N reverse`.
+    pub reverse: bool,
+    /// `init_file [VALUE] [overwrite]`: (value, overwrite), written at start when the file
+    /// does not exist (or always with `overwrite`).
+    pub init: Option<(i64, bool)>,
+    /// Where the block starts.
+    pub location: Location,
+}
+
+/// `track_file` line in an instance or sync group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackFileRef {
+    /// Name of a `track_file` block.
+    pub name: String,
+    /// `weight N` overriding the block's weight.
+    pub weight: Option<i32>,
+    /// `weight N reverse`.
+    pub reverse: bool,
+    /// Where the line is.
+    pub location: Location,
 }
 
 /// `vrrp_instance NAME { ... }`.
@@ -415,6 +457,8 @@ pub struct VrrpInstance {
     pub track_interfaces: Vec<TrackInterface>,
     /// `track_script { ... }`.
     pub track_scripts: Vec<TrackScript>,
+    /// `track_file { ... }`.
+    pub track_files: Vec<TrackFileRef>,
     /// Notify hooks.
     pub notify: NotifyScripts,
     /// `garp_master_delay` seconds, default from global_defs.
@@ -446,6 +490,12 @@ pub struct SyncGroup {
     pub name: String,
     /// Names of member instances.
     pub members: Vec<String>,
+    /// `track_script { ... }`: followed by every member, with the group's weights.
+    pub track_scripts: Vec<TrackScript>,
+    /// `track_file { ... }`: followed by every member.
+    pub track_files: Vec<TrackFileRef>,
+    /// `sync_group_tracking_weight`: members keep the weights of their own trackers.
+    pub tracking_weight: bool,
     /// Notify hooks with `TYPE` = `GROUP`.
     pub notify: NotifyScripts,
     /// Where the block starts.

@@ -11,7 +11,7 @@ use crate::keywords::{
 };
 use crate::model::{Config, GlobalDefs, NotifyScripts, SyncGroup, VrrpScript};
 use crate::tree::{Stmt, Word};
-use crate::values::{script_line, Ctx};
+use crate::values::{parse_seconds, script_line, Ctx};
 
 /// Parses the top level of a configuration.
 pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
@@ -19,6 +19,7 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
     let mut instances = Vec::new();
     let mut groups = Vec::new();
     let mut scripts: Vec<(VrrpScript, Word)> = Vec::new();
+    let mut files: Vec<(crate::model::TrackFile, Word)> = Vec::new();
     for stmt in stmts {
         let k = stmt.key.text.as_str();
         match k {
@@ -29,15 +30,12 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
             }
             "vrrp_script" => {
                 if let Some(s) = vrrp_script(stmt, ctx) {
-                    ctx.warn(
-                        &stmt.key,
-                        format!(
-                            "`vrrp_script` is not supported by tandem yet: `{}` will not run, \
-                             and no instance's priority or state follows it",
-                            s.0.name
-                        ),
-                    );
                     scripts.push(s);
+                }
+            }
+            "track_file" | "vrrp_track_file" => {
+                if let Some(f) = crate::track_file::parse(stmt, ctx) {
+                    files.push(f);
                 }
             }
             "vrrp_instance" => {
@@ -80,12 +78,28 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
         config.scripts.push(script);
     }
 
+    for (file, name) in files {
+        if config.track_files.iter().any(|f| f.name == file.name) {
+            ctx.error(
+                &name,
+                format!("track_file `{}` is defined twice", file.name),
+            );
+            continue;
+        }
+        config.track_files.push(file);
+    }
+
     let script_names: Vec<&str> = config.scripts.iter().map(|s| s.name.as_str()).collect();
     let instances: Vec<ParsedInstance> = instances
         .into_iter()
         .filter_map(|p| instance::finish(p, &config.global, &script_names, ctx))
         .collect();
     check_instances(&instances, ctx);
+    crate::track_file::check_refs(
+        instances.iter().flat_map(|p| p.instance.track_files.iter()),
+        &config.track_files,
+        ctx,
+    );
     config.instances = instances.into_iter().map(|p| p.instance).collect();
     config.sync_groups = check_groups(groups, &config, ctx);
     config
@@ -94,11 +108,6 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
 /// `global_defs` keywords that are read (and checked) but that tandem does not act on yet,
 /// with what will not happen.
 const GLOBAL_READ_NOT_ACTED: &[(&str, &str)] = &[
-    (
-        "enable_script_security",
-        "script files are not checked for being writable by non-root users",
-    ),
-    ("script_user", "notify scripts run as tandemd's own user"),
     (
         "vrrp_strict",
         "keepalived's strict-mode checks and refusals are not applied",
@@ -156,17 +165,17 @@ fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, ctx: &mut Ctx) {
                 }
             }
             "vrrp_check_unicast_src" => {
-                if let Some(v) = ctx.flag(stmt) {
+                if let Some(v) = ctx.switch(stmt) {
                     g.check_unicast_src = v;
                 }
             }
             "enable_script_security" => {
-                if let Some(v) = ctx.flag(stmt) {
+                if let Some(v) = ctx.switch(stmt) {
                     g.enable_script_security = v;
                 }
             }
             "vrrp_strict" => {
-                if let Some(v) = ctx.flag(stmt) {
+                if let Some(v) = ctx.switch(stmt) {
                     g.vrrp_strict = v;
                 }
             }
@@ -196,6 +205,13 @@ fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, ctx: &mut Ctx) {
             }
             "notification_email" => {
                 if let Some(block) = ctx.block(stmt) {
+                    if block.stmts.is_empty() {
+                        ctx.error(
+                            &stmt.key,
+                            "`notification_email` block is empty (keepalived reports a \
+                             configuration error): list addresses or remove the block",
+                        );
+                    }
                     for line in &block.stmts {
                         if ctx.no_block(line) {
                             g.notification_email
@@ -323,6 +339,23 @@ fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, ctx: &mut Ctx) {
                     g.higher_prio_send_advert = v;
                 }
             }
+            // Not acted on, but keepalived refuses what is not a positive number of seconds.
+            "vrrp_garp_interval" | "vrrp_gna_interval" => {
+                if let Some(w) = ctx.one(stmt, "seconds greater than 0") {
+                    match parse_seconds(&w.text) {
+                        Some(d) if d >= Duration::from_micros(1) => ctx.unsupported(stmt),
+                        _ => ctx.error(
+                            w,
+                            format!(
+                                "`{k}` expects seconds greater than 0 (at least 0.000001), \
+                                 found `{}`; keepalived refuses it too: remove the line to keep \
+                                 the default",
+                                w.text
+                            ),
+                        ),
+                    }
+                }
+            }
             _ if GLOBAL_UNSUPPORTED.contains(&k) => ctx.unsupported(stmt),
             _ => ctx.unknown(stmt, "global_defs"),
         }
@@ -368,6 +401,7 @@ fn vrrp_script(stmt: &Stmt, ctx: &mut Ctx) -> Option<(VrrpScript, Word)> {
         interval: Duration::from_secs(1),
         timeout: None,
         weight: 0,
+        reverse: false,
         fall: 1,
         rise: 1,
         user: None,
@@ -405,8 +439,9 @@ fn vrrp_script(stmt: &Stmt, ctx: &mut Ctx) -> Option<(VrrpScript, Word)> {
                             &s.key,
                             "`weight` expects -253..=253 [reverse], found end of line",
                         );
-                    } else if let Some(w) = ctx.weight("weight", &s.args) {
+                    } else if let Some((w, reverse)) = ctx.weight("weight", &s.args) {
                         script.weight = w;
+                        script.reverse = reverse;
                     }
                 }
             }
@@ -442,7 +477,7 @@ fn vrrp_script(stmt: &Stmt, ctx: &mut Ctx) -> Option<(VrrpScript, Word)> {
                 }
             }
             "init_fail" => {
-                if let Some(v) = ctx.flag(s) {
+                if let Some(v) = ctx.switch(s) {
                     script.init_fail = v;
                 }
             }
@@ -464,6 +499,8 @@ struct ParsedGroup {
     group: SyncGroup,
     name: Word,
     members: Vec<Word>,
+    /// The `track_script` lines' names, for "no such script" errors.
+    script_words: Vec<Word>,
 }
 
 fn sync_group(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedGroup> {
@@ -472,10 +509,14 @@ fn sync_group(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedGroup> {
     let mut group = SyncGroup {
         name: name.text.clone(),
         members: Vec::new(),
+        track_scripts: Vec::new(),
+        track_files: Vec::new(),
+        tracking_weight: false,
         notify: NotifyScripts::default(),
         location: stmt.key.loc.clone(),
     };
     let mut members = Vec::new();
+    let mut script_words = Vec::new();
     let mut has_group = false;
     for s in &block.stmts {
         let k = s.key.text.as_str();
@@ -491,6 +532,30 @@ fn sync_group(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedGroup> {
                             members.extend(line.words().cloned());
                         }
                     }
+                }
+            }
+            "track_script" => {
+                if let Some(b) = ctx.block(s) {
+                    for line in &b.stmts {
+                        if let Some(t) = instance::track_script(line, ctx) {
+                            group.track_scripts.push(t);
+                            script_words.push(line.key.clone());
+                        }
+                    }
+                }
+            }
+            "track_file" => {
+                if let Some(b) = ctx.block(s) {
+                    for line in &b.stmts {
+                        if let Some(t) = instance::track_file_ref(line, ctx) {
+                            group.track_files.push(t);
+                        }
+                    }
+                }
+            }
+            "sync_group_tracking_weight" => {
+                if let Some(v) = ctx.flag(s) {
+                    group.tracking_weight = v;
                 }
             }
             _ if SYNC_GROUP_UNSUPPORTED.contains(&k) => ctx.unsupported(s),
@@ -510,6 +575,7 @@ fn sync_group(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedGroup> {
         group,
         name,
         members,
+        script_words,
     })
 }
 
@@ -623,6 +689,18 @@ fn check_groups(groups: Vec<ParsedGroup>, config: &Config, ctx: &mut Ctx) -> Vec
             owner.insert(m.text.clone(), p.group.name.clone());
             p.group.members.push(m.text.clone());
         }
+        for (t, w) in p.group.track_scripts.iter().zip(&p.script_words) {
+            if !config.scripts.iter().any(|s| s.name == t.name) {
+                ctx.error(
+                    w,
+                    format!(
+                        "`track_script` names `{}`, but no vrrp_script by that name is defined",
+                        t.name
+                    ),
+                );
+            }
+        }
+        crate::track_file::check_refs(p.group.track_files.iter(), &config.track_files, ctx);
         out.push(p.group);
     }
     out

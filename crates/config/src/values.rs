@@ -116,6 +116,24 @@ impl Ctx {
         }
     }
 
+    /// A switch keepalived sets whatever follows it (`nopreempt`, `vrrp_strict`, ...): a value
+    /// after it is ignored, as keepalived ignores it (so `nopreempt off` still sets
+    /// nopreempt), with a warning saying so. `None` only when it wrongly has a block.
+    pub fn switch(&mut self, stmt: &Stmt) -> Option<bool> {
+        if !self.no_block(stmt) {
+            return None;
+        }
+        if let Some(w) = stmt.args.first() {
+            let k = &stmt.key.text;
+            let found = &w.text;
+            self.warn(
+                w,
+                format!("`{k}` takes no value: `{found}` is ignored, as keepalived ignores it, and `{k}` is set"),
+            );
+        }
+        Some(true)
+    }
+
     /// The single value of a keyword; `expects` describes it for the error message.
     pub fn one<'s>(&mut self, stmt: &'s Stmt, expects: &str) -> Option<&'s Word> {
         if !self.no_block(stmt) {
@@ -221,19 +239,19 @@ impl Ctx {
     }
 
     /// The weight of a `track_*` line or a `vrrp_script`: `N [reverse|noreverse]` in
-    /// `-253..=253`. `reverse` is warned about and ignored.
-    pub fn weight(&mut self, key: &str, words: &[Word]) -> Option<i32> {
+    /// `-253..=253` (`limit` = 253; track files allow 254).
+    pub fn weight(&mut self, key: &str, words: &[Word]) -> Option<(i32, bool)> {
+        self.weight_within(key, words, 253)
+    }
+
+    /// [`Ctx::weight`] within `-limit..=limit`.
+    pub fn weight_within(&mut self, key: &str, words: &[Word], limit: i32) -> Option<(i32, bool)> {
         let value = words.first()?;
-        let weight = self.int_word(key, value, -253i32, 253)?;
-        match words.get(1) {
-            None => {}
-            Some(w) if w.text == "noreverse" => {}
-            Some(w) if w.text == "reverse" => {
-                self.warn(
-                    w,
-                    format!("`{key}`: `reverse` is not supported by tandem (ignored)"),
-                );
-            }
+        let weight = self.int_word(key, value, -limit, limit)?;
+        let reverse = match words.get(1) {
+            None => false,
+            Some(w) if w.text == "noreverse" => false,
+            Some(w) if w.text == "reverse" => true,
             Some(w) => {
                 let found = &w.text;
                 self.error(
@@ -242,7 +260,7 @@ impl Ctx {
                 );
                 return None;
             }
-        }
+        };
         if let Some(extra) = words.get(2) {
             let found = &extra.text;
             self.error(
@@ -251,7 +269,7 @@ impl Ctx {
             );
             return None;
         }
-        Some(weight)
+        Some((weight, reverse))
     }
 }
 

@@ -20,8 +20,13 @@ fn errors(text: &str) -> Vec<String> {
     }
 }
 
+/// The warnings, less the one every address-less test instance gets (checked on its own).
 fn warnings(c: &Config) -> Vec<String> {
-    c.warnings.iter().map(|d| d.to_string()).collect()
+    c.warnings
+        .iter()
+        .map(|d| d.to_string())
+        .filter(|w| !w.contains("has no `virtual_ipaddress`"))
+        .collect()
 }
 
 /// An instance with the required lines, followed by `body` and the closing brace.
@@ -54,7 +59,7 @@ fn defaults() {
     assert!(!i.nopreempt && i.authentication.is_none() && i.initial_state.is_none());
     assert_eq!(c.global.vrrp_version, 2);
     assert_eq!(c.global.mcast_group4.to_string(), "224.0.0.18");
-    assert!(c.warnings.is_empty());
+    assert!(warnings(&c).is_empty());
 }
 
 #[test]
@@ -237,17 +242,10 @@ fn vrrp_script_fields() {
         (s.user.as_deref(), s.group.as_deref()),
         (Some("nobody"), Some("nogroup"))
     );
+    assert!(s.reverse);
     assert!(s.init_fail);
-    let w = warnings(&c);
-    assert!(
-        w.iter().any(|w| w.contains("`reverse` is not supported")),
-        "{w:?}"
-    );
-    assert!(
-        w.iter()
-            .any(|w| w.contains("k.conf:1:1") && w.contains("`s` will not run")),
-        "{w:?}"
-    );
+    // Acted on: nothing to warn about.
+    assert_eq!(warnings(&c), Vec::<String>::new());
     assert_eq!(
         errors("vrrp_script s {\n interval 1\n}\n"),
         ["k.conf:1:13: vrrp_script `s` has no `script` line"]
@@ -259,15 +257,25 @@ fn vrrp_script_fields() {
 }
 
 #[test]
-fn flags_take_optional_booleans() {
+fn switches_ignore_values_where_keepalived_does() {
     let c = ok(&format!(
         "global_defs {{\n vrrp_strict off\n vrrp_check_unicast_src\n}}\n{}",
         instance(" nopreempt yes\n")
     ));
-    assert!(!c.global.vrrp_strict);
+    // keepalived sets these switches whatever follows them (its handlers never read a value):
+    // `vrrp_strict off` still sets vrrp_strict, with a warning saying so.
+    assert!(c.global.vrrp_strict);
     assert!(c.global.check_unicast_src);
     assert!(c.instances[0].nopreempt);
-    assert_eq!(errors(&instance(" nopreempt 5\n")).len(), 1);
+    assert!(warnings(&c)
+        .iter()
+        .any(|w| w.contains("`off` is ignored, as keepalived ignores it")));
+    let c = ok(&instance(" nopreempt 5\n"));
+    assert!(c.instances[0].nopreempt);
+    // Switches keepalived reads a value for still take one.
+    assert!(!ok(&instance(" lower_prio_no_advert off\n")).instances[0]
+        .lower_prio_no_advert
+        .unwrap());
 }
 
 #[test]
@@ -278,13 +286,9 @@ fn global_values() {
     assert_eq!(c.global.script_group.as_deref(), Some("ka_grp"));
     assert_eq!(c.global.smtp_server.as_deref(), Some("mail.example.net"));
     assert_eq!(c.global.smtp_port, 25);
-    // Read, checked, and said not to act.
+    // Read, checked, and said not to act (script_user is acted on).
     let w = warnings(&c);
-    assert!(
-        w.iter()
-            .any(|w| w.contains("k.conf:4:2") && w.contains("script_user")),
-        "{w:?}"
-    );
+    assert!(!w.iter().any(|w| w.contains("script_user")), "{w:?}");
     assert!(
         w.iter()
             .any(|w| w.contains("k.conf:5:2") && w.contains("no e-mail")),
@@ -430,4 +434,86 @@ fn ipv6_addresses_run_vrrp_version_3_as_keepalived_switches_them() {
         let w = warnings(&c);
         assert!(w.iter().any(|w| w.contains("runs VRRP version 3")), "{w:?}");
     }
+}
+
+/// What `keepalived -t` counts as configuration errors (and runs with something other than
+/// what was written) is refused, at the line it names.
+#[test]
+fn refused_like_keepalived_does() {
+    let long_pass = instance(
+        " authentication {\n  auth_type PASS\n  auth_pass 123456789\n }\n virtual_ipaddress {\n  10.0.0.1\n }\n",
+    );
+    assert_eq!(
+        errors(&long_pass),
+        ["k.conf:6:13: `auth_pass` is 9 bytes, VRRP carries 8: write the 8 the peers use (keepalived truncates it to `12345678` and reports a configuration error)"]
+    );
+    let ah_master = instance(
+        " state MASTER\n authentication {\n  auth_type AH\n }\n virtual_ipaddress {\n  10.0.0.1\n }\n",
+    );
+    assert!(errors(&ah_master)[0].starts_with(
+        "k.conf:5:2: vrrp_instance `VI_1`: `state MASTER` cannot be used with `auth_type AH`"
+    ));
+    let empty_mail = "global_defs {\n notification_email {\n }\n}\n";
+    assert!(errors(empty_mail)[0].starts_with("k.conf:2:2: `notification_email` block is empty"));
+    for zero in [
+        "vrrp_garp_interval 0",
+        "vrrp_gna_interval 0",
+        "vrrp_gna_interval x",
+    ] {
+        let text = format!("global_defs {{\n {zero}\n}}\n");
+        assert!(
+            errors(&text)[0].contains("expects seconds greater than 0"),
+            "{zero}"
+        );
+    }
+    let c = ok("global_defs {\n vrrp_garp_interval 0.001\n}\n");
+    assert!(warnings(&c)[0].contains("`vrrp_garp_interval` is not supported"));
+}
+
+#[test]
+fn an_instance_without_addresses_is_accepted_with_a_warning() {
+    let c = ok(&instance(""));
+    let all: Vec<String> = c.warnings.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        all,
+        ["k.conf:1:15: vrrp_instance `VI_1` has no `virtual_ipaddress`: it elects a master and runs its notify scripts, but moves no address"]
+    );
+}
+
+#[test]
+fn track_files_and_tracking_in_instances_and_sync_groups() {
+    let text = format!(
+        "vrrp_script chk {{\n script /bin/true\n}}\ntrack_file tf {{\n file /run/x\n weight -3 reverse\n init_file 7 overwrite\n}}\nvrrp_track_file old {{\n file /run/y\n}}\n{}vrrp_sync_group G {{\n group {{\n  VI_1\n }}\n track_script {{\n  chk weight 5 reverse\n }}\n track_file {{\n  old weight 0\n }}\n sync_group_tracking_weight\n}}\n",
+        instance(" track_file {\n  tf weight 254\n }\n track_script {\n  chk\n }\n")
+    );
+    let c = ok(&text);
+    assert_eq!(warnings(&c), Vec::<String>::new());
+    let tf = &c.track_files[0];
+    assert_eq!(
+        (tf.weight, tf.reverse, tf.init),
+        (-3, true, Some((7, true)))
+    );
+    assert_eq!(tf.file, std::path::PathBuf::from("/run/x"));
+    assert_eq!(c.track_files[1].weight, 1, "keepalived's default weight");
+    let i = &c.instances[0];
+    assert_eq!(i.track_files[0].weight, Some(254));
+    assert_eq!(i.track_scripts[0].weight, None);
+    let g = &c.sync_groups[0];
+    assert!(g.tracking_weight);
+    assert_eq!(
+        (g.track_scripts[0].weight, g.track_scripts[0].reverse),
+        (Some(5), true)
+    );
+    assert_eq!(g.track_files[0].weight, Some(0));
+
+    let missing = errors(&instance(" track_file {\n  nope\n }\n"));
+    assert_eq!(missing.len(), 1);
+    assert!(
+        missing[0].contains("no track_file block by that name"),
+        "{missing:?}"
+    );
+    assert_eq!(
+        errors("track_file t {\n weight 2\n}\n"),
+        ["k.conf:1:12: track_file `t` has no `file` line"]
+    );
 }

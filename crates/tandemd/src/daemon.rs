@@ -23,8 +23,10 @@ use crate::notify::{self, Subject};
 use crate::plan::{Plan, SocketKey, SocketPlan};
 use crate::signals::Signalled;
 
+mod metrics;
 mod reload;
 mod status_json;
+mod status_tracking;
 
 /// Most packets handed from a socket's reader to the daemon loop at once.
 const RECEIVE_BATCH: usize = 256;
@@ -39,6 +41,8 @@ pub struct Running {
     pub config_id: Option<String>,
     /// The replication settings in force (changes need a restart).
     pub sync: Option<tandem_config::SyncConfig>,
+    /// The metrics listener in force (changes need a restart).
+    pub metrics: Option<tandem_config::MetricsConfig>,
     /// Where the signal-triggered dumps go.
     pub dumps: DumpPaths,
 }
@@ -74,6 +78,10 @@ pub struct Daemon {
     replication: Option<Replication>,
     /// The built-in failover sequence (replication with `builtin_failover`).
     failover: Option<Failover>,
+    /// Transitions and step durations, for the metrics.
+    recorder: crate::metrics::Recorder,
+    /// vrrp_script runners and track_file watchers.
+    trackers: crate::tracking::Trackers,
 }
 
 /// The failover sequence as the daemon runs it: the coordinator, and the steps it sent to
@@ -81,7 +89,7 @@ pub struct Daemon {
 struct Failover {
     coordinator: Coordinator<Action>,
     /// Oldest first; the service answers in this order.
-    steps: VecDeque<(Step, oneshot::Receiver<Answer>)>,
+    steps: VecDeque<(Step, Instant, oneshot::Receiver<Answer>)>,
     /// Warnings of the sequence so far, and the last one (for status).
     warnings: u64,
     last_warning: Option<String>,
@@ -142,6 +150,8 @@ impl Daemon {
             drop_log: HashMap::new(),
             replication,
             failover,
+            recorder: crate::metrics::Recorder::default(),
+            trackers: Default::default(),
         })
     }
 
@@ -159,6 +169,12 @@ impl Daemon {
         }
 
         self.clean_leftovers().await;
+        let mut tracker_events = self
+            .trackers
+            .take_events()
+            .context("the daemon runs once")?;
+        self.trackers
+            .apply(&self.plan.tracking, &mut self.plan.router, true);
         let now = Instant::now();
         let down: Vec<u32> = (self.plan.interfaces.values())
             .filter(|info| !info.up)
@@ -219,6 +235,15 @@ impl Daemon {
                     self.execute(actions).await;
                 }
                 Some(request) = control.recv() => self.on_control(request).await,
+                Some(event) = tracker_events.recv() => {
+                    if let Some((kind, name, state)) = self.trackers.on_event(event) {
+                        if let Some(tracker) = self.plan.router.tracker_by_name(kind, &name) {
+                            let input = Input::Tracker { tracker, state };
+                            let actions = self.plan.router.handle(Instant::now(), input);
+                            self.execute(actions).await;
+                        }
+                    }
+                }
                 Some(signalled) = signals.recv() => match signalled {
                     Signalled::Stop(name) => {
                         info!("Received {name}");
@@ -249,7 +274,7 @@ impl Daemon {
                 }
                 answer = async {
                     match self.failover.as_mut().and_then(|f| f.steps.front_mut()) {
-                        Some((_, answer)) => answer.await,
+                        Some((_, _, answer)) => answer.await,
                         None => std::future::pending().await,
                     }
                 } => self.on_step_answered(answer).await,
@@ -270,6 +295,7 @@ impl Daemon {
                 .handle(Instant::now(), tandem_failover::Input::Shutdown);
             self.run_commands(commands).await;
         }
+        self.trackers.stop();
         let actions = self.plan.router.handle(Instant::now(), Input::Shutdown);
         self.execute(actions).await;
         Ok(())
@@ -432,7 +458,7 @@ impl Daemon {
             return;
         };
         let answer = r.handle.forward(conntrack::Request::for_step(step));
-        f.steps.push_back((step, answer));
+        f.steps.push_back((step, Instant::now(), answer));
     }
 
     /// The oldest step sent has been answered: tell the coordinator.
@@ -440,18 +466,30 @@ impl Daemon {
         let Some(f) = self.failover.as_mut() else {
             return;
         };
-        let Some((step, _)) = f.steps.pop_front() else {
+        let Some((step, sent, _)) = f.steps.pop_front() else {
             return;
         };
+        let took = sent.elapsed();
+        self.recorder.step(&step.to_string(), took);
+        let ms = took.as_secs_f64() * 1000.0;
         let answer = answer.unwrap_or(Err(Refusal::Stopped));
         match &answer {
             Ok(reply) if step == Step::Commit && f.coordinator.waiting_for_commit() => {
-                info!("before announcing: {}", reply.to_string().trim_end());
+                info!(
+                    "failover step commit ({ms:.1} ms), before announcing: {}",
+                    reply.to_string().trim_end()
+                );
             }
             Ok(reply) if step == Step::Commit => {
-                info!("after announcing: {}", reply.to_string().trim_end());
+                info!(
+                    "failover step commit ({ms:.1} ms), after announcing: {}",
+                    reply.to_string().trim_end()
+                );
             }
-            Ok(reply) => debug!("{step}: {}", reply.to_string().trim_end()),
+            Ok(reply) => info!(
+                "failover step {step} ({ms:.1} ms): {}",
+                reply.to_string().trim_end()
+            ),
             // The coordinator turns it into a warning.
             Err(_) => {}
         }
@@ -485,7 +523,18 @@ impl Daemon {
             Action::GroupTransition { group, to, .. } => {
                 let plan = &self.plan.groups[group];
                 info!("VRRP_Group({}) Syncing instances to {to} state", plan.name);
-                notify::run(&plan.notify, Subject::Group, &plan.name, to, 0);
+                let user = self.plan.notify_user.as_ref();
+                notify::run(&plan.notify, user, Subject::Group, &plan.name, to, 0);
+            }
+            Action::PriorityChanged {
+                id,
+                from,
+                to,
+                cause,
+            } => {
+                let name = &self.plan.instances[id].name;
+                let why = self.plan.router.explain(cause);
+                info!("({name}) Changing effective priority from {from} to {to} ({why})");
             }
             Action::Dropped {
                 instance,
@@ -579,8 +628,18 @@ impl Daemon {
             InstanceAction::RefreshGratuitous => self.announce(id, plan.garp_refresh_repeat),
             InstanceAction::Transition { from, to, cause } => {
                 let priority = self.plan.router.instance(id).priority();
-                info!("({}) Entering {to} STATE ({cause}, was {from})", plan.name);
-                notify::run(&plan.notify, Subject::Instance, &plan.name, to, priority);
+                let why = self.plan.router.explain(cause);
+                info!("({}) Entering {to} STATE ({why}, was {from})", plan.name);
+                (self.recorder).transition(&plan.name, &from.to_string(), &to.to_string(), &why);
+                let user = self.plan.notify_user.as_ref();
+                notify::run(
+                    &plan.notify,
+                    user,
+                    Subject::Instance,
+                    &plan.name,
+                    to,
+                    priority,
+                );
             }
         }
     }
@@ -688,6 +747,7 @@ impl Daemon {
             }
             (ControlCommand::Reload, _) => self.reload().await,
             (ControlCommand::StatusJson, _) => self.status_json(),
+            (ControlCommand::Metrics, _) => self.metrics_text(),
             (ControlCommand::KeepalivedDump(which), _) => match which {
                 tandem_control::KeepalivedDump::Data => crate::dump::data(&self.plan, Instant::now()),
                 tandem_control::KeepalivedDump::Stats => crate::dump::stats(&self.plan),
@@ -729,6 +789,7 @@ impl Daemon {
                 let _ = write!(out, " drop_{name}={n}");
             }
             out.push('\n');
+            self.tracker_lines(id, &mut out);
         }
         let u = self.plan.router.unclaimed_stats();
         let _ = write!(

@@ -59,6 +59,11 @@ impl Daemon {
             warn!("{note}");
             let _ = writeln!(notes, "warning: {note}");
         }
+        if config.metrics != self.running.metrics {
+            let note = "[metrics] changed: the listener changes at the next restart";
+            warn!("{note}");
+            let _ = writeln!(notes, "warning: {note}");
+        }
         let summary = self.apply(next).await;
         info!("Reload done: {summary}");
         format!("{notes}reload: {summary}\n")
@@ -69,6 +74,9 @@ impl Daemon {
     /// starts what is new.
     async fn apply(&mut self, mut next: Plan) -> String {
         let now = Instant::now();
+        // Unchanged scripts and files keep their tasks and states; the new router's trackers
+        // start from them.
+        self.trackers.apply(&next.tracking, &mut next.router, false);
         let carried = next.router.carry_over(&self.plan.router);
         for &old in &carried.stopped {
             info!(
@@ -163,6 +171,9 @@ impl Daemon {
         }
         let starting = self.plan.router.start_instances(now, &carried.started);
         self.execute(starting).await;
+        // Kept instances follow the new set of trackers (one removed may release a FAULT).
+        let retracked = self.plan.router.handle(now, tandem_vrrp::Input::Retrack);
+        self.execute(retracked).await;
         let changed = match carried.changed.len() {
             0 => String::new(),
             n => format!(" ({n} with new settings)"),
