@@ -283,16 +283,6 @@ fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, ctx: &mut Ctx) {
                     g.garp_master_refresh_repeat = refresh_repeat(stmt, v, ctx);
                 }
             }
-            "vrrp_garp_interval" => {
-                if let Some(d) = ctx.seconds(stmt, 1000) {
-                    g.garp_interval = d;
-                }
-            }
-            "vrrp_gna_interval" => {
-                if let Some(d) = ctx.seconds(stmt, 1000) {
-                    g.gna_interval = d;
-                }
-            }
             // One announcement and no more, for the settings still at their defaults (as
             // keepalived: a value written before this line stays).
             "vrrp_min_garp" => {
@@ -339,11 +329,17 @@ fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, ctx: &mut Ctx) {
                     g.higher_prio_send_advert = v;
                 }
             }
-            // Not acted on, but keepalived refuses what is not a positive number of seconds.
+            // keepalived refuses what is not a positive number of seconds.
             "vrrp_garp_interval" | "vrrp_gna_interval" => {
                 if let Some(w) = ctx.one(stmt, "seconds greater than 0") {
                     match parse_seconds(&w.text) {
-                        Some(d) if d >= Duration::from_micros(1) => ctx.unsupported(stmt),
+                        Some(d) if d >= Duration::from_micros(1) => {
+                            if k == "vrrp_garp_interval" {
+                                g.garp_interval = d;
+                            } else {
+                                g.gna_interval = d;
+                            }
+                        }
                         _ => ctx.error(
                             w,
                             format!(

@@ -467,7 +467,8 @@ fn refused_like_keepalived_does() {
         );
     }
     let c = ok("global_defs {\n vrrp_garp_interval 0.001\n}\n");
-    assert!(warnings(&c)[0].contains("`vrrp_garp_interval` is not supported"));
+    assert_eq!(c.global.garp_interval, Duration::from_millis(1));
+    assert!(warnings(&c).is_empty(), "{:?}", warnings(&c));
 }
 
 #[test]
