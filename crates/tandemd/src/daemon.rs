@@ -588,6 +588,10 @@ impl Daemon {
             plans().flat_map(|p| p.routes.iter().cloned()).collect();
         let rules: Vec<tandem_sys::RuleSpec> =
             plans().flat_map(|p| p.rules.iter().cloned()).collect();
+        let verb = if add { "setting" } else { "removing" };
+        for p in plans().filter(|p| !p.addresses.is_empty()) {
+            info!("({}) {verb} VIPs.", p.name);
+        }
         let results = self.addresses.apply(add, &specs, &routes, &rules).await;
         for (owner, result) in owners.into_iter().zip(results) {
             if let Err(e) = result {
@@ -621,11 +625,24 @@ impl Daemon {
             InstanceAction::Send { .. } => unreachable!("adverts go through send_adverts"),
             InstanceAction::AddAddresses => self.change_addresses(true, &[id]).await,
             InstanceAction::RemoveAddresses => self.change_addresses(false, &[id]).await,
-            InstanceAction::SendGratuitous => self.announce(id, plan.garp_repeat),
+            InstanceAction::SendGratuitous => self.announce(id, plan.garp_repeat, true),
             InstanceAction::SendGratuitousLowerPriority => {
-                self.announce(id, plan.garp_lower_prio_repeat)
+                self.announce(id, plan.garp_lower_prio_repeat, true)
             }
-            InstanceAction::RefreshGratuitous => self.announce(id, plan.garp_refresh_repeat),
+            // Every garp_master_refresh seconds: the log says so only at debug.
+            InstanceAction::RefreshGratuitous => self.announce(id, plan.garp_refresh_repeat, false),
+            InstanceAction::HeardLowerPriority {
+                from,
+                priority,
+                advert,
+            } => {
+                let ours = self.plan.router.instance(id).priority();
+                let election = if advert { ", forcing new election" } else { "" };
+                info!(
+                    "({}) Received advert from {from} with lower priority {priority}, ours {ours}{election}",
+                    plan.name
+                );
+            }
             InstanceAction::Transition { from, to, cause } => {
                 let priority = self.plan.router.instance(id).priority();
                 let why = self.plan.router.explain(cause);
@@ -647,8 +664,25 @@ impl Daemon {
     /// Gratuitous ARPs and unsolicited NAs for every address of the instance, `repeat`
     /// rounds, paced per interface (see [`crate::announce`]). The senders were opened at
     /// start; one that failed there is tried again here.
-    fn announce(&mut self, id: InstanceId, repeat: u32) {
+    fn announce(&mut self, id: InstanceId, repeat: u32, loud: bool) {
         let plan = &self.plan.instances[id];
+        for a in &plan.announce {
+            let what = match a.address {
+                IpAddr::V4(_) => "gratuitous ARPs",
+                IpAddr::V6(_) => "Unsolicited Neighbour Adverts",
+            };
+            if loud {
+                info!(
+                    "({}) Sending/queueing {what} on {} for {}",
+                    plan.name, a.ifname, a.address
+                );
+            } else {
+                debug!(
+                    "({}) Sending/queueing {what} on {} for {}",
+                    plan.name, a.ifname, a.address
+                );
+            }
+        }
         let (garp, gna) = (self.plan.garp_interval, self.plan.gna_interval);
         let mut messages = Vec::new();
         for a in &plan.announce {

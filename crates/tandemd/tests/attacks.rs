@@ -550,5 +550,17 @@ fn five_thousand_forged_lower_priority_adverts_get_one_answer_per_interval() -> 
     // One regular advert per second plus at most one answer per second.
     let bound = 2 * (took.ceil() as u64 + 1);
     assert!(sent <= bound, "{sent} adverts sent, bound {bound}");
+    // The log says who, in keepalived's words, once per answer: not 5,000 lines.
+    let log = a.child.log();
+    let lines: Vec<&str> = (log.lines())
+        .filter(|l| l.contains("(VI_1) Received advert from 10.0.0.100 with lower priority"))
+        .collect();
+    assert!(!lines.is_empty(), "{log}");
+    assert!(lines.len() as u64 <= took.ceil() as u64 + 1, "{lines:#?}");
+    assert!(
+        lines[0].ends_with("with lower priority 50, ours 200, forcing new election"),
+        "{}",
+        lines[0]
+    );
     Ok(())
 }

@@ -60,6 +60,12 @@ fn under_journal_stream_every_line_carries_its_syslog_priority() -> Result<()> {
     )?;
     let master = wait_line(&child, "Entering MASTER STATE")?;
     let warning = wait_line(&child, "vrrp_strict")?;
+    // keepalived's words for the steps of a takeover, which operators grep for.
+    wait_line(&child, "(VI_1) setting VIPs.")?;
+    wait_line(
+        &child,
+        "(VI_1) Sending/queueing gratuitous ARPs on eth0 for 10.0.0.254",
+    )?;
     assert!(master.starts_with("<6>"), "info line without <6>: {master}");
     assert!(warning.starts_with("<4>"), "warning without <4>: {warning}");
     let log = child.log();

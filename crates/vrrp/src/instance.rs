@@ -196,6 +196,16 @@ pub enum InstanceAction {
     /// Announce the addresses again, as a master does every `garp_master_refresh`
     /// (`garp_master_refresh_repeat` per address).
     RefreshGratuitous,
+    /// A lower-priority router advertised as master and this master answered (at most once
+    /// an interval): for the log, in keepalived's words.
+    HeardLowerPriority {
+        /// The other router.
+        from: IpAddr,
+        /// Its priority.
+        priority: u8,
+        /// Whether the answer includes an advert (not with `lower_prio_no_advert`).
+        advert: bool,
+    },
 }
 
 /// Runtime state of one virtual router.
@@ -539,6 +549,11 @@ impl Instance {
             // advert and a burst of broadcast ARPs each.
             if self.may_answer_now(now) {
                 let answer = self.config.lower_priority;
+                out.push(InstanceAction::HeardLowerPriority {
+                    from: src,
+                    priority: advert.priority,
+                    advert: answer.advert,
+                });
                 if answer.advert {
                     self.send_advert(self.priority, out);
                     self.adver_timer = Some(self.next_advert_on_grid(now));

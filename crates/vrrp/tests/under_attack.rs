@@ -96,10 +96,12 @@ fn a_flood_of_lower_priority_adverts_gets_one_answer_per_interval() {
     }
 }
 
-/// Short names of actions: `advert`, `garp`, `garp-lower`, `remove`, `BACKUP`, ...
+/// Short names of actions: `advert`, `garp`, `garp-lower`, `remove`, `BACKUP`, ... (the
+/// log-only `HeardLowerPriority` left out).
 fn words(actions: &[InstanceAction]) -> Vec<String> {
     actions
         .iter()
+        .filter(|a| !matches!(a, InstanceAction::HeardLowerPriority { .. }))
         .map(|a| match a {
             InstanceAction::Send { .. } => "advert".to_string(),
             InstanceAction::SendGratuitous => "garp".into(),
@@ -108,6 +110,7 @@ fn words(actions: &[InstanceAction]) -> Vec<String> {
             InstanceAction::AddAddresses => "add".into(),
             InstanceAction::RemoveAddresses => "remove".into(),
             InstanceAction::Transition { to, .. } => to.keyword().into(),
+            InstanceAction::HeardLowerPriority { .. } => unreachable!("filtered out"),
         })
         .collect()
 }
@@ -115,12 +118,17 @@ fn words(actions: &[InstanceAction]) -> Vec<String> {
 #[test]
 fn keepalived_lower_priority_keywords_shape_the_answer() {
     let src = sim::address(0, 7);
-    // Default: an advert and an announcement.
+    // Default: an advert and an announcement, and the log hears who it was.
     let (mut a, now) = master_with(|_| {});
-    assert_eq!(
-        words(&a.process_advert(now, src, &forged(100))),
-        ["advert", "garp-lower"]
-    );
+    let actions = a.process_advert(now, src, &forged(100));
+    assert_eq!(words(&actions), ["advert", "garp-lower"]);
+    assert!(actions.contains(&InstanceAction::HeardLowerPriority {
+        from: src,
+        priority: 100,
+        advert: true,
+    }));
+    // Within the same interval: neither an answer nor a second log line.
+    assert!(a.process_advert(now, src, &forged(100)).is_empty());
     // lower_prio_no_advert: the announcement only (the RFC's behaviour for the advert).
     let (mut a, now) = master_with(|c| c.lower_priority.advert = false);
     assert_eq!(

@@ -682,6 +682,8 @@ impl Sim {
                         format!("garp-lower-priority {name}")
                     }
                     InstanceAction::RefreshGratuitous => format!("garp-refresh {name}"),
+                    // A log line only: not part of the sequence.
+                    InstanceAction::HeardLowerPriority { .. } => return,
                 }
             }
             Action::GroupTransition { to, .. } => format!("G {}", to.keyword()),

@@ -203,7 +203,7 @@ impl Daemon {
             }
         }
         if !add.is_empty() {
-            self.announce(id, self.plan.instances[id].garp_repeat);
+            self.announce(id, self.plan.instances[id].garp_repeat, true);
         }
     }
 

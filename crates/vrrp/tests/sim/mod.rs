@@ -289,6 +289,7 @@ impl Sim {
                     self.log.push((self.now - self.start, node, id, from, to));
                     self.causes.push((node, id, to, cause));
                 }
+                InstanceAction::HeardLowerPriority { .. } => {}
             }
         }
     }
