@@ -164,7 +164,6 @@ pub(crate) const INSTANCE_UNSUPPORTED: &[&str] = &[
     "timer_expired_backup",
     "track_bfd",
     "track_file",
-    "track_process",
     "track_src_ip",
     "unicast_fault_no_peer",
     "unicast_ttl",
@@ -189,7 +188,6 @@ pub(crate) const SYNC_GROUP_UNSUPPORTED: &[&str] = &[
     "track_bfd",
     "track_file",
     "track_interface",
-    "track_process",
     "track_script",
 ];
 
@@ -208,7 +206,6 @@ pub(crate) const TOP_LEVEL_NOT_YET: &[&str] = &[
     "virtual_server",
     "virtual_server_group",
     "vrrp_track_file",
-    "vrrp_track_process",
 ];
 
 /// Top-level one-line keywords that tandem ignores.

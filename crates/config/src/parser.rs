@@ -10,6 +10,7 @@ use crate::keywords::{
     GLOBAL_UNSUPPORTED, SYNC_GROUP_UNSUPPORTED, TOP_LEVEL_NOT_YET, TOP_LEVEL_UNSUPPORTED,
 };
 use crate::model::{Config, GlobalDefs, NotifyScripts, SyncGroup, VrrpScript};
+use crate::track_process::{self, TrackProcessLine};
 use crate::tree::{Stmt, Word};
 use crate::values::{script_line, Ctx};
 
@@ -19,6 +20,7 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
     let mut instances = Vec::new();
     let mut groups = Vec::new();
     let mut scripts: Vec<(VrrpScript, Word)> = Vec::new();
+    let mut trackers = Vec::new();
     for stmt in stmts {
         let k = stmt.key.text.as_str();
         match k {
@@ -38,6 +40,11 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
                         ),
                     );
                     scripts.push(s);
+                }
+            }
+            "vrrp_track_process" => {
+                if let Some(t) = track_process::vrrp_track_process(stmt, ctx) {
+                    trackers.push(t);
                 }
             }
             "vrrp_instance" => {
@@ -78,6 +85,20 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
         }
         seen.insert(script.name.clone(), config.scripts.len());
         config.scripts.push(script);
+    }
+
+    config.track_processes = track_process::unique(trackers, ctx);
+    for p in &mut instances {
+        let lines = std::mem::take(&mut p.track_process_lines);
+        let owner = format!("vrrp_instance `{}`", p.instance.name);
+        p.instance.track_processes =
+            track_process::resolve(lines, &config.track_processes, &owner, ctx);
+    }
+    for g in &mut groups {
+        let lines = std::mem::take(&mut g.track_process_lines);
+        let owner = format!("vrrp_sync_group `{}`", g.group.name);
+        g.group.track_processes =
+            track_process::resolve(lines, &config.track_processes, &owner, ctx);
     }
 
     let script_names: Vec<&str> = config.scripts.iter().map(|s| s.name.as_str()).collect();
@@ -428,6 +449,7 @@ struct ParsedGroup {
     group: SyncGroup,
     name: Word,
     members: Vec<Word>,
+    track_process_lines: Vec<TrackProcessLine>,
 }
 
 fn sync_group(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedGroup> {
@@ -437,9 +459,11 @@ fn sync_group(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedGroup> {
         name: name.text.clone(),
         members: Vec::new(),
         notify: NotifyScripts::default(),
+        track_processes: Vec::new(),
         location: stmt.key.loc.clone(),
     };
     let mut members = Vec::new();
+    let mut track_process_lines = Vec::new();
     let mut has_group = false;
     for s in &block.stmts {
         let k = s.key.text.as_str();
@@ -455,6 +479,11 @@ fn sync_group(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedGroup> {
                             members.extend(line.words().cloned());
                         }
                     }
+                }
+            }
+            "track_process" => {
+                if let Some(b) = ctx.block(s) {
+                    track_process_lines.extend(track_process::track_process_block(b, ctx));
                 }
             }
             _ if SYNC_GROUP_UNSUPPORTED.contains(&k) => ctx.unsupported(s),
@@ -474,6 +503,7 @@ fn sync_group(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedGroup> {
         group,
         name,
         members,
+        track_process_lines,
     })
 }
 
