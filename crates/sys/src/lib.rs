@@ -25,6 +25,7 @@ pub mod interfaces;
 mod link_frames;
 pub mod links;
 mod packet_socket;
+pub mod proc_events;
 mod vrrp_receive;
 pub mod vrrp_socket;
 
@@ -33,6 +34,7 @@ pub use error::SysError;
 pub use gratuitous::{send_gratuitous_arp, send_unsolicited_na, ArpSender, NaSender};
 pub use interfaces::{interface, interface_exists, InterfaceInfo};
 pub use links::{watch_links, LinkEvent};
+pub use proc_events::{ProcEvent, ProcEvents};
 pub use vrrp_socket::{
     Burst, BurstBuffer, Received, VrrpSocket, IPPROTO_VRRP, VRRP_GROUP_V4, VRRP_GROUP_V6,
 };
