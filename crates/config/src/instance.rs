@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::keywords::{INSTANCE_NOT_YET, INSTANCE_UNSUPPORTED, VIP_OPTIONS_UNSUPPORTED};
 use crate::model::{
-    Authentication, Broadcast, GlobalDefs, InitialState, NotifyScripts, Scope, TrackInterface,
-    TrackScript, VirtualAddress, VrrpInstance,
+    Authentication, Broadcast, GlobalDefs, InitialState, NotifyScripts, Scope, TrackFileRef,
+    TrackInterface, TrackScript, VirtualAddress, VrrpInstance,
 };
 use crate::parser::{block_name, notify_keyword};
 use crate::tree::{Block, Stmt, Word};
@@ -53,6 +53,7 @@ pub(crate) fn parse(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedInstance> {
             track_interfaces: Vec::new(),
             track_scripts: Vec::new(),
             track_processes: Vec::new(),
+            track_files: Vec::new(),
             notify: NotifyScripts::default(),
             garp_master_delay: None,
             garp_lower_prio_delay: None,
@@ -196,6 +197,15 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
             if let Some(b) = ctx.block(s) {
                 let lines = crate::track_process::track_process_block(b, ctx);
                 p.track_process_lines.extend(lines);
+            }
+        }
+        "track_file" => {
+            if let Some(b) = ctx.block(s) {
+                for line in &b.stmts {
+                    if let Some(t) = track_file_ref(line, ctx) {
+                        i.track_files.push(t);
+                    }
+                }
             }
         }
         "garp_master_delay" => {
@@ -514,37 +524,66 @@ fn track_interface(line: &Stmt, ctx: &mut Ctx) -> Option<TrackInterface> {
     if !ctx.no_block(line) {
         return None;
     }
-    let weight = tracked_weight("track_interface", line, ctx)?;
+    let weight = tracked_weight("track_interface", line, 253, ctx)?;
+    let (weight, reverse) = weight.unwrap_or((0, false));
+    if weight == 0 && reverse {
+        ctx.warn(
+            &line.key,
+            format!("`track_interface {}`: `reverse` with weight 0 is not supported by tandem (ignored): the instance goes to FAULT while the link is down", line.key.text),
+        );
+    }
     Some(TrackInterface {
         name: line.key.text.clone(),
-        weight: weight.unwrap_or(0),
+        weight,
+        reverse: reverse && weight != 0,
     })
 }
 
-fn track_script(line: &Stmt, ctx: &mut Ctx) -> Option<TrackScript> {
+/// A `track_script` line, in an instance or a sync group.
+pub(crate) fn track_script(line: &Stmt, ctx: &mut Ctx) -> Option<TrackScript> {
     if !ctx.no_block(line) {
         return None;
     }
-    let weight = tracked_weight("track_script", line, ctx)?;
+    let weight = tracked_weight("track_script", line, 253, ctx)?;
     Some(TrackScript {
         name: line.key.text.clone(),
-        weight,
+        weight: weight.map(|(w, _)| w),
+        reverse: weight.is_some_and(|(_, r)| r),
+    })
+}
+
+/// A `track_file` line, in an instance or a sync group.
+pub(crate) fn track_file_ref(line: &Stmt, ctx: &mut Ctx) -> Option<TrackFileRef> {
+    if !ctx.no_block(line) {
+        return None;
+    }
+    let weight = tracked_weight("track_file", line, 254, ctx)?;
+    Some(TrackFileRef {
+        name: line.key.text.clone(),
+        weight: weight.map(|(w, _)| w),
+        reverse: weight.is_some_and(|(_, r)| r),
+        location: line.key.loc.clone(),
     })
 }
 
 /// `NAME [weight N [reverse|noreverse]]`: `Some(None)` when no weight is given.
-fn tracked_weight(key: &str, line: &Stmt, ctx: &mut Ctx) -> Option<Option<i32>> {
+fn tracked_weight(
+    key: &str,
+    line: &Stmt,
+    limit: i32,
+    ctx: &mut Ctx,
+) -> Option<Option<(i32, bool)>> {
     match line.args.split_first() {
         None => Some(None),
         Some((w, rest)) if w.text == "weight" => {
             if rest.is_empty() {
                 ctx.error(
                     w,
-                    format!("`weight` in `{key}` expects -253..=253, found end of line"),
+                    format!("`weight` in `{key}` expects -{limit}..={limit}, found end of line"),
                 );
                 return None;
             }
-            ctx.weight("weight", rest).map(Some)
+            ctx.weight_within("weight", rest, limit).map(Some)
         }
         Some((w, _)) => {
             ctx.error(w, format!("`{key}` expects `NAME [weight N]` on each line, found `{}` (put each name on its own line)", w.text));
@@ -651,15 +690,6 @@ pub(crate) fn finish(
                 format!(
                     "`track_script` names `{}`, but no vrrp_script by that name is defined",
                     t.name
-                ),
-            );
-        } else {
-            ctx.warn(
-                w,
-                format!(
-                    "`track_script` is not supported by tandem yet: instance {} will not react \
-                     to {}",
-                    p.instance.name, t.name
                 ),
             );
         }

@@ -163,7 +163,6 @@ pub(crate) const INSTANCE_UNSUPPORTED: &[&str] = &[
     "thread_timer_expired",
     "timer_expired_backup",
     "track_bfd",
-    "track_file",
     "track_src_ip",
     "unicast_fault_no_peer",
     "unicast_ttl",
@@ -184,11 +183,8 @@ pub(crate) const SYNC_GROUP_UNSUPPORTED: &[&str] = &[
     "global_tracking",
     "notify_priority_changes",
     "smtp_alert",
-    "sync_group_tracking_weight",
     "track_bfd",
-    "track_file",
     "track_interface",
-    "track_script",
 ];
 
 /// Top-level blocks that tandem does not implement (yet): one warning per block.
@@ -201,11 +197,9 @@ pub(crate) const TOP_LEVEL_NOT_YET: &[&str] = &[
     "static_ipaddress",
     "static_routes",
     "static_rules",
-    "track_file",
     "track_group",
     "virtual_server",
     "virtual_server_group",
-    "vrrp_track_file",
 ];
 
 /// Top-level one-line keywords that tandem ignores.

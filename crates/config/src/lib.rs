@@ -28,6 +28,7 @@ pub mod model;
 mod native;
 mod parser;
 pub mod sync;
+mod track_file;
 mod track_process;
 mod tree;
 mod values;

@@ -36,6 +36,8 @@ pub struct Config {
     pub scripts: Vec<VrrpScript>,
     /// `vrrp_track_process` blocks, in file order.
     pub track_processes: Vec<VrrpTrackProcess>,
+    /// `track_file` (or `vrrp_track_file`) blocks, in file order.
+    pub track_files: Vec<TrackFile>,
     /// `vrrp_instance` blocks, in file order.
     pub instances: Vec<VrrpInstance>,
     /// `vrrp_sync_group` blocks, in file order.
@@ -133,6 +135,8 @@ pub struct VrrpScript {
     pub timeout: Option<Duration>,
     /// `weight`, default 0 (0 means failure forces FAULT).
     pub weight: i32,
+    /// `weight N reverse`.
+    pub reverse: bool,
     /// `fall`, default 1.
     pub fall: u32,
     /// `rise`, default 1.
@@ -248,15 +252,51 @@ pub struct TrackInterface {
     pub name: String,
     /// `weight N`; 0 means link down forces FAULT.
     pub weight: i32,
+    /// `weight N reverse`.
+    pub reverse: bool,
 }
 
-/// `track_script` line.
+/// `track_script` line (in an instance or a sync group).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackScript {
     /// Name of a `vrrp_script`.
     pub name: String,
     /// `weight N` overriding the script's own weight.
     pub weight: Option<i32>,
+    /// `weight N reverse` (meaningful with `weight`; otherwise the script's own).
+    pub reverse: bool,
+}
+
+/// `track_file NAME { file ...; weight ...; init_file ... }` (`vrrp_track_file` is the older
+/// spelling): an integer in a file, read whenever the file changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackFile {
+    /// Block name, referenced from `track_file` in instances and sync groups.
+    pub name: String,
+    /// `file PATH`.
+    pub file: std::path::PathBuf,
+    /// `weight N [reverse]`, default 1.
+    pub weight: i32,
+    /// `weight N reverse`.
+    pub reverse: bool,
+    /// `init_file [VALUE] [overwrite]`: (value, overwrite), written at start when the file
+    /// does not exist (or always with `overwrite`).
+    pub init: Option<(i64, bool)>,
+    /// Where the block starts.
+    pub location: Location,
+}
+
+/// `track_file` line in an instance or sync group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackFileRef {
+    /// Name of a `track_file` block.
+    pub name: String,
+    /// `weight N` overriding the block's weight.
+    pub weight: Option<i32>,
+    /// `weight N reverse`.
+    pub reverse: bool,
+    /// Where the line is.
+    pub location: Location,
 }
 
 /// `vrrp_instance NAME { ... }`.
@@ -296,6 +336,8 @@ pub struct VrrpInstance {
     pub track_scripts: Vec<TrackScript>,
     /// `track_process { ... }`.
     pub track_processes: Vec<TrackProcess>,
+    /// `track_file { ... }`.
+    pub track_files: Vec<TrackFileRef>,
     /// Notify hooks.
     pub notify: NotifyScripts,
     /// `garp_master_delay` seconds, default from global_defs.
@@ -321,6 +363,12 @@ pub struct SyncGroup {
     pub name: String,
     /// Names of member instances.
     pub members: Vec<String>,
+    /// `track_script { ... }`: followed by every member, with the group's weights.
+    pub track_scripts: Vec<TrackScript>,
+    /// `track_file { ... }`: followed by every member.
+    pub track_files: Vec<TrackFileRef>,
+    /// `sync_group_tracking_weight`: members keep the weights of their own trackers.
+    pub tracking_weight: bool,
     /// Notify hooks with `TYPE` = `GROUP`.
     pub notify: NotifyScripts,
     /// `track_process { ... }`: applies to every member.

@@ -21,6 +21,7 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
     let mut groups = Vec::new();
     let mut scripts: Vec<(VrrpScript, Word)> = Vec::new();
     let mut trackers = Vec::new();
+    let mut files: Vec<(crate::model::TrackFile, Word)> = Vec::new();
     for stmt in stmts {
         let k = stmt.key.text.as_str();
         match k {
@@ -31,20 +32,17 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
             }
             "vrrp_script" => {
                 if let Some(s) = vrrp_script(stmt, ctx) {
-                    ctx.warn(
-                        &stmt.key,
-                        format!(
-                            "`vrrp_script` is not supported by tandem yet: `{}` will not run, \
-                             and no instance's priority or state follows it",
-                            s.0.name
-                        ),
-                    );
                     scripts.push(s);
                 }
             }
             "vrrp_track_process" => {
                 if let Some(t) = track_process::vrrp_track_process(stmt, ctx) {
                     trackers.push(t);
+                }
+            }
+            "track_file" | "vrrp_track_file" => {
+                if let Some(f) = crate::track_file::parse(stmt, ctx) {
+                    files.push(f);
                 }
             }
             "vrrp_instance" => {
@@ -100,6 +98,16 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
         g.group.track_processes =
             track_process::resolve(lines, &config.track_processes, &owner, ctx);
     }
+    for (file, name) in files {
+        if config.track_files.iter().any(|f| f.name == file.name) {
+            ctx.error(
+                &name,
+                format!("track_file `{}` is defined twice", file.name),
+            );
+            continue;
+        }
+        config.track_files.push(file);
+    }
 
     let script_names: Vec<&str> = config.scripts.iter().map(|s| s.name.as_str()).collect();
     let instances: Vec<ParsedInstance> = instances
@@ -107,6 +115,11 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
         .filter_map(|p| instance::finish(p, &config.global, &script_names, ctx))
         .collect();
     check_instances(&instances, ctx);
+    crate::track_file::check_refs(
+        instances.iter().flat_map(|p| p.instance.track_files.iter()),
+        &config.track_files,
+        ctx,
+    );
     config.instances = instances.into_iter().map(|p| p.instance).collect();
     config.sync_groups = check_groups(groups, &config, ctx);
     config
@@ -115,11 +128,6 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
 /// `global_defs` keywords that are read (and checked) but that tandem does not act on yet,
 /// with what will not happen.
 const GLOBAL_READ_NOT_ACTED: &[(&str, &str)] = &[
-    (
-        "enable_script_security",
-        "script files are not checked for being writable by non-root users",
-    ),
-    ("script_user", "notify scripts run as tandemd's own user"),
     (
         "vrrp_strict",
         "keepalived's strict-mode checks and refusals are not applied",
@@ -353,6 +361,7 @@ fn vrrp_script(stmt: &Stmt, ctx: &mut Ctx) -> Option<(VrrpScript, Word)> {
         interval: Duration::from_secs(1),
         timeout: None,
         weight: 0,
+        reverse: false,
         fall: 1,
         rise: 1,
         user: None,
@@ -390,8 +399,9 @@ fn vrrp_script(stmt: &Stmt, ctx: &mut Ctx) -> Option<(VrrpScript, Word)> {
                             &s.key,
                             "`weight` expects -253..=253 [reverse], found end of line",
                         );
-                    } else if let Some(w) = ctx.weight("weight", &s.args) {
+                    } else if let Some((w, reverse)) = ctx.weight("weight", &s.args) {
                         script.weight = w;
+                        script.reverse = reverse;
                     }
                 }
             }
@@ -450,6 +460,8 @@ struct ParsedGroup {
     name: Word,
     members: Vec<Word>,
     track_process_lines: Vec<TrackProcessLine>,
+    /// The `track_script` lines' names, for "no such script" errors.
+    script_words: Vec<Word>,
 }
 
 fn sync_group(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedGroup> {
@@ -458,12 +470,16 @@ fn sync_group(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedGroup> {
     let mut group = SyncGroup {
         name: name.text.clone(),
         members: Vec::new(),
+        track_scripts: Vec::new(),
+        track_files: Vec::new(),
+        tracking_weight: false,
         notify: NotifyScripts::default(),
         track_processes: Vec::new(),
         location: stmt.key.loc.clone(),
     };
     let mut members = Vec::new();
     let mut track_process_lines = Vec::new();
+    let mut script_words = Vec::new();
     let mut has_group = false;
     for s in &block.stmts {
         let k = s.key.text.as_str();
@@ -486,6 +502,30 @@ fn sync_group(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedGroup> {
                     track_process_lines.extend(track_process::track_process_block(b, ctx));
                 }
             }
+            "track_script" => {
+                if let Some(b) = ctx.block(s) {
+                    for line in &b.stmts {
+                        if let Some(t) = instance::track_script(line, ctx) {
+                            group.track_scripts.push(t);
+                            script_words.push(line.key.clone());
+                        }
+                    }
+                }
+            }
+            "track_file" => {
+                if let Some(b) = ctx.block(s) {
+                    for line in &b.stmts {
+                        if let Some(t) = instance::track_file_ref(line, ctx) {
+                            group.track_files.push(t);
+                        }
+                    }
+                }
+            }
+            "sync_group_tracking_weight" => {
+                if let Some(v) = ctx.flag(s) {
+                    group.tracking_weight = v;
+                }
+            }
             _ if SYNC_GROUP_UNSUPPORTED.contains(&k) => ctx.unsupported(s),
             _ => ctx.unknown(s, "vrrp_sync_group"),
         }
@@ -504,6 +544,7 @@ fn sync_group(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedGroup> {
         name,
         members,
         track_process_lines,
+        script_words,
     })
 }
 
@@ -617,6 +658,18 @@ fn check_groups(groups: Vec<ParsedGroup>, config: &Config, ctx: &mut Ctx) -> Vec
             owner.insert(m.text.clone(), p.group.name.clone());
             p.group.members.push(m.text.clone());
         }
+        for (t, w) in p.group.track_scripts.iter().zip(&p.script_words) {
+            if !config.scripts.iter().any(|s| s.name == t.name) {
+                ctx.error(
+                    w,
+                    format!(
+                        "`track_script` names `{}`, but no vrrp_script by that name is defined",
+                        t.name
+                    ),
+                );
+            }
+        }
+        crate::track_file::check_refs(p.group.track_files.iter(), &config.track_files, ctx);
         out.push(p.group);
     }
     out

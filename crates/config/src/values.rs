@@ -218,19 +218,19 @@ impl Ctx {
     }
 
     /// The weight of a `track_*` line or a `vrrp_script`: `N [reverse|noreverse]` in
-    /// `-253..=253`. `reverse` is warned about and ignored.
-    pub fn weight(&mut self, key: &str, words: &[Word]) -> Option<i32> {
+    /// `-253..=253` (`limit` = 253; track files allow 254).
+    pub fn weight(&mut self, key: &str, words: &[Word]) -> Option<(i32, bool)> {
+        self.weight_within(key, words, 253)
+    }
+
+    /// [`Ctx::weight`] within `-limit..=limit`.
+    pub fn weight_within(&mut self, key: &str, words: &[Word], limit: i32) -> Option<(i32, bool)> {
         let value = words.first()?;
-        let weight = self.int_word(key, value, -253i32, 253)?;
-        match words.get(1) {
-            None => {}
-            Some(w) if w.text == "noreverse" => {}
-            Some(w) if w.text == "reverse" => {
-                self.warn(
-                    w,
-                    format!("`{key}`: `reverse` is not supported by tandem (ignored)"),
-                );
-            }
+        let weight = self.int_word(key, value, -limit, limit)?;
+        let reverse = match words.get(1) {
+            None => false,
+            Some(w) if w.text == "noreverse" => false,
+            Some(w) if w.text == "reverse" => true,
             Some(w) => {
                 let found = &w.text;
                 self.error(
@@ -239,7 +239,7 @@ impl Ctx {
                 );
                 return None;
             }
-        }
+        };
         if let Some(extra) = words.get(2) {
             let found = &extra.text;
             self.error(
@@ -248,7 +248,7 @@ impl Ctx {
             );
             return None;
         }
-        Some(weight)
+        Some((weight, reverse))
     }
 }
 

@@ -235,17 +235,10 @@ fn vrrp_script_fields() {
         (s.user.as_deref(), s.group.as_deref()),
         (Some("nobody"), Some("nogroup"))
     );
+    assert!(s.reverse);
     assert!(s.init_fail);
-    let w = warnings(&c);
-    assert!(
-        w.iter().any(|w| w.contains("`reverse` is not supported")),
-        "{w:?}"
-    );
-    assert!(
-        w.iter()
-            .any(|w| w.contains("k.conf:1:1") && w.contains("`s` will not run")),
-        "{w:?}"
-    );
+    // Acted on: nothing to warn about.
+    assert_eq!(warnings(&c), Vec::<String>::new());
     assert_eq!(
         errors("vrrp_script s {\n interval 1\n}\n"),
         ["k.conf:1:13: vrrp_script `s` has no `script` line"]
@@ -276,13 +269,9 @@ fn global_values() {
     assert_eq!(c.global.script_group.as_deref(), Some("ka_grp"));
     assert_eq!(c.global.smtp_server.as_deref(), Some("mail.example.net"));
     assert_eq!(c.global.smtp_port, 25);
-    // Read, checked, and said not to act.
+    // Read, checked, and said not to act (script_user is acted on).
     let w = warnings(&c);
-    assert!(
-        w.iter()
-            .any(|w| w.contains("k.conf:4:2") && w.contains("script_user")),
-        "{w:?}"
-    );
+    assert!(!w.iter().any(|w| w.contains("script_user")), "{w:?}");
     assert!(
         w.iter()
             .any(|w| w.contains("k.conf:5:2") && w.contains("no e-mail")),
@@ -428,4 +417,42 @@ fn ipv6_addresses_run_vrrp_version_3_as_keepalived_switches_them() {
         let w = warnings(&c);
         assert!(w.iter().any(|w| w.contains("runs VRRP version 3")), "{w:?}");
     }
+}
+
+#[test]
+fn track_files_and_tracking_in_instances_and_sync_groups() {
+    let text = format!(
+        "vrrp_script chk {{\n script /bin/true\n}}\ntrack_file tf {{\n file /run/x\n weight -3 reverse\n init_file 7 overwrite\n}}\nvrrp_track_file old {{\n file /run/y\n}}\n{}vrrp_sync_group G {{\n group {{\n  VI_1\n }}\n track_script {{\n  chk weight 5 reverse\n }}\n track_file {{\n  old weight 0\n }}\n sync_group_tracking_weight\n}}\n",
+        instance(" track_file {\n  tf weight 254\n }\n track_script {\n  chk\n }\n")
+    );
+    let c = ok(&text);
+    assert_eq!(warnings(&c), Vec::<String>::new());
+    let tf = &c.track_files[0];
+    assert_eq!(
+        (tf.weight, tf.reverse, tf.init),
+        (-3, true, Some((7, true)))
+    );
+    assert_eq!(tf.file, std::path::PathBuf::from("/run/x"));
+    assert_eq!(c.track_files[1].weight, 1, "keepalived's default weight");
+    let i = &c.instances[0];
+    assert_eq!(i.track_files[0].weight, Some(254));
+    assert_eq!(i.track_scripts[0].weight, None);
+    let g = &c.sync_groups[0];
+    assert!(g.tracking_weight);
+    assert_eq!(
+        (g.track_scripts[0].weight, g.track_scripts[0].reverse),
+        (Some(5), true)
+    );
+    assert_eq!(g.track_files[0].weight, Some(0));
+
+    let missing = errors(&instance(" track_file {\n  nope\n }\n"));
+    assert_eq!(missing.len(), 1);
+    assert!(
+        missing[0].contains("no track_file block by that name"),
+        "{missing:?}"
+    );
+    assert_eq!(
+        errors("track_file t {\n weight 2\n}\n"),
+        ["k.conf:1:12: track_file `t` has no `file` line"]
+    );
 }

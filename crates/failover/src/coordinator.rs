@@ -78,6 +78,7 @@ impl Effect for tandem_vrrp::Action {
                 action: tandem_vrrp::InstanceAction::Send { .. },
                 ..
             } | tandem_vrrp::Action::Dropped { .. }
+                | tandem_vrrp::Action::PriorityChanged { .. }
         )
     }
 }

@@ -476,6 +476,16 @@ impl Daemon {
                 info!("VRRP_Group({}) Syncing instances to {to} state", plan.name);
                 notify::run(&plan.notify, Subject::Group, &plan.name, to, 0);
             }
+            Action::PriorityChanged {
+                id,
+                from,
+                to,
+                cause,
+            } => {
+                let name = &self.plan.instances[id].name;
+                let why = self.plan.router.explain(cause);
+                info!("({name}) Changing effective priority from {from} to {to} ({why})");
+            }
             Action::Dropped {
                 instance,
                 interface,
@@ -569,7 +579,8 @@ impl Daemon {
             }
             InstanceAction::Transition { from, to, cause } => {
                 let priority = self.plan.router.instance(id).priority();
-                info!("({}) Entering {to} STATE ({cause}, was {from})", plan.name);
+                let why = self.plan.router.explain(cause);
+                info!("({}) Entering {to} STATE ({why}, was {from})", plan.name);
                 notify::run(&plan.notify, Subject::Instance, &plan.name, to, priority);
             }
         }

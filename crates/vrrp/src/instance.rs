@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::packet::{Advertisement, Auth, DecodeError, DropReason, Expected, Version};
 use crate::stats::Stats;
+use crate::tracker::TrackerId;
 
 /// Priority that says "I own the addresses": become master at once, never preempted.
 pub const PRIORITY_OWNER: u8 = 255;
@@ -65,6 +66,9 @@ pub enum Cause {
     LinkUp,
     /// Another member of the sync group moved.
     SyncGroup,
+    /// A tracker (script, file...) forced FAULT or released it: the router's
+    /// [`crate::Router::explain`] names it.
+    Tracker(TrackerId),
     /// The daemon is stopping.
     Shutdown,
 }
@@ -80,6 +84,7 @@ impl std::fmt::Display for Cause {
             Cause::LinkDown => "a tracked interface went down",
             Cause::LinkUp => "the tracked interfaces are up",
             Cause::SyncGroup => "its sync group moved",
+            Cause::Tracker(_) => "a tracker changed",
             Cause::Shutdown => "shutting down",
         })
     }
@@ -205,6 +210,8 @@ pub struct Instance {
     preempt_deadline: Option<Instant>,
     preempt_hold: Option<Instant>,
     link_up: bool,
+    /// The tracker holding this instance in FAULT, if one is.
+    tracker_fault: Option<TrackerId>,
     group_fault: bool,
     in_group: bool,
     wants_master: bool,
@@ -230,6 +237,7 @@ impl Instance {
             preempt_deadline: None,
             preempt_hold: None,
             link_up: true,
+            tracker_fault: None,
             group_fault: false,
             in_group: false,
             wants_master: false,
@@ -339,9 +347,28 @@ impl Instance {
         self.wants_master
     }
 
-    /// Whether this instance's own links are down (as opposed to FAULT imposed by its group).
-    pub(crate) fn link_fault(&self) -> bool {
-        !self.link_up
+    /// Whether this instance's own links or trackers hold it in FAULT (as opposed to FAULT
+    /// imposed by its group).
+    pub(crate) fn own_fault(&self) -> bool {
+        !self.link_up || self.tracker_fault.is_some()
+    }
+
+    /// The tracker holding this instance in FAULT, if one is.
+    pub fn tracker_fault(&self) -> Option<TrackerId> {
+        self.tracker_fault
+    }
+
+    /// Records the tracker holding a not-yet-started instance in FAULT.
+    pub(crate) fn set_tracker_fault(&mut self, fault: Option<TrackerId>) {
+        self.tracker_fault = fault;
+    }
+
+    /// Why this instance is in FAULT by itself, as a transition cause.
+    fn fault_cause(&self, otherwise: Cause) -> Cause {
+        match self.tracker_fault {
+            Some(t) if self.link_up => Cause::Tracker(t),
+            _ => otherwise,
+        }
     }
 
     /// Start-up (RFC 5798 6.4.1): owner → MASTER, otherwise BACKUP.
@@ -353,8 +380,9 @@ impl Instance {
         self.preempt_deadline =
             (!self.config.preempt_delay.is_zero()).then(|| now + self.config.preempt_delay);
         self.advert_epoch.get_or_insert(now);
-        if !self.link_up || self.group_fault {
-            self.enter_fault(now, Cause::Start, &mut out);
+        if self.own_fault() || self.group_fault {
+            let cause = self.fault_cause(Cause::Start);
+            self.enter_fault(now, cause, &mut out);
         } else if self.priority == PRIORITY_OWNER {
             self.enter_master(now, Cause::Start, &mut out);
         } else {
@@ -614,8 +642,35 @@ impl Instance {
     pub fn handle_interface_up(&mut self, now: Instant) -> Vec<InstanceAction> {
         let mut out = Vec::new();
         self.link_up = true;
-        if self.state == State::Fault && !self.group_fault {
+        if self.state == State::Fault && !self.group_fault && !self.own_fault() {
             self.leave_fault(now, Cause::LinkUp, &mut out);
+        }
+        out
+    }
+
+    /// A tracker forces FAULT (`Some`, naming it) or no tracker does any more (`None`; `cause`
+    /// names the tracker whose change released it).
+    pub fn handle_tracker_fault(
+        &mut self,
+        now: Instant,
+        fault: Option<TrackerId>,
+        cause: Cause,
+    ) -> Vec<InstanceAction> {
+        let mut out = Vec::new();
+        let was = self.tracker_fault;
+        self.tracker_fault = fault;
+        match fault {
+            Some(t) if was.is_none() && matches!(self.state, State::Backup | State::Master) => {
+                self.enter_fault(now, Cause::Tracker(t), &mut out);
+            }
+            None if was.is_some()
+                && self.state == State::Fault
+                && !self.group_fault
+                && !self.own_fault() =>
+            {
+                self.leave_fault(now, cause, &mut out);
+            }
+            _ => {}
         }
         out
     }
@@ -628,7 +683,7 @@ impl Instance {
             (true, State::Backup | State::Master) => {
                 self.enter_fault(now, Cause::SyncGroup, &mut out)
             }
-            (false, State::Fault) if self.link_up => {
+            (false, State::Fault) if !self.own_fault() => {
                 self.leave_fault(now, Cause::SyncGroup, &mut out)
             }
             _ => {}

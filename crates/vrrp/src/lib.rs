@@ -43,11 +43,13 @@ pub mod packet;
 pub mod process_watch;
 pub mod router;
 pub mod stats;
+pub mod tracker;
 
 pub use instance::{
     Cause, Instance, InstanceAction, InstanceConfig, LowerPriorityAnswer, State, PRIORITY_OWNER,
     PRIORITY_STOP,
 };
 pub use packet::{Advertisement, Auth, DecodeError, DropReason, Expected, Version};
-pub use router::{Action, Carried, GroupId, Input, InstanceId, Router};
+pub use router::{Action, Carried, GroupId, Input, InstanceId, Router, TrackingStatus};
 pub use stats::Stats;
+pub use tracker::{Effect, ScriptCounter, TrackerId, TrackerKind, TrackerState, Tracking};

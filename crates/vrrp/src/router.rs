@@ -14,9 +14,12 @@ use std::time::Instant;
 use crate::instance::{Cause, Instance, InstanceAction, InstanceConfig, State};
 use crate::packet::{self, DropReason, Version};
 use crate::stats::Stats;
+use crate::tracker::{Effect, TrackerId, TrackerKind, TrackerState, Tracking};
 
 mod reload;
+mod tracking;
 pub use reload::Carried;
+pub use tracking::TrackingStatus;
 
 /// Index of an instance in the router, in the order added.
 pub type InstanceId = usize;
@@ -54,6 +57,15 @@ pub enum Input<'a> {
         /// New effective priority.
         priority: u8,
     },
+    /// A tracker's state changed (a script's rise/fall outcome, a file's new value).
+    Tracker {
+        /// Which tracker.
+        tracker: TrackerId,
+        /// Its new state.
+        state: TrackerState,
+    },
+    /// Work out every instance's tracking again (after a reload replaced the trackers).
+    Retrack,
     /// Hold preemption on every instance until the given time (`None` releases the hold):
     /// a returning node waits for the current master's replicated state first.
     HoldPreemption(Option<Instant>),
@@ -80,6 +92,18 @@ pub enum Action {
         /// New state.
         to: State,
     },
+    /// Tracking changed an instance's effective priority (keepalived logs "Changing effective
+    /// priority").
+    PriorityChanged {
+        /// Which instance.
+        id: InstanceId,
+        /// Old effective priority.
+        from: u8,
+        /// New effective priority.
+        to: u8,
+        /// What changed: a link ([`Cause::LinkDown`] / [`Cause::LinkUp`]) or a tracker.
+        cause: Cause,
+    },
     /// A packet was dropped: log it with the peer address.
     Dropped {
         /// Instance it was for, when one could be found.
@@ -91,6 +115,13 @@ pub enum Action {
         /// Why.
         error: packet::DecodeError,
     },
+}
+
+#[derive(Debug, Clone)]
+struct TrackerSlot {
+    name: String,
+    kind: TrackerKind,
+    state: TrackerState,
 }
 
 #[derive(Debug, Clone)]
@@ -106,10 +137,11 @@ struct Slot {
     /// Interface it receives on.
     interface: u32,
     tracked: Vec<u32>,
-    /// Links whose state moves the priority: (link, weight), keepalived's `track_interface`
-    /// with a weight (a positive weight counts while the link is up, a negative one while it
-    /// is down).
-    weighted: Vec<(u32, i32)>,
+    /// Links whose state moves the priority: keepalived's `track_interface` with a weight
+    /// (the tracker id of each [`Tracking`] is the link).
+    weighted: Vec<Tracking>,
+    /// References to trackers, each with the sync group it came from (None: the instance's own).
+    trackings: Vec<(Tracking, Option<GroupId>)>,
     group: Option<GroupId>,
 }
 
@@ -124,6 +156,7 @@ type PacketKey = (u32, u8, bool);
 pub struct Router {
     slots: Vec<Slot>,
     groups: Vec<Group>,
+    trackers: Vec<TrackerSlot>,
     links_down: HashSet<u32>,
     unclaimed: Stats,
     /// First instance added for each key (the one a linear search would find).
@@ -160,6 +193,7 @@ impl Router {
             interface,
             tracked: tracked.to_vec(),
             weighted: Vec::new(),
+            trackings: Vec::new(),
             group: None,
         });
         self.deadlines.push(None);
@@ -171,29 +205,52 @@ impl Router {
     /// `track_interface ... weight N`): a positive weight is added while the link is up, a
     /// negative one while it is down; the result stays within 1..=254 (an owner keeps 255).
     pub fn track_weighted(&mut self, id: InstanceId, link: u32, weight: i32) {
+        self.track_link(id, link, weight, false);
+    }
+
+    /// [`Router::track_weighted`] with keepalived's `reverse` (what is added changes sign).
+    pub fn track_link(&mut self, id: InstanceId, link: u32, weight: i32, reverse: bool) {
         if let Some(slot) = self.slots.get_mut(id) {
-            slot.weighted.push((link, weight));
+            slot.weighted.push(Tracking {
+                tracker: link as TrackerId,
+                weight,
+                reverse,
+            });
             self.reweigh(id);
         }
     }
 
-    /// Sets instance `id`'s priority from its configured one and its weighted links.
-    fn reweigh(&mut self, id: InstanceId) {
-        let slot = &mut self.slots[id];
-        if slot.weighted.is_empty() {
-            return;
-        }
-        let sum: i32 = (slot.weighted.iter())
-            .map(|&(link, weight)| {
-                let up = !self.links_down.contains(&link);
-                match (weight > 0, up) {
-                    (true, true) | (false, false) => weight,
-                    _ => 0,
+    /// Sets instance `id`'s priority from its configured one, its weighted links and its
+    /// trackers; returns (old, new) when it changed.
+    fn reweigh(&mut self, id: InstanceId) -> Option<(u8, u8)> {
+        let slot = &self.slots[id];
+        let links: i32 = (slot.weighted.iter())
+            .map(|t| {
+                let up = !self.links_down.contains(&(t.tracker as u32));
+                let state = if up {
+                    TrackerState::Up
+                } else {
+                    TrackerState::Down
+                };
+                match t.effect(state) {
+                    Effect::Priority(p) => p,
+                    Effect::Fault => 0,
                 }
             })
             .sum();
-        let priority = (i32::from(slot.instance.config().priority) + sum).clamp(1, 254);
-        slot.instance.set_priority(priority as u8);
+        let trackers: i32 = (slot.trackings.iter())
+            .map(|(t, _)| match t.effect(self.trackers[t.tracker].state) {
+                Effect::Priority(p) => p,
+                Effect::Fault => 0,
+            })
+            .sum();
+        let base = i32::from(slot.instance.config().priority);
+        let priority = (base + links + trackers).clamp(1, 254) as u8;
+        let instance = &mut self.slots[id].instance;
+        let before = instance.priority();
+        instance.set_priority(priority);
+        let after = instance.priority();
+        (before != after).then_some((before, after))
     }
 
     /// Adds a sync group. Members already in another group are moved to this one.
@@ -357,6 +414,16 @@ impl Router {
                     touched.push(instance);
                 }
             }
+            Input::Tracker { tracker, state } => {
+                touched_all = true;
+                self.apply_tracker_state(now, tracker, state, &mut out);
+            }
+            Input::Retrack => {
+                touched_all = true;
+                for id in 0..self.slots.len() {
+                    self.retrack(now, id, None, &mut out);
+                }
+            }
             Input::HoldPreemption(until) => {
                 for slot in &mut self.slots {
                     slot.instance.hold_preemption(until);
@@ -436,9 +503,21 @@ impl Router {
     }
 
     fn apply_link_state(&mut self, now: Instant, link: u32, out: &mut Vec<Action>) {
+        let cause = if self.links_down.contains(&link) {
+            Cause::LinkDown
+        } else {
+            Cause::LinkUp
+        };
         for id in 0..self.slots.len() {
-            if self.slots[id].weighted.iter().any(|&(l, _)| l == link) {
-                self.reweigh(id);
+            if (self.slots[id].weighted.iter()).any(|t| t.tracker == link as TrackerId) {
+                if let Some((from, to)) = self.reweigh(id) {
+                    out.push(Action::PriorityChanged {
+                        id,
+                        from,
+                        to,
+                        cause,
+                    });
+                }
             }
             let slot = &mut self.slots[id];
             if !slot.tracked.contains(&link) {
@@ -495,7 +574,7 @@ impl Router {
         for &m in &members {
             let others_down = members
                 .iter()
-                .any(|&o| o != m && self.slots[o].instance.link_fault());
+                .any(|&o| o != m && self.slots[o].instance.own_fault());
             let actions = self.slots[m].instance.set_group_fault(now, others_down);
             push(out, m, actions);
         }

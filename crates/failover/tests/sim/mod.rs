@@ -684,6 +684,7 @@ impl Sim {
             }
             Action::GroupTransition { to, .. } => format!("G {}", to.keyword()),
             Action::Dropped { error, .. } => format!("dropped: {error}"),
+            Action::PriorityChanged { from, to, .. } => format!("priority {from}->{to}"),
         };
         self.note(i, word);
     }

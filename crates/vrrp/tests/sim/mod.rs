@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tandem_vrrp::{Action, Auth, Input, InstanceAction, InstanceConfig, Router, State, Version};
+use tandem_vrrp::{
+    Action, Auth, Cause, Input, InstanceAction, InstanceConfig, Router, State, Version,
+};
 
 /// Multicast group every simulated router sends to.
 pub const GROUP: &str = "224.0.0.18";
@@ -63,6 +65,8 @@ pub struct Node {
     pub alive: bool,
     /// Weighted links: (instance, link, weight), applied at every start.
     pub weights: Vec<(usize, u32, i32)>,
+    /// Adds trackers and references to a freshly built router, at every start.
+    pub setup: Option<fn(&mut Router)>,
     /// Which instances currently have their addresses on the "interface".
     pub holds: Vec<bool>,
     pub gratuitous: usize,
@@ -102,6 +106,10 @@ pub struct Sim {
     pub log: Vec<(Duration, usize, usize, State, State)>,
     /// Every advert sent: (time since start, node, instance name).
     pub adverts: Vec<(Duration, usize, String)>,
+    /// Every transition with its cause: (node, instance, new state, cause).
+    pub causes: Vec<(usize, usize, State, Cause)>,
+    /// Every effective priority change: (node, instance, from, to, cause).
+    pub priority_changes: Vec<(usize, usize, u8, u8, Cause)>,
 }
 
 impl Sim {
@@ -122,6 +130,8 @@ impl Sim {
             links_down: HashSet::new(),
             log: Vec::new(),
             adverts: Vec::new(),
+            causes: Vec::new(),
+            priority_changes: Vec::new(),
         }
     }
 
@@ -139,6 +149,7 @@ impl Sim {
             groups,
             alive: false,
             weights: Vec::new(),
+            setup: None,
             holds: vec![false; n],
             gratuitous: 0,
         });
@@ -156,6 +167,9 @@ impl Sim {
         n.router = Node::build(&n.configs, &n.groups);
         for &(id, link, weight) in &n.weights {
             n.router.track_weighted(id, link, weight);
+        }
+        if let Some(setup) = n.setup {
+            setup(&mut n.router);
         }
         n.alive = true;
         n.holds.iter_mut().for_each(|h| *h = false);
@@ -237,8 +251,23 @@ impl Sim {
         }
     }
 
+    /// Feeds any input to a running node and carries out what it returns.
+    pub fn input(&mut self, node: usize, input: Input<'_>) {
+        let actions = self.nodes[node].router.handle(self.now, input);
+        self.execute(node, actions);
+    }
+
     fn execute(&mut self, node: usize, actions: Vec<Action>) {
         for action in actions {
+            if let Action::PriorityChanged {
+                id,
+                from,
+                to,
+                cause,
+            } = action
+            {
+                self.priority_changes.push((node, id, from, to, cause));
+            }
             let Action::Instance { id, action } = action else {
                 continue;
             };
@@ -255,8 +284,9 @@ impl Sim {
                 InstanceAction::SendGratuitous | InstanceAction::SendGratuitousLowerPriority => {
                     self.nodes[node].gratuitous += 1
                 }
-                InstanceAction::Transition { from, to, .. } => {
-                    self.log.push((self.now - self.start, node, id, from, to))
+                InstanceAction::Transition { from, to, cause } => {
+                    self.log.push((self.now - self.start, node, id, from, to));
+                    self.causes.push((node, id, to, cause));
                 }
             }
         }
