@@ -22,6 +22,7 @@ use crate::notify::{self, Subject};
 use crate::plan::{Plan, SocketKey, SocketPlan};
 use crate::signals::Signalled;
 
+mod processes;
 mod reload;
 mod status_json;
 
@@ -73,6 +74,8 @@ pub struct Daemon {
     replication: Option<Replication>,
     /// The built-in failover sequence (replication with `builtin_failover`).
     failover: Option<Failover>,
+    /// `vrrp_track_process` counting.
+    processes: processes::Processes,
 }
 
 /// The failover sequence as the daemon runs it: the coordinator, and the steps it sent to
@@ -141,6 +144,7 @@ impl Daemon {
             drop_log: HashMap::new(),
             replication,
             failover,
+            processes: processes::Processes::new(),
         })
     }
 
@@ -176,6 +180,10 @@ impl Daemon {
             let commands = (f.coordinator).handle(Instant::now(), tandem_failover::Input::Start);
             self.run_commands(commands).await;
         }
+        // Tracked processes are counted before the instances start, as keepalived does.
+        let mut process_updates = self.processes.updates().context("the daemon runs once")?;
+        let (watch, generation) = self.processes.watch(&mut self.plan).await?;
+        self.use_process_watch(watch, generation);
         let actions = self.plan.router.handle(Instant::now(), Input::Start);
         self.execute(actions).await;
         // systemd Type=notify: ready once the instances run; without systemd this is a no-op.
@@ -217,6 +225,7 @@ impl Daemon {
                     let actions = self.plan.router.handle(Instant::now(), input);
                     self.execute(actions).await;
                 }
+                Some(update) = process_updates.recv() => self.on_process_update(update).await,
                 Some(request) = control.recv() => self.on_control(request).await,
                 Some(signalled) = signals.recv() => match signalled {
                     Signalled::Stop(name) => {

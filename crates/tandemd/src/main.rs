@@ -12,6 +12,7 @@ mod panic_guard;
 mod plan;
 mod signals;
 mod single;
+mod track_process;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

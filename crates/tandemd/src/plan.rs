@@ -90,6 +90,8 @@ pub struct Plan {
     pub interfaces: BTreeMap<String, InterfaceInfo>,
     /// `router_id`, or the host name: shown in dumps.
     pub router_id: String,
+    /// `vrrp_track_process` trackers, counted by [`crate::track_process`].
+    pub processes: Vec<crate::track_process::ProcessTracker>,
 }
 
 impl Plan {
@@ -314,6 +316,7 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
             notify: sg.notify.clone(),
         });
     }
+    let processes = crate::track_process::add_to_router(config, &mut router);
     Ok(Plan {
         router,
         instances,
@@ -326,6 +329,7 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default()
         }),
+        processes,
     })
 }
 
