@@ -76,6 +76,8 @@ pub struct Daemon {
     failover: Option<Failover>,
     /// `vrrp_track_process` counting.
     processes: processes::Processes,
+    /// vrrp_script runners and track_file watchers.
+    trackers: crate::tracking::Trackers,
 }
 
 /// The failover sequence as the daemon runs it: the coordinator, and the steps it sent to
@@ -145,6 +147,7 @@ impl Daemon {
             replication,
             failover,
             processes: processes::Processes::new(),
+            trackers: Default::default(),
         })
     }
 
@@ -162,6 +165,12 @@ impl Daemon {
         }
 
         self.clean_leftovers().await;
+        let mut tracker_events = self
+            .trackers
+            .take_events()
+            .context("the daemon runs once")?;
+        self.trackers
+            .apply(&self.plan.tracking, &mut self.plan.router, true);
         let now = Instant::now();
         let down: Vec<u32> = (self.plan.interfaces.values())
             .filter(|info| !info.up)
@@ -227,6 +236,15 @@ impl Daemon {
                 }
                 Some(update) = process_updates.recv() => self.on_process_update(update).await,
                 Some(request) = control.recv() => self.on_control(request).await,
+                Some(event) = tracker_events.recv() => {
+                    if let Some((kind, name, state)) = self.trackers.on_event(event) {
+                        if let Some(tracker) = self.plan.router.tracker_by_name(kind, &name) {
+                            let input = Input::Tracker { tracker, state };
+                            let actions = self.plan.router.handle(Instant::now(), input);
+                            self.execute(actions).await;
+                        }
+                    }
+                }
                 Some(signalled) = signals.recv() => match signalled {
                     Signalled::Stop(name) => {
                         info!("Received {name}");
@@ -278,6 +296,7 @@ impl Daemon {
                 .handle(Instant::now(), tandem_failover::Input::Shutdown);
             self.run_commands(commands).await;
         }
+        self.trackers.stop();
         let actions = self.plan.router.handle(Instant::now(), Input::Shutdown);
         self.execute(actions).await;
         Ok(())
@@ -483,7 +502,8 @@ impl Daemon {
             Action::GroupTransition { group, to, .. } => {
                 let plan = &self.plan.groups[group];
                 info!("VRRP_Group({}) Syncing instances to {to} state", plan.name);
-                notify::run(&plan.notify, Subject::Group, &plan.name, to, 0);
+                let user = self.plan.notify_user.as_ref();
+                notify::run(&plan.notify, user, Subject::Group, &plan.name, to, 0);
             }
             Action::PriorityChanged {
                 id,
@@ -590,7 +610,15 @@ impl Daemon {
                 let priority = self.plan.router.instance(id).priority();
                 let why = self.plan.router.explain(cause);
                 info!("({}) Entering {to} STATE ({why}, was {from})", plan.name);
-                notify::run(&plan.notify, Subject::Instance, &plan.name, to, priority);
+                let user = self.plan.notify_user.as_ref();
+                notify::run(
+                    &plan.notify,
+                    user,
+                    Subject::Instance,
+                    &plan.name,
+                    to,
+                    priority,
+                );
             }
         }
     }

@@ -13,6 +13,7 @@ mod plan;
 mod signals;
 mod single;
 mod track_process;
+mod tracking;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

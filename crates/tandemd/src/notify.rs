@@ -3,10 +3,13 @@
 //! `notify` gets `TYPE NAME STATE PRIORITY` (TYPE is `INSTANCE` or `GROUP`); `notify_master`,
 //! `notify_backup`, `notify_fault` and `notify_stop` get nothing extra. The configured string is
 //! a command line (a script and its own arguments), run through `/bin/sh` like keepalived's
-//! parser splits it, and never waited for on the hot path.
+//! parser splits it, and never waited for on the hot path. They run as the script policy's
+//! default user (`script_user`, `keepalived_script`, or root), as keepalived runs them.
 
 use tandem_config::NotifyScripts;
 use tandem_vrrp::State;
+
+use crate::tracking::ScriptUser;
 
 /// Whether a hook is about an instance or a sync group.
 #[derive(Debug, Clone, Copy)]
@@ -26,8 +29,19 @@ impl Subject {
     }
 }
 
-/// Starts the hooks for a transition of `name` into `state`, without waiting for them.
-pub fn run(scripts: &NotifyScripts, subject: Subject, name: &str, state: State, priority: u8) {
+/// Starts the hooks for a transition of `name` into `state`, without waiting for them, as
+/// `user` (the script policy's default user; the plan dropped hooks it refused).
+pub fn run(
+    scripts: &NotifyScripts,
+    user: Option<&ScriptUser>,
+    subject: Subject,
+    name: &str,
+    state: State,
+    priority: u8,
+) {
+    let Some(user) = user else {
+        return;
+    };
     let specific = match state {
         State::Master => scripts.master.as_deref(),
         State::Backup => scripts.backup.as_deref(),
@@ -36,15 +50,19 @@ pub fn run(scripts: &NotifyScripts, subject: Subject, name: &str, state: State, 
         State::Init => None,
     };
     if let Some(command) = specific {
-        spawn(command, &[]);
+        spawn(command, user, &[]);
     }
     if let Some(command) = scripts.notify.as_deref() {
         let priority = priority.to_string();
-        spawn(command, &[subject.word(), name, state.keyword(), &priority]);
+        spawn(
+            command,
+            user,
+            &[subject.word(), name, state.keyword(), &priority],
+        );
     }
 }
 
-fn spawn(command: &str, args: &[&str]) {
+fn spawn(command: &str, user: &ScriptUser, args: &[&str]) {
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(format!("{command} \"$@\""))
@@ -52,6 +70,9 @@ fn spawn(command: &str, args: &[&str]) {
         .args(args)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(false);
+    if user.uid != nix::unistd::getuid().as_raw() || user.gid != nix::unistd::getgid().as_raw() {
+        cmd.uid(user.uid).gid(user.gid);
+    }
     match cmd.spawn() {
         Ok(mut child) => {
             let command = command.to_string();

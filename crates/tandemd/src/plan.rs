@@ -9,7 +9,12 @@ use tandem_config::{
     Authentication, Broadcast, Config, InitialState, NotifyScripts, VirtualAddress,
 };
 use tandem_sys::{AddressSpec, InterfaceInfo};
-use tandem_vrrp::{Auth, InstanceConfig, LowerPriorityAnswer, Router, Version};
+use tandem_vrrp::{
+    Auth, InstanceConfig, LowerPriorityAnswer, Router, ScriptCounter, TrackerKind, TrackerState,
+    Tracking, Version, PRIORITY_OWNER,
+};
+
+use crate::tracking::{Policy, ScriptUser, TrackingPlan};
 
 /// Which socket an instance sends and receives on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -92,6 +97,10 @@ pub struct Plan {
     pub router_id: String,
     /// `vrrp_track_process` trackers, counted by [`crate::track_process`].
     pub processes: Vec<crate::track_process::ProcessTracker>,
+    /// The scripts and files the instances follow.
+    pub tracking: TrackingPlan,
+    /// Who notify scripts run as (`None`: script security refuses them all).
+    pub notify_user: Option<ScriptUser>,
 }
 
 impl Plan {
@@ -126,6 +135,21 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
             .with_context(|| format!("interface {name} does not exist"))
     };
     let mut router = Router::new();
+    let policy = Policy::from_global(&config.global);
+    for w in &policy.warnings {
+        tracing::warn!("{w}");
+    }
+    let tracking = TrackingPlan::from_config(config, &policy);
+    for spec in &tracking.scripts {
+        let state = match spec.refused {
+            Some(_) => TrackerState::Down,
+            None => ScriptCounter::new(spec.rise, spec.fall, spec.init_fail).state(),
+        };
+        router.add_tracker(&spec.name, TrackerKind::Script, state);
+    }
+    for spec in &tracking.files {
+        router.add_tracker(&spec.name, TrackerKind::File, TrackerState::Value(0));
+    }
     let mut instances = Vec::new();
     let mut sockets: BTreeMap<SocketKey, SocketPlan> = BTreeMap::new();
     for vi in &config.instances {
@@ -222,27 +246,103 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
             tracked.push(iface.index);
         }
         // keepalived's rules: weight 0 means FAULT while the link is down; another weight moves
-        // the priority, except for sync-group members, whose weights count as 0 (keepalived's
-        // default without `sync_group_tracking_weight`, which tandem does not have).
-        let in_group = (config.sync_groups.iter()).any(|g| g.members.contains(&vi.name));
+        // the priority, except for sync-group members without `sync_group_tracking_weight`,
+        // whose interface weights count as 0, and address owners, whose weights are ignored.
+        let group = (config.sync_groups.iter()).find(|g| g.members.contains(&vi.name));
+        let unweighted = match group {
+            Some(g) if !g.tracking_weight => {
+                Some("its sync group (set sync_group_tracking_weight to keep weights)")
+            }
+            _ if vi.priority == PRIORITY_OWNER => Some("being the address owner (priority 255)"),
+            _ => None,
+        };
         let mut weighted = Vec::new();
         for t in &vi.track_interfaces {
             let ti = lookup(&t.name).with_context(context)?;
-            if t.weight != 0 && !in_group {
-                weighted.push((ti.index, t.weight));
-                continue;
-            }
-            if t.weight != 0 {
-                tracing::warn!(
-                    "{}: track_interface {} weight {}: a sync-group member goes to FAULT \
-                     instead (weights in sync groups need sync_group_tracking_weight)",
+            match unweighted {
+                None if t.weight != 0 => {
+                    weighted.push((ti.index, t.weight, t.reverse));
+                    continue;
+                }
+                Some(why) if t.weight != 0 && !group.is_some_and(|g| !g.tracking_weight) => {
+                    tracing::warn!(
+                        "{}: ignoring track_interface {} weight {} due to {why}",
+                        context(),
+                        t.name,
+                        t.weight
+                    );
+                    continue;
+                }
+                Some(why) if t.weight != 0 => tracing::warn!(
+                    "{}: track_interface {} weight {}: the link going down means FAULT \
+                     instead, due to {why}",
                     context(),
                     t.name,
                     t.weight
-                );
+                ),
+                _ => {}
             }
             if !tracked.contains(&ti.index) {
                 tracked.push(ti.index);
+            }
+        }
+        let mut trackings = Vec::new();
+        for t in &vi.track_scripts {
+            let Some(script) = config.scripts.iter().find(|s| s.name == t.name) else {
+                continue;
+            };
+            let (weight, reverse) = match t.weight {
+                Some(w) => (w, t.reverse),
+                None => (script.weight, script.reverse),
+            };
+            if let (Some(why), true) = (unweighted, weight != 0) {
+                tracing::warn!(
+                    "{}: ignoring tracked script {} with weight {weight} due to {why}",
+                    context(),
+                    t.name
+                );
+                continue;
+            }
+            if let Some(tracker) = router.tracker_by_name(TrackerKind::Script, &t.name) {
+                trackings.push(Tracking {
+                    tracker,
+                    weight,
+                    reverse,
+                });
+            }
+        }
+        for t in &vi.track_files {
+            let Some(file) = config.track_files.iter().find(|f| f.name == t.name) else {
+                continue;
+            };
+            let (mut weight, reverse) = match t.weight {
+                Some(w) => (w, t.reverse),
+                None => (file.weight, file.reverse),
+            };
+            if let Some(why) = unweighted {
+                if weight == 1 {
+                    tracing::warn!(
+                        "{}: track_file {}: weight 1 taken as weight 0 (a non-zero value means \
+                         FAULT) due to {why}; write `weight 0`",
+                        context(),
+                        t.name
+                    );
+                    weight = 0;
+                } else if weight != 0 {
+                    tracing::warn!(
+                        "{}: ignoring tracked file {} with weight {weight} due to {why}",
+                        context(),
+                        t.name
+                    );
+                    continue;
+                }
+            }
+            if let Some(tracker) = router.tracker_by_name(TrackerKind::File, &t.name) {
+                trackings.push(Tracking {
+                    tracker,
+                    weight,
+                    reverse,
+                });
             }
         }
 
@@ -291,15 +391,18 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
                 .unwrap_or(config.global.higher_prio_send_advert),
         };
         let id = router.add_instance(core, iface.index, &tracked);
-        for (link, weight) in weighted {
-            router.track_weighted(id, link, weight);
+        for (link, weight, reverse) in weighted {
+            router.track_link(id, link, weight, reverse);
+        }
+        for t in trackings {
+            router.track(id, t);
         }
         instances.push(InstancePlan {
             name: vi.name.clone(),
             socket: key,
             addresses,
             announce,
-            notify: vi.notify.clone(),
+            notify: secure_notify(&vi.notify, &policy, &context()),
             garp_lower_prio_repeat: lower_prio_repeat,
         });
     }
@@ -310,10 +413,71 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
             .iter()
             .filter_map(|m| instances.iter().position(|i| &i.name == m))
             .collect();
-        router.add_group(&sg.name, &members);
+        let gid = router.add_group(&sg.name, &members);
+        let context = format!(
+            "{}:{}: vrrp_sync_group {}",
+            sg.location.file.display(),
+            sg.location.line,
+            sg.name
+        );
+        // keepalived: a group with an address owner among its members cannot move priorities.
+        let has_owner = (sg.members.iter()).any(|m| {
+            (config.instances.iter()).any(|i| &i.name == m && i.priority == PRIORITY_OWNER)
+        });
+        let owner_rule = |kind: &str, name: &str, weight: i32| -> i32 {
+            if has_owner && weight != 0 {
+                tracing::warn!(
+                    "{context}: {kind} {name} weight {weight} taken as weight 0 (FAULT instead): \
+                     a member has priority 255"
+                );
+                0
+            } else {
+                weight
+            }
+        };
+        for t in &sg.track_scripts {
+            let Some(script) = config.scripts.iter().find(|s| s.name == t.name) else {
+                continue;
+            };
+            let (weight, reverse) = match t.weight {
+                Some(w) => (w, t.reverse),
+                None => (script.weight, script.reverse),
+            };
+            let weight = owner_rule("track_script", &t.name, weight);
+            if let Some(tracker) = router.tracker_by_name(TrackerKind::Script, &t.name) {
+                router.track_group(
+                    gid,
+                    Tracking {
+                        tracker,
+                        weight,
+                        reverse,
+                    },
+                );
+            }
+        }
+        for t in &sg.track_files {
+            let Some(file) = config.track_files.iter().find(|f| f.name == t.name) else {
+                continue;
+            };
+            let (weight, reverse) = match t.weight {
+                Some(w) => (w, t.reverse),
+                None => (file.weight, file.reverse),
+            };
+            let weight = owner_rule("track_file", &t.name, weight);
+            if let Some(tracker) = router.tracker_by_name(TrackerKind::File, &t.name) {
+                router.track_group(
+                    gid,
+                    Tracking {
+                        tracker,
+                        weight,
+                        reverse,
+                    },
+                );
+            }
+        }
         groups.push(GroupPlan {
             name: sg.name.clone(),
-            notify: sg.notify.clone(),
+            notify: secure_notify(&sg.notify, &policy, &context),
         });
     }
     let processes = crate::track_process::add_to_router(config, &mut router);
@@ -330,7 +494,39 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
                 .unwrap_or_default()
         }),
         processes,
+        tracking,
+        notify_user: policy.default_user.clone().ok(),
     })
+}
+
+/// The notify hooks that may run under the script policy: a hook that fails keepalived's
+/// checks (unsafe as root under `enable_script_security`, not found) is dropped with an error.
+fn secure_notify(scripts: &NotifyScripts, policy: &Policy, context: &str) -> NotifyScripts {
+    let check = |hook: &str, command: &Option<String>| -> Option<String> {
+        let command = command.as_ref()?;
+        let verdict = match &policy.default_user {
+            Ok(user) => policy.check(command, user),
+            Err(e) => Err(e.clone()),
+        };
+        match verdict {
+            Ok(None) => Some(command.clone()),
+            Ok(Some(warning)) => {
+                tracing::warn!("{context}: {hook}: {warning}");
+                Some(command.clone())
+            }
+            Err(e) => {
+                tracing::error!("{context}: {hook} `{command}` will not run: {e}");
+                None
+            }
+        }
+    };
+    NotifyScripts {
+        notify: check("notify", &scripts.notify),
+        master: check("notify_master", &scripts.master),
+        backup: check("notify_backup", &scripts.backup),
+        fault: check("notify_fault", &scripts.fault),
+        stop: check("notify_stop", &scripts.stop),
+    }
 }
 
 fn address_spec(va: &VirtualAddress, ifindex: u32) -> AddressSpec {

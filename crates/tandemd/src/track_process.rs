@@ -20,7 +20,7 @@ use tandem_sys::proc_events::{ProcEvent, ProcEvents, Received};
 use tandem_vrrp::process_watch::{
     Input, ParamMatch, ProcessPattern, ProcessWatch, Seen, TrackerConfig,
 };
-use tandem_vrrp::{Router, TrackerId, TrackerKind, TrackerState, Tracking};
+use tandem_vrrp::{Router, TrackerId, TrackerKind, TrackerState, Tracking, PRIORITY_OWNER};
 
 /// How long to let a burst settle after lost events before reading `/proc` again.
 const RESCAN_AFTER: Duration = Duration::from_secs(1);
@@ -77,7 +77,21 @@ pub fn add_to_router(config: &Config, router: &mut Router) -> Vec<ProcessTracker
         }
     }
     for (group, sg) in config.sync_groups.iter().enumerate() {
-        for tracking in sg.track_processes.iter().filter_map(reference) {
+        // keepalived: a group with an address owner among its members cannot move priorities.
+        let has_owner = (config.instances.iter())
+            .any(|i| sg.members.contains(&i.name) && i.priority == PRIORITY_OWNER);
+        for mut tracking in sg.track_processes.iter().filter_map(reference) {
+            if has_owner && tracking.weight != 0 {
+                warn!(
+                    "{}:{}: vrrp_sync_group {}: track_process weight {} taken as weight 0 \
+                     (FAULT instead): a member has priority 255",
+                    sg.location.file.display(),
+                    sg.location.line,
+                    sg.name,
+                    tracking.weight
+                );
+                tracking.weight = 0;
+            }
             router.track_group(group, tracking);
         }
     }

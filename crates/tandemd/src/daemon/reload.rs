@@ -73,6 +73,9 @@ impl Daemon {
     /// starts what is new.
     async fn apply(&mut self, mut next: Plan) -> String {
         let now = Instant::now();
+        // Unchanged scripts and files keep their tasks and states; the new router's trackers
+        // start from them.
+        self.trackers.apply(&next.tracking, &mut next.router, false);
         let carried = next.router.carry_over(&self.plan.router);
         for &old in &carried.stopped {
             info!(
@@ -155,6 +158,9 @@ impl Daemon {
         }
         let starting = self.plan.router.start_instances(now, &carried.started);
         self.execute(starting).await;
+        // Kept instances follow the new set of trackers (one removed may release a FAULT).
+        let retracked = self.plan.router.handle(now, tandem_vrrp::Input::Retrack);
+        self.execute(retracked).await;
         let changed = match carried.changed.len() {
             0 => String::new(),
             n => format!(" ({n} with new settings)"),

@@ -62,6 +62,25 @@ impl Router {
         }
     }
 
+    /// Sets a tracker's state before the instances start (or right after a reload built this
+    /// router, before [`crate::Input::Retrack`]): priorities follow, FAULT is only remembered.
+    pub fn set_tracker_state(&mut self, tracker: TrackerId, state: TrackerState) {
+        let Some(slot) = self.trackers.get_mut(tracker) else {
+            return;
+        };
+        slot.state = state;
+        for id in 0..self.slots.len() {
+            if (self.slots[id].trackings.iter()).any(|(t, _)| t.tracker == tracker) {
+                self.reweigh(id);
+                let fault = self.tracker_fault_of(id);
+                let instance = &mut self.slots[id].instance;
+                if instance.state() == crate::State::Init {
+                    instance.set_tracker_fault(fault);
+                }
+            }
+        }
+    }
+
     /// The trackers, by id: name, kind and state.
     pub fn trackers(&self) -> impl Iterator<Item = (TrackerId, &str, TrackerKind, TrackerState)> {
         (self.trackers.iter())
