@@ -334,6 +334,71 @@ fn parse_stat(stat: &str) -> Option<(&str, char)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+    use tandem_vrrp::Effect;
+
+    fn eth0() -> BTreeMap<String, tandem_sys::InterfaceInfo> {
+        let info = tandem_sys::InterfaceInfo {
+            name: "eth0".into(),
+            index: 2,
+            mac: [2, 0, 0, 0, 0, 1],
+            up: true,
+            ipv4: vec![("10.0.0.1".parse().unwrap(), 24)],
+            ipv6_link_local: None,
+            ipv6: Vec::new(),
+        };
+        BTreeMap::from([("eth0".to_string(), info)])
+    }
+
+    fn instance(name: &str, vrid: u8, priority: u8, body: &str) -> String {
+        format!(
+            "vrrp_instance {name} {{\n interface eth0\n virtual_router_id {vrid}\n \
+             priority {priority}\n virtual_ipaddress {{\n  10.0.0.{vrid}/24\n }}\n{body}}}\n"
+        )
+    }
+
+    #[test]
+    fn instances_and_groups_follow_process_trackers_with_the_weights_written() {
+        let text = "vrrp_track_process a {\n process a\n weight 10\n}\n\
+                    vrrp_track_process b {\n process b\n weight -5 reverse\n}\n"
+            .to_string()
+            + &instance(
+                "VI_1",
+                1,
+                100,
+                " track_process {\n  a\n  b weight -20 noreverse\n }\n",
+            )
+            + &instance("VI_2", 2, 255, "")
+            + "vrrp_sync_group G {\n group {\n  VI_2\n }\n track_process {\n  b\n }\n}\n";
+        let config = tandem_config::parse_str(&text, std::path::Path::new("k.conf")).unwrap();
+        let plan = crate::plan::build(&config, &eth0()).unwrap();
+        let names: Vec<&str> = plan.processes.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        let (a, b) = (plan.processes[0].tracker, plan.processes[1].tracker);
+        let of = |id| -> Vec<(TrackerId, i32, bool, Option<usize>)> {
+            (plan.router.tracking_of(id).iter())
+                .map(|s| {
+                    (
+                        s.tracking.tracker,
+                        s.tracking.weight,
+                        s.tracking.reverse,
+                        s.group,
+                    )
+                })
+                .collect()
+        };
+        // The tracker's own weight, or the line's, and the line's `noreverse`.
+        assert_eq!(of(0), [(a, 10, false, None), (b, -20, false, None)]);
+        // A group with an address owner cannot move priorities: weight 0.
+        assert_eq!(of(1), [(b, 0, true, Some(0))]);
+        // Before the first count a weight-0 reference holds FAULT, a weighted one adds nothing.
+        let effects: Vec<Effect> = (plan.router.tracking_of(1).iter())
+            .map(|s| s.effect)
+            .collect();
+        assert_eq!(effects, [Effect::Fault]);
+        let pattern = &plan.processes[1].config.pattern;
+        assert_eq!((pattern.name.as_str(), pattern.full_command), ("b", false));
+    }
 
     #[test]
     fn stat_lines_give_name_and_state() {
