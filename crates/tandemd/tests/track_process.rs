@@ -181,3 +181,38 @@ fn a_negative_weight_hands_mastership_to_keepalived_and_back() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_reload_keeps_the_count_without_a_fault() -> Result<()> {
+    require_root!(Ok(()));
+    let pair = Pair::new("tprocr")?;
+    let mut proc_ = Tracked::new(&pair, "r")?;
+    proc_.start()?;
+    let config = tracker("app", proc_.name(), "")
+        + &vi_1(2, 83, 150, "    track_process {\n        app\n    }");
+    let a = start_tandemd(&pair, &pair.a, &config)?;
+    wait_has(&pair.a, VIP, Duration::from_secs(10))?;
+
+    // The new plan's trackers start from a new count: up, so no FAULT on the way.
+    let reply = a.query("reload")?;
+    assert!(reply.starts_with("reload:"), "{reply}");
+    let end = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < end {
+        assert_eq!(state(&a).as_deref(), Some("MASTER"));
+        std::thread::sleep(ms(10));
+    }
+    assert!(
+        !a.child.log().contains("Entering FAULT"),
+        "{}",
+        a.child.log()
+    );
+
+    // The watch started by the reload is the one the router listens to.
+    let killed = proc_.stop()?;
+    let took = wait_state(&a, "FAULT", killed, Duration::from_secs(5))?;
+    println!(
+        "after a reload: FAULT {:.2} ms after the kill",
+        millis(took)
+    );
+    Ok(())
+}
