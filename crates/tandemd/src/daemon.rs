@@ -25,6 +25,7 @@ use crate::signals::Signalled;
 mod processes;
 mod reload;
 mod status_json;
+mod status_tracking;
 
 /// Most packets handed from a socket's reader to the daemon loop at once.
 const RECEIVE_BATCH: usize = 256;
@@ -764,6 +765,7 @@ impl Daemon {
                 let _ = write!(out, " drop_{name}={n}");
             }
             out.push('\n');
+            self.tracker_lines(id, &mut out);
         }
         let u = self.plan.router.unclaimed_stats();
         let _ = write!(

@@ -92,6 +92,7 @@ pub fn data(plan: &Plan, now: Instant) -> String {
         for line in vip_lines(plan, id) {
             let _ = writeln!(out, "     {line}");
         }
+        tracked_lines(plan, id, &mut out);
     }
     let _ = writeln!(out, "------< VRRP Sync groups >------");
     for (g, group) in plan.groups.iter().enumerate() {
@@ -249,4 +250,33 @@ pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&temporary);
     }
     result
+}
+
+/// keepalived's "Tracked scripts" / "Tracked files" lists of one instance, with each
+/// reference's weight and the tracker's state.
+fn tracked_lines(plan: &Plan, id: usize, out: &mut String) {
+    let trackers: Vec<_> = plan.router.trackers().collect();
+    for (kind, title) in [
+        (tandem_vrrp::TrackerKind::Script, "Tracked scripts"),
+        (tandem_vrrp::TrackerKind::File, "Tracked files"),
+    ] {
+        let rows: Vec<String> = (plan.router.tracking_of(id).into_iter())
+            .filter_map(|t| {
+                let &(_, name, k, state) = trackers.get(t.tracking.tracker)?;
+                let reverse = if t.tracking.reverse { " reverse" } else { "" };
+                (k == kind).then(|| {
+                    format!(
+                        "{name} weight {}{reverse} (state {state})",
+                        t.tracking.weight
+                    )
+                })
+            })
+            .collect();
+        if !rows.is_empty() {
+            let _ = writeln!(out, "   {title} :");
+            for row in rows {
+                let _ = writeln!(out, "     {row}");
+            }
+        }
+    }
 }

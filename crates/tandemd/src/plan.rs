@@ -264,7 +264,7 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
                     weighted.push((ti.index, t.weight, t.reverse));
                     continue;
                 }
-                Some(why) if t.weight != 0 && !group.is_some_and(|g| !g.tracking_weight) => {
+                Some(why) if t.weight != 0 && group.is_none_or(|g| g.tracking_weight) => {
                     tracing::warn!(
                         "{}: ignoring track_interface {} weight {} due to {why}",
                         context(),

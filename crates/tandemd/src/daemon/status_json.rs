@@ -40,6 +40,7 @@ impl Daemon {
                     "released_master": s.released_master,
                     "drops": s.total_drops(),
                     "drops_by_reason": drops,
+                    "trackers": self.tracker_rows(id),
                 })
             })
             .collect();

@@ -122,11 +122,11 @@ impl Policy {
             Some(p) => p,
             None => return Err(format!("Cannot find script `{program}` - disabling")),
         };
+        let real = std::fs::canonicalize(&path)
+            .map_err(|e| format!("Script `{}` cannot be accessed - {e}", path.display()))?;
         if user.uid != 0 && user.gid != 0 {
             return Ok(None);
         }
-        let real = std::fs::canonicalize(&path)
-            .map_err(|e| format!("Script `{}` cannot be accessed - {e}", path.display()))?;
         let unsafe_at = unsafe_component(&path).or_else(|| unsafe_component(&real));
         match unsafe_at {
             None => Ok(None),
