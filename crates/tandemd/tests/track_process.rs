@@ -124,6 +124,11 @@ fn weight_0_faults_while_the_process_is_gone() -> Result<()> {
     wait_until("VIP removed", Duration::from_secs(5), ms(5), || {
         (!pair.a.has_address(VIP).ok()?).then_some(())
     })?;
+    let status = a.query("status")?;
+    assert!(
+        status.contains("kind=process name=app state=down weight=0"),
+        "{status}"
+    );
     // Stays there while the process is gone.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(state(&a).as_deref(), Some("FAULT"));
