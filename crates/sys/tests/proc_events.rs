@@ -54,3 +54,21 @@ fn exec_and_exit_are_seen_from_a_lab_namespace() {
     })
     .unwrap();
 }
+
+/// Inputs the fuzzer found or that exercise edges, replayed as ordinary tests.
+#[test]
+fn saved_fuzz_corpus_replays() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus/proc_event_decode");
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus directory {}: {e}", dir.display()));
+    let mut decoded = 0;
+    let mut n = 0;
+    for entry in entries.flatten() {
+        let bytes = std::fs::read(entry.path()).unwrap();
+        decoded += usize::from(tandem_sys::proc_events::decode(&bytes).is_ok());
+        n += 1;
+    }
+    assert!(n > 0, "corpus directory {} is empty", dir.display());
+    assert!(decoded > 0, "no corpus entry decodes");
+}

@@ -338,3 +338,83 @@ fn only_command_line_trackers_need_it_read() {
     let w = ProcessWatch::new(vec![TrackerConfig::new(full("a", &[], ParamMatch::Any))]);
     assert!(w.needs_cmdline());
 }
+
+/// One step of a random process history on a few pids.
+#[derive(Debug, Clone)]
+enum Step {
+    /// An untracked process (pid 0) forks `pid`, which runs `name`.
+    Spawn(u32, usize),
+    Fork(u32, u32),
+    Exec(u32, usize),
+    Rename(u32, usize),
+    Exit(u32),
+}
+
+const NAMES: [&str; 3] = ["a", "b", "c"];
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    let pid = 1u32..12;
+    let name = 0usize..NAMES.len();
+    prop_oneof![
+        (pid.clone(), name.clone()).prop_map(|(p, n)| Step::Spawn(p, n)),
+        (pid.clone(), pid.clone()).prop_map(|(p, c)| Step::Fork(p, c)),
+        (pid.clone(), name.clone()).prop_map(|(p, n)| Step::Exec(p, n)),
+        (pid.clone(), name).prop_map(|(p, n)| Step::Rename(p, n)),
+        pid.prop_map(Step::Exit),
+    ]
+}
+
+proptest::proptest! {
+    /// Whatever happens, each tracker counts exactly the live processes of its name, and
+    /// (without delays) is up exactly when that count is within its quorum.
+    #[test]
+    fn counts_follow_any_history(steps in proptest::collection::vec(step(), 0..60)) {
+        let mut configs = Vec::new();
+        for (i, name) in NAMES.iter().enumerate() {
+            let mut c = TrackerConfig::new(ProcessPattern::name(name));
+            c.quorum = i as u32;
+            c.quorum_max = i as u32 + 1;
+            configs.push(c);
+        }
+        let mut w = ProcessWatch::new(configs.clone());
+        let t = Instant::now();
+        let mut live: HashMap<u32, usize> = HashMap::new();
+        w.handle(t, Input::Scan(&[]));
+        for s in steps {
+            match s {
+                Step::Spawn(pid, n) if !live.contains_key(&pid) => {
+                    live.insert(pid, n);
+                    w.handle(t, Input::Fork { parent: 0, child: pid });
+                    let seen = seen(NAMES[n], &[NAMES[n]]);
+                    w.handle(t, Input::Exec { pid, seen: Some(&seen) });
+                }
+                Step::Fork(parent, child) if live.contains_key(&parent) && !live.contains_key(&child) => {
+                    live.insert(child, live[&parent]);
+                    w.handle(t, Input::Fork { parent, child });
+                }
+                Step::Exec(pid, n) if live.contains_key(&pid) => {
+                    live.insert(pid, n);
+                    let seen = seen(NAMES[n], &[NAMES[n]]);
+                    w.handle(t, Input::Exec { pid, seen: Some(&seen) });
+                }
+                Step::Rename(pid, n) if live.contains_key(&pid) => {
+                    live.insert(pid, n);
+                    w.handle(t, Input::Comm { pid, comm: NAMES[n] });
+                }
+                Step::Exit(pid) if live.contains_key(&pid) => {
+                    live.remove(&pid);
+                    w.handle(t, Input::Exit { pid });
+                }
+                _ => continue,
+            }
+            for (i, c) in configs.iter().enumerate() {
+                let n = live.values().filter(|&&v| v == i).count();
+                proptest::prop_assert_eq!(w.count(i), n);
+                let up = (c.quorum..=c.quorum_max).contains(&(n as u32));
+                proptest::prop_assert_eq!(w.is_up(i), up);
+            }
+            proptest::prop_assert_eq!(w.next_deadline(), None);
+        }
+    }
+}
