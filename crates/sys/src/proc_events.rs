@@ -3,7 +3,8 @@
 //!
 //! No maintained crate speaks this small protocol, so the two messages are written here: the
 //! subscription we send (`PROC_CN_MCAST_LISTEN`) and the events we receive, each a netlink
-//! header, a `struct cn_msg` and a `struct proc_event`, in the host's byte order.
+//! header, a `struct cn_msg` and a `struct proc_event`, in the host's byte order. Opening waits
+//! for the kernel's answer to the subscription, so a refusal is an error rather than silence.
 //!
 //! The kernel sends these events only to sockets of the initial network namespace. A daemon
 //! started inside another one (`ip netns exec`) therefore opens its socket from the namespace of
@@ -11,6 +12,8 @@
 //! opens it before it enters its own `net_namespace`.
 
 use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use netlink_sys::TokioSocket;
 use netlink_sys::{protocols::NETLINK_CONNECTOR, AsyncSocket, AsyncSocketExt, SocketAddr};
@@ -33,6 +36,8 @@ const CN_MSG_LEN: usize = 20;
 const EVENT_AT: usize = NLMSG_HDR_LEN + CN_MSG_LEN;
 /// `what`, `cpu` and `timestamp_ns` come before the event's own data.
 const DATA_AT: usize = EVENT_AT + 16;
+/// How long the kernel may take to answer a subscription.
+const ACK_WAIT: Duration = Duration::from_secs(2);
 /// `TASK_COMM_LEN`.
 const COMM_LEN: usize = 16;
 
@@ -47,10 +52,12 @@ const PROC_EVENT_EXIT: u32 = 0x8000_0000;
 /// process's main thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProcEvent {
-    /// The kernel's answer to our subscription (`PROC_EVENT_NONE`); `err` 0 is success.
+    /// The kernel's answer to a subscription (`PROC_EVENT_NONE`); `err` 0 is success.
     Ack {
         /// errno of the subscription.
         err: u32,
+        /// The subscription's `nonce` plus one: tells ours from another listener's.
+        ack: u32,
     },
     /// A task was created.
     Fork {
@@ -142,7 +149,10 @@ pub fn decode(b: &[u8]) -> Result<ProcEvent, DecodeError> {
     Ok(match what {
         PROC_EVENT_NONE => {
             need(1, "subscription answer")?;
-            ProcEvent::Ack { err: word(0) }
+            ProcEvent::Ack {
+                err: word(0),
+                ack: u32_at(b, NLMSG_HDR_LEN + 12),
+            }
         }
         PROC_EVENT_FORK => {
             need(4, "fork event")?;
@@ -182,8 +192,9 @@ pub fn decode(b: &[u8]) -> Result<ProcEvent, DecodeError> {
     })
 }
 
-/// The subscription message: listen (`true`) or stop listening.
-pub fn subscription(listen: bool) -> Vec<u8> {
+/// The subscription message: listen (`true`) or stop listening; the kernel's answer carries
+/// `nonce + 1`.
+pub fn subscription(listen: bool, nonce: u32) -> Vec<u8> {
     let op = if listen {
         PROC_CN_MCAST_LISTEN
     } else {
@@ -201,7 +212,7 @@ pub fn subscription(listen: bool) -> Vec<u8> {
     m.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
     m.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&nonce.to_ne_bytes());
     m.extend_from_slice(&4u16.to_ne_bytes());
     m.extend_from_slice(&0u16.to_ne_bytes());
     m.extend_from_slice(&op.to_ne_bytes());
@@ -234,23 +245,61 @@ impl ProcEvents {
     /// Opens the socket (in the initial network namespace, see the module's doc) and
     /// subscribes. Must run inside a tokio runtime.
     pub async fn open() -> Result<ProcEvents, SysError> {
-        let socket = match Self::subscribed(open_socket()?).await {
+        static OPENED: AtomicU32 = AtomicU32::new(0);
+        let nonce = (std::process::id() << 8) | (OPENED.fetch_add(1, Ordering::Relaxed) & 0xff);
+        let socket = match Self::subscribed(open_socket()?, nonce).await {
             Ok(s) => s,
             // Nobody answers in this namespace: only the initial one has the connector.
             Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
-                Self::subscribed_elsewhere().await?
+                Self::subscribed_elsewhere(nonce).await?
             }
             Err(e) => return Err(socket_error("subscribing to process events", e)),
         };
-        Ok(ProcEvents {
+        let mut events = ProcEvents {
             socket,
             buf: Vec::with_capacity(256),
-        })
+        };
+        events.confirmed(nonce).await?;
+        Ok(events)
+    }
+
+    /// Waits for the kernel's answer to our subscription: events flow only after it, and a
+    /// refusal (or no answer: a kernel without `CONFIG_PROC_EVENTS`) is an error, not silence.
+    /// Events before it are dropped: the caller reads `/proc` afterwards.
+    async fn confirmed(&mut self, nonce: u32) -> Result<(), SysError> {
+        let op = "subscribing to process events";
+        let deadline = tokio::time::Instant::now() + ACK_WAIT;
+        loop {
+            let received = tokio::time::timeout_at(deadline, self.recv()).await;
+            match received {
+                Err(_) => {
+                    return Err(SysError::NetlinkProtocol {
+                        op: op.into(),
+                        detail: format!(
+                            "no answer from the kernel in {ACK_WAIT:?} (is CONFIG_PROC_EVENTS set?)"
+                        ),
+                    })
+                }
+                Ok(Ok(Received::Event(ProcEvent::Ack { err, ack })))
+                    if ack == nonce.wrapping_add(1) =>
+                {
+                    return match err {
+                        0 => Ok(()),
+                        errno => Err(SysError::Netlink {
+                            op: op.into(),
+                            source: io::Error::from_raw_os_error(errno as i32),
+                        }),
+                    };
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+            }
+        }
     }
 
     /// Subscribes from the first namespace that answers: PID 1's, else our parent's (a
     /// daemon started with `ip netns exec` from the initial namespace).
-    async fn subscribed_elsewhere() -> Result<TokioSocket, SysError> {
+    async fn subscribed_elsewhere(nonce: u32) -> Result<TokioSocket, SysError> {
         let candidates = [
             "/proc/1/ns/net".to_string(),
             format!("/proc/{}/ns/net", nix::unistd::getppid()),
@@ -258,7 +307,7 @@ impl ProcEvents {
         let mut tried = Vec::new();
         for path in candidates {
             let attempt = match open_socket_in(&path) {
-                Ok(socket) => Self::subscribed(socket).await.map_err(|e| e.to_string()),
+                Ok(socket) => (Self::subscribed(socket, nonce).await).map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             match attempt {
@@ -276,8 +325,8 @@ impl ProcEvents {
         })
     }
 
-    async fn subscribed(socket: TokioSocket) -> io::Result<TokioSocket> {
-        socket.send(&subscription(true)).await?;
+    async fn subscribed(socket: TokioSocket, nonce: u32) -> io::Result<TokioSocket> {
+        socket.send(&subscription(true, nonce)).await?;
         Ok(socket)
     }
 
@@ -311,7 +360,7 @@ impl ProcEvents {
 impl Drop for ProcEvents {
     fn drop(&mut self) {
         // The kernel counts listeners; tell it this one is gone (best effort).
-        let _ = self.socket.socket_ref().send(&subscription(false), 0);
+        let _ = self.socket.socket_ref().send(&subscription(false, 0), 0);
     }
 }
 
@@ -355,7 +404,7 @@ mod tests {
 
     /// A datagram as the kernel lays it out: headers, then `what`, cpu, timestamp, data.
     fn datagram(what: u32, data: &[u8]) -> Vec<u8> {
-        let mut b = subscription(true);
+        let mut b = subscription(true, 41);
         b.truncate(EVENT_AT);
         b.extend_from_slice(&what.to_ne_bytes());
         b.extend_from_slice(&1u32.to_ne_bytes());
@@ -370,14 +419,15 @@ mod tests {
 
     #[test]
     fn the_subscription_is_a_connector_message_of_one_word() {
-        let m = subscription(true);
+        let m = subscription(true, 41);
         assert_eq!(m.len(), 40);
         assert_eq!(u32_at(&m, 0), 40);
         assert_eq!(u16::from_ne_bytes([m[4], m[5]]), NLMSG_DONE);
         assert_eq!((u32_at(&m, 16), u32_at(&m, 20)), (1, 1));
         assert_eq!(u16::from_ne_bytes([m[32], m[33]]), 4);
         assert_eq!(u32_at(&m, 36), PROC_CN_MCAST_LISTEN);
-        assert_eq!(u32_at(&subscription(false), 36), PROC_CN_MCAST_IGNORE);
+        assert_eq!(u32_at(&m, 28), 41);
+        assert_eq!(u32_at(&subscription(false, 0), 36), PROC_CN_MCAST_IGNORE);
     }
 
     #[test]
@@ -407,7 +457,7 @@ mod tests {
         );
         assert_eq!(
             decode(&datagram(PROC_EVENT_NONE, &words(&[0]))),
-            Ok(ProcEvent::Ack { err: 0 })
+            Ok(ProcEvent::Ack { err: 0, ack: 41 })
         );
         assert_eq!(
             decode(&datagram(0x4, &words(&[1, 1, 0, 0]))),
