@@ -70,6 +70,19 @@ pub(crate) fn parse(stmts: &[Stmt], file_start: Location, ctx: &mut Ctx) -> Opti
                 }
             }
             "stats" => ctx.unsupported(stmt),
+            "helper" => helper(stmt, ctx),
+            // Older spellings of a filter, still read by conntrackd 1.4 (which calls them
+            // obsolete): they filter the same way, so they are read into the filter.
+            "ignoreprotocol" => ignore_protocol(stmt, ctx, &mut read.filter),
+            "ignoretrafficfor" => ignore_traffic_for(stmt, ctx, &mut read.filter),
+            "stripnat" => {
+                if ctx.no_block(stmt) {
+                    ctx.warn(
+                        &stmt.key,
+                        "`StripNAT` is obsolete (conntrackd ignores it too); ignored",
+                    );
+                }
+            }
             _ => ctx.unknown(stmt, "conntrackd.conf"),
         }
     }
@@ -167,6 +180,18 @@ fn read_sync(block: &Block, ctx: &mut Ctx, read: &mut Read) {
                 }
             }
             "checksum" | "expectationsync" => ctx.unsupported(s),
+            // Timers of conntrackd's own caches, and clauses conntrackd 1.4 still reads but
+            // calls obsolete: tandem's caches and channel have their own.
+            "refreshtime"
+            | "cachetimeout"
+            | "committimeout"
+            | "purgetimeout"
+            | "relaxtransitions"
+            | "delaydestroymessages"
+            | "listento"
+            | "replicate"
+            | "cachewritethrough"
+            | "destroytimeout" => ctx.unsupported(s),
             _ => ctx.unknown(s, "Sync"),
         }
     }
@@ -192,7 +217,12 @@ fn read_general(block: &Block, ctx: &mut Ctx, read: &mut Read) {
             | "pollsecs"
             | "scheduler"
             | "startupresync"
-            | "setup" => ctx.unsupported(s),
+            | "setup"
+            // conntrackd 1.4's older names for the netlink buffer sizes, and `Family`.
+            | "socketbuffersize"
+            | "socketbuffersizemaxgrown"
+            | "socketbuffersizemaxgrowth"
+            | "family" => ctx.unsupported(s),
             _ => ctx.unknown(s, "General"),
         }
     }
@@ -231,7 +261,10 @@ fn mode(stmt: &Stmt, ctx: &mut Ctx, resend_queue: &mut Option<usize>) {
     for s in &block.stmts {
         match s.key.text.to_ascii_lowercase().as_str() {
             "resendqueuesize" => *resend_queue = ctx.int(s, 1usize, 1 << 24),
-            "committimeout"
+            "resendbuffersize"
+            | "relaxtransitions"
+            | "delaydestroymessages"
+            | "committimeout"
             | "purgetimeout"
             | "ackwindowsize"
             | "disableexternalcache"
@@ -274,10 +307,32 @@ fn read_channel(block: &Block, ctx: &mut Ctx, multicast: bool) -> Channel {
             "ipv4_address" | "ipv6_address" if multicast => c.group = ip(ctx),
             "ipv4_address" | "ipv6_address" => c.local = ip(ctx),
             "ipv4_destination_address" | "ipv6_destination_address" => c.peer = ip(ctx),
-            "ipv4_interface" | "ipv6_interface" => c.local = ip(ctx),
+            // The address of the interface that sends to the group: Multicast only.
+            "ipv4_interface" if multicast => c.local = ip(ctx),
+            "ipv6_interface" if multicast => {
+                // conntrackd says it is not required and ignores it: so does tandem.
+                if ctx.one(s, "an address").is_some() {
+                    ctx.warn(
+                        &s.key,
+                        "`IPv6_interface` is not needed (conntrackd ignores it too); ignored",
+                    );
+                }
+            }
+            "ipv4_interface" | "ipv6_interface" => ctx.error(
+                &s.key,
+                format!(
+                    "`{}` belongs in `Multicast`; a `UDP` channel names its address with \
+                     `IPv4_address` (conntrackd refuses it here too)",
+                    s.key.text
+                ),
+            ),
             "port" | "group" => c.port = ctx.int(s, 1u16, u16::MAX),
             "interface" => c.interface = ctx.one(s, "an interface name").map(|w| w.text.clone()),
             "sndsocketbuffer" | "rcvsocketbuffer" | "checksum" => ctx.unsupported(s),
+            // Older names of the socket buffers, and an option conntrackd calls obsolete.
+            "mcastsndsocketbuffer" | "mcastrcvsocketbuffer" | "backlog" if multicast => {
+                ctx.unsupported(s)
+            }
             _ => ctx.unknown(s, if multicast { "Multicast" } else { "UDP" }),
         }
     }
@@ -303,7 +358,7 @@ fn read_filter(stmt: &Stmt, ctx: &mut Ctx, filter: &mut FilterConfig) {
         match s.key.text.to_ascii_lowercase().as_str() {
             "protocol" => {
                 let items = words.iter().map(|w| w.text.to_ascii_uppercase()).collect();
-                filter.protocols = Some(ListFilter { policy, items });
+                merge_list(&mut filter.protocols, policy, items, &s.key, ctx);
             }
             "address" => {
                 let mut items = Vec::new();
@@ -324,7 +379,7 @@ fn read_filter(stmt: &Stmt, ctx: &mut Ctx, filter: &mut FilterConfig) {
                         [] => {}
                     }
                 }
-                filter.addresses = Some(ListFilter { policy, items });
+                merge_list(&mut filter.addresses, policy, items, &s.key, ctx);
             }
             "state" => {
                 // `ESTABLISHED CLOSED for TCP`: the states come before `for`.
@@ -381,4 +436,169 @@ fn prefix(ctx: &mut Ctx, key: &str, w: &Word) -> Option<(IpAddr, u8)> {
         }
     };
     Some((addr, len))
+}
+
+/// `Helper { Type NAME L3 L4 { QueueNum N  QueueLen N  Policy NAME { ExpectMax N  ExpectTimeout N } } }`:
+/// checked, then warned about once per helper, since tandem runs no user-space helpers.
+fn helper(stmt: &Stmt, ctx: &mut Ctx) {
+    let Some(block) = ctx.block(stmt) else { return };
+    for t in &block.stmts {
+        if !is(&t.key, "type") {
+            ctx.unknown(t, "Helper");
+            continue;
+        }
+        let [name, l3, l4] = t.args.as_slice() else {
+            ctx.error(
+                &t.key,
+                "`Type` expects NAME L3PROTO L4PROTO (e.g. `Type ftp inet tcp`) before its `{`",
+            );
+            continue;
+        };
+        if !["inet", "inet6"]
+            .iter()
+            .any(|f| l3.text.eq_ignore_ascii_case(f))
+        {
+            ctx.error(
+                l3,
+                format!("`Type` expects inet or inet6, found `{}`", l3.text),
+            );
+        }
+        if !["tcp", "udp"]
+            .iter()
+            .any(|p| l4.text.eq_ignore_ascii_case(p))
+        {
+            ctx.error(
+                l4,
+                format!("`Type` expects tcp or udp, found `{}`", l4.text),
+            );
+        }
+        if let Some(b) = ctx.block(&Stmt {
+            args: Vec::new(),
+            ..t.clone()
+        }) {
+            for o in &b.stmts {
+                match o.key.text.to_ascii_lowercase().as_str() {
+                    "queuenum" | "queuelen" => {
+                        ctx.int(o, 0u32, u32::MAX);
+                    }
+                    "policy" => {
+                        let Some(pb) = o.block.as_ref() else {
+                            ctx.error(&o.key, "`Policy` expects NAME and a block `{ ... }`");
+                            continue;
+                        };
+                        for e in &pb.stmts {
+                            match e.key.text.to_ascii_lowercase().as_str() {
+                                "expectmax" | "expecttimeout" => {
+                                    ctx.int(e, 0u32, u32::MAX);
+                                }
+                                _ => ctx.unknown(e, "Helper Policy"),
+                            }
+                        }
+                    }
+                    _ => ctx.unknown(o, "Helper Type"),
+                }
+            }
+        }
+        ctx.warn(
+            &t.key,
+            format!(
+                "`Helper` `{}`: tandem does not run user-space conntrack helpers; packets the \
+                 kernel queues for it (QueueNum) get no answer, so leave the helper to the kernel \
+                 or to conntrackd",
+                name.text
+            ),
+        );
+    }
+}
+
+/// `IgnoreProtocol { UDP ICMP ... }`: conntrackd 1.4's older form of `Protocol Ignore`.
+fn ignore_protocol(stmt: &Stmt, ctx: &mut Ctx, filter: &mut FilterConfig) {
+    let Some(block) = ctx.block(stmt) else { return };
+    let items: Vec<String> = block
+        .stmts
+        .iter()
+        .flat_map(|l| l.words())
+        .map(|w| w.text.to_ascii_uppercase())
+        .collect();
+    ctx.warn(
+        &stmt.key,
+        "`IgnoreProtocol` is obsolete (conntrackd says so too): read as `Filter { Protocol \
+         Ignore { ... } }`, which it should be written as",
+    );
+    match &mut filter.protocols {
+        Some(f) if f.policy == Policy::Ignore => f.items.extend(items),
+        Some(_) => ctx.error(
+            &stmt.key,
+            "`IgnoreProtocol` cannot be combined with `Protocol Accept` in `Filter`",
+        ),
+        None => {
+            filter.protocols = Some(ListFilter {
+                policy: Policy::Ignore,
+                items,
+            })
+        }
+    }
+}
+
+/// `IgnoreTrafficFor { IPv4_address A ... }`: conntrackd 1.4's older form of `Address Ignore`.
+fn ignore_traffic_for(stmt: &Stmt, ctx: &mut Ctx, filter: &mut FilterConfig) {
+    let Some(block) = ctx.block(stmt) else { return };
+    let mut items = Vec::new();
+    for line in &block.stmts {
+        let k = line.key.text.to_ascii_lowercase();
+        match (k.as_str(), line.args.as_slice()) {
+            ("ipv4_address" | "ipv6_address", [v]) => {
+                if let Some(p) = prefix(ctx, &line.key.text, v) {
+                    items.push(p);
+                }
+            }
+            _ => ctx.error(
+                &line.key,
+                format!(
+                    "`IgnoreTrafficFor` lists `IPv4_address A` or `IPv6_address A`, found `{}`",
+                    line.key.text
+                ),
+            ),
+        }
+    }
+    ctx.warn(
+        &stmt.key,
+        "`IgnoreTrafficFor` is obsolete (conntrackd says so too): read as `Filter { Address \
+         Ignore { ... } }`, which it should be written as",
+    );
+    match &mut filter.addresses {
+        Some(f) if f.policy == Policy::Ignore => f.items.extend(items),
+        Some(_) => ctx.error(
+            &stmt.key,
+            "`IgnoreTrafficFor` cannot be combined with `Address Accept` in `Filter`",
+        ),
+        None => {
+            filter.addresses = Some(ListFilter {
+                policy: Policy::Ignore,
+                items,
+            })
+        }
+    }
+}
+
+/// Adds a filter list to one read before (an older `IgnoreProtocol` / `IgnoreTrafficFor`):
+/// the same policy extends it, the opposite one is an error rather than a silent replacement.
+fn merge_list<T>(
+    slot: &mut Option<ListFilter<T>>,
+    policy: Policy,
+    items: Vec<T>,
+    key: &Word,
+    ctx: &mut Ctx,
+) {
+    match slot {
+        Some(f) if f.policy == policy => f.items.extend(items),
+        Some(_) => ctx.error(
+            key,
+            format!(
+                "`{}` contradicts an `Ignore...` clause read before it (one policy per list)",
+                key.text
+            ),
+        ),
+        None => *slot = Some(ListFilter { policy, items }),
+    }
 }

@@ -102,8 +102,20 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
         }
         "interface" => {
             if let Some(w) = ctx.one(s, "an interface name") {
-                i.interface = w.text.clone();
-                p.interface_set = true;
+                // Linux names are at most 15 bytes (IFNAMSIZ); keepalived ignores a longer one.
+                if w.text.len() > 15 {
+                    ctx.error(
+                        w,
+                        format!(
+                            "`interface` expects a name of at most 15 bytes, found `{}` ({} bytes)",
+                            w.text,
+                            w.text.len()
+                        ),
+                    );
+                } else {
+                    i.interface = w.text.clone();
+                    p.interface_set = true;
+                }
             }
         }
         "virtual_router_id" => {
@@ -160,12 +172,12 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
             }
         }
         "nopreempt" => {
-            if let Some(v) = ctx.flag(s) {
+            if let Some(v) = ctx.switch(s) {
                 i.nopreempt = v;
             }
         }
         "preempt" => {
-            if let Some(v) = ctx.flag(s) {
+            if let Some(v) = ctx.switch(s) {
                 i.nopreempt = !v;
             }
         }
@@ -234,13 +246,13 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
             }
         }
         "dont_track_primary" => {
-            if let Some(v) = ctx.flag(s) {
+            if let Some(v) = ctx.switch(s) {
                 i.dont_track_primary = v;
             }
         }
         // tandem never filters traffic to the virtual addresses, which is accept mode.
         "accept" => {
-            ctx.flag(s);
+            ctx.switch(s);
         }
         // RFC 5798 7.1: tandem's owner always discards adverts for its VRID.
         "owner_ignore_adverts" => {
@@ -288,16 +300,20 @@ fn authentication(b: &Block, ctx: &mut Ctx) -> Option<Authentication> {
             Some(Authentication::Ah)
         }
         (Some(_), Some(pass)) => {
-            let mut bytes = pass.text.clone().into_bytes();
+            let bytes = pass.text.clone().into_bytes();
             if bytes.len() > 8 {
-                ctx.warn(
+                // keepalived truncates it and counts a configuration error (`keepalived -t`
+                // fails): the password in force would not be the one written.
+                let first8 = String::from_utf8_lossy(&bytes[..8]).into_owned();
+                ctx.error(
                     &pass,
                     format!(
-                        "`auth_pass` is {} bytes; only the first 8 are used (as keepalived does)",
+                        "`auth_pass` is {} bytes, VRRP carries 8: write the 8 the peers use \
+                         (keepalived truncates it to `{first8}` and reports a configuration error)",
                         bytes.len()
                     ),
                 );
-                bytes.truncate(8);
+                return None;
             }
             Some(Authentication::Pass(bytes))
         }
@@ -613,6 +629,12 @@ pub(crate) fn finish(
             format!("vrrp_instance `{name}` has no `virtual_router_id` line"),
         );
     }
+    if p.instance.virtual_addresses.is_empty() {
+        ctx.warn(
+            &p.name,
+            format!("vrrp_instance `{name}` has no `virtual_ipaddress`: it elects a master and runs its notify scripts, but moves no address"),
+        );
+    }
     let mut version = p.version.unwrap_or(global.vrrp_version);
     // IPv6 exists only in VRRPv3: an instance with IPv6 addresses runs version 3, whatever it
     // or global_defs say, as keepalived switches it (saying so).
@@ -682,6 +704,16 @@ pub(crate) fn finish(
             ctx.warn(w, "`authentication` does not exist in VRRPv3 (RFC 5798); ignored for this version 3 instance");
             p.instance.authentication = None;
         }
+    }
+    if let (Some(w), Some(Authentication::Ah), Some(InitialState::Master)) = (
+        &p.auth_word,
+        &p.instance.authentication,
+        p.instance.initial_state,
+    ) {
+        ctx.error(
+            w,
+            format!("vrrp_instance `{name}`: `state MASTER` cannot be used with `auth_type AH` (keepalived clears the state and reports a configuration error); use `state BACKUP`"),
+        );
     }
     for (t, w) in p.instance.track_scripts.iter().zip(&p.track_script_words) {
         if !scripts.contains(&t.name.as_str()) {

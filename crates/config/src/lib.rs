@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use model::*;
+pub use native::MetricsConfig;
 pub use sync::{FilterConfig, ListFilter, Policy, SyncConfig, Transport};
 
 /// Why a configuration could not be loaded.
@@ -107,6 +108,31 @@ pub fn host_config_id() -> Option<String> {
     (!short.is_empty()).then(|| short.to_owned())
 }
 
+/// The control socket a conntrackd.conf names (`General { UNIX { Path ... } }`), so that
+/// `tandemctl -C conntrackd.conf` talks to the socket that file sets, as conntrackd does.
+/// None when the file sets none.
+pub fn conntrackd_control_path(path: &Path) -> Result<Option<PathBuf>, ConfigError> {
+    let bytes = lexer::read_config_file(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = String::from_utf8_lossy(&bytes);
+    let lexed = lexer::lex_with_includes(&text, path, None);
+    let mut ignored = Vec::new();
+    let stmts = tree::build(&lexed.tokens, &mut ignored);
+    let named = |stmts: &'_ [tree::Stmt], name: &str| -> Option<tree::Stmt> {
+        stmts
+            .iter()
+            .find(|s| s.key.text.eq_ignore_ascii_case(name))
+            .cloned()
+    };
+    let found = named(&stmts, "General")
+        .and_then(|g| named(&g.block?.stmts, "UNIX"))
+        .and_then(|u| named(&u.block?.stmts, "Path"))
+        .and_then(|p| p.args.first().map(|w| PathBuf::from(&w.text)));
+    Ok(found)
+}
+
 /// Reads the configuration at `path`, following its `include` lines.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let bytes = lexer::read_config_file(path).map_err(|source| ConfigError::Io {
@@ -139,7 +165,23 @@ pub fn load_files_with(paths: &[PathBuf], options: &LoadOptions) -> Result<Confi
         let sync =
             if path.extension().is_some_and(|e| e == "toml") {
                 match native::parse(&text, path) {
-                    Ok(sync) => sync,
+                    Ok(native) => {
+                        if native.metrics.is_some() {
+                            if config.metrics.is_some() {
+                                errors.push(Diagnostic::error(
+                                    Location {
+                                        file: path.as_path().into(),
+                                        line: 1,
+                                        column: 1,
+                                    },
+                                    1,
+                                    "a second [metrics] section: give it in one file",
+                                ));
+                            }
+                            config.metrics = native.metrics;
+                        }
+                        native.sync
+                    }
                     Err(e) => {
                         errors.extend(e);
                         continue;
@@ -161,9 +203,10 @@ pub fn load_files_with(paths: &[PathBuf], options: &LoadOptions) -> Result<Confi
                     vrrp_seen = true;
                     match parse_with_id(&text, path, config_id.as_deref()) {
                         Ok(vrrp) => {
-                            let sync = config.sync.take();
+                            let (sync, metrics) = (config.sync.take(), config.metrics.take());
                             config = vrrp;
                             config.sync = sync;
+                            config.metrics = metrics;
                         }
                         Err(ConfigError::Invalid {
                             errors: e,

@@ -44,6 +44,8 @@ pub struct Config {
     pub sync_groups: Vec<SyncGroup>,
     /// Conntrack replication, from conntrackd.conf or tandem's TOML `[sync]` section.
     pub sync: Option<crate::sync::SyncConfig>,
+    /// Where Prometheus scrapes tandemd (tandem's TOML `[metrics]`); None: no listener.
+    pub metrics: Option<crate::native::MetricsConfig>,
     /// Things that parsed but that tandem does not act on (yet): shown at check time and at start.
     pub warnings: Vec<crate::Diagnostic>,
 }

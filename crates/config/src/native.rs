@@ -31,6 +31,29 @@ use crate::sync::{FilterConfig, ListFilter, Policy, SyncConfig, Transport, DEFAU
 #[serde(deny_unknown_fields)]
 struct File {
     sync: Option<Sync>,
+    metrics: Option<Metrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Metrics {
+    listen: std::net::SocketAddr,
+}
+
+/// The Prometheus listener (`[metrics] listen = "127.0.0.1:9650"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Address and port of the HTTP listener serving `/metrics`.
+    pub listen: std::net::SocketAddr,
+    /// Where the section is.
+    pub location: Location,
+}
+
+/// What a tandem TOML file configures.
+#[derive(Debug, Default)]
+pub(crate) struct Native {
+    pub sync: Option<SyncConfig>,
+    pub metrics: Option<MetricsConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,8 +92,8 @@ struct Filter {
     ignore_own_addresses: Option<bool>,
 }
 
-/// Reads a TOML file's `[sync]` section (None when it has none); errors name file:line:column.
-pub(crate) fn parse(text: &str, file: &Path) -> Result<Option<SyncConfig>, Vec<Diagnostic>> {
+/// Reads a TOML file's `[sync]` and `[metrics]` sections; errors name file:line:column.
+pub(crate) fn parse(text: &str, file: &Path) -> Result<Native, Vec<Diagnostic>> {
     let at = |line: u32, column: u32| Location {
         file: file.into(),
         line,
@@ -88,9 +111,13 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Option<SyncConfig>, Vec<D
             e.message().to_string(),
         )]);
     }
-    // Only TANDEM_SYNC__* variables: others (TANDEM_CONTROL, TANDEM_LOG) are not settings.
+    // Only TANDEM_SYNC__* and TANDEM_METRICS__* variables: others (TANDEM_CONTROL,
+    // TANDEM_LOG) are not settings.
     let env = Env::prefixed("TANDEM_")
-        .filter(|key| key.as_str().to_ascii_lowercase().starts_with("sync__"))
+        .filter(|key| {
+            let key = key.as_str().to_ascii_lowercase();
+            key.starts_with("sync__") || key.starts_with("metrics__")
+        })
         .split("__");
     let figment = Figment::from(Toml::string(text)).merge(env);
     let parsed: File = figment.extract().map_err(|e| {
@@ -112,8 +139,18 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Option<SyncConfig>, Vec<D
             })
             .collect::<Vec<_>>()
     })?;
+    let metrics = parsed.metrics.map(|m| {
+        let (line, column) = find_key(text, "[metrics]").unwrap_or((1, 1));
+        MetricsConfig {
+            listen: m.listen,
+            location: at(line, column),
+        }
+    });
     let Some(sync) = parsed.sync else {
-        return Ok(None);
+        return Ok(Native {
+            sync: None,
+            metrics,
+        });
     };
     let (line, column) = find_key(text, "[sync]").unwrap_or((1, 1));
     let location = at(line, column);
@@ -189,7 +226,10 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Option<SyncConfig>, Vec<D
             .ok_or_else(|| error("[sync] peer_silent must be a positive number of seconds"))?;
     }
     config.filter = filter(sync.filter).map_err(|m| error(&m))?;
-    Ok(Some(config))
+    Ok(Native {
+        sync: Some(config),
+        metrics,
+    })
 }
 
 fn filter(f: Filter) -> Result<FilterConfig, String> {

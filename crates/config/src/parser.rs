@@ -12,7 +12,7 @@ use crate::keywords::{
 use crate::model::{Config, GlobalDefs, NotifyScripts, SyncGroup, VrrpScript};
 use crate::track_process::{self, TrackProcessLine};
 use crate::tree::{Stmt, Word};
-use crate::values::{script_line, Ctx};
+use crate::values::{parse_seconds, script_line, Ctx};
 
 /// Parses the top level of a configuration.
 pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
@@ -185,17 +185,17 @@ fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, ctx: &mut Ctx) {
                 }
             }
             "vrrp_check_unicast_src" => {
-                if let Some(v) = ctx.flag(stmt) {
+                if let Some(v) = ctx.switch(stmt) {
                     g.check_unicast_src = v;
                 }
             }
             "enable_script_security" => {
-                if let Some(v) = ctx.flag(stmt) {
+                if let Some(v) = ctx.switch(stmt) {
                     g.enable_script_security = v;
                 }
             }
             "vrrp_strict" => {
-                if let Some(v) = ctx.flag(stmt) {
+                if let Some(v) = ctx.switch(stmt) {
                     g.vrrp_strict = v;
                 }
             }
@@ -225,6 +225,13 @@ fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, ctx: &mut Ctx) {
             }
             "notification_email" => {
                 if let Some(block) = ctx.block(stmt) {
+                    if block.stmts.is_empty() {
+                        ctx.error(
+                            &stmt.key,
+                            "`notification_email` block is empty (keepalived reports a \
+                             configuration error): list addresses or remove the block",
+                        );
+                    }
                     for line in &block.stmts {
                         if ctx.no_block(line) {
                             g.notification_email
@@ -314,6 +321,23 @@ fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, ctx: &mut Ctx) {
             "vrrp_higher_prio_send_advert" => {
                 if let Some(v) = ctx.flag(stmt) {
                     g.higher_prio_send_advert = v;
+                }
+            }
+            // Not acted on, but keepalived refuses what is not a positive number of seconds.
+            "vrrp_garp_interval" | "vrrp_gna_interval" => {
+                if let Some(w) = ctx.one(stmt, "seconds greater than 0") {
+                    match parse_seconds(&w.text) {
+                        Some(d) if d >= Duration::from_micros(1) => ctx.unsupported(stmt),
+                        _ => ctx.error(
+                            w,
+                            format!(
+                                "`{k}` expects seconds greater than 0 (at least 0.000001), \
+                                 found `{}`; keepalived refuses it too: remove the line to keep \
+                                 the default",
+                                w.text
+                            ),
+                        ),
+                    }
                 }
             }
             _ if GLOBAL_UNSUPPORTED.contains(&k) => ctx.unsupported(stmt),
@@ -437,7 +461,7 @@ fn vrrp_script(stmt: &Stmt, ctx: &mut Ctx) -> Option<(VrrpScript, Word)> {
                 }
             }
             "init_fail" => {
-                if let Some(v) = ctx.flag(s) {
+                if let Some(v) = ctx.switch(s) {
                     script.init_fail = v;
                 }
             }

@@ -113,6 +113,24 @@ impl Ctx {
         }
     }
 
+    /// A switch keepalived sets whatever follows it (`nopreempt`, `vrrp_strict`, ...): a value
+    /// after it is ignored, as keepalived ignores it (so `nopreempt off` still sets
+    /// nopreempt), with a warning saying so. `None` only when it wrongly has a block.
+    pub fn switch(&mut self, stmt: &Stmt) -> Option<bool> {
+        if !self.no_block(stmt) {
+            return None;
+        }
+        if let Some(w) = stmt.args.first() {
+            let k = &stmt.key.text;
+            let found = &w.text;
+            self.warn(
+                w,
+                format!("`{k}` takes no value: `{found}` is ignored, as keepalived ignores it, and `{k}` is set"),
+            );
+        }
+        Some(true)
+    }
+
     /// The single value of a keyword; `expects` describes it for the error message.
     pub fn one<'s>(&mut self, stmt: &'s Stmt, expects: &str) -> Option<&'s Word> {
         if !self.no_block(stmt) {

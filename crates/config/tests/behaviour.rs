@@ -20,8 +20,13 @@ fn errors(text: &str) -> Vec<String> {
     }
 }
 
+/// The warnings, less the one every address-less test instance gets (checked on its own).
 fn warnings(c: &Config) -> Vec<String> {
-    c.warnings.iter().map(|d| d.to_string()).collect()
+    c.warnings
+        .iter()
+        .map(|d| d.to_string())
+        .filter(|w| !w.contains("has no `virtual_ipaddress`"))
+        .collect()
 }
 
 /// An instance with the required lines, followed by `body` and the closing brace.
@@ -54,7 +59,7 @@ fn defaults() {
     assert!(!i.nopreempt && i.authentication.is_none() && i.initial_state.is_none());
     assert_eq!(c.global.vrrp_version, 2);
     assert_eq!(c.global.mcast_group4.to_string(), "224.0.0.18");
-    assert!(c.warnings.is_empty());
+    assert!(warnings(&c).is_empty());
 }
 
 #[test]
@@ -250,15 +255,25 @@ fn vrrp_script_fields() {
 }
 
 #[test]
-fn flags_take_optional_booleans() {
+fn switches_ignore_values_where_keepalived_does() {
     let c = ok(&format!(
         "global_defs {{\n vrrp_strict off\n vrrp_check_unicast_src\n}}\n{}",
         instance(" nopreempt yes\n")
     ));
-    assert!(!c.global.vrrp_strict);
+    // keepalived sets these switches whatever follows them (its handlers never read a value):
+    // `vrrp_strict off` still sets vrrp_strict, with a warning saying so.
+    assert!(c.global.vrrp_strict);
     assert!(c.global.check_unicast_src);
     assert!(c.instances[0].nopreempt);
-    assert_eq!(errors(&instance(" nopreempt 5\n")).len(), 1);
+    assert!(warnings(&c)
+        .iter()
+        .any(|w| w.contains("`off` is ignored, as keepalived ignores it")));
+    let c = ok(&instance(" nopreempt 5\n"));
+    assert!(c.instances[0].nopreempt);
+    // Switches keepalived reads a value for still take one.
+    assert!(!ok(&instance(" lower_prio_no_advert off\n")).instances[0]
+        .lower_prio_no_advert
+        .unwrap());
 }
 
 #[test]
@@ -417,6 +432,50 @@ fn ipv6_addresses_run_vrrp_version_3_as_keepalived_switches_them() {
         let w = warnings(&c);
         assert!(w.iter().any(|w| w.contains("runs VRRP version 3")), "{w:?}");
     }
+}
+
+/// What `keepalived -t` counts as configuration errors (and runs with something other than
+/// what was written) is refused, at the line it names.
+#[test]
+fn refused_like_keepalived_does() {
+    let long_pass = instance(
+        " authentication {\n  auth_type PASS\n  auth_pass 123456789\n }\n virtual_ipaddress {\n  10.0.0.1\n }\n",
+    );
+    assert_eq!(
+        errors(&long_pass),
+        ["k.conf:6:13: `auth_pass` is 9 bytes, VRRP carries 8: write the 8 the peers use (keepalived truncates it to `12345678` and reports a configuration error)"]
+    );
+    let ah_master = instance(
+        " state MASTER\n authentication {\n  auth_type AH\n }\n virtual_ipaddress {\n  10.0.0.1\n }\n",
+    );
+    assert!(errors(&ah_master)[0].starts_with(
+        "k.conf:5:2: vrrp_instance `VI_1`: `state MASTER` cannot be used with `auth_type AH`"
+    ));
+    let empty_mail = "global_defs {\n notification_email {\n }\n}\n";
+    assert!(errors(empty_mail)[0].starts_with("k.conf:2:2: `notification_email` block is empty"));
+    for zero in [
+        "vrrp_garp_interval 0",
+        "vrrp_gna_interval 0",
+        "vrrp_gna_interval x",
+    ] {
+        let text = format!("global_defs {{\n {zero}\n}}\n");
+        assert!(
+            errors(&text)[0].contains("expects seconds greater than 0"),
+            "{zero}"
+        );
+    }
+    let c = ok("global_defs {\n vrrp_garp_interval 0.001\n}\n");
+    assert!(warnings(&c)[0].contains("`vrrp_garp_interval` is not supported"));
+}
+
+#[test]
+fn an_instance_without_addresses_is_accepted_with_a_warning() {
+    let c = ok(&instance(""));
+    let all: Vec<String> = c.warnings.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        all,
+        ["k.conf:1:15: vrrp_instance `VI_1` has no `virtual_ipaddress`: it elects a master and runs its notify scripts, but moves no address"]
+    );
 }
 
 #[test]

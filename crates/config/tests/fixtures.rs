@@ -197,7 +197,6 @@ fn one_line_blocks() {
         i.authentication,
         Some(Authentication::Pass(b"abcdefgh".to_vec()))
     );
-    assert!(warned(&c, "only the first 8 are used"));
     assert_eq!(i.virtual_addresses[0].address, ip("10.7.0.1"));
     assert_eq!(i.track_scripts[0].weight, Some(10));
     assert_eq!(i.track_interfaces[0].name, "eth1");

@@ -254,3 +254,98 @@ fn a_key_file_or_configuration_that_is_not_a_regular_file_is_refused() {
         .to_string();
     assert!(e.contains("not a regular file"), "{e}");
 }
+
+/// conntrackd 1.4's older keyword names are read as it reads them: the obsolete filters filter,
+/// the rest warn; the Helper section is checked and each helper warned about.
+#[test]
+fn conntrackd_old_names_and_helpers_are_read_with_warnings() {
+    let config = load_files(&[
+        fixture("good/unicast_pass.conf"),
+        fixture("sync/conntrackd-1.4-old-names.conf"),
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let sync = config.sync.as_ref().expect("sync section");
+    assert_eq!(
+        sync.transport,
+        Transport::Multicast {
+            group: ip("225.0.0.50"),
+            local: Some(ip("192.168.100.100")),
+            port: 3780
+        }
+    );
+    let protocols = sync.filter.protocols.as_ref().unwrap();
+    assert_eq!(protocols.policy, Policy::Ignore);
+    assert_eq!(protocols.items, ["VRRP", "IGMP"]);
+    let addresses = sync.filter.addresses.as_ref().unwrap();
+    assert_eq!(addresses.policy, Policy::Ignore);
+    assert_eq!(
+        addresses.items,
+        [(ip("127.0.0.1"), 32), (ip("192.168.100.100"), 32)]
+    );
+    let warned_at = |line: u32, needle: &str| {
+        config.warnings.iter().any(|w| {
+            w.location.file.ends_with("conntrackd-1.4-old-names.conf")
+                && w.location.line == line
+                && w.message.contains(needle)
+        })
+    };
+    for (line, needle) in [
+        (2, "`IgnoreProtocol` is obsolete"),
+        (6, "`IgnoreTrafficFor` is obsolete"),
+        (10, "`StripNAT` is obsolete"),
+        (13, "`ResendBufferSize` is not supported"),
+        (20, "`IPv6_interface` is not needed"),
+        (22, "`McastSndSocketBuffer` is not supported"),
+        (24, "`Backlog` is not supported"),
+        (25, "`Checksum` is not supported"),
+        (27, "`RelaxTransitions` is not supported"),
+        (30, "`DestroyTimeout` is not supported"),
+        (35, "`SocketBufferSize` is not supported"),
+        (36, "`SocketBufferSizeMaxGrown` is not supported"),
+        (37, "`Family` is not supported"),
+        (
+            44,
+            "`Helper` `ftp`: tandem does not run user-space conntrack helpers",
+        ),
+        (52, "`Helper` `tns`"),
+    ] {
+        assert!(
+            warned_at(line, needle),
+            "no warning `{needle}` at line {line}"
+        );
+    }
+}
+
+#[test]
+fn conntrackd_misplaced_and_malformed_old_names_are_errors() {
+    let dir = std::env::temp_dir().join(format!("tandem-ctd-old-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("conntrackd.conf");
+    std::fs::write(
+        &file,
+        "Sync {\n UDP {\n  IPv4_address 10.0.0.1\n  IPv4_Destination_Address 10.0.0.2\n  IPv4_interface 10.0.0.1\n }\n}\nHelper {\n Type ftp inet sctp {\n  QueueNum x\n  Bogus 1\n }\n}\n",
+    )
+    .unwrap();
+    let err = load_files(&[fixture("good/unicast_pass.conf"), file.clone()]).unwrap_err();
+    let _ = std::fs::remove_dir_all(&dir);
+    let ConfigError::Invalid { errors, .. } = err else {
+        panic!("{err}")
+    };
+    let at: Vec<(u32, &str)> = errors
+        .iter()
+        .map(|e| (e.location.line, e.message.as_str()))
+        .collect();
+    assert!(
+        at[0].0 == 5 && at[0].1.contains("`IPv4_interface` belongs in `Multicast`"),
+        "{at:?}"
+    );
+    assert!(
+        at[1].0 == 9 && at[1].1.contains("expects tcp or udp, found `sctp`"),
+        "{at:?}"
+    );
+    assert!(at[2].0 == 10 && at[2].1.contains("`QueueNum`"), "{at:?}");
+    assert!(
+        at[3].0 == 11 && at[3].1.contains("unknown keyword `Bogus` in Helper Type"),
+        "{at:?}"
+    );
+}

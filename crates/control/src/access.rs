@@ -13,7 +13,7 @@ pub enum Access {
 /// open to the group; everything else, unknown and future verbs included, needs root.
 pub fn access(command: &str) -> Access {
     match command.split_whitespace().next().unwrap_or("") {
-        "" | "status" | "stats" | "sync-stats" | "dump" => Access::ReadOnly,
+        "" | "status" | "stats" | "sync-stats" | "dump" | "metrics" => Access::ReadOnly,
         // commit, flush, resync, bulk, request-resync, shorten, reload, and the unknown.
         _ => Access::Root,
     }
@@ -33,6 +33,7 @@ mod tests {
             "sync-stats",
             "dump internal",
             "dump external",
+            "metrics",
         ] {
             assert_eq!(access(read), Access::ReadOnly, "{read:?}");
         }

@@ -6,10 +6,12 @@ use crate::{access, parse, Access, ControlCommand, Request};
 /// Whether a command changes the caches, the kernel table or the configuration.
 fn changes_state(command: ControlCommand) -> bool {
     match command {
-        ControlCommand::Status | ControlCommand::StatusJson => false,
+        ControlCommand::Status | ControlCommand::StatusJson | ControlCommand::Metrics => false,
         ControlCommand::Reload => true,
         ControlCommand::KeepalivedDump(_) => false,
-        ControlCommand::Replication(Request::Stats | Request::Dump(_)) => false,
+        ControlCommand::Replication(Request::Stats | Request::Section(_) | Request::Dump(_)) => {
+            false
+        }
         ControlCommand::Replication(_) => true,
     }
 }

@@ -21,5 +21,5 @@ pub use access::{access, Access};
 pub use describe::describe;
 pub use request::{
     parse, render, Caches, Committed, ControlCommand, KeepalivedDump, ParseError, Refusal, Reply,
-    Request,
+    Request, StatsSection,
 };

@@ -49,8 +49,51 @@ pub enum Request {
     Shorten,
     /// The replication counters.
     Stats,
+    /// One of conntrackd's `-s` sections, in conntrackd's layout.
+    Section(StatsSection),
     /// Every flow of a cache.
     Dump(CacheKind),
+}
+
+/// conntrackd's `-s` sections (`-s` alone is [`StatsSection::General`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatsSection {
+    /// Caches, sync traffic, message tracking (`-s`, `-s ct`).
+    General,
+    /// Wire errors and sequence tracking (`-s network`).
+    Network,
+    /// Cache details (`-s cache`).
+    Cache,
+    /// Uptime and kernel event counters (`-s runtime`).
+    Runtime,
+    /// The sync link (`-s link`).
+    Link,
+    /// The retransmission queue (`-s rsqueue`).
+    Rsqueue,
+    /// Child processes (`-s process`): tandemd runs none.
+    Process,
+    /// Internal queues (`-s queue`).
+    Queue,
+    /// Expectation cache (`-s expect`): tandem does not replicate expectations.
+    Expect,
+}
+
+impl StatsSection {
+    /// The section conntrackd names `word`.
+    pub fn from_word(word: &str) -> Option<StatsSection> {
+        Some(match word {
+            "general" | "ct" => StatsSection::General,
+            "network" => StatsSection::Network,
+            "cache" => StatsSection::Cache,
+            "runtime" => StatsSection::Runtime,
+            "link" => StatsSection::Link,
+            "rsqueue" => StatsSection::Rsqueue,
+            "process" => StatsSection::Process,
+            "queue" => StatsSection::Queue,
+            "expect" => StatsSection::Expect,
+            _ => return None,
+        })
+    }
 }
 
 impl Request {
@@ -116,6 +159,8 @@ pub enum Reply {
     },
     /// [`Request::Stats`]: counters by name.
     Stats(Vec<(&'static str, u64)>),
+    /// [`Request::Section`]: the section's text, laid out.
+    Section(String),
     /// [`Request::Dump`].
     Dump(Vec<Flow>),
 }
@@ -177,6 +222,7 @@ impl fmt::Display for Reply {
             Reply::Stats(counters) => counters
                 .iter()
                 .try_for_each(|(name, value)| writeln!(f, "{name}={value}")),
+            Reply::Section(text) => f.write_str(text),
             Reply::Dump(flows) => flows
                 .iter()
                 .try_for_each(|flow| writeln!(f, "{}", describe(flow))),
@@ -199,6 +245,9 @@ pub enum ControlCommand {
     Status,
     /// The status as one JSON document (`status json`).
     StatusJson,
+    /// Counters and gauges in Prometheus' text format (`metrics`), as the metrics listener
+    /// serves them.
+    Metrics,
     /// Re-read the configuration, as SIGHUP does.
     Reload,
     /// One of keepalived's dumps (`dump data|stats|json`), as its signals write them.
@@ -235,6 +284,9 @@ pub enum ParseError {
     /// `commit internal`.
     #[error("committing the internal cache is not supported (it came from this kernel)")]
     CommitInternal,
+    /// `stats` with a section conntrackd does not have (its own wording).
+    #[error("unknown parameter `{0}' for option `-s'")]
+    UnknownSection(String),
     /// A word after a verb that takes none (or one too many).
     #[error("`{verb}` does not take `{word}`")]
     Unexpected {
@@ -277,6 +329,15 @@ pub fn parse(line: &str) -> Result<ControlCommand, ParseError> {
                 word: arg.unwrap_or_default().into(),
             })
         }
+        "metrics" => {
+            return match arg {
+                None => Ok(ControlCommand::Metrics),
+                Some(word) => Err(ParseError::Unexpected {
+                    verb: verb.into(),
+                    word: word.into(),
+                }),
+            }
+        }
         "reload" => {
             return match arg {
                 None => Ok(ControlCommand::Reload),
@@ -287,8 +348,14 @@ pub fn parse(line: &str) -> Result<ControlCommand, ParseError> {
             }
         }
         "stats" if arg == Some("vrrp") => return Ok(ControlCommand::Status),
-        // conntrackd's `-s` takes a section name; tandem shows every counter.
-        "stats" | "sync-stats" => Request::Stats,
+        // `stats` alone: every counter as name=value; with a word, conntrackd's section.
+        "stats" | "sync-stats" => match arg {
+            None | Some("all") => Request::Stats,
+            Some(word) => Request::Section(
+                StatsSection::from_word(word)
+                    .ok_or_else(|| ParseError::UnknownSection(word.into()))?,
+            ),
+        },
         "commit" => match arg.map(cache).transpose()? {
             None | Some(CacheKind::External) => Request::Commit,
             Some(CacheKind::Internal) => return Err(ParseError::CommitInternal),
@@ -345,6 +412,8 @@ mod tests {
         assert_eq!(replication("stats"), Request::Stats);
         assert_eq!(replication("stats all"), Request::Stats);
         assert_eq!(parse("status json"), Ok(ControlCommand::StatusJson));
+        assert_eq!(parse("metrics"), Ok(ControlCommand::Metrics));
+        assert!(parse("metrics now").is_err());
         assert!(parse("status bogus").is_err());
         for (line, which) in [
             ("dump data", KeepalivedDump::Data),
@@ -354,6 +423,18 @@ mod tests {
             assert_eq!(parse(line), Ok(ControlCommand::KeepalivedDump(which)));
         }
         assert_eq!(replication("sync-stats"), Request::Stats);
+        assert_eq!(
+            replication("stats ct"),
+            Request::Section(StatsSection::General)
+        );
+        assert_eq!(
+            replication("stats rsqueue"),
+            Request::Section(StatsSection::Rsqueue)
+        );
+        assert_eq!(
+            parse("stats bogus").unwrap_err().to_string(),
+            "unknown parameter `bogus' for option `-s'"
+        );
         assert_eq!(replication("dump internal"), Request::Dump(Internal));
         assert_eq!(replication("dump external"), Request::Dump(External));
     }

@@ -42,7 +42,23 @@ pub struct Cache<R: Record> {
     generation: u32,
     /// The time `stored_at` counts from (the first timed store).
     base: Option<Instant>,
+    counters: CacheCounters,
     _records: PhantomData<fn() -> R>,
+}
+
+/// What happened to a cache's entries since it was made, as conntrackd's `-s` reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheCounters {
+    /// New keys stored.
+    pub created: u64,
+    /// New keys refused because the cache was full.
+    pub create_failed: u64,
+    /// Entries replaced by a newer version.
+    pub updated: u64,
+    /// Entries removed (deletes, flushes and resync sweeps).
+    pub destroyed: u64,
+    /// Deletes of keys the cache did not have.
+    pub destroy_not_found: u64,
 }
 
 /// What this node's kernel has, as last reported by events or a dump.
@@ -65,8 +81,14 @@ impl<R: Record> Cache<R> {
             max,
             generation: 0,
             base: None,
+            counters: CacheCounters::default(),
             _records: PhantomData,
         }
+    }
+
+    /// What happened to the entries so far.
+    pub fn counters(&self) -> CacheCounters {
+        self.counters
     }
 
     fn find(&self, key: &R::Key) -> Option<&Packed> {
@@ -110,11 +132,16 @@ impl<R: Record> Cache<R> {
         ) {
             Slot::Occupied(mut slot) => {
                 let old = std::mem::replace(slot.get_mut(), packed);
+                self.counters.updated += 1;
                 Ok(Some(decode(&old.bytes)))
             }
-            Slot::Vacant(_) if full => Err(Full),
+            Slot::Vacant(_) if full => {
+                self.counters.create_failed += 1;
+                Err(Full)
+            }
             Slot::Vacant(slot) => {
                 slot.insert(packed);
+                self.counters.created += 1;
                 Ok(None)
             }
         }
@@ -123,12 +150,13 @@ impl<R: Record> Cache<R> {
     /// Removes an entry, returning it.
     pub fn remove(&mut self, key: &R::Key) -> Option<R> {
         let hash = self.state.hash_one(key);
-        let slot = self
-            .table
-            .find_entry(hash, |p| {
-                p.hash == hash && decode::<R>(&p.bytes).key() == *key
-            })
-            .ok()?;
+        let Ok(slot) = self.table.find_entry(hash, |p| {
+            p.hash == hash && decode::<R>(&p.bytes).key() == *key
+        }) else {
+            self.counters.destroy_not_found += 1;
+            return None;
+        };
+        self.counters.destroyed += 1;
         Some(decode(&slot.remove().0.bytes))
     }
 
@@ -155,6 +183,7 @@ impl<R: Record> Cache<R> {
             max: self.max,
             generation: self.generation,
             base: self.base,
+            counters: CacheCounters::default(),
             _records: PhantomData,
         }
     }
@@ -175,6 +204,7 @@ impl<R: Record> Cache<R> {
             }
             keep
         });
+        self.counters.destroyed += stale.len() as u64;
         stale
     }
 
@@ -190,6 +220,7 @@ impl<R: Record> Cache<R> {
 
     /// Drops every entry.
     pub fn clear(&mut self) {
+        self.counters.destroyed += self.table.len() as u64;
         self.table.clear();
     }
 

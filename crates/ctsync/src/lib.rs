@@ -70,7 +70,7 @@ pub mod stats;
 pub mod wire;
 
 pub use auth::{AuthKey, Nonce};
-pub use cache::{Cache, ExternalCache, Full, InternalCache};
+pub use cache::{Cache, CacheCounters, ExternalCache, Full, InternalCache};
 pub use node::{Action, CacheKind, Config, Event, ExternalChange, Input, Lag, Node};
 pub use record::Record;
 pub use stats::{DropReason, Drops, Stats};

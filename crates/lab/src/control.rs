@@ -34,6 +34,6 @@ pub fn established_in_external(control: &Path, port: u16) -> usize {
     let dump = ask(control, "dump external", Duration::from_secs(5)).unwrap_or_default();
     let orig = format!("dport={port} ");
     dump.lines()
-        .filter(|l| l.starts_with("proto=6 ") && l.contains(" state=3 ") && l.contains(&orig))
+        .filter(|l| l.starts_with("tcp ") && l.contains(" ESTABLISHED ") && l.contains(&orig))
         .count()
 }

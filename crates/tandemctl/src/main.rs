@@ -6,72 +6,45 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::FromArgMatches;
+use tandemctl_cli::{Args, DEFAULT_CONTROL, LEGACY_CONTROL};
 
-/// Command line (conntrackd's single-letter verbs plus tandem's words).
-#[derive(Parser, Debug)]
-#[command(
-    name = "tandemctl",
-    version,
-    about = "Query and steer a running tandemd"
-)]
-struct Args {
-    /// tandemd's control socket (also TANDEM_CONTROL).
-    #[arg(
-        long,
-        short = 'S',
-        value_name = "PATH",
-        env = "TANDEM_CONTROL",
-        default_value = "/run/tandemd.sock"
-    )]
-    control: PathBuf,
-    /// conntrackd's configuration file: accepted and ignored (tandemd has it already).
-    #[arg(short = 'C', value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Commit the external cache (or `internal`) to the kernel table.
-    #[arg(short = 'c', num_args = 0..=1, default_missing_value = "external", value_name = "CACHE")]
-    commit: Option<String>,
-    /// Flush the caches (`internal`, `external`, or both).
-    #[arg(short = 'f', num_args = 0..=1, default_missing_value = "all", value_name = "CACHE")]
-    flush: Option<String>,
-    /// Resynchronise the internal cache from the kernel table.
-    #[arg(short = 'R')]
-    resync: bool,
-    /// Send a bulk update of the internal cache to the peer.
-    #[arg(short = 'B')]
-    bulk: bool,
-    /// Ask the peer for a full resynchronisation.
-    #[arg(short = 'n')]
-    request_resync: bool,
-    /// Shorten the kernel timers of the flows this node was forwarding.
-    #[arg(short = 't')]
-    shorten: bool,
-    /// Statistics.
-    #[arg(short = 's', num_args = 0..=1, default_missing_value = "all", value_name = "WHAT")]
-    stats: Option<String>,
-    /// Dump the internal cache.
-    #[arg(short = 'i')]
-    internal: bool,
-    /// Dump the external cache.
-    #[arg(short = 'e')]
-    external: bool,
-    /// `status` as one JSON document (see docs/control-and-health.md for its fields).
-    #[arg(long)]
-    json: bool,
-    /// conntrackd's daemon mode: tandemd is the daemon, so this is refused with a pointer.
-    #[arg(short = 'd')]
-    daemon: bool,
-    /// A tandem command word: `status`, `stats`, `commit`, ... (default `status`). `status`
-    /// exits 2 when an instance is in FAULT or the sync peer is silent.
-    command: Vec<String>,
+mod status_table;
+
+/// The socket to ask: the one `-C FILE` names when it exists, else `--control` (see
+/// [`moved_default`] for a daemon started before the default moved).
+fn control_socket(args: &Args, control_is_default: bool) -> Result<PathBuf> {
+    let control = moved_default(&args.control, control_is_default);
+    let Some(file) = &args.config else {
+        return Ok(control);
+    };
+    match tandem_config::conntrackd_control_path(file)? {
+        Some(path) if path.exists() => Ok(path),
+        Some(path) => {
+            eprintln!(
+                "tandemctl: {} names the control socket {}, which does not exist; asking {}",
+                file.display(),
+                path.display(),
+                control.display()
+            );
+            Ok(control)
+        }
+        None => Ok(control),
+    }
 }
 
 fn main() -> Result<()> {
-    let args = Args::parse();
+    // Usage errors exit 1, as conntrackd's do (clap's 2 means "unhealthy" for `status`).
+    let matches = tandemctl_cli::command()
+        .try_get_matches()
+        .unwrap_or_else(|e| exit_usage(e));
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| exit_usage(e));
+    let control_is_default = matches.value_source("control") == Some(ValueSource::DefaultValue);
     if args.daemon {
         bail!("tandemd is the daemon: run `tandemd -f keepalived.conf -f conntrackd.conf`");
     }
@@ -124,10 +97,21 @@ fn main() -> Result<()> {
             _ => bail!("--json goes with `status` only"),
         }
     }
+    let control = control_socket(&args, control_is_default)?;
     let mut unhealthy = false;
     for command in commands {
-        let reply = ask(&args.control, &command)?;
-        print!("{reply}");
+        // `status` for a person: the JSON document, laid out as a table.
+        let table = command == "status";
+        let asked = if table {
+            "status json"
+        } else {
+            command.as_str()
+        };
+        let reply = ask(&control, asked)?;
+        match serde_json::from_str::<serde_json::Value>(&reply) {
+            Ok(status) if table => print!("{}", status_table::render(&status)),
+            _ => print!("{reply}"),
+        }
         if reply.starts_with("error:") {
             std::process::exit(1);
         }
@@ -138,6 +122,24 @@ fn main() -> Result<()> {
         std::process::exit(2);
     }
     Ok(())
+}
+
+/// Prints a usage error (or `--help`, `--version`) and exits: 1 for errors, as conntrackd.
+fn exit_usage(e: clap::Error) -> ! {
+    let code = if e.use_stderr() { 1 } else { 0 };
+    let _ = e.print();
+    std::process::exit(code);
+}
+
+/// The socket to talk to. tandemd's default moved from `/run/tandemd.sock` into the unit's
+/// runtime directory; when neither `-S` nor TANDEM_CONTROL names one and only the old socket
+/// exists (a daemon started before the upgrade), that daemon is the one to ask.
+fn moved_default(given: &Path, is_default: bool) -> PathBuf {
+    let (new, old) = (Path::new(DEFAULT_CONTROL), Path::new(LEGACY_CONTROL));
+    if is_default && !new.exists() && old.exists() {
+        return old.to_path_buf();
+    }
+    given.to_path_buf()
 }
 
 /// Whether a status reply says the node is failing (an instance in FAULT, a silent sync
@@ -174,7 +176,7 @@ fn keygen(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn ask(control: &PathBuf, command: &str) -> Result<String> {
+fn ask(control: &Path, command: &str) -> Result<String> {
     let mut stream = UnixStream::connect(control)
         .with_context(|| format!("connecting to tandemd at {}", control.display()))?;
     // A commit of a million entries takes seconds; a dead daemon should not hang scripts.

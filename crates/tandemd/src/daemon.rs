@@ -22,6 +22,7 @@ use crate::notify::{self, Subject};
 use crate::plan::{Plan, SocketKey, SocketPlan};
 use crate::signals::Signalled;
 
+mod metrics;
 mod processes;
 mod reload;
 mod status_json;
@@ -40,6 +41,8 @@ pub struct Running {
     pub config_id: Option<String>,
     /// The replication settings in force (changes need a restart).
     pub sync: Option<tandem_config::SyncConfig>,
+    /// The metrics listener in force (changes need a restart).
+    pub metrics: Option<tandem_config::MetricsConfig>,
     /// Where the signal-triggered dumps go.
     pub dumps: DumpPaths,
 }
@@ -77,6 +80,8 @@ pub struct Daemon {
     failover: Option<Failover>,
     /// `vrrp_track_process` counting.
     processes: processes::Processes,
+    /// Transitions and step durations, for the metrics.
+    recorder: crate::metrics::Recorder,
     /// vrrp_script runners and track_file watchers.
     trackers: crate::tracking::Trackers,
 }
@@ -86,7 +91,7 @@ pub struct Daemon {
 struct Failover {
     coordinator: Coordinator<Action>,
     /// Oldest first; the service answers in this order.
-    steps: VecDeque<(Step, oneshot::Receiver<Answer>)>,
+    steps: VecDeque<(Step, Instant, oneshot::Receiver<Answer>)>,
     /// Warnings of the sequence so far, and the last one (for status).
     warnings: u64,
     last_warning: Option<String>,
@@ -148,6 +153,7 @@ impl Daemon {
             replication,
             failover,
             processes: processes::Processes::new(),
+            recorder: crate::metrics::Recorder::default(),
             trackers: Default::default(),
         })
     }
@@ -276,7 +282,7 @@ impl Daemon {
                 }
                 answer = async {
                     match self.failover.as_mut().and_then(|f| f.steps.front_mut()) {
-                        Some((_, answer)) => answer.await,
+                        Some((_, _, answer)) => answer.await,
                         None => std::future::pending().await,
                     }
                 } => self.on_step_answered(answer).await,
@@ -450,7 +456,7 @@ impl Daemon {
             return;
         };
         let answer = r.handle.forward(conntrack::Request::for_step(step));
-        f.steps.push_back((step, answer));
+        f.steps.push_back((step, Instant::now(), answer));
     }
 
     /// The oldest step sent has been answered: tell the coordinator.
@@ -458,18 +464,30 @@ impl Daemon {
         let Some(f) = self.failover.as_mut() else {
             return;
         };
-        let Some((step, _)) = f.steps.pop_front() else {
+        let Some((step, sent, _)) = f.steps.pop_front() else {
             return;
         };
+        let took = sent.elapsed();
+        self.recorder.step(&step.to_string(), took);
+        let ms = took.as_secs_f64() * 1000.0;
         let answer = answer.unwrap_or(Err(Refusal::Stopped));
         match &answer {
             Ok(reply) if step == Step::Commit && f.coordinator.waiting_for_commit() => {
-                info!("before announcing: {}", reply.to_string().trim_end());
+                info!(
+                    "failover step commit ({ms:.1} ms), before announcing: {}",
+                    reply.to_string().trim_end()
+                );
             }
             Ok(reply) if step == Step::Commit => {
-                info!("after announcing: {}", reply.to_string().trim_end());
+                info!(
+                    "failover step commit ({ms:.1} ms), after announcing: {}",
+                    reply.to_string().trim_end()
+                );
             }
-            Ok(reply) => debug!("{step}: {}", reply.to_string().trim_end()),
+            Ok(reply) => info!(
+                "failover step {step} ({ms:.1} ms): {}",
+                reply.to_string().trim_end()
+            ),
             // The coordinator turns it into a warning.
             Err(_) => {}
         }
@@ -611,6 +629,7 @@ impl Daemon {
                 let priority = self.plan.router.instance(id).priority();
                 let why = self.plan.router.explain(cause);
                 info!("({}) Entering {to} STATE ({why}, was {from})", plan.name);
+                (self.recorder).transition(&plan.name, &from.to_string(), &to.to_string(), &why);
                 let user = self.plan.notify_user.as_ref();
                 notify::run(
                     &plan.notify,
@@ -724,6 +743,7 @@ impl Daemon {
             }
             (ControlCommand::Reload, _) => self.reload().await,
             (ControlCommand::StatusJson, _) => self.status_json(),
+            (ControlCommand::Metrics, _) => self.metrics_text(),
             (ControlCommand::KeepalivedDump(which), _) => match which {
                 tandem_control::KeepalivedDump::Data => crate::dump::data(&self.plan, Instant::now()),
                 tandem_control::KeepalivedDump::Stats => crate::dump::stats(&self.plan),

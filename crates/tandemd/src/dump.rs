@@ -11,13 +11,6 @@ use tandem_vrrp::{Auth, DropReason, State, Version};
 
 use crate::plan::Plan;
 
-/// Where keepalived writes its data dump.
-pub const DATA_FILE: &str = "/tmp/keepalived.data";
-/// Where keepalived writes its statistics dump.
-pub const STATS_FILE: &str = "/tmp/keepalived.stats";
-/// Where keepalived writes its JSON dump (signal `keepalived --signum=JSON`, SIGRTMIN+2).
-pub const JSON_FILE: &str = "/tmp/keepalived.json";
-
 /// The data dump: global settings, every instance and every sync group.
 pub fn data(plan: &Plan, now: Instant) -> String {
     let mut out = String::new();

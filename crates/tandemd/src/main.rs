@@ -7,6 +7,8 @@ mod daemon;
 mod deadline;
 mod dump;
 mod log_limit;
+mod logging;
+mod metrics;
 mod notify;
 mod panic_guard;
 mod plan;
@@ -20,57 +22,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use tandemd_cli::{Args, DEFAULT_FILES};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
-
-/// Command line, with keepalived's spelling where one exists.
-#[derive(Parser, Debug)]
-#[command(
-    name = "tandemd",
-    version,
-    about = "VRRP failover for Linux gateway pairs"
-)]
-struct Args {
-    /// Configuration file: keepalived.conf, conntrackd.conf, or tandem's TOML (repeatable).
-    /// Without any: /etc/keepalived/keepalived.conf, and /etc/tandem/tandem.toml when it exists.
-    #[arg(short = 'f', long = "use-file", value_name = "FILE")]
-    files: Vec<PathBuf>,
-    /// Validate the configuration and exit: 0 when usable, 1 with file:line:column errors.
-    #[arg(long, short = 't', alias = "config-test")]
-    check: bool,
-    /// keepalived's config id: `@ID` lines are read only when ID is this, `@^ID` lines only
-    /// when it is not; also `${_INSTANCE}`. Default: the host name up to its first dot.
-    #[arg(short = 'i', long = "config-id", value_name = "ID")]
-    config_id: Option<String>,
-    /// Unix socket for tandemctl.
-    #[arg(long, value_name = "PATH", default_value = "/run/tandemd.sock")]
-    control: PathBuf,
-    /// Group allowed to use the control socket (read-only verbs; changing verbs need root).
-    /// Default: `tandem` when that group exists, else root's group.
-    #[arg(long, value_name = "NAME")]
-    control_group: Option<String>,
-    /// Write the daemon's pid here (locked while it runs, removed on exit).
-    #[arg(long, short = 'p', value_name = "PATH")]
-    pid_file: Option<PathBuf>,
-    /// Where SIGUSR1 writes the data dump (keepalived's path by default).
-    #[arg(long, value_name = "PATH", default_value = dump::DATA_FILE)]
-    data_file: PathBuf,
-    /// Where SIGUSR2 writes the statistics dump.
-    #[arg(long, value_name = "PATH", default_value = dump::STATS_FILE)]
-    stats_file: PathBuf,
-    /// Where SIGRTMIN+2 (`keepalived --signum=JSON`) writes the JSON dump.
-    #[arg(long, value_name = "PATH", default_value = dump::JSON_FILE)]
-    json_file: PathBuf,
-    /// Log filter (tracing's env-filter syntax), also read from TANDEM_LOG.
-    #[arg(long, default_value = "info")]
-    log: String,
-}
-
-/// Read when no `-f` is given: keepalived's own path, then tandem's replication settings.
-const DEFAULT_FILES: &[(&str, bool)] = &[
-    ("/etc/keepalived/keepalived.conf", true),
-    ("/etc/tandem/tandem.toml", false),
-];
 
 fn main() -> ExitCode {
     let mut args = Args::parse();
@@ -84,13 +38,10 @@ fn main() -> ExitCode {
     // Notify scripts that call `tandemctl` (or `conntrackd` linked to it) find this daemon.
     std::env::set_var("TANDEM_CONTROL", &args.control);
     let filter = std::env::var("TANDEM_LOG").unwrap_or_else(|_| args.log.clone());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        // Colour escapes only for a person at a terminal, never into journald or a file.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    if let Err(e) = logging::init(&filter, args.log_format, args.log_target) {
+        eprintln!("tandemd: {e}");
+        return ExitCode::FAILURE;
+    }
     // Parsed on a short-lived thread: the parser's temporaries (tokens, statement trees, a
     // large file's text) and the parsed model then sit in that thread's allocator arena, which
     // goes back to the system once the model is dropped after the plan is built, instead of
@@ -224,6 +175,7 @@ async fn run(args: &Args, config: tandem_config::Config) -> Result<()> {
         files: args.files.clone(),
         config_id: args.config_id.clone(),
         sync: config.sync.clone(),
+        metrics: config.metrics.clone(),
         dumps: daemon::DumpPaths {
             data: args.data_file.clone(),
             stats: args.stats_file.clone(),
@@ -236,6 +188,19 @@ async fn run(args: &Args, config: tandem_config::Config) -> Result<()> {
     let signals = signals::listen()?;
     let links = tandem_sys::watch_links().await?;
     let (control_tx, control_rx) = mpsc::channel(16);
+    if let Some(m) = &running.metrics {
+        metrics::server::spawn(m.listen, control_tx.clone())
+            .await
+            .with_context(|| {
+                let at = &m.location;
+                format!(
+                    "{}:{}: [metrics] listen {}",
+                    at.file.display(),
+                    at.line,
+                    m.listen
+                )
+            })?;
+    }
     let group = control::control_group(args.control_group.as_deref())?;
     let _control = control::listen(&args.control, group, control_tx)?;
     let daemon = daemon::Daemon::new(plan, handle, replication, running)?;

@@ -136,10 +136,21 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
     };
     let mut router = Router::new();
     let policy = Policy::from_global(&config.global);
-    for w in &policy.warnings {
-        tracing::warn!("{w}");
-    }
     let tracking = TrackingPlan::from_config(config, &policy);
+    // keepalived warns about the default user only when some script would run.
+    let has_notify = |n: &NotifyScripts| {
+        [&n.notify, &n.master, &n.backup, &n.fault, &n.stop]
+            .iter()
+            .any(|s| s.is_some())
+    };
+    let runs_scripts = !tracking.scripts.is_empty()
+        || config.instances.iter().any(|i| has_notify(&i.notify))
+        || config.sync_groups.iter().any(|g| has_notify(&g.notify));
+    if runs_scripts {
+        for w in &policy.warnings {
+            tracing::warn!("{w}");
+        }
+    }
     for spec in &tracking.scripts {
         let state = match spec.refused {
             Some(_) => TrackerState::Down,

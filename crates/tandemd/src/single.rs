@@ -26,6 +26,10 @@ impl NodeLock {
                  stop it first, or talk to it with tandemctl; nothing was changed"
             );
         }
+        create_parent(control)?;
+        if let Some(path) = pid_file {
+            create_parent(path)?;
+        }
         let lock_path = lock_path(control);
         let control_lock = lock(&lock_path).with_context(|| {
             format!(
@@ -50,6 +54,22 @@ impl Drop for NodeLock {
         if let Some((path, _)) = &self.pid {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// Creates the directory that holds `path` (mode 0755) when it is missing, as systemd's
+/// `RuntimeDirectory=tandem` does for the unit, so a manual start finds `/run/tandem` too.
+/// Only the last level: a mistyped deeper path stays an error.
+fn create_parent(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    match std::fs::DirBuilder::new().mode(0o755).create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(e).with_context(|| format!("creating the directory {}", dir.display()))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -181,6 +201,24 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).unwrap();
         assert!(write_pid(&link).is_err());
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_socket_directory_is_created_but_only_its_last_level() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("tandem-rundir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("tandem").join("tandemd.sock");
+        create_parent(&socket).unwrap();
+        let made = std::fs::metadata(dir.join("tandem")).unwrap();
+        assert!(made.is_dir());
+        assert_eq!(made.permissions().mode() & 0o777, 0o755);
+        // Again: an existing directory is fine.
+        create_parent(&socket).unwrap();
+        let deeper = dir.join("a").join("b").join("tandemd.sock");
+        let refused = create_parent(&deeper).err().unwrap().to_string();
+        assert!(refused.contains("creating the directory"), "{refused}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -102,10 +102,10 @@ fn control_socket_is_0660_under_umask_000_and_changing_verbs_need_root() -> Resu
     assert_eq!((meta.uid(), meta.gid()), (0, NOGROUP), "root:nogroup");
 
     // A member of the control group (nobody's primary group is nogroup) may read ...
-    let (code, out) = run_tandemctl(&d.control, Some((NOBODY, NOGROUP)), &["status"])?;
+    let (code, out) = run_tandemctl(&d.control, Some((NOBODY, NOGROUP)), &["stats", "vrrp"])?;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("instance=VI_1 state="), "{out}");
-    let (code, out) = run_tandemctl(&d.control, Some((NOBODY, NOGROUP)), &["-s"])?;
+    let (code, out) = run_tandemctl(&d.control, Some((NOBODY, NOGROUP)), &["stats"])?;
     assert_eq!(code, 0, "{out}");
     // ... but not change anything, in tandem's words or conntrackd's letters.
     for args in [
@@ -126,7 +126,7 @@ fn control_socket_is_0660_under_umask_000_and_changing_verbs_need_root() -> Resu
     let (_, out) = run_tandemctl(&d.control, Some((NOBODY, NOGROUP)), &["flush"])?;
     assert_eq!(out.trim(), "error: flush needs root (peer uid 65534)");
     // Someone outside the group cannot even connect.
-    let (code, out) = run_tandemctl(&d.control, Some((NOBODY, 4242)), &["status"])?;
+    let (code, out) = run_tandemctl(&d.control, Some((NOBODY, 4242)), &["stats", "vrrp"])?;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("Permission denied"), "{out}");
     // Root gets through to the daemon (which has no replication to flush here).
@@ -135,7 +135,7 @@ fn control_socket_is_0660_under_umask_000_and_changing_verbs_need_root() -> Resu
     assert!(out.contains("replication is not configured"), "{out}");
 
     // An instance in FAULT makes status fail, for the group's monitoring user too.
-    let (code, out) = run_tandemctl(&d.control, Some((NOBODY, NOGROUP)), &["status"])?;
+    let (code, out) = run_tandemctl(&d.control, Some((NOBODY, NOGROUP)), &["stats", "vrrp"])?;
     assert_eq!(code, 0, "{out}");
     assert!(out.ends_with("health=ok\n"), "{out}");
     pair.a.link_set("eth0", false)?;
@@ -148,6 +148,19 @@ fn control_socket_is_0660_under_umask_000_and_changing_verbs_need_root() -> Resu
             (code == 2).then_some(out)
         },
     )?;
+    // `tandemctl` alone is `status`: the table, its verdict, exit 2.
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("VI_1 "))
+        .unwrap_or_default();
+    assert_eq!(row.split_whitespace().nth(1), Some("FAULT"), "{out}");
+    assert!(
+        row.contains("-> FAULT: a tracked interface went down"),
+        "{out}"
+    );
+    assert!(out.ends_with("\nhealth: FAILING fault=VI_1\n"), "{out}");
+    let (code, out) = run_tandemctl(&d.control, Some((NOBODY, NOGROUP)), &["stats", "vrrp"])?;
+    assert_eq!(code, 2, "{out}");
     assert!(out.contains("instance=VI_1 state=FAULT"), "{out}");
     assert!(out.ends_with("health=failing fault=VI_1\n"), "{out}");
     Ok(())
@@ -344,7 +357,7 @@ fn sync_key_mismatch_warns_once_per_period_and_fails_status() -> Result<()> {
         Duration::from_secs(10),
         ms(100),
         || {
-            let (code, out) = run_tandemctl(&b.control, None, &["status"]).ok()?;
+            let (code, out) = run_tandemctl(&b.control, None, &["stats", "vrrp"]).ok()?;
             (code == 2).then_some((code, out))
         },
     )?;
@@ -385,7 +398,7 @@ fn datagram_from_a_wrong_source_is_dropped_and_counted() -> Result<()> {
         Duration::from_secs(15),
         ms(100),
         || {
-            let (code, out) = run_tandemctl(&b.control, None, &["status"]).ok()?;
+            let (code, out) = run_tandemctl(&b.control, None, &["stats", "vrrp"]).ok()?;
             (code == 0 && out.contains("health=ok last_heard=")).then_some(out)
         },
     )?;
@@ -446,7 +459,7 @@ fn datagram_from_a_wrong_source_is_dropped_and_counted() -> Result<()> {
         Duration::from_secs(5),
         ms(100),
         || {
-            let (code, out) = run_tandemctl(&b.control, None, &["status"]).ok()?;
+            let (code, out) = run_tandemctl(&b.control, None, &["stats", "vrrp"]).ok()?;
             out.contains(&counted).then_some((code, out))
         },
     )?;
@@ -477,7 +490,7 @@ fn multicast_sync_accepts_only_sources_on_the_sync_subnet() -> Result<()> {
         Duration::from_secs(15),
         ms(100),
         || {
-            let (code, out) = run_tandemctl(&b.control, None, &["status"]).ok()?;
+            let (code, out) = run_tandemctl(&b.control, None, &["stats", "vrrp"]).ok()?;
             (code == 0 && out.contains("health=ok last_heard=")).then_some(())
         },
     )?;
@@ -605,6 +618,31 @@ fn status_json_describes_the_node_and_fails_when_the_peer_goes_silent() -> Resul
     assert_eq!(vi["interface"], "eth0");
     assert_eq!(doc["sync"]["peer"], "10.0.0.2:3780");
     assert_eq!(doc["health"]["ok"], true);
+    assert_eq!(vi["last_transition"]["to"], "MASTER", "{doc}");
+    assert!(vi["last_transition"]["cause"].is_string(), "{doc}");
+    assert!(
+        vi["in_state_seconds"].as_f64().is_some_and(|s| s >= 0.0),
+        "{doc}"
+    );
+    assert!(doc["sync"]["internal_entries"].is_u64(), "{doc}");
+    assert!(doc["sync"]["records_sent"].is_u64(), "{doc}");
+    // The same, laid out for a person.
+    let (code, table) = run_tandemctl(&a.control, None, &["status"])?;
+    assert_eq!(code, 0, "{table}");
+    let row: Vec<&str> = (table.lines())
+        .find(|l| l.starts_with("VI_1 "))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        row.get(1..5),
+        Some(&["MASTER", "150", "(self)", "10.0.0.254/24"][..]),
+        "{table}"
+    );
+    assert!(
+        table.contains("\nsync peer 10.0.0.2:3780: ok, last heard"),
+        "{table}"
+    );
+    assert!(table.ends_with("\nhealth: ok\n"), "{table}");
     // The peer dies: after peer_silent (3 s) the document says so and the exit status is 2.
     b.child.kill()?;
     let (code, doc) = wait_until("silent", Duration::from_secs(10), ms(100), || {

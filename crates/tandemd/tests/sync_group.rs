@@ -44,8 +44,9 @@ fn config(pair: &Pair, node: &str, priority: u8) -> Result<String> {
         }
         .render()
     };
+    // The hook runs as root by choice: no warning about a missing `keepalived_script` user.
     Ok(format!(
-        "vrrp_sync_group G1 {{\n    group {{\n        VI_0\n        VI_1\n    }}\n    notify {}\n}}\n{}{}",
+        "global_defs {{\n    script_user root\n}}\nvrrp_sync_group G1 {{\n    group {{\n        VI_0\n        VI_1\n    }}\n    notify {}\n}}\n{}{}",
         script.display(),
         vi("VI_0", "eth0", 10, "10.0.0.254/24"),
         vi("VI_1", "eth1", 11, "10.0.1.254/24"),

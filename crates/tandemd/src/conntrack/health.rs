@@ -110,6 +110,8 @@ pub struct PeerHealth {
     pub drops: Vec<(&'static str, u64)>,
     /// How far the peer is behind this node.
     pub lag: tandem_ctsync::Lag,
+    /// Every replication counter and the caches' sizes, as of the last publication.
+    pub counters: Stats,
     /// When the replication loop last published this: a loop that stops publishing is stuck,
     /// and the systemd watchdog is then no longer fed.
     pub published: Instant,
@@ -191,6 +193,7 @@ impl Health {
             retransmissions: 0,
             drops: Vec::new(),
             lag: Default::default(),
+            counters: Stats::default(),
             published: now,
         }));
         Health {
@@ -354,6 +357,7 @@ impl Health {
             shared.retransmissions = stats.retransmissions;
             shared.drops = drops.into_iter().filter(|&(_, n)| n > 0).collect();
             shared.lag = lag;
+            shared.counters = stats.clone();
             shared.published = now;
         }
     }
@@ -450,6 +454,7 @@ mod tests {
             retransmissions: 2,
             drops: vec![("bad_hmac", 5)],
             lag: Default::default(),
+            counters: Stats::default(),
             published: t0,
         };
         assert!(!h.is_silent(t0 + Duration::from_secs(2)));

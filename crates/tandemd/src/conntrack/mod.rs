@@ -4,6 +4,7 @@
 mod filter;
 mod health;
 mod kernel;
+mod sections;
 mod service;
 mod warm;
 

@@ -109,6 +109,18 @@ struct Service {
     forget: Vec<FlowKey>,
     /// Whether this node is the one forwarding (set by commit, cleared by shorten).
     master: bool,
+    /// What conntrackd's `-s` sections show that nothing else counts.
+    runtime: RuntimeCounters,
+}
+
+/// The sync link and the kernel side as conntrackd's `-s runtime` / `-s link` show them.
+struct RuntimeCounters {
+    started: Instant,
+    device: String,
+    multicast: bool,
+    events: u64,
+    overruns: u64,
+    kernel_resyncs: u64,
 }
 
 /// What a commit did, and whether it paused this node's events (then a dump follows).
@@ -164,6 +176,14 @@ pub fn start(
         .build()
         .context("starting the replication event loop")?;
     let interface = config.interface.clone();
+    let runtime_counters = RuntimeCounters {
+        started: Instant::now(),
+        device: interface.clone().unwrap_or_else(|| "-".into()),
+        multicast: matches!(config.transport, Transport::Multicast { .. }),
+        events: 0,
+        overruns: 0,
+        kernel_resyncs: 0,
+    };
     std::thread::Builder::new()
         .name("ct-sync".into())
         .spawn(move || {
@@ -191,6 +211,7 @@ pub fn start(
                     warm_done,
                     forget: Vec::new(),
                     master: false,
+                    runtime: runtime_counters,
                 };
                 service.run(events, command_rx, warm_done_rx).await
             })
@@ -366,6 +387,7 @@ impl Service {
     }
 
     async fn on_kernel_events(&mut self, batch: Vec<KernelEvent>) {
+        self.runtime.events += batch.len() as u64;
         let mut local = Vec::with_capacity(batch.len());
         for event in batch {
             match event {
@@ -390,6 +412,7 @@ impl Service {
                     });
                 }
                 KernelEvent::Overflow => {
+                    self.runtime.overruns += 1;
                     warn!("conntrack events were lost (ENOBUFS): resynchronising from a dump");
                     if !local.is_empty() {
                         let actions = self
@@ -408,6 +431,7 @@ impl Service {
     }
 
     async fn resync_from_kernel(&mut self) -> Answer {
+        self.runtime.kernel_resyncs += 1;
         let started = Instant::now();
         match self.kernel.call(|ct| ct.dump(None)).await {
             Ok(flows) => {
@@ -669,6 +693,11 @@ impl Service {
             }
             Request::Shorten => self.shorten().await,
             Request::Stats => Ok(Reply::Stats(self.stats())),
+            Request::Section(section) => Ok(Reply::Section(super::sections::render(
+                section,
+                &self.section_data(),
+                Instant::now(),
+            ))),
             Request::Dump(CacheKind::Internal) => {
                 Ok(Reply::Dump(self.node.internal().records().collect()))
             }
@@ -696,6 +725,23 @@ impl Service {
                 seconds: SHORT,
             }),
             Err(e) => Err(Refusal::ShortenFailed(e.to_string())),
+        }
+    }
+
+    fn section_data(&self) -> super::sections::SectionData {
+        let r = &self.runtime;
+        super::sections::SectionData {
+            stats: self.node.stats(),
+            internal: (self.node.internal().counters(), self.node.internal().len()),
+            external: (self.node.external().counters(), self.node.external().len()),
+            device: r.device.clone(),
+            multicast: r.multicast,
+            send_errors: self.health.send_errors(),
+            unacked: self.node.lag().unacked,
+            events: r.events,
+            overruns: r.overruns,
+            kernel_resyncs: r.kernel_resyncs,
+            started: r.started,
         }
     }
 

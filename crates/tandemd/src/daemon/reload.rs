@@ -62,6 +62,11 @@ impl Daemon {
             warn!("{note}");
             let _ = writeln!(notes, "warning: {note}");
         }
+        if config.metrics != self.running.metrics {
+            let note = "[metrics] changed: the listener changes at the next restart";
+            warn!("{note}");
+            let _ = writeln!(notes, "warning: {note}");
+        }
         let summary = self.apply(next).await;
         self.use_process_watch(watch, generation);
         info!("Reload done: {summary}");

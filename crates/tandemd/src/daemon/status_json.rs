@@ -20,6 +20,8 @@ impl Daemon {
                 let drops: Map<String, Value> = (s.drop_counts())
                     .map(|(name, n)| (name.to_string(), json!(n)))
                     .collect();
+                let last = self.recorder.last_transition(&plan.name);
+                let ago = |at: Instant| now.saturating_duration_since(at).as_secs_f64();
                 json!({
                     "name": plan.name,
                     "state": instance.state().keyword(),
@@ -40,6 +42,13 @@ impl Daemon {
                     "released_master": s.released_master,
                     "drops": s.total_drops(),
                     "drops_by_reason": drops,
+                    "in_state_seconds": last.map(|t| ago(t.at)),
+                    "last_transition": last.map(|t| json!({
+                        "from": t.from,
+                        "to": t.to,
+                        "cause": t.cause,
+                        "seconds_ago": ago(t.at),
+                    })),
                     "trackers": self.tracker_rows(id),
                 })
             })
@@ -59,6 +68,12 @@ impl Daemon {
                     "queued_bytes": h.lag.queued_bytes,
                     "retransmissions": h.retransmissions,
                     "drops_by_reason": drops,
+                    "internal_entries": h.counters.internal_entries,
+                    "external_entries": h.counters.external_entries,
+                    "records_sent": h.counters.records_sent,
+                    "records_received": h.counters.records_received,
+                    "datagrams_sent": h.counters.datagrams_sent,
+                    "datagrams_received": h.counters.datagrams_received,
                 })
             });
         let failover = self.failover.as_ref().map(|f| {
@@ -70,9 +85,28 @@ impl Daemon {
                 "last_warning": f.last_warning,
             })
         });
+        let mut groups: Vec<usize> = (self.plan.router.instances())
+            .filter_map(|(id, _)| self.plan.router.group_of(id))
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let groups: Vec<Value> = (groups.into_iter())
+            .map(|g| {
+                let members: Vec<&str> = (self.plan.router.instances())
+                    .filter(|(id, _)| self.plan.router.group_of(*id) == Some(g))
+                    .map(|(id, _)| self.plan.instances[id].name.as_str())
+                    .collect();
+                json!({
+                    "name": self.plan.router.group_name(g),
+                    "state": self.plan.router.group_state(g).keyword(),
+                    "members": members,
+                })
+            })
+            .collect();
         let failing = self.failing(now);
         let document = json!({
             "instances": instances,
+            "groups": groups,
             "sync": sync,
             "failover": failover,
             "health": { "ok": failing.is_empty(), "failing": failing },
