@@ -61,6 +61,18 @@ const ACTED_ON: &[(&str, &str)] = &[
     ("vrrp_sync_group", "notify_stop"),
     ("authentication", "auth_type"),
     ("authentication", "auth_pass"),
+    ("top", "vrrp_track_process"),
+    ("vrrp_track_process", "process"),
+    ("vrrp_track_process", "param_match"),
+    ("vrrp_track_process", "weight"),
+    ("vrrp_track_process", "quorum"),
+    ("vrrp_track_process", "quorum_max"),
+    ("vrrp_track_process", "delay"),
+    ("vrrp_track_process", "terminate_delay"),
+    ("vrrp_track_process", "fork_delay"),
+    ("vrrp_track_process", "full_command"),
+    ("vrrp_instance", "track_process"),
+    ("vrrp_sync_group", "track_process"),
     // Read into the model; the block as a whole is warned about until the trackers land.
     ("vrrp_script", "script"),
     ("vrrp_script", "interval"),
@@ -139,6 +151,14 @@ fn placed(block: &str, line: &str) -> (String, u32) {
             15,
         ),
         "vrrp_script" => (format!("vrrp_script chk {{\n script /bin/true\n {line}\n}}\n"), 3),
+        // A tracker needs its `process` line.
+        "vrrp_track_process" if line.starts_with("process") => {
+            (format!("vrrp_track_process P {{\n {line}\n}}\n"), 2)
+        }
+        "vrrp_track_process" => (
+            format!("vrrp_track_process P {{\n process p\n {line}\n}}\n"),
+            3,
+        ),
         // Blocks tandem does not implement: the block is warned about at its first line.
         other => (format!("{other} X {{\n {line}\n}}\n"), 1),
     }
