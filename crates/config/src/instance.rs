@@ -26,6 +26,8 @@ pub(crate) struct ParsedInstance {
     src_word: Option<Word>,
     peer_words: Vec<Word>,
     track_script_words: Vec<Word>,
+    /// `track_process` lines, checked against the trackers once all are read.
+    pub track_process_lines: Vec<crate::track_process::TrackProcessLine>,
 }
 
 /// Parses one `vrrp_instance` block. Returns `None` only when the block is unusable.
@@ -54,6 +56,7 @@ pub(crate) fn parse(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedInstance> {
             preempt_delay: Duration::ZERO,
             track_interfaces: Vec::new(),
             track_scripts: Vec::new(),
+            track_processes: Vec::new(),
             track_files: Vec::new(),
             notify: NotifyScripts::default(),
             garp_master_delay: None,
@@ -77,6 +80,7 @@ pub(crate) fn parse(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedInstance> {
         src_word: None,
         peer_words: Vec::new(),
         track_script_words: Vec::new(),
+        track_process_lines: Vec::new(),
     };
     for s in &block.stmts {
         keyword(s, &mut p, ctx);
@@ -226,6 +230,12 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
                         p.track_script_words.push(line.key.clone());
                     }
                 }
+            }
+        }
+        "track_process" => {
+            if let Some(b) = ctx.block(s) {
+                let lines = crate::track_process::track_process_block(b, ctx);
+                p.track_process_lines.extend(lines);
             }
         }
         "track_file" => {

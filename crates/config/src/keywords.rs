@@ -155,7 +155,6 @@ pub(crate) const INSTANCE_UNSUPPORTED: &[&str] = &[
     "thread_timer_expired",
     "timer_expired_backup",
     "track_bfd",
-    "track_process",
     "track_src_ip",
     "unicast_fault_no_peer",
     "unicast_ttl",
@@ -176,7 +175,6 @@ pub(crate) const SYNC_GROUP_UNSUPPORTED: &[&str] = &[
     "smtp_alert",
     "track_bfd",
     "track_interface",
-    "track_process",
 ];
 
 /// Top-level blocks that tandem does not implement (yet): one warning per block.
@@ -192,7 +190,6 @@ pub(crate) const TOP_LEVEL_NOT_YET: &[&str] = &[
     "track_group",
     "virtual_server",
     "virtual_server_group",
-    "vrrp_track_process",
 ];
 
 /// Top-level one-line keywords that tandem ignores.

@@ -30,6 +30,7 @@ mod parser;
 mod routes;
 pub mod sync;
 mod track_file;
+mod track_process;
 mod tree;
 mod values;
 

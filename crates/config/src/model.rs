@@ -34,6 +34,8 @@ pub struct Config {
     pub global: GlobalDefs,
     /// `vrrp_script` blocks, in file order.
     pub scripts: Vec<VrrpScript>,
+    /// `vrrp_track_process` blocks, in file order.
+    pub track_processes: Vec<VrrpTrackProcess>,
     /// `track_file` (or `vrrp_track_file`) blocks, in file order.
     pub track_files: Vec<TrackFile>,
     /// `vrrp_instance` blocks, in file order.
@@ -457,6 +459,8 @@ pub struct VrrpInstance {
     pub track_interfaces: Vec<TrackInterface>,
     /// `track_script { ... }`.
     pub track_scripts: Vec<TrackScript>,
+    /// `track_process { ... }`.
+    pub track_processes: Vec<TrackProcess>,
     /// `track_file { ... }`.
     pub track_files: Vec<TrackFileRef>,
     /// Notify hooks.
@@ -498,6 +502,65 @@ pub struct SyncGroup {
     pub tracking_weight: bool,
     /// Notify hooks with `TYPE` = `GROUP`.
     pub notify: NotifyScripts,
+    /// `track_process { ... }`: applies to every member.
+    pub track_processes: Vec<TrackProcess>,
     /// Where the block starts.
     pub location: Location,
+}
+
+/// How `vrrp_track_process` compares a process's arguments with the configured ones
+/// (`param_match`); anything but `Any` compares the command line, not the kernel's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamMatch {
+    /// No comparison of arguments: only the name (or the command line's first word).
+    Any,
+    /// The arguments are exactly the configured ones (the default when `process` has some).
+    Exact,
+    /// The configured arguments are the first arguments of the process.
+    Partial,
+    /// As `Partial`, but the last configured argument need only begin the process's one.
+    Initial,
+}
+
+/// `vrrp_track_process NAME { ... }`: a count of running processes that must stay within
+/// `quorum..=quorum_max`, watched through the kernel's process events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VrrpTrackProcess {
+    /// Block name, referenced from `track_process`.
+    pub name: String,
+    /// `process NAME_OR_PATH [ARGS...]`: the kernel's process name, or with `full_command`
+    /// the command line's first word.
+    pub process: String,
+    /// `process NAME ARGS...`: the arguments to compare (see `param_match`).
+    pub args: Vec<String>,
+    /// `param_match`: how `args` are compared.
+    pub param_match: ParamMatch,
+    /// Compare the command line (`/proc/PID/cmdline`) instead of the kernel's 15-character
+    /// process name; set by `full_command`, by `param_match` and by arguments on `process`.
+    pub full_command: bool,
+    /// `quorum`, default 1: fewest processes for the tracker to be up.
+    pub quorum: u32,
+    /// `quorum_max`, default unlimited: most processes for the tracker to be up.
+    pub quorum_max: u32,
+    /// `fork_delay` (or `delay`): how long a count reached through a fork must hold.
+    pub fork_delay: Duration,
+    /// `terminate_delay` (or `delay`): how long a count reached through an exit must hold.
+    pub terminate_delay: Duration,
+    /// `weight N`, default 0 (0: out of quorum forces FAULT).
+    pub weight: i32,
+    /// `weight N reverse`: the weight applies the other way round.
+    pub reverse: bool,
+    /// Where the block starts.
+    pub location: Location,
+}
+
+/// `track_process` line in an instance or a sync group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackProcess {
+    /// Name of a `vrrp_track_process`.
+    pub name: String,
+    /// `weight N` overriding the tracker's own weight.
+    pub weight: Option<i32>,
+    /// `reverse` / `noreverse` after the weight, overriding the tracker's own.
+    pub reverse: Option<bool>,
 }

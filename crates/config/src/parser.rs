@@ -10,6 +10,7 @@ use crate::keywords::{
     GLOBAL_UNSUPPORTED, SYNC_GROUP_UNSUPPORTED, TOP_LEVEL_NOT_YET, TOP_LEVEL_UNSUPPORTED,
 };
 use crate::model::{Config, GlobalDefs, NotifyScripts, SyncGroup, VrrpScript};
+use crate::track_process::{self, TrackProcessLine};
 use crate::tree::{Stmt, Word};
 use crate::values::{parse_seconds, script_line, Ctx};
 
@@ -19,6 +20,7 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
     let mut instances = Vec::new();
     let mut groups = Vec::new();
     let mut scripts: Vec<(VrrpScript, Word)> = Vec::new();
+    let mut trackers = Vec::new();
     let mut files: Vec<(crate::model::TrackFile, Word)> = Vec::new();
     for stmt in stmts {
         let k = stmt.key.text.as_str();
@@ -31,6 +33,11 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
             "vrrp_script" => {
                 if let Some(s) = vrrp_script(stmt, ctx) {
                     scripts.push(s);
+                }
+            }
+            "vrrp_track_process" => {
+                if let Some(t) = track_process::vrrp_track_process(stmt, ctx) {
+                    trackers.push(t);
                 }
             }
             "track_file" | "vrrp_track_file" => {
@@ -78,6 +85,19 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
         config.scripts.push(script);
     }
 
+    config.track_processes = track_process::unique(trackers, ctx);
+    for p in &mut instances {
+        let lines = std::mem::take(&mut p.track_process_lines);
+        let owner = format!("vrrp_instance `{}`", p.instance.name);
+        p.instance.track_processes =
+            track_process::resolve(lines, &config.track_processes, &owner, ctx);
+    }
+    for g in &mut groups {
+        let lines = std::mem::take(&mut g.track_process_lines);
+        let owner = format!("vrrp_sync_group `{}`", g.group.name);
+        g.group.track_processes =
+            track_process::resolve(lines, &config.track_processes, &owner, ctx);
+    }
     for (file, name) in files {
         if config.track_files.iter().any(|f| f.name == file.name) {
             ctx.error(
@@ -495,6 +515,7 @@ struct ParsedGroup {
     group: SyncGroup,
     name: Word,
     members: Vec<Word>,
+    track_process_lines: Vec<TrackProcessLine>,
     /// The `track_script` lines' names, for "no such script" errors.
     script_words: Vec<Word>,
 }
@@ -509,9 +530,11 @@ fn sync_group(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedGroup> {
         track_files: Vec::new(),
         tracking_weight: false,
         notify: NotifyScripts::default(),
+        track_processes: Vec::new(),
         location: stmt.key.loc.clone(),
     };
     let mut members = Vec::new();
+    let mut track_process_lines = Vec::new();
     let mut script_words = Vec::new();
     let mut has_group = false;
     for s in &block.stmts {
@@ -528,6 +551,11 @@ fn sync_group(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedGroup> {
                             members.extend(line.words().cloned());
                         }
                     }
+                }
+            }
+            "track_process" => {
+                if let Some(b) = ctx.block(s) {
+                    track_process_lines.extend(track_process::track_process_block(b, ctx));
                 }
             }
             "track_script" => {
@@ -571,6 +599,7 @@ fn sync_group(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedGroup> {
         group,
         name,
         members,
+        track_process_lines,
         script_words,
     })
 }

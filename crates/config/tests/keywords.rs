@@ -88,6 +88,18 @@ const ACTED_ON: &[(&str, &str)] = &[
     ("vrrp_track_file", "file"),
     ("vrrp_track_file", "weight"),
     ("vrrp_track_file", "init_file"),
+    ("top", "vrrp_track_process"),
+    ("vrrp_track_process", "process"),
+    ("vrrp_track_process", "param_match"),
+    ("vrrp_track_process", "weight"),
+    ("vrrp_track_process", "quorum"),
+    ("vrrp_track_process", "quorum_max"),
+    ("vrrp_track_process", "delay"),
+    ("vrrp_track_process", "terminate_delay"),
+    ("vrrp_track_process", "fork_delay"),
+    ("vrrp_track_process", "full_command"),
+    ("vrrp_instance", "track_process"),
+    ("vrrp_sync_group", "track_process"),
     ("vrrp_script", "script"),
     ("vrrp_script", "interval"),
     ("vrrp_script", "timeout"),
@@ -168,6 +180,14 @@ fn placed(block: &str, line: &str) -> (String, u32) {
         "track_file" | "vrrp_track_file" => {
             (format!("{block} tf {{\n file /run/tf\n {line}\n}}\n"), 3)
         }
+        // A tracker needs its `process` line.
+        "vrrp_track_process" if line.starts_with("process") => {
+            (format!("vrrp_track_process P {{\n {line}\n}}\n"), 2)
+        }
+        "vrrp_track_process" => (
+            format!("vrrp_track_process P {{\n process p\n {line}\n}}\n"),
+            3,
+        ),
         // Blocks tandem does not implement: the block is warned about at its first line.
         other => (format!("{other} X {{\n {line}\n}}\n"), 1),
     }

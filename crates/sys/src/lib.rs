@@ -25,6 +25,7 @@ pub mod interfaces;
 mod link_frames;
 pub mod links;
 mod packet_socket;
+pub mod proc_events;
 pub mod routes;
 pub mod vmac;
 mod vrrp_receive;
@@ -35,6 +36,7 @@ pub use error::SysError;
 pub use gratuitous::{send_gratuitous_arp, send_unsolicited_na, ArpSender, NaSender};
 pub use interfaces::{interface, interface_exists, InterfaceInfo};
 pub use links::{watch_links, LinkEvent};
+pub use proc_events::{ProcEvent, ProcEvents};
 pub use routes::{route_type, RouteSpec, RuleSpec};
 pub use vmac::{virtual_mac, Vmac};
 pub use vrrp_socket::{

@@ -24,6 +24,7 @@ use crate::plan::{Plan, SocketKey, SocketPlan};
 use crate::signals::Signalled;
 
 mod metrics;
+mod processes;
 mod reload;
 mod status_json;
 mod status_tracking;
@@ -78,6 +79,8 @@ pub struct Daemon {
     replication: Option<Replication>,
     /// The built-in failover sequence (replication with `builtin_failover`).
     failover: Option<Failover>,
+    /// `vrrp_track_process` counting.
+    processes: processes::Processes,
     /// Transitions and step durations, for the metrics.
     recorder: crate::metrics::Recorder,
     /// vrrp_script runners and track_file watchers.
@@ -150,6 +153,7 @@ impl Daemon {
             drop_log: HashMap::new(),
             replication,
             failover,
+            processes: processes::Processes::new(),
             recorder: crate::metrics::Recorder::default(),
             trackers: Default::default(),
         })
@@ -193,6 +197,10 @@ impl Daemon {
             let commands = (f.coordinator).handle(Instant::now(), tandem_failover::Input::Start);
             self.run_commands(commands).await;
         }
+        // Tracked processes are counted before the instances start, as keepalived does.
+        let mut process_updates = self.processes.updates().context("the daemon runs once")?;
+        let (watch, generation) = self.processes.watch(&mut self.plan).await?;
+        self.use_process_watch(watch, generation);
         let actions = self.plan.router.handle(Instant::now(), Input::Start);
         self.execute(actions).await;
         // systemd Type=notify: ready once the instances run; without systemd this is a no-op.
@@ -234,6 +242,7 @@ impl Daemon {
                     let actions = self.plan.router.handle(Instant::now(), input);
                     self.execute(actions).await;
                 }
+                Some(update) = process_updates.recv() => self.on_process_update(update).await,
                 Some(request) = control.recv() => self.on_control(request).await,
                 Some(event) = tracker_events.recv() => {
                     if let Some((kind, name, state)) = self.trackers.on_event(event) {

@@ -245,13 +245,14 @@ pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
     result
 }
 
-/// keepalived's "Tracked scripts" / "Tracked files" lists of one instance, with each
+/// keepalived's "Tracked scripts" / "Tracked files" / "Tracked processes" lists of one instance, with each
 /// reference's weight and the tracker's state.
 fn tracked_lines(plan: &Plan, id: usize, out: &mut String) {
     let trackers: Vec<_> = plan.router.trackers().collect();
     for (kind, title) in [
         (tandem_vrrp::TrackerKind::Script, "Tracked scripts"),
         (tandem_vrrp::TrackerKind::File, "Tracked files"),
+        (tandem_vrrp::TrackerKind::Process, "Tracked processes"),
     ] {
         let rows: Vec<String> = (plan.router.tracking_of(id).into_iter())
             .filter_map(|t| {

@@ -15,6 +15,7 @@ mod panic_guard;
 mod plan;
 mod signals;
 mod single;
+mod track_process;
 mod tracking;
 mod vmacs;
 

@@ -110,6 +110,8 @@ pub struct Plan {
     pub interfaces: BTreeMap<String, InterfaceInfo>,
     /// `router_id`, or the host name: shown in dumps.
     pub router_id: String,
+    /// `vrrp_track_process` trackers, counted by [`crate::track_process`].
+    pub processes: Vec<crate::track_process::ProcessTracker>,
     /// The scripts and files the instances follow.
     pub tracking: TrackingPlan,
     /// Who notify scripts run as (`None`: script security refuses them all).
@@ -553,6 +555,7 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
             notify: secure_notify(&sg.notify, &policy, &context),
         });
     }
+    let processes = crate::track_process::add_to_router(config, &mut router);
     Ok(Plan {
         router,
         instances,
@@ -567,6 +570,7 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default()
         }),
+        processes,
         tracking,
         notify_user: policy.default_user.clone().ok(),
     })

@@ -41,6 +41,7 @@
 pub mod checksum;
 pub mod instance;
 pub mod packet;
+pub mod process_watch;
 pub mod router;
 pub mod stats;
 pub mod tracker;

@@ -25,6 +25,8 @@ pub enum TrackerKind {
     Script,
     /// `track_file`: an integer in a file.
     File,
+    /// `vrrp_track_process`: a count of running processes within its quorum.
+    Process,
 }
 
 impl TrackerKind {
@@ -33,6 +35,7 @@ impl TrackerKind {
         match self {
             TrackerKind::Script => "script",
             TrackerKind::File => "file",
+            TrackerKind::Process => "process",
         }
     }
 }

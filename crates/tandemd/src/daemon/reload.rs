@@ -47,8 +47,12 @@ impl Daemon {
             Ok(interfaces) => plan::build(&config, &interfaces),
             Err(e) => Err(e),
         };
-        let next = match next {
+        let mut next = match next {
             Ok(next) => next,
+            Err(e) => return refused(&format!("error: {e:#}\n")),
+        };
+        let (watch, generation) = match self.processes.watch(&mut next).await {
+            Ok(watched) => watched,
             Err(e) => return refused(&format!("error: {e:#}\n")),
         };
         let mut notes = String::new();
@@ -65,6 +69,7 @@ impl Daemon {
             let _ = writeln!(notes, "warning: {note}");
         }
         let summary = self.apply(next).await;
+        self.use_process_watch(watch, generation);
         info!("Reload done: {summary}");
         format!("{notes}reload: {summary}\n")
     }

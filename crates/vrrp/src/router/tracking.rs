@@ -118,6 +118,18 @@ impl Router {
                 (TrackerKind::File, state) => {
                     format!("tracked file `{}` holds {state}", t.name)
                 }
+                (TrackerKind::Process, TrackerState::Up) => {
+                    format!("tracked process `{}` has its quorum", t.name)
+                }
+                (TrackerKind::Process, TrackerState::Pending) => {
+                    format!(
+                        "waiting for the first count of tracked process `{}`",
+                        t.name
+                    )
+                }
+                (TrackerKind::Process, _) => {
+                    format!("tracked process `{}` lost its quorum", t.name)
+                }
             },
             None => "its trackers changed".to_string(),
         }
