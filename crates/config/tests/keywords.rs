@@ -13,6 +13,21 @@ const ACTED_ON: &[(&str, &str)] = &[
     ("top", "vrrp_instance"),
     ("top", "vrrp_sync_group"),
     ("top", "vrrp_script"),
+    ("top", "track_file"),
+    ("top", "vrrp_track_file"),
+    ("global_defs", "script_user"),
+    ("global_defs", "enable_script_security"),
+    ("vrrp_instance", "track_script"),
+    ("vrrp_instance", "track_file"),
+    ("vrrp_sync_group", "track_script"),
+    ("vrrp_sync_group", "track_file"),
+    ("vrrp_sync_group", "sync_group_tracking_weight"),
+    ("track_file", "file"),
+    ("track_file", "weight"),
+    ("track_file", "init_file"),
+    ("vrrp_track_file", "file"),
+    ("vrrp_track_file", "weight"),
+    ("vrrp_track_file", "init_file"),
     ("global_defs", "router_id"),
     ("global_defs", "vrrp_mcast_group4"),
     ("global_defs", "vrrp_mcast_group6"),
@@ -25,6 +40,18 @@ const ACTED_ON: &[(&str, &str)] = &[
     ("global_defs", "vrrp_owner_ignore_adverts"),
     ("global_defs", "vrrp_lower_prio_no_advert"),
     ("global_defs", "vrrp_higher_prio_send_advert"),
+    ("global_defs", "notification_email"),
+    ("global_defs", "notification_email_from"),
+    ("global_defs", "smtp_server"),
+    ("global_defs", "smtp_connect_timeout"),
+    ("global_defs", "smtp_helo_name"),
+    ("global_defs", "smtp_alert"),
+    ("global_defs", "smtp_alert_vrrp"),
+    ("global_defs", "no_email_faults"),
+    ("global_defs", "notify_fifo"),
+    ("global_defs", "notify_fifo_script"),
+    ("global_defs", "vrrp_notify_fifo"),
+    ("global_defs", "vrrp_notify_fifo_script"),
     ("vrrp_instance", "state"),
     ("vrrp_instance", "interface"),
     ("vrrp_instance", "virtual_router_id"),
@@ -53,12 +80,14 @@ const ACTED_ON: &[(&str, &str)] = &[
     ("vrrp_instance", "notify_backup"),
     ("vrrp_instance", "notify_fault"),
     ("vrrp_instance", "notify_stop"),
+    ("vrrp_instance", "smtp_alert"),
     ("vrrp_sync_group", "group"),
     ("vrrp_sync_group", "notify"),
     ("vrrp_sync_group", "notify_master"),
     ("vrrp_sync_group", "notify_backup"),
     ("vrrp_sync_group", "notify_fault"),
     ("vrrp_sync_group", "notify_stop"),
+    ("vrrp_sync_group", "smtp_alert"),
     ("authentication", "auth_type"),
     ("authentication", "auth_pass"),
     // Read into the model; the block as a whole is warned about until the trackers land.
@@ -88,6 +117,8 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("vrrp_instance", "version", " 2"),
     ("vrrp_instance", "state", " BACKUP"),
     ("vrrp_sync_group", "track_script", " {\n  chk\n }"),
+    ("vrrp_instance", "track_file", " {\n  f\n }"),
+    ("vrrp_sync_group", "track_file", " {\n  f\n }"),
     ("global_defs", "vrrp_mcast_group4", " 224.0.0.18"),
     ("global_defs", "vrrp_mcast_group6", " ff02::12"),
     ("global_defs", "vrrp_version", " 2"),
@@ -123,11 +154,13 @@ fn placed(block: &str, line: &str) -> (String, u32) {
     let script = "vrrp_script chk {\n script /bin/true\n}\n";
     let instance_head = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n";
     let instance_vip = " virtual_ipaddress {\n  10.0.0.1\n }\n";
+    // After the block, so the line numbers above stay; references are checked at the end.
+    let file = "track_file f {\n file /run/tandem-keyword-test\n}\n";
     match block {
         "top" => (format!("{line}\n"), 1),
         "global_defs" => (format!("global_defs {{\n {line}\n}}\n"), 2),
         "vrrp_instance" => (
-            format!("{script}{instance_head}{instance_vip} {line}\n}}\n"),
+            format!("{script}{instance_head}{instance_vip} {line}\n}}\n{file}"),
             10,
         ),
         "authentication" => (
@@ -135,10 +168,14 @@ fn placed(block: &str, line: &str) -> (String, u32) {
             10,
         ),
         "vrrp_sync_group" => (
-            format!("{script}{instance_head}{instance_vip}}}\nvrrp_sync_group G {{\n group {{\n  VI_1\n }}\n {line}\n}}\n"),
+            format!("{script}{instance_head}{instance_vip}}}\nvrrp_sync_group G {{\n group {{\n  VI_1\n }}\n {line}\n}}\n{file}"),
             15,
         ),
         "vrrp_script" => (format!("vrrp_script chk {{\n script /bin/true\n {line}\n}}\n"), 3),
+        "track_file" | "vrrp_track_file" => (
+            format!("{block} f {{\n file /run/tandem-keyword-test\n {line}\n}}\n"),
+            3,
+        ),
         // Blocks tandem does not implement: the block is warned about at its first line.
         other => (format!("{other} X {{\n {line}\n}}\n"), 1),
     }
