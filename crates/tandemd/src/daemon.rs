@@ -81,6 +81,8 @@ pub struct Daemon {
     recorder: crate::metrics::Recorder,
     /// vrrp_script runners and track_file watchers.
     trackers: crate::tracking::Trackers,
+    /// Notify FIFOs and mail alerts (opened when the loop starts).
+    alerts: crate::alerts::Alerts,
 }
 
 /// The failover sequence as the daemon runs it: the coordinator, and the steps it sent to
@@ -151,6 +153,7 @@ impl Daemon {
             failover,
             recorder: crate::metrics::Recorder::default(),
             trackers: Default::default(),
+            alerts: Default::default(),
         })
     }
 
@@ -168,6 +171,7 @@ impl Daemon {
         }
 
         self.clean_leftovers().await;
+        self.alerts = crate::alerts::Alerts::start(self.plan.alerts.clone());
         let mut tracker_events = self
             .trackers
             .take_events()
@@ -297,6 +301,7 @@ impl Daemon {
         self.trackers.stop();
         let actions = self.plan.router.handle(Instant::now(), Input::Shutdown);
         self.execute(actions).await;
+        self.alerts.shutdown().await;
         Ok(())
     }
 
@@ -514,6 +519,7 @@ impl Daemon {
                 info!("VRRP_Group({}) Syncing instances to {to} state", plan.name);
                 let user = self.plan.notify_user.as_ref();
                 notify::run(&plan.notify, user, Subject::Group, &plan.name, to, 0);
+                self.alerts.transition(Subject::Group, &plan.name, to, 0);
             }
             Action::PriorityChanged {
                 id,
@@ -630,6 +636,7 @@ impl Daemon {
                     to,
                     priority,
                 );
+                (self.alerts).transition(Subject::Instance, &plan.name, to, priority);
             }
         }
     }

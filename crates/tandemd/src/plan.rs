@@ -99,6 +99,8 @@ pub struct Plan {
     pub tracking: TrackingPlan,
     /// Who notify scripts run as (`None`: script security refuses them all).
     pub notify_user: Option<ScriptUser>,
+    /// Notify FIFOs and mail alerts.
+    pub alerts: crate::alerts::AlertsPlan,
 }
 
 impl Plan {
@@ -143,7 +145,8 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
     };
     let runs_scripts = !tracking.scripts.is_empty()
         || config.instances.iter().any(|i| has_notify(&i.notify))
-        || config.sync_groups.iter().any(|g| has_notify(&g.notify));
+        || config.sync_groups.iter().any(|g| has_notify(&g.notify))
+        || crate::alerts::AlertsPlan::runs_scripts(config);
     if runs_scripts {
         for w in &policy.warnings {
             tracing::warn!("{w}");
@@ -489,6 +492,11 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
             notify: secure_notify(&sg.notify, &policy, &context),
         });
     }
+    let router_id = config.global.router_id.clone().unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
     Ok(Plan {
         router,
         instances,
@@ -496,11 +504,8 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
         sockets,
         garp_repeat: config.global.garp_master_repeat.max(1),
         interfaces: interfaces.clone(),
-        router_id: config.global.router_id.clone().unwrap_or_else(|| {
-            nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        }),
+        alerts: crate::alerts::AlertsPlan::from_config(config, &policy, &router_id),
+        router_id,
         tracking,
         notify_user: policy.default_user.clone().ok(),
     })
