@@ -174,6 +174,7 @@ async fn send_all(plan: MailPlan, mut letters: mpsc::Receiver<Letter>) {
         match transport.send(message).await {
             Ok(_) => debug!("SMTP alert successfully sent: {}", letter.subject),
             Err(e) => {
+                debug!("SMTP alert `{}` not sent: {e}", letter.subject);
                 if let Some(n) = failures.hit(Instant::now(), 1) {
                     let more = if n > 1 {
                         format!(" ({n} failed since the last line)")
