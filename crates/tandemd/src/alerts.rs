@@ -268,10 +268,9 @@ impl Alerts {
             return;
         };
         let key = (SubjectKind::from(subject), name.to_string());
-        if !self.plan.mailed.get(&key).copied().unwrap_or(false)
-            || (self.plan.no_email_faults && state == State::Fault)
-            || self.last_mailed.get(&key) == Some(&state)
-        {
+        let enabled = self.plan.mailed.get(&key).copied().unwrap_or(false);
+        let last = self.last_mailed.get(&key).copied();
+        if !mail_due(enabled, self.plan.no_email_faults, last, state) {
             return;
         }
         let router_id = mailer.plan().router_id.clone();
@@ -290,5 +289,34 @@ impl Alerts {
         if let Some(mailer) = self.mailer.take() {
             mailer.finish(MAIL_GRACE).await;
         }
+    }
+}
+
+/// keepalived's rule for one transition: `smtp_alert` on, not FAULT under `no_email_faults`,
+/// and not the state mailed last (a FAULT left unmailed does not count as mailed).
+fn mail_due(enabled: bool, no_email_faults: bool, last: Option<State>, state: State) -> bool {
+    enabled && !(no_email_faults && state == State::Fault) && last != Some(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_is_mailed_once_and_faults_only_when_asked() {
+        use State::*;
+        assert!(mail_due(true, false, None, Backup));
+        assert!(!mail_due(false, false, None, Master), "smtp_alert off");
+        assert!(
+            !mail_due(true, false, Some(Master), Master),
+            "same state again"
+        );
+        assert!(mail_due(true, false, Some(Master), Fault));
+        assert!(
+            !mail_due(true, true, Some(Master), Fault),
+            "no_email_faults"
+        );
+        // BACKUP, FAULT (not mailed), BACKUP: the second BACKUP is not news.
+        assert!(!mail_due(true, true, Some(Backup), Backup));
     }
 }

@@ -145,7 +145,12 @@ fn a_fifo_reader_sees_a_failover_in_order() -> Result<()> {
     let _ = reader.wait_for("GROUP \"G1\" BACKUP 0", Duration::from_secs(5))?;
     wait_until("b back to BACKUP", Duration::from_secs(10), ms(20), || {
         let lines = reader.lines();
-        (lines.iter().filter(|l| *l == "GROUP \"G1\" BACKUP 0").count() == 2).then_some(())
+        (lines
+            .iter()
+            .filter(|l| *l == "GROUP \"G1\" BACKUP 0")
+            .count()
+            == 2)
+            .then_some(())
     })
     .with_context(|| reader.text.clone())?;
     // keepalived's STOP lines at shutdown, then the FIFO it created is gone.
@@ -188,7 +193,10 @@ fn a_fifo_reader_sees_a_failover_in_order() -> Result<()> {
         ],
     )?;
     assert_eq!(lines.len(), 12, "{lines:#?}");
-    assert!(!fifo.exists() && !vrrp_fifo.exists(), "created FIFOs removed at stop");
+    assert!(
+        !fifo.exists() && !vrrp_fifo.exists(),
+        "created FIFOs removed at stop"
+    );
 
     // The reader script ran as nobody with the FIFO's path, and read the same lines.
     let copied = std::fs::read_to_string(&copy)?;
@@ -196,7 +204,11 @@ fn a_fifo_reader_sees_a_failover_in_order() -> Result<()> {
         copied.starts_with(&format!("uid {NOBODY} fifo {}\n", fifo.display())),
         "{copied}"
     );
-    assert_eq!(copied.lines().skip(1).collect::<Vec<_>>(), lines, "{copied}");
+    assert_eq!(
+        copied.lines().skip(1).collect::<Vec<_>>(),
+        lines,
+        "{copied}"
+    );
     let log = b.child.log();
     assert!(log.contains("notify_fifo_script"), "{log}");
     Ok(())
@@ -221,12 +233,17 @@ impl SmtpServer {
         ])?;
         let (host, port) = listen.rsplit_once(':').context("HOST:PORT")?;
         let probe = format!("exec 3<>/dev/tcp/{host}/{port}");
-        wait_until("aiosmtpd listening", Duration::from_secs(10), ms(50), || {
-            ns.exec(&["bash", "-c", &probe])
-                .ok()
-                .filter(|o| o.status.success())
-                .map(drop)
-        })
+        wait_until(
+            "aiosmtpd listening",
+            Duration::from_secs(10),
+            ms(50),
+            || {
+                ns.exec(&["bash", "-c", &probe])
+                    .ok()
+                    .filter(|o| o.status.success())
+                    .map(drop)
+            },
+        )
         .with_context(|| child.log())?;
         Ok(SmtpServer {
             _child: child,
@@ -315,7 +332,10 @@ fn an_unreachable_mail_server_never_delays_a_takeover() -> Result<()> {
     let a = start_tandemd(&pair, &pair.a, &config)?;
     wait_holder(&pair, "10.0.0.254", "a", Duration::from_secs(10))?;
     let took = started.elapsed();
-    println!("takeover {} ms after start with a dead mail server", took.as_millis());
+    println!(
+        "takeover {} ms after start with a dead mail server",
+        took.as_millis()
+    );
     // Master_Down_Interval plus start-up, far below the 30 s connection timeout.
     assert!(
         took < master_down(150, 1.0) + Duration::from_secs(3),
@@ -338,14 +358,22 @@ fn failed_sends_are_logged_once_per_period() -> Result<()> {
     wait_holder(&pair, "10.0.0.254", "a", Duration::from_secs(10))?;
     // BACKUP and MASTER were both mailed (and refused): one line, the second held back.
     wait_until("the failure line", Duration::from_secs(5), ms(20), || {
-        a.child.log().contains("SMTP alert to 10.0.0.100:2526 failed").then_some(())
-    })
-    .with_context(|| a.child.log())?;
-    wait_until("the MASTER letter tried", Duration::from_secs(5), ms(20), || {
-        (a.child.log())
-            .contains("VRRP Instance VI_1 - Entering MASTER state` not sent")
+        a.child
+            .log()
+            .contains("SMTP alert to 10.0.0.100:2526 failed")
             .then_some(())
     })
+    .with_context(|| a.child.log())?;
+    wait_until(
+        "the MASTER letter tried",
+        Duration::from_secs(5),
+        ms(20),
+        || {
+            (a.child.log())
+                .contains("VRRP Instance VI_1 - Entering MASTER state` not sent")
+                .then_some(())
+        },
+    )
     .with_context(|| a.child.log())?;
     let log = a.child.log();
     assert_eq!(
