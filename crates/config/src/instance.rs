@@ -44,6 +44,10 @@ pub(crate) fn parse(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedInstance> {
             authentication: None,
             virtual_addresses: Vec::new(),
             excluded_addresses: Vec::new(),
+            virtual_routes: Vec::new(),
+            virtual_rules: Vec::new(),
+            use_vmac: None,
+            vmac_xmit_base: false,
             unicast_src_ip: None,
             unicast_peers: Vec::new(),
             nopreempt: false,
@@ -53,6 +57,9 @@ pub(crate) fn parse(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedInstance> {
             track_files: Vec::new(),
             notify: NotifyScripts::default(),
             garp_master_delay: None,
+            garp_master_repeat: None,
+            garp_master_refresh: None,
+            garp_master_refresh_repeat: None,
             garp_lower_prio_delay: None,
             garp_lower_prio_repeat: None,
             lower_prio_no_advert: None,
@@ -154,6 +161,26 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
                 addresses(k, b, &mut i.excluded_addresses, &mut words, ctx);
             }
         }
+        "virtual_routes" => {
+            if let Some(b) = ctx.block(s) {
+                i.virtual_routes.extend(crate::routes::routes(b, ctx));
+            }
+        }
+        "virtual_rules" => {
+            if let Some(b) = ctx.block(s) {
+                i.virtual_rules.extend(crate::routes::rules(b, ctx));
+            }
+        }
+        "use_vmac" => {
+            if ctx.no_block(s) {
+                i.use_vmac = Some(use_vmac(s, ctx));
+            }
+        }
+        "vmac_xmit_base" => {
+            if let Some(v) = ctx.flag(s) {
+                i.vmac_xmit_base = v;
+            }
+        }
         // keepalived treats these two as one setting: the source of our adverts.
         "unicast_src_ip" | "mcast_src_ip" => {
             if let Some(w) = ctx.one(s, "an IP address") {
@@ -216,6 +243,21 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
                 i.garp_master_delay = Some(Duration::from_secs(v));
             }
         }
+        "garp_master_repeat" => {
+            if let Some(v) = ctx.int(s, 0u32, 255) {
+                i.garp_master_repeat = Some(v);
+            }
+        }
+        "garp_master_refresh" => {
+            if let Some(v) = ctx.int(s, 0u64, u64::from(u32::MAX)) {
+                i.garp_master_refresh = Some(Duration::from_secs(v));
+            }
+        }
+        "garp_master_refresh_repeat" => {
+            if let Some(v) = ctx.int(s, 0u32, 255) {
+                i.garp_master_refresh_repeat = Some(crate::parser::refresh_repeat(s, v, ctx));
+            }
+        }
         "garp_lower_prio_delay" => {
             if let Some(v) = ctx.int(s, 0u64, 255) {
                 i.garp_lower_prio_delay = Some(Duration::from_secs(v));
@@ -264,6 +306,56 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
         _ if INSTANCE_UNSUPPORTED.contains(&k) => ctx.unsupported(s),
         _ => ctx.unknown(s, "vrrp_instance"),
     }
+}
+
+/// `use_vmac [[name] NAME] [MAC] [netlink_notify_msg] [group GROUP]`: the macvlan's name
+/// (empty for keepalived's default `vrrp.VRID`, filled in once the VRID is known).
+fn use_vmac(s: &Stmt, ctx: &mut Ctx) -> String {
+    let mut name: Option<String> = None;
+    let mut set_name = |n: &Word, ctx: &mut Ctx| {
+        if n.text.is_empty() || n.text.len() > 15 {
+            ctx.error(
+                n,
+                format!(
+                    "`use_vmac`: interface name `{}` must be 1 to 15 bytes",
+                    n.text
+                ),
+            );
+        } else if name.is_some() {
+            ctx.error(
+                n,
+                format!(
+                    "`use_vmac` takes one interface name, found a second one `{}`",
+                    n.text
+                ),
+            );
+        } else {
+            name = Some(n.text.clone());
+        }
+    };
+    let mut args = s.args.iter();
+    while let Some(w) = args.next() {
+        let t = w.text.as_str();
+        match t {
+            "name" => match args.next() {
+                Some(n) => set_name(n, ctx),
+                None => ctx.error(w, "`name` in `use_vmac` expects an interface name, found end of line"),
+            },
+            "netlink_notify_msg" => ctx.warn(w, "`netlink_notify_msg` on `use_vmac` is not supported by tandem (ignored)"),
+            "group" => {
+                if args.next().is_none() {
+                    ctx.error(w, "`group` in `use_vmac` expects a group, found end of line");
+                }
+                ctx.warn(w, "`group` on `use_vmac` is not supported by tandem: the macvlan stays in the default link group");
+            }
+            _ if t.contains(':') => ctx.warn(
+                w,
+                format!("a MAC address on `use_vmac` is not supported by tandem: the macvlan gets the VRRP MAC 00:00:5e:00:01:VRID (00:00:5e:00:02:VRID for IPv6), not `{t}`"),
+            ),
+            _ => set_name(w, ctx),
+        }
+    }
+    name.unwrap_or_default()
 }
 
 fn authentication(b: &Block, ctx: &mut Ctx) -> Option<Authentication> {
@@ -649,6 +741,15 @@ pub(crate) fn finish(
         version = 3;
     }
     p.instance.version = version;
+    if p.instance.use_vmac.as_deref() == Some("") {
+        p.instance.use_vmac = Some(format!("vrrp.{}", p.instance.virtual_router_id));
+    }
+    if p.instance.vmac_xmit_base && p.instance.use_vmac.is_none() {
+        ctx.warn(
+            &p.name,
+            format!("vrrp_instance `{name}`: `vmac_xmit_base` without `use_vmac` does nothing"),
+        );
+    }
 
     if let Some(w) = &p.advert_int {
         if let Some(d) = advert_int(w, version, ctx) {

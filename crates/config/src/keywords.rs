@@ -102,13 +102,8 @@ pub(crate) const GLOBAL_UNSUPPORTED: &[&str] = &[
     "vrrp_delay_after_boot",
     "vrrp_down_timer_adverts",
     "vrrp_garp_extra_if",
-    "vrrp_garp_interval",
-    "vrrp_garp_master_refresh",
-    "vrrp_garp_master_refresh_repeat",
-    "vrrp_gna_interval",
     "vrrp_ipsets",
     "vrrp_iptables",
-    "vrrp_min_garp",
     "vrrp_netlink_cmd_rcv_bufs",
     "vrrp_netlink_cmd_rcv_bufs_force",
     "vrrp_netlink_monitor_rcv_bufs",
@@ -134,9 +129,6 @@ pub(crate) const INSTANCE_UNSUPPORTED: &[&str] = &[
     "debug",
     "down_timer_adverts",
     "garp_extra_if",
-    "garp_master_refresh",
-    "garp_master_refresh_repeat",
-    "garp_master_repeat",
     "kernel_rx_buf_size",
     "linkbeat_use_polling",
     "lvs_sync_daemon_interface",
@@ -159,16 +151,14 @@ pub(crate) const INSTANCE_UNSUPPORTED: &[&str] = &[
     "unicast_fault_no_peer",
     "unicast_ttl",
     "use_ipvlan",
-    "use_vmac",
     "use_vmac_addr",
     "v3_checksum_as_v2",
     "vmac_garp_intvl",
-    "vmac_xmit_base",
     "vrf",
 ];
 
 /// `vrrp_instance` blocks that are planned but not implemented yet.
-pub(crate) const INSTANCE_NOT_YET: &[&str] = &["virtual_routes", "virtual_rules"];
+pub(crate) const INSTANCE_NOT_YET: &[&str] = &[];
 
 /// `vrrp_sync_group` keywords that tandem ignores.
 pub(crate) const SYNC_GROUP_UNSUPPORTED: &[&str] = &[

@@ -27,6 +27,7 @@ mod lexer;
 pub mod model;
 mod native;
 mod parser;
+mod routes;
 pub mod sync;
 mod track_file;
 mod tree;

@@ -99,6 +99,17 @@ pub struct GlobalDefs {
     pub garp_master_delay: Duration,
     /// `vrrp_garp_master_repeat`, default 5: ARPs per burst.
     pub garp_master_repeat: u32,
+    /// `vrrp_garp_master_refresh` seconds, default 0 (none): while master, announce again
+    /// this often.
+    pub garp_master_refresh: Duration,
+    /// `vrrp_garp_master_refresh_repeat`, default 1: ARPs per address at each refresh.
+    pub garp_master_refresh_repeat: u32,
+    /// `vrrp_garp_interval` seconds, default 0: the gap between gratuitous ARPs on one
+    /// interface.
+    pub garp_interval: Duration,
+    /// `vrrp_gna_interval` seconds, default 0: the gap between unsolicited NAs on one
+    /// interface.
+    pub gna_interval: Duration,
     /// `vrrp_garp_lower_prio_delay` seconds: the second burst after a lower-priority master
     /// was heard (default: `vrrp_garp_master_delay`).
     pub garp_lower_prio_delay: Option<Duration>,
@@ -149,6 +160,10 @@ impl Default for GlobalDefs {
             vrrp_version: 2,
             garp_master_delay: Duration::from_secs(5),
             garp_master_repeat: 5,
+            garp_master_refresh: Duration::ZERO,
+            garp_master_refresh_repeat: 1,
+            garp_interval: Duration::ZERO,
+            gna_interval: Duration::ZERO,
             garp_lower_prio_delay: None,
             garp_lower_prio_repeat: None,
             lower_prio_no_advert: false,
@@ -293,6 +308,106 @@ pub struct VirtualAddress {
     pub location: Location,
 }
 
+/// keepalived's routing protocol number (`RTPROT_KEEPALIVED`): the tracked routes and rules
+/// are installed with it, the `no_track` ones with `boot`, as keepalived does.
+pub const ROUTE_PROTOCOL_KEEPALIVED: u8 = 18;
+
+/// What a `virtual_routes` line's route does with the packets it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteKind {
+    /// An ordinary route (the default).
+    Unicast,
+    /// `blackhole`: dropped silently.
+    Blackhole,
+    /// `unreachable`: dropped with ICMP unreachable.
+    Unreachable,
+    /// `prohibit`: dropped with ICMP prohibited.
+    Prohibit,
+    /// `throw`: the lookup goes on with the next rule.
+    Throw,
+    /// `local`.
+    Local,
+    /// `broadcast`.
+    Broadcast,
+    /// `anycast`.
+    Anycast,
+    /// `multicast`.
+    Multicast,
+}
+
+/// One line of `virtual_routes { ... }`: added on MASTER, removed on leaving it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualRoute {
+    /// Destination (`0.0.0.0`/`::` with `default`).
+    pub destination: IpAddr,
+    /// Destination prefix length.
+    pub prefix_len: u8,
+    /// `blackhole`, `unreachable`, ... before the destination.
+    pub kind: RouteKind,
+    /// `src ADDR`: preferred source.
+    pub source: Option<IpAddr>,
+    /// `via ADDR` (or the old `gw`): the gateway.
+    pub via: Option<IpAddr>,
+    /// `dev IFNAME` (or `oif`).
+    pub dev: Option<String>,
+    /// `scope ...`.
+    pub scope: Option<Scope>,
+    /// `table N|NAME`, default main (254).
+    pub table: u32,
+    /// `metric N` (or `priority`, `preference`).
+    pub metric: Option<u32>,
+    /// Without `no_track`: installed with keepalived's protocol number (18).
+    pub track: bool,
+    /// Where the line is.
+    pub location: Location,
+}
+
+/// What a `virtual_rules` line's rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleAction {
+    /// Not written yet (an error once the line is read).
+    Unspecified,
+    /// `table N` (or `lookup`).
+    Table(u32),
+    /// `goto PREFERENCE`.
+    Goto(u32),
+    /// `nop`.
+    Nop,
+    /// `blackhole`.
+    Blackhole,
+    /// `unreachable`.
+    Unreachable,
+    /// `prohibit`.
+    Prohibit,
+}
+
+/// One line of `virtual_rules { ... }`: added on MASTER, removed on leaving it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualRule {
+    /// An IPv6 rule (`inet6`, or IPv6 addresses).
+    pub ipv6: bool,
+    /// `from PREFIX`.
+    pub from: Option<(IpAddr, u8)>,
+    /// `to PREFIX`.
+    pub to: Option<(IpAddr, u8)>,
+    /// `not`.
+    pub invert: bool,
+    /// The action.
+    pub action: RuleAction,
+    /// `iif IFNAME` (or `dev`).
+    pub iif: Option<String>,
+    /// `oif IFNAME`.
+    pub oif: Option<String>,
+    /// `fwmark MARK[/MASK]`.
+    pub fwmark: Option<(u32, Option<u32>)>,
+    /// `preference N` (or `priority`, `order`); numbered from 16384 down when missing.
+    pub priority: u32,
+    /// Without `no_track`: installed with keepalived's protocol number (18).
+    pub track: bool,
+    /// Where the line is.
+    pub location: Location,
+}
+
 /// The notify hooks shared by instances and sync groups, called with keepalived's arguments.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NotifyScripts {
@@ -385,6 +500,14 @@ pub struct VrrpInstance {
     pub virtual_addresses: Vec<VirtualAddress>,
     /// `virtual_ipaddress_excluded { ... }`: added on MASTER, not carried in adverts.
     pub excluded_addresses: Vec<VirtualAddress>,
+    /// `virtual_routes { ... }`: added on MASTER with the addresses, removed with them.
+    pub virtual_routes: Vec<VirtualRoute>,
+    /// `virtual_rules { ... }`: added on MASTER with the addresses, removed with them.
+    pub virtual_rules: Vec<VirtualRule>,
+    /// `use_vmac [NAME]`: the name of the macvlan carrying the VRRP MAC (default `vrrp.VRID`).
+    pub use_vmac: Option<String>,
+    /// `vmac_xmit_base`: adverts leave from the base interface instead of the macvlan.
+    pub vmac_xmit_base: bool,
     /// `unicast_src_ip` (or `mcast_src_ip`, the same setting in keepalived): advert source.
     pub unicast_src_ip: Option<IpAddr>,
     /// `unicast_peer { ... }`: when non-empty adverts go unicast to these.
@@ -403,6 +526,12 @@ pub struct VrrpInstance {
     pub notify: NotifyScripts,
     /// `garp_master_delay` seconds, default from global_defs.
     pub garp_master_delay: Option<Duration>,
+    /// `garp_master_repeat`, default from global_defs.
+    pub garp_master_repeat: Option<u32>,
+    /// `garp_master_refresh` seconds (0: none), default from global_defs.
+    pub garp_master_refresh: Option<Duration>,
+    /// `garp_master_refresh_repeat`, default from global_defs.
+    pub garp_master_refresh_repeat: Option<u32>,
     /// `garp_lower_prio_delay` seconds, default from global_defs.
     pub garp_lower_prio_delay: Option<Duration>,
     /// `garp_lower_prio_repeat`, default from global_defs.

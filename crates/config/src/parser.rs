@@ -321,6 +321,32 @@ fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, mail: &mut MailWords, ctx: &m
                     g.garp_master_repeat = v;
                 }
             }
+            "vrrp_garp_master_refresh" => {
+                if let Some(v) = ctx.int(stmt, 0u64, u64::from(u32::MAX)) {
+                    g.garp_master_refresh = Duration::from_secs(v);
+                }
+            }
+            "vrrp_garp_master_refresh_repeat" => {
+                if let Some(v) = ctx.int(stmt, 0u32, 255) {
+                    g.garp_master_refresh_repeat = refresh_repeat(stmt, v, ctx);
+                }
+            }
+            // One announcement and no more, for the settings still at their defaults (as
+            // keepalived: a value written before this line stays).
+            "vrrp_min_garp" => {
+                if ctx.flag(stmt) == Some(true) {
+                    let d = GlobalDefs::default();
+                    if g.garp_master_repeat == d.garp_master_repeat {
+                        g.garp_master_repeat = 1;
+                    }
+                    if g.garp_master_delay == d.garp_master_delay {
+                        g.garp_master_delay = Duration::ZERO;
+                    }
+                    if g.garp_master_refresh_repeat == d.garp_master_refresh_repeat {
+                        g.garp_master_refresh_repeat = 0;
+                    }
+                }
+            }
             "vrrp_garp_lower_prio_delay" => {
                 if let Some(v) = ctx.int(stmt, 0u64, 255) {
                     g.garp_lower_prio_delay = Some(Duration::from_secs(v));
@@ -351,11 +377,17 @@ fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, mail: &mut MailWords, ctx: &m
                     g.higher_prio_send_advert = v;
                 }
             }
-            // Not acted on, but keepalived refuses what is not a positive number of seconds.
+            // keepalived refuses what is not a positive number of seconds.
             "vrrp_garp_interval" | "vrrp_gna_interval" => {
                 if let Some(w) = ctx.one(stmt, "seconds greater than 0") {
                     match parse_seconds(&w.text) {
-                        Some(d) if d >= Duration::from_micros(1) => ctx.unsupported(stmt),
+                        Some(d) if d >= Duration::from_micros(1) => {
+                            if k == "vrrp_garp_interval" {
+                                g.garp_interval = d;
+                            } else {
+                                g.gna_interval = d;
+                            }
+                        }
                         _ => ctx.error(
                             w,
                             format!(
@@ -807,4 +839,19 @@ fn check_groups(groups: Vec<ParsedGroup>, config: &Config, ctx: &mut Ctx) -> Vec
         out.push(p.group);
     }
     out
+}
+
+/// `garp_master_refresh_repeat` 0 means 1, as keepalived says (0 was allowed before 2.0.7).
+pub(crate) fn refresh_repeat(stmt: &Stmt, v: u32, ctx: &mut Ctx) -> u32 {
+    if v == 0 {
+        ctx.warn(
+            &stmt.key,
+            format!(
+                "`{}` must be at least 1: set to 1, as keepalived does",
+                stmt.key.text
+            ),
+        );
+        return 1;
+    }
+    v
 }

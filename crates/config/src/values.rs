@@ -13,6 +13,9 @@ use crate::tree::{Block, Stmt, Word};
 pub(crate) struct Ctx {
     pub errors: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
+    /// Rules written without a preference so far (IPv4, IPv6): keepalived numbers them
+    /// down from 16384 across the whole file.
+    pub rules_without_preference: [u32; 2],
 }
 
 impl Ctx {

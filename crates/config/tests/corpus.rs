@@ -97,23 +97,24 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
         "Chuyio+keepalived_nginx.conf",
         "smtp_server names a host (DNS at parse time)",
     ),
-    // virtual_server, static/virtual routes and rules are skipped as whole blocks (one warning
+    // virtual_server and static routes and rules are skipped as whole blocks (one warning
     // each); keepalived's complaints are about their contents.
     ("keepalived-samples__fwmark.conf", "inside virtual_server"),
     ("snemarch+dns-doodle.conf", "inside virtual_server"),
+    // keepalived -t fails on its own warning that a route without `dev` cannot be tracked;
+    // tandem does not watch routes, and installs it.
     (
         "keepalived-samples__track_interface.conf",
-        "inside virtual_routes",
+        "virtual_routes: untracked route warned by keepalived",
     ),
     (
         "keepalived-samples__vrrp.routes.conf",
-        "inside virtual_routes",
+        "virtual_routes: untracked route warned by keepalived",
     ),
     (
         "keepalived-samples__vrrp.static_ipaddress.conf",
-        "inside virtual_routes",
+        "virtual_routes: untracked route warned by keepalived",
     ),
-    ("keepalived-samples__vrrp.rules.conf", "inside static_rules"),
     // An instance with no virtual address is keepalived's "No VIP specified" configuration
     // error, yet keepalived runs it, and cloud set-ups rely on it (the notify scripts move an
     // address through the provider's API). tandem runs it too, with a warning.
@@ -122,6 +123,10 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
         "no virtual_ipaddress: warned, not refused",
     ),
 ];
+
+/// Files both refuse, where keepalived's first complaint is inside a block tandem skips
+/// whole (`static_rules`): tandem's first error is further down.
+const FIRST_ERROR_IN_A_SKIPPED_BLOCK: &[&str] = &["keepalived-samples__vrrp.rules.conf"];
 
 #[test]
 fn tandem_agrees_with_keepalived_on_every_corpus_file() {
@@ -178,6 +183,9 @@ fn tandem_refuses_at_the_line_keepalived_names() {
             continue;
         };
         let line: usize = line.parse().expect("keepalived line number");
+        if FIRST_ERROR_IN_A_SKIPPED_BLOCK.contains(&file.as_str()) {
+            continue;
+        }
         if let Err(errors) = tandem(&file) {
             let near = |e: &String| {
                 (line.saturating_sub(8)..=line).any(|l| e.contains(&format!("{file}:{l}:")))

@@ -51,7 +51,7 @@ fn unicast_pair_with_pass_auth() {
         &c,
         "`vrrp_skip_check_adv_addr` is not supported by tandem"
     ));
-    assert!(warned(&c, "`vrrp_garp_interval`"));
+    assert_eq!(g.garp_interval, Duration::from_millis(1));
 
     let s = &c.scripts[0];
     assert_eq!(s.name, "chk_nft");

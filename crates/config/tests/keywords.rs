@@ -15,19 +15,6 @@ const ACTED_ON: &[(&str, &str)] = &[
     ("top", "vrrp_script"),
     ("top", "track_file"),
     ("top", "vrrp_track_file"),
-    ("global_defs", "script_user"),
-    ("global_defs", "enable_script_security"),
-    ("vrrp_instance", "track_script"),
-    ("vrrp_instance", "track_file"),
-    ("vrrp_sync_group", "track_script"),
-    ("vrrp_sync_group", "track_file"),
-    ("vrrp_sync_group", "sync_group_tracking_weight"),
-    ("track_file", "file"),
-    ("track_file", "weight"),
-    ("track_file", "init_file"),
-    ("vrrp_track_file", "file"),
-    ("vrrp_track_file", "weight"),
-    ("vrrp_track_file", "init_file"),
     ("global_defs", "router_id"),
     ("global_defs", "vrrp_mcast_group4"),
     ("global_defs", "vrrp_mcast_group6"),
@@ -35,6 +22,11 @@ const ACTED_ON: &[(&str, &str)] = &[
     ("global_defs", "vrrp_version"),
     ("global_defs", "vrrp_garp_master_delay"),
     ("global_defs", "vrrp_garp_master_repeat"),
+    ("global_defs", "vrrp_garp_master_refresh"),
+    ("global_defs", "vrrp_garp_master_refresh_repeat"),
+    ("global_defs", "vrrp_garp_interval"),
+    ("global_defs", "vrrp_gna_interval"),
+    ("global_defs", "vrrp_min_garp"),
     ("global_defs", "vrrp_garp_lower_prio_delay"),
     ("global_defs", "vrrp_garp_lower_prio_repeat"),
     ("global_defs", "vrrp_owner_ignore_adverts"),
@@ -69,6 +61,13 @@ const ACTED_ON: &[(&str, &str)] = &[
     ("vrrp_instance", "preempt_delay"),
     ("vrrp_instance", "track_interface"),
     ("vrrp_instance", "garp_master_delay"),
+    ("vrrp_instance", "garp_master_repeat"),
+    ("vrrp_instance", "garp_master_refresh"),
+    ("vrrp_instance", "garp_master_refresh_repeat"),
+    ("vrrp_instance", "virtual_routes"),
+    ("vrrp_instance", "virtual_rules"),
+    ("vrrp_instance", "use_vmac"),
+    ("vrrp_instance", "vmac_xmit_base"),
     ("vrrp_instance", "garp_lower_prio_delay"),
     ("vrrp_instance", "garp_lower_prio_repeat"),
     ("vrrp_instance", "lower_prio_no_advert"),
@@ -90,7 +89,19 @@ const ACTED_ON: &[(&str, &str)] = &[
     ("vrrp_sync_group", "smtp_alert"),
     ("authentication", "auth_type"),
     ("authentication", "auth_pass"),
-    // Read into the model; the block as a whole is warned about until the trackers land.
+    ("global_defs", "script_user"),
+    ("global_defs", "enable_script_security"),
+    ("vrrp_instance", "track_script"),
+    ("vrrp_instance", "track_file"),
+    ("vrrp_sync_group", "track_script"),
+    ("vrrp_sync_group", "track_file"),
+    ("vrrp_sync_group", "sync_group_tracking_weight"),
+    ("track_file", "file"),
+    ("track_file", "weight"),
+    ("track_file", "init_file"),
+    ("vrrp_track_file", "file"),
+    ("vrrp_track_file", "weight"),
+    ("vrrp_track_file", "init_file"),
     ("vrrp_script", "script"),
     ("vrrp_script", "interval"),
     ("vrrp_script", "timeout"),
@@ -117,8 +128,6 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("vrrp_instance", "version", " 2"),
     ("vrrp_instance", "state", " BACKUP"),
     ("vrrp_sync_group", "track_script", " {\n  chk\n }"),
-    ("vrrp_instance", "track_file", " {\n  f\n }"),
-    ("vrrp_sync_group", "track_file", " {\n  f\n }"),
     ("global_defs", "vrrp_mcast_group4", " 224.0.0.18"),
     ("global_defs", "vrrp_mcast_group6", " ff02::12"),
     ("global_defs", "vrrp_version", " 2"),
@@ -154,13 +163,11 @@ fn placed(block: &str, line: &str) -> (String, u32) {
     let script = "vrrp_script chk {\n script /bin/true\n}\n";
     let instance_head = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n";
     let instance_vip = " virtual_ipaddress {\n  10.0.0.1\n }\n";
-    // After the block, so the line numbers above stay; references are checked at the end.
-    let file = "track_file f {\n file /run/tandem-keyword-test\n}\n";
     match block {
         "top" => (format!("{line}\n"), 1),
         "global_defs" => (format!("global_defs {{\n {line}\n}}\n"), 2),
         "vrrp_instance" => (
-            format!("{script}{instance_head}{instance_vip} {line}\n}}\n{file}"),
+            format!("{script}{instance_head}{instance_vip} {line}\n}}\n"),
             10,
         ),
         "authentication" => (
@@ -168,14 +175,13 @@ fn placed(block: &str, line: &str) -> (String, u32) {
             10,
         ),
         "vrrp_sync_group" => (
-            format!("{script}{instance_head}{instance_vip}}}\nvrrp_sync_group G {{\n group {{\n  VI_1\n }}\n {line}\n}}\n{file}"),
+            format!("{script}{instance_head}{instance_vip}}}\nvrrp_sync_group G {{\n group {{\n  VI_1\n }}\n {line}\n}}\n"),
             15,
         ),
         "vrrp_script" => (format!("vrrp_script chk {{\n script /bin/true\n {line}\n}}\n"), 3),
-        "track_file" | "vrrp_track_file" => (
-            format!("{block} f {{\n file /run/tandem-keyword-test\n {line}\n}}\n"),
-            3,
-        ),
+        "track_file" | "vrrp_track_file" => {
+            (format!("{block} tf {{\n file /run/tf\n {line}\n}}\n"), 3)
+        }
         // Blocks tandem does not implement: the block is warned about at its first line.
         other => (format!("{other} X {{\n {line}\n}}\n"), 1),
     }

@@ -24,6 +24,7 @@ use netlink_proto::ConnectionHandle;
 
 use crate::error::{netlink_errno, SysError};
 use crate::interfaces::{describe_index, message_address};
+use crate::routes::{route_request, rule_request, RouteSpec, RuleSpec};
 
 /// One address on one interface, as keepalived's `virtual_ipaddress` lines describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,17 +108,7 @@ impl Addresses {
     /// answer is awaited. Returns one result per address, in order; an address
     /// that is already there is success, as with [`Addresses::add`].
     pub async fn add_all(&self, specs: &[AddressSpec]) -> Vec<Result<(), SysError>> {
-        let requests = specs.iter().map(|spec| {
-            let mut req = self
-                .handle
-                .address()
-                .add(spec.ifindex, spec.address, spec.prefix_len);
-            fill_message(req.message_mut(), spec);
-            let mut msg =
-                NetlinkMessage::from(RouteNetlinkMessage::NewAddress(req.message_mut().clone()));
-            msg.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE;
-            msg
-        });
+        let requests = specs.iter().map(|spec| self.add_request(spec));
         let answers = self.send_batch(requests.collect()).await;
         self.results(specs, answers, ("adding", "to"), libc::EEXIST)
             .await
@@ -132,22 +123,93 @@ impl Addresses {
     /// Removes every address in one batch, like [`Addresses::add_all`]; an
     /// address that is already gone is success.
     pub async fn remove_all(&self, specs: &[AddressSpec]) -> Vec<Result<(), SysError>> {
-        let requests = specs.iter().map(|spec| {
-            let mut msg = AddressMessage::default();
-            msg.header.family = family(spec.address);
-            msg.header.prefix_len = spec.prefix_len;
-            msg.header.index = spec.ifindex;
-            msg.attributes.push(AddressAttribute::Local(spec.address));
-            if spec.address.is_ipv4() {
-                msg.attributes.push(AddressAttribute::Address(spec.address));
-            }
-            let mut msg = NetlinkMessage::from(RouteNetlinkMessage::DelAddress(msg));
-            msg.header.flags = NLM_F_REQUEST | NLM_F_ACK;
-            msg
-        });
+        let requests = specs.iter().map(remove_request);
         let answers = self.send_batch(requests.collect()).await;
         self.results(specs, answers, ("removing", "from"), libc::EADDRNOTAVAIL)
             .await
+    }
+
+    /// Adds (`add`) or removes addresses, routes and rules in one batch: on the way up the
+    /// addresses first, then the routes (which may use them as source), then the rules; on
+    /// the way down the other way round. Returns one result per item, in the order given
+    /// (addresses, routes, rules); something already there (or already gone) is success.
+    pub async fn apply(
+        &self,
+        add: bool,
+        addresses: &[AddressSpec],
+        routes: &[RouteSpec],
+        rules: &[RuleSpec],
+    ) -> Vec<Result<(), SysError>> {
+        let address_requests = addresses.iter().map(|spec| {
+            if add {
+                self.add_request(spec)
+            } else {
+                remove_request(spec)
+            }
+        });
+        let route_requests = routes.iter().map(|r| route_request(r, add));
+        let rule_requests = rules.iter().map(|r| rule_request(r, add));
+        let mut requests: Vec<_> = address_requests.chain(route_requests).collect();
+        if add {
+            requests.extend(rule_requests);
+        } else {
+            let mut down: Vec<_> = rule_requests.collect();
+            down.extend(requests.drain(..).rev());
+            requests = down;
+        }
+        let mut answers = self.send_batch(requests).await;
+        if !add {
+            // Back to the order given: rules were sent first, addresses and routes reversed.
+            let rest = answers.split_off(rules.len());
+            let rule_answers = std::mem::replace(&mut answers, rest);
+            answers.reverse();
+            answers.extend(rule_answers);
+        }
+        let rule_answers = answers.split_off(addresses.len() + routes.len());
+        let route_answers = answers.split_off(addresses.len());
+        let (verb, prep, harmless) = if add {
+            ("adding", "to", libc::EEXIST)
+        } else {
+            ("removing", "from", libc::EADDRNOTAVAIL)
+        };
+        let mut out = self
+            .results(addresses, answers, (verb, prep), harmless)
+            .await;
+        let gone = |route: bool| match (add, route) {
+            (true, _) => libc::EEXIST,
+            (false, true) => libc::ESRCH,
+            (false, false) => libc::ENOENT,
+        };
+        for (r, answer) in routes.iter().zip(route_answers) {
+            out.push(match answer {
+                Err(e) if netlink_errno(&e) != Some(gone(true)) => {
+                    Err(SysError::netlink(format!("{verb} {r}"), e))
+                }
+                _ => Ok(()),
+            });
+        }
+        for (r, answer) in rules.iter().zip(rule_answers) {
+            out.push(match answer {
+                Err(e) if netlink_errno(&e) != Some(gone(false)) => {
+                    Err(SysError::netlink(format!("{verb} {r}"), e))
+                }
+                _ => Ok(()),
+            });
+        }
+        out
+    }
+
+    /// The request adding `spec` (without duplicate address detection for IPv6).
+    fn add_request(&self, spec: &AddressSpec) -> NetlinkMessage<RouteNetlinkMessage> {
+        let mut req = self
+            .handle
+            .address()
+            .add(spec.ifindex, spec.address, spec.prefix_len);
+        fill_message(req.message_mut(), spec);
+        let mut msg =
+            NetlinkMessage::from(RouteNetlinkMessage::NewAddress(req.message_mut().clone()));
+        msg.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE;
+        msg
     }
 
     /// Sends the requests in one datagram and returns each one's answer, in
@@ -270,6 +332,21 @@ impl Addresses {
         let dev = describe_index(&self.handle, spec.ifindex).await;
         SysError::netlink(format!("{verb} {spec} {prep} {dev}"), e)
     }
+}
+
+/// The request removing `spec`.
+fn remove_request(spec: &AddressSpec) -> NetlinkMessage<RouteNetlinkMessage> {
+    let mut msg = AddressMessage::default();
+    msg.header.family = family(spec.address);
+    msg.header.prefix_len = spec.prefix_len;
+    msg.header.index = spec.ifindex;
+    msg.attributes.push(AddressAttribute::Local(spec.address));
+    if spec.address.is_ipv4() {
+        msg.attributes.push(AddressAttribute::Address(spec.address));
+    }
+    let mut msg = NetlinkMessage::from(RouteNetlinkMessage::DelAddress(msg));
+    msg.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    msg
 }
 
 fn family(a: IpAddr) -> AddressFamily {

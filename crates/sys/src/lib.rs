@@ -25,6 +25,8 @@ pub mod interfaces;
 mod link_frames;
 pub mod links;
 mod packet_socket;
+pub mod routes;
+pub mod vmac;
 mod vrrp_receive;
 pub mod vrrp_socket;
 
@@ -33,6 +35,8 @@ pub use error::SysError;
 pub use gratuitous::{send_gratuitous_arp, send_unsolicited_na, ArpSender, NaSender};
 pub use interfaces::{interface, interface_exists, InterfaceInfo};
 pub use links::{watch_links, LinkEvent};
+pub use routes::{route_type, RouteSpec, RuleSpec};
+pub use vmac::{virtual_mac, Vmac};
 pub use vrrp_socket::{
     Burst, BurstBuffer, Received, VrrpSocket, IPPROTO_VRRP, VRRP_GROUP_V4, VRRP_GROUP_V6,
 };

@@ -16,6 +16,7 @@ use tandem_vrrp::{Action, DropReason, Input, InstanceAction, InstanceId, State};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
+use crate::announce;
 use crate::conntrack::{self, Answer, ControlCommand, Notice, Refusal};
 use crate::control::Request;
 use crate::notify::{self, Subject};
@@ -70,8 +71,8 @@ pub struct Daemon {
     readers: HashMap<SocketKey, tokio::task::JoinHandle<()>>,
     packets_tx: mpsc::Sender<PacketBatch>,
     packets_rx: Option<mpsc::Receiver<PacketBatch>>,
-    arp: HashMap<u32, ArpSender>,
-    na: HashMap<u32, NaSender>,
+    arp: HashMap<u32, Arc<ArpSender>>,
+    na: HashMap<u32, Arc<NaSender>>,
     /// Dropped-packet log lines, one per instance and reason per period.
     drop_log: HashMap<(Option<InstanceId>, DropReason), crate::log_limit::LogLimiter>,
     replication: Option<Replication>,
@@ -391,6 +392,16 @@ impl Daemon {
                     Err(e) => warn!("({}) {e}", instance.name),
                 }
             }
+            // Routes and rules: removing one that is not there is success.
+            let (routes, rules) = (&instance.routes, &instance.rules);
+            if routes.is_empty() && rules.is_empty() {
+                continue;
+            }
+            for result in self.addresses.apply(false, &[], routes, rules).await {
+                if let Err(e) = result {
+                    warn!("({}) {e}", instance.name);
+                }
+            }
         }
     }
 
@@ -572,20 +583,18 @@ impl Daemon {
     /// Adds (or removes) the addresses of all these instances in one netlink batch; each
     /// failure is logged under its instance's name.
     async fn change_addresses(&self, add: bool, instances: &[InstanceId]) {
-        let owners: Vec<&str> = (instances.iter())
-            .flat_map(|&id| {
-                let plan = &self.plan.instances[id];
-                plan.addresses.iter().map(|_| plan.name.as_str())
-            })
+        let plans = || instances.iter().map(|&id| &self.plan.instances[id]);
+        // Results come back addresses first, then routes, then rules.
+        let owners: Vec<&str> = (plans().flat_map(|p| p.addresses.iter().map(|_| p.name.as_str())))
+            .chain(plans().flat_map(|p| p.routes.iter().map(|_| p.name.as_str())))
+            .chain(plans().flat_map(|p| p.rules.iter().map(|_| p.name.as_str())))
             .collect();
-        let specs: Vec<AddressSpec> = (instances.iter())
-            .flat_map(|&id| self.plan.instances[id].addresses.iter().cloned())
-            .collect();
-        let results = if add {
-            self.addresses.add_all(&specs).await
-        } else {
-            self.addresses.remove_all(&specs).await
-        };
+        let specs: Vec<AddressSpec> = plans().flat_map(|p| p.addresses.iter().cloned()).collect();
+        let routes: Vec<tandem_sys::RouteSpec> =
+            plans().flat_map(|p| p.routes.iter().cloned()).collect();
+        let rules: Vec<tandem_sys::RuleSpec> =
+            plans().flat_map(|p| p.rules.iter().cloned()).collect();
+        let results = self.addresses.apply(add, &specs, &routes, &rules).await;
         for (owner, result) in owners.into_iter().zip(results) {
             if let Err(e) = result {
                 error!("({owner}) {e}");
@@ -596,10 +605,10 @@ impl Daemon {
     /// Sends the queued adverts, one `sendmmsg` per socket, in queue order per socket.
     async fn send_adverts(&self, adverts: &mut Vec<(InstanceId, IpAddr, Vec<u8>)>) {
         while let Some(&(first, _, _)) = adverts.first() {
-            let key = self.plan.instances[first].socket;
+            let key = self.plan.instances[first].send_socket;
             let (these, rest): (Vec<_>, Vec<_>) = adverts
                 .drain(..)
-                .partition(|(id, _, _)| self.plan.instances[*id].socket == key);
+                .partition(|(id, _, _)| self.plan.instances[*id].send_socket == key);
             *adverts = rest;
             let Some(socket) = self.sockets.get(&key) else {
                 continue;
@@ -618,10 +627,11 @@ impl Daemon {
             InstanceAction::Send { .. } => unreachable!("adverts go through send_adverts"),
             InstanceAction::AddAddresses => self.change_addresses(true, &[id]).await,
             InstanceAction::RemoveAddresses => self.change_addresses(false, &[id]).await,
-            InstanceAction::SendGratuitous => self.announce(id, self.plan.garp_repeat),
+            InstanceAction::SendGratuitous => self.announce(id, plan.garp_repeat),
             InstanceAction::SendGratuitousLowerPriority => {
                 self.announce(id, plan.garp_lower_prio_repeat)
             }
+            InstanceAction::RefreshGratuitous => self.announce(id, plan.garp_refresh_repeat),
             InstanceAction::Transition { from, to, cause } => {
                 let priority = self.plan.router.instance(id).priority();
                 let why = self.plan.router.explain(cause);
@@ -641,18 +651,21 @@ impl Daemon {
         }
     }
 
-    /// Gratuitous ARPs and unsolicited NAs for every address of the instance. The senders
-    /// were opened at start; one that failed there is tried again here.
+    /// Gratuitous ARPs and unsolicited NAs for every address of the instance, `repeat`
+    /// rounds, paced per interface (see [`crate::announce`]). The senders were opened at
+    /// start; one that failed there is tried again here.
     fn announce(&mut self, id: InstanceId, repeat: u32) {
         let plan = &self.plan.instances[id];
+        let (garp, gna) = (self.plan.garp_interval, self.plan.gna_interval);
+        let mut messages = Vec::new();
         for a in &plan.announce {
-            let result = match a.address {
+            let message = match a.address {
                 IpAddr::V4(ip) => {
                     let sender = match self.arp.entry(a.ifindex) {
                         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                         std::collections::hash_map::Entry::Vacant(v) => {
                             match ArpSender::new(a.ifindex, a.mac) {
-                                Ok(s) => v.insert(s),
+                                Ok(s) => v.insert(Arc::new(s)),
                                 Err(e) => {
                                     warn!("({}) {e}", plan.name);
                                     continue;
@@ -660,7 +673,7 @@ impl Daemon {
                             }
                         }
                     };
-                    (0..repeat).try_for_each(|_| sender.send(ip))
+                    announce::Message::Arp(sender.clone(), ip)
                 }
                 IpAddr::V6(ip) => {
                     let Some(source) = a.link_local else {
@@ -674,7 +687,7 @@ impl Daemon {
                         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                         std::collections::hash_map::Entry::Vacant(v) => {
                             match NaSender::new(&a.ifname, a.ifindex, a.mac) {
-                                Ok(s) => v.insert(s),
+                                Ok(s) => v.insert(Arc::new(s)),
                                 Err(e) => {
                                     warn!("({}) {e}", plan.name);
                                     continue;
@@ -682,13 +695,13 @@ impl Daemon {
                             }
                         }
                     };
-                    (0..repeat).try_for_each(|_| sender.send(source, ip))
+                    announce::Message::Na(sender.clone(), source, ip)
                 }
             };
-            if let Err(e) = result {
-                warn!("({}) {e}", plan.name);
-            }
+            let (key, gap) = announce::key(a.ifindex, a.address, garp, gna);
+            messages.push((message, key, gap));
         }
+        announce::send(&plan.name, messages, repeat);
     }
 
     /// Logs a dropped packet: a remote sender can cause these at any rate, so at most one line
@@ -904,7 +917,7 @@ fn gather_address_changes(effects: Vec<Action>) -> Vec<Gathered> {
 /// may announce, so a takeover does not open sockets on its way. A sender that cannot be
 /// opened is a warning naming the address's place in the configuration (the announcement
 /// tries again at the takeover).
-fn open_announcers(plan: &Plan) -> (HashMap<u32, ArpSender>, HashMap<u32, NaSender>) {
+fn open_announcers(plan: &Plan) -> (HashMap<u32, Arc<ArpSender>>, HashMap<u32, Arc<NaSender>>) {
     let mut arp = HashMap::new();
     let mut na = HashMap::new();
     for instance in &plan.instances {
@@ -913,7 +926,7 @@ fn open_announcers(plan: &Plan) -> (HashMap<u32, ArpSender>, HashMap<u32, NaSend
                 IpAddr::V4(_) if !arp.contains_key(&a.ifindex) => {
                     match ArpSender::new(a.ifindex, a.mac) {
                         Ok(s) => {
-                            arp.insert(a.ifindex, s);
+                            arp.insert(a.ifindex, Arc::new(s));
                         }
                         Err(e) => warn!(
                             "{}: ({}) {} on {}: {e}",
@@ -933,7 +946,7 @@ fn open_announcers(plan: &Plan) -> (HashMap<u32, ArpSender>, HashMap<u32, NaSend
                     }
                     match NaSender::new(&a.ifname, a.ifindex, a.mac) {
                         Ok(s) => {
-                            na.insert(a.ifindex, s);
+                            na.insert(a.ifindex, Arc::new(s));
                         }
                         Err(e) => warn!(
                             "{}: ({}) {} on {}: {e}",
@@ -1018,6 +1031,7 @@ mod tests {
             destinations: vec!["224.0.0.18".parse().unwrap()],
             check_source: false,
             garp_repeat_after: None,
+            garp_refresh: None,
             lower_priority: Default::default(),
             higher_prio_send_advert: false,
         }

@@ -2,6 +2,7 @@
 //! with the keepalived.conf the operator already has.
 
 mod alerts;
+mod announce;
 mod conntrack;
 mod control;
 mod daemon;
@@ -16,6 +17,7 @@ mod plan;
 mod signals;
 mod single;
 mod tracking;
+mod vmacs;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -146,6 +148,18 @@ fn render_error(error: &tandem_config::ConfigError) -> String {
 
 async fn run(args: &Args, config: tandem_config::Config) -> Result<()> {
     let (handle, _connection) = tandem_sys::connect().await?;
+    let vmacs = vmacs::create(&handle, &config).await?;
+    let result = run_with(args, config, handle.clone()).await;
+    vmacs::remove(&handle, vmacs).await;
+    result
+}
+
+/// [`run`] once the `use_vmac` macvlans exist.
+async fn run_with(
+    args: &Args,
+    config: tandem_config::Config,
+    handle: rtnetlink::Handle,
+) -> Result<()> {
     let interfaces = plan::lookup_interfaces(&handle, &config).await?;
     let plan = plan::build(&config, &interfaces)?;
     panic_guard::track(plan.all_addresses());

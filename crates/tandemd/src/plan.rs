@@ -6,9 +6,10 @@ use std::net::IpAddr;
 
 use anyhow::{bail, Context, Result};
 use tandem_config::{
-    Authentication, Broadcast, Config, InitialState, NotifyScripts, VirtualAddress,
+    Authentication, Broadcast, Config, InitialState, NotifyScripts, RouteKind, RuleAction,
+    VirtualAddress, VirtualRoute, VirtualRule, ROUTE_PROTOCOL_KEEPALIVED,
 };
-use tandem_sys::{AddressSpec, InterfaceInfo};
+use tandem_sys::{route_type, AddressSpec, InterfaceInfo, RouteSpec, RuleSpec};
 use tandem_vrrp::{
     Auth, InstanceConfig, LowerPriorityAnswer, Router, ScriptCounter, TrackerKind, TrackerState,
     Tracking, Version, PRIORITY_OWNER,
@@ -58,10 +59,20 @@ pub struct Announce {
 pub struct InstancePlan {
     /// Name (`VI_1`).
     pub name: String,
-    /// Socket it speaks on.
+    /// Socket it hears on.
     pub socket: SocketKey,
+    /// Socket its adverts leave from: `socket`, or the `use_vmac` macvlan's.
+    pub send_socket: SocketKey,
     /// Addresses added on MASTER and removed otherwise (`virtual_ipaddress` and `_excluded`).
     pub addresses: Vec<AddressSpec>,
+    /// `virtual_routes`, added and removed with the addresses.
+    pub routes: Vec<RouteSpec>,
+    /// `virtual_rules`, added and removed with the addresses.
+    pub rules: Vec<RuleSpec>,
+    /// Gratuitous ARPs / NAs per address on taking over (`garp_master_repeat`).
+    pub garp_repeat: u32,
+    /// Gratuitous ARPs / NAs per address at each refresh (`garp_master_refresh_repeat`).
+    pub garp_refresh_repeat: u32,
     /// Gratuitous ARP / NA targets.
     pub announce: Vec<Announce>,
     /// Hooks.
@@ -91,6 +102,10 @@ pub struct Plan {
     pub sockets: BTreeMap<SocketKey, SocketPlan>,
     /// Gratuitous ARPs per burst (`vrrp_garp_master_repeat`).
     pub garp_repeat: u32,
+    /// Gap between gratuitous ARPs on one interface (`vrrp_garp_interval`).
+    pub garp_interval: std::time::Duration,
+    /// Gap between unsolicited NAs on one interface (`vrrp_gna_interval`).
+    pub gna_interval: std::time::Duration,
     /// Interface indexes by name, for link events.
     pub interfaces: BTreeMap<String, InterfaceInfo>,
     /// `router_id`, or the host name: shown in dumps.
@@ -198,6 +213,10 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
             },
         };
         let multicast = vi.unicast_peers.is_empty();
+        let vmac = match &vi.use_vmac {
+            Some(name) => Some(lookup(name).with_context(context)?),
+            None => None,
+        };
         let group: IpAddr = if ipv4 {
             config.global.mcast_group4.into()
         } else {
@@ -229,11 +248,39 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
         if multicast {
             socket.group = Some(group);
         }
+        // With use_vmac, adverts leave from the macvlan (its MAC is the virtual one); they
+        // are heard on the base interface. Unicast adverts keep the base interface, whose
+        // routes reach the peers.
+        let send_key = match vmac {
+            Some(v) if !vi.vmac_xmit_base && multicast => {
+                let key = SocketKey {
+                    ifindex: v.index,
+                    ipv4,
+                };
+                sockets.entry(key).or_insert_with(|| SocketPlan {
+                    ifname: v.name.clone(),
+                    source,
+                    group: None,
+                });
+                key
+            }
+            Some(v) if !vi.vmac_xmit_base => {
+                tracing::warn!(
+                    "{}: unicast adverts leave from {}, not from the macvlan {}",
+                    context(),
+                    iface.name,
+                    v.name
+                );
+                key
+            }
+            _ => key,
+        };
 
         let mut addresses = Vec::new();
         let mut announce = Vec::new();
         for va in vi.virtual_addresses.iter().chain(&vi.excluded_addresses) {
-            let dev = va.dev.as_deref().unwrap_or(&vi.interface);
+            let home = vi.use_vmac.as_deref().unwrap_or(&vi.interface);
+            let dev = va.dev.as_deref().unwrap_or(home);
             let on = lookup(dev).with_context(|| {
                 format!(
                     "{}:{}: virtual address {}",
@@ -358,6 +405,13 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
             }
         }
 
+        let routes = (vi.virtual_routes.iter())
+            .map(|r| route_spec(r, &lookup))
+            .collect::<Result<Vec<_>>>()?;
+        let rules: Vec<RuleSpec> = vi.virtual_rules.iter().map(rule_spec).collect();
+        let garp_refresh = vi
+            .garp_master_refresh
+            .unwrap_or(config.global.garp_master_refresh);
         let lower_prio_repeat = (vi.garp_lower_prio_repeat)
             .or(config.global.garp_lower_prio_repeat)
             .unwrap_or(config.global.garp_master_repeat);
@@ -387,6 +441,7 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
                     .unwrap_or(config.global.garp_master_delay),
             )
             .filter(|d| !d.is_zero()),
+            garp_refresh: Some(garp_refresh).filter(|d| !d.is_zero()),
             lower_priority: LowerPriorityAnswer {
                 advert: !vi
                     .lower_prio_no_advert
@@ -412,7 +467,16 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
         instances.push(InstancePlan {
             name: vi.name.clone(),
             socket: key,
+            send_socket: send_key,
             addresses,
+            routes,
+            rules,
+            garp_repeat: (vi.garp_master_repeat)
+                .unwrap_or(config.global.garp_master_repeat)
+                .max(1),
+            garp_refresh_repeat: (vi.garp_master_refresh_repeat)
+                .unwrap_or(config.global.garp_master_refresh_repeat)
+                .max(1),
             announce,
             notify: secure_notify(&vi.notify, &policy, &context()),
             garp_lower_prio_repeat: lower_prio_repeat,
@@ -503,6 +567,8 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
         groups,
         sockets,
         garp_repeat: config.global.garp_master_repeat.max(1),
+        garp_interval: config.global.garp_interval,
+        gna_interval: config.global.gna_interval,
         interfaces: interfaces.clone(),
         alerts: crate::alerts::AlertsPlan::from_config(config, &policy, &router_id),
         router_id,
@@ -560,6 +626,87 @@ fn address_spec(va: &VirtualAddress, ifindex: u32) -> AddressSpec {
     }
 }
 
+/// The kernel's form of a `virtual_routes` line.
+fn route_spec<'a>(
+    r: &VirtualRoute,
+    lookup: &impl Fn(&str) -> Result<&'a InterfaceInfo>,
+) -> Result<RouteSpec> {
+    let oif = match &r.dev {
+        Some(dev) => Some(
+            lookup(dev)
+                .with_context(|| {
+                    format!(
+                        "{}:{}: virtual route",
+                        r.location.file.display(),
+                        r.location.line
+                    )
+                })?
+                .index,
+        ),
+        None => None,
+    };
+    Ok(RouteSpec {
+        destination: r.destination,
+        prefix_len: r.prefix_len,
+        kind: match r.kind {
+            RouteKind::Unicast => route_type::UNICAST,
+            RouteKind::Local => route_type::LOCAL,
+            RouteKind::Broadcast => route_type::BROADCAST,
+            RouteKind::Anycast => route_type::ANYCAST,
+            RouteKind::Multicast => route_type::MULTICAST,
+            RouteKind::Blackhole => route_type::BLACKHOLE,
+            RouteKind::Unreachable => route_type::UNREACHABLE,
+            RouteKind::Prohibit => route_type::PROHIBIT,
+            RouteKind::Throw => route_type::THROW,
+        },
+        source: r.source,
+        via: r.via,
+        oif,
+        scope: r.scope.map(|s| s.to_kernel()),
+        table: r.table,
+        metric: r.metric,
+        protocol: protocol(r.track),
+    })
+}
+
+/// keepalived's protocol number for what it tracks, `boot` (3) for `no_track`.
+fn protocol(track: bool) -> u8 {
+    if track {
+        ROUTE_PROTOCOL_KEEPALIVED
+    } else {
+        3
+    }
+}
+
+/// The kernel's form of a `virtual_rules` line.
+fn rule_spec(r: &VirtualRule) -> RuleSpec {
+    // FR_ACT_* numbers.
+    let (action, table, goto) = match r.action {
+        RuleAction::Table(t) => (1, t, None),
+        RuleAction::Goto(target) => (2, 0, Some(target)),
+        RuleAction::Nop => (3, 0, None),
+        RuleAction::Blackhole => (6, 0, None),
+        RuleAction::Unreachable => (7, 0, None),
+        RuleAction::Prohibit => (8, 0, None),
+        RuleAction::Unspecified => (0, 0, None),
+    };
+    RuleSpec {
+        ipv6: r.ipv6,
+        from: r.from,
+        to: r.to,
+        invert: r.invert,
+        action,
+        table,
+        goto,
+        iif: r.iif.clone(),
+        oif: r.oif.clone(),
+        fwmark: r.fwmark.map(|(m, _)| m),
+        fwmask: r.fwmark.and_then(|(_, k)| k),
+        priority: r.priority,
+        protocol: protocol(r.track),
+    }
+}
+
 /// Interface names the configuration refers to.
 pub fn interface_names(config: &Config) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
@@ -572,6 +719,8 @@ pub fn interface_names(config: &Config) -> Vec<String> {
                 .filter_map(|a| a.dev.clone()),
         );
         names.extend(vi.track_interfaces.iter().map(|t| t.name.clone()));
+        names.extend(vi.virtual_routes.iter().filter_map(|r| r.dev.clone()));
+        names.extend(vi.use_vmac.clone());
     }
     names.sort();
     names.dedup();

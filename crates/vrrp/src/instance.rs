@@ -121,6 +121,9 @@ pub struct InstanceConfig {
     pub check_source: bool,
     /// Second burst of gratuitous ARPs this long after becoming master (None: only one burst).
     pub garp_repeat_after: Option<Duration>,
+    /// keepalived's `garp_master_refresh`: while master, announce the addresses again with
+    /// the first advert sent at least this long after the last announcement (None: never).
+    pub garp_refresh: Option<Duration>,
     /// How a master answers a lower-priority router that thinks it is master.
     pub lower_priority: LowerPriorityAnswer,
     /// keepalived's `higher_prio_send_advert`: a master that yields to a higher priority sends
@@ -190,6 +193,9 @@ pub enum InstanceAction {
     /// announcements pointed the neighbours at it): keepalived's `garp_lower_prio_repeat`
     /// per address.
     SendGratuitousLowerPriority,
+    /// Announce the addresses again, as a master does every `garp_master_refresh`
+    /// (`garp_master_refresh_repeat` per address).
+    RefreshGratuitous,
 }
 
 /// Runtime state of one virtual router.
@@ -207,6 +213,8 @@ pub struct Instance {
     garp_timer: Option<Instant>,
     /// Second announcement after a lower-priority master was heard.
     lower_priority_garp_timer: Option<Instant>,
+    /// A master's next periodic announcement is due with the first advert at or after this.
+    garp_refresh_due: Option<Instant>,
     preempt_deadline: Option<Instant>,
     preempt_hold: Option<Instant>,
     link_up: bool,
@@ -234,6 +242,7 @@ impl Instance {
             master_down_timer: None,
             garp_timer: None,
             lower_priority_garp_timer: None,
+            garp_refresh_due: None,
             preempt_deadline: None,
             preempt_hold: None,
             link_up: true,
@@ -596,6 +605,16 @@ impl Instance {
             return;
         }
         self.send_advert(self.priority, out);
+        // keepalived checks the refresh when it sends an advert: the period rounds up to one.
+        // The next one counts from this advert's planned time, so a daemon woken a little
+        // late does not miss the advert the period ends on.
+        if let (Some(due), Some(period)) = (self.garp_refresh_due, self.config.garp_refresh) {
+            let planned = self.adver_timer.unwrap_or(now);
+            if due <= planned {
+                out.push(InstanceAction::RefreshGratuitous);
+                self.garp_refresh_due = Some(planned + period);
+            }
+        }
         // The next point of the grid; only a daemon late by a whole interval realigns.
         let next = self
             .adver_timer
@@ -742,6 +761,7 @@ impl Instance {
         self.send_advert(self.priority, out);
         out.push(InstanceAction::SendGratuitous);
         self.garp_timer = self.config.garp_repeat_after.map(|d| now + d);
+        self.garp_refresh_due = self.config.garp_refresh.map(|d| now + d);
         self.adver_timer = Some(self.next_advert_on_grid(now));
     }
 
@@ -759,6 +779,7 @@ impl Instance {
         self.adver_timer = None;
         self.garp_timer = None;
         self.lower_priority_garp_timer = None;
+        self.garp_refresh_due = None;
     }
 
     fn enter_backup(&mut self, now: Instant, cause: Cause, out: &mut Vec<InstanceAction>) {

@@ -25,6 +25,7 @@
 //!     destinations: vec!["224.0.0.18".parse().unwrap()],
 //!     check_source: false,
 //!     garp_repeat_after: None,
+//!     garp_refresh: None,
 //!     lower_priority: Default::default(),
 //!     higher_prio_send_advert: false,
 //! }, 2, &[2]);

@@ -679,6 +679,7 @@ mod tests {
                     destinations: vec!["224.0.0.18".parse().unwrap()],
                     check_source: false,
                     garp_repeat_after: Some(Duration::from_secs(1)),
+                    garp_refresh: None,
                     lower_priority: Default::default(),
                     higher_prio_send_advert: false,
                 };

@@ -104,6 +104,7 @@ fn words(actions: &[InstanceAction]) -> Vec<String> {
             InstanceAction::Send { .. } => "advert".to_string(),
             InstanceAction::SendGratuitous => "garp".into(),
             InstanceAction::SendGratuitousLowerPriority => "garp-lower".into(),
+            InstanceAction::RefreshGratuitous => "garp-refresh".into(),
             InstanceAction::AddAddresses => "add".into(),
             InstanceAction::RemoveAddresses => "remove".into(),
             InstanceAction::Transition { to, .. } => to.keyword().into(),

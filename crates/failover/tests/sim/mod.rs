@@ -183,6 +183,7 @@ fn instance(name: &str, vrid: u8, lan: u32, node: usize, priority: u8) -> Instan
         destinations: vec!["224.0.0.18".parse().unwrap()],
         check_source: false,
         garp_repeat_after: None,
+        garp_refresh: None,
         lower_priority: Default::default(),
         higher_prio_send_advert: false,
     }
@@ -680,6 +681,7 @@ impl Sim {
                     InstanceAction::SendGratuitousLowerPriority => {
                         format!("garp-lower-priority {name}")
                     }
+                    InstanceAction::RefreshGratuitous => format!("garp-refresh {name}"),
                 }
             }
             Action::GroupTransition { to, .. } => format!("G {}", to.keyword()),

@@ -3,7 +3,8 @@
 //! An invalid new configuration is refused with its located errors and the running one stays.
 //! Instances that are still the same virtual router keep their state, timers and addresses (no
 //! transition, no notify, no gap in adverts); when their settings changed they run on with the
-//! new ones, and a master adds and removes just the addresses that changed. Removed ones stop
+//! new ones, and a master adds and removes just the addresses, routes and rules that changed.
+//! `use_vmac` macvlans are made at start only: a new one takes a restart. Removed ones stop
 //! gracefully (priority 0, addresses removed); added ones start. The replication service and
 //! its caches are left running.
 
@@ -13,11 +14,11 @@ use std::time::Instant;
 
 use tracing::{error, info, warn};
 
-use tandem_sys::AddressSpec;
+use tandem_sys::{AddressSpec, RouteSpec, RuleSpec};
 use tandem_vrrp::State;
 
 use super::Daemon;
-use crate::plan::{self, Plan};
+use crate::plan::{self, InstancePlan, Plan};
 
 impl Daemon {
     /// Reloads; the text is the answer for `tandemctl reload` (errors start with `error:`).
@@ -104,6 +105,15 @@ impl Daemon {
                 (new, add, remove)
             })
             .collect();
+        // Masters whose routes or rules changed: the old lists, and the new instance.
+        let routed: Vec<(InstancePlan, usize)> = (carried.kept.iter())
+            .filter(|&&(_, new)| next.router.instance(new).state() == State::Master)
+            .filter(|&&(old, new)| {
+                let (before, after) = (&self.plan.instances[old], &next.instances[new]);
+                before.routes != after.routes || before.rules != after.rules
+            })
+            .map(|&(old, new)| (self.plan.instances[old].clone(), new))
+            .collect();
         let stopping = self.plan.router.stop_instances(now, &carried.stopped);
         self.execute(stopping).await;
 
@@ -157,6 +167,9 @@ impl Daemon {
         for (id, add, remove) in moves {
             self.move_addresses(id, &add, &remove).await;
         }
+        for (old, new) in routed {
+            self.move_routes(&old, new).await;
+        }
         let starting = self.plan.router.start_instances(now, &carried.started);
         self.execute(starting).await;
         // Kept instances follow the new set of trackers (one removed may release a FAULT).
@@ -191,8 +204,47 @@ impl Daemon {
             }
         }
         if !add.is_empty() {
-            self.announce(id, self.plan.garp_repeat);
+            self.announce(id, self.plan.instances[id].garp_repeat);
         }
+    }
+
+    /// A master's routes or rules changed: those no longer configured go, the new ones
+    /// come; the ones it keeps are not touched.
+    async fn move_routes(&mut self, old: &InstancePlan, id: usize) {
+        let new = &self.plan.instances[id];
+        let gone = |now: &[RouteSpec], then: &[RouteSpec]| -> Vec<RouteSpec> {
+            then.iter().filter(|r| !now.contains(r)).cloned().collect()
+        };
+        let gone_rules = |now: &[RuleSpec], then: &[RuleSpec]| -> Vec<RuleSpec> {
+            then.iter().filter(|r| !now.contains(r)).cloned().collect()
+        };
+        let (remove_routes, remove_rules) = (
+            gone(&new.routes, &old.routes),
+            gone_rules(&new.rules, &old.rules),
+        );
+        let (add_routes, add_rules) = (
+            gone(&old.routes, &new.routes),
+            gone_rules(&old.rules, &new.rules),
+        );
+        let name = new.name.clone();
+        let removed = self
+            .addresses
+            .apply(false, &[], &remove_routes, &remove_rules)
+            .await;
+        let added = self
+            .addresses
+            .apply(true, &[], &add_routes, &add_rules)
+            .await;
+        for result in removed.into_iter().chain(added) {
+            if let Err(e) = result {
+                error!("({name}) {e}");
+            }
+        }
+        info!(
+            "({name}) routes and rules: {} added, {} removed",
+            add_routes.len() + add_rules.len(),
+            remove_routes.len() + remove_rules.len()
+        );
     }
 
     fn files_display(&self) -> String {

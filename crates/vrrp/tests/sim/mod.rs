@@ -44,6 +44,7 @@ pub fn config_on(lan: u32, i: usize, priority: u8) -> InstanceConfig {
         destinations: vec![GROUP.parse().unwrap()],
         check_source: false,
         garp_repeat_after: None,
+        garp_refresh: None,
         lower_priority: Default::default(),
         higher_prio_send_advert: false,
     }
@@ -281,9 +282,9 @@ impl Sim {
                 }
                 InstanceAction::AddAddresses => self.nodes[node].holds[id] = true,
                 InstanceAction::RemoveAddresses => self.nodes[node].holds[id] = false,
-                InstanceAction::SendGratuitous | InstanceAction::SendGratuitousLowerPriority => {
-                    self.nodes[node].gratuitous += 1
-                }
+                InstanceAction::SendGratuitous
+                | InstanceAction::SendGratuitousLowerPriority
+                | InstanceAction::RefreshGratuitous => self.nodes[node].gratuitous += 1,
                 InstanceAction::Transition { from, to, cause } => {
                     self.log.push((self.now - self.start, node, id, from, to));
                     self.causes.push((node, id, to, cause));
