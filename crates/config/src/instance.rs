@@ -68,6 +68,7 @@ pub(crate) fn parse(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedInstance> {
             lower_prio_no_advert: None,
             higher_prio_send_advert: None,
             dont_track_primary: false,
+            smtp_alert: None,
             location: stmt.key.loc.clone(),
         },
         name,
@@ -290,6 +291,11 @@ fn keyword(s: &Stmt, p: &mut ParsedInstance, ctx: &mut Ctx) {
         "dont_track_primary" => {
             if let Some(v) = ctx.switch(s) {
                 i.dont_track_primary = v;
+            }
+        }
+        "smtp_alert" => {
+            if let Some(v) = ctx.flag(s) {
+                i.smtp_alert = Some(v);
             }
         }
         // tandem never filters traffic to the virtual addresses, which is accept mode.

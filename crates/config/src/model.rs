@@ -77,6 +77,22 @@ pub struct GlobalDefs {
     pub smtp_port: u16,
     /// `smtp_connect_timeout` seconds.
     pub smtp_connect_timeout: Option<Duration>,
+    /// `smtp_helo_name`: the name given in HELO (default: the host name).
+    pub smtp_helo_name: Option<String>,
+    /// `smtp_alert [on|off]`: the default for instances and sync groups (unset: off).
+    pub smtp_alert: Option<bool>,
+    /// `smtp_alert_vrrp [on|off]`: the VRRP default, which wins over `smtp_alert`.
+    pub smtp_alert_vrrp: Option<bool>,
+    /// `no_email_faults`: no e-mail for a transition into FAULT.
+    pub no_email_faults: bool,
+    /// `notify_fifo PATH [USER [GROUP]]`: the FIFO every transition is written to.
+    pub notify_fifo: Option<NotifyFifo>,
+    /// `notify_fifo_script SCRIPT [USER [GROUP]]`: started with the FIFO's path, to read it.
+    pub notify_fifo_script: Option<FifoScript>,
+    /// `vrrp_notify_fifo PATH [USER [GROUP]]`: the VRRP process's own FIFO (same lines).
+    pub vrrp_notify_fifo: Option<NotifyFifo>,
+    /// `vrrp_notify_fifo_script SCRIPT [USER [GROUP]]`.
+    pub vrrp_notify_fifo_script: Option<FifoScript>,
     /// `vrrp_strict`.
     pub vrrp_strict: bool,
     /// `vrrp_version` (2 or 3), default 2: the default for instances that do not say.
@@ -108,6 +124,17 @@ pub struct GlobalDefs {
     pub higher_prio_send_advert: bool,
 }
 
+impl GlobalDefs {
+    /// keepalived's precedence for whether mail is sent for an instance or group whose own
+    /// `smtp_alert` is `own`: its own setting, else `smtp_alert_vrrp`, else `smtp_alert`,
+    /// else off.
+    pub fn smtp_alert_for(&self, own: Option<bool>) -> bool {
+        own.or(self.smtp_alert_vrrp)
+            .or(self.smtp_alert)
+            .unwrap_or(false)
+    }
+}
+
 impl Default for GlobalDefs {
     fn default() -> Self {
         GlobalDefs {
@@ -123,6 +150,14 @@ impl Default for GlobalDefs {
             smtp_server: None,
             smtp_port: 25,
             smtp_connect_timeout: None,
+            smtp_helo_name: None,
+            smtp_alert: None,
+            smtp_alert_vrrp: None,
+            no_email_faults: false,
+            notify_fifo: None,
+            notify_fifo_script: None,
+            vrrp_notify_fifo: None,
+            vrrp_notify_fifo_script: None,
             vrrp_strict: false,
             vrrp_version: 2,
             garp_master_delay: Duration::from_secs(5),
@@ -137,6 +172,34 @@ impl Default for GlobalDefs {
             higher_prio_send_advert: false,
         }
     }
+}
+
+/// `notify_fifo` / `vrrp_notify_fifo`: a named pipe that gets one line per transition
+/// (`INSTANCE "VI_1" MASTER 150`), created when missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyFifo {
+    /// Where the FIFO is.
+    pub path: std::path::PathBuf,
+    /// Owner given to a FIFO tandemd creates (default: the default script user).
+    pub user: Option<String>,
+    /// Its group (default: the user's).
+    pub group: Option<String>,
+    /// Where the line is.
+    pub location: Location,
+}
+
+/// `notify_fifo_script` / `vrrp_notify_fifo_script`: a reader of the FIFO, started once with
+/// the FIFO's path as its last argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FifoScript {
+    /// The command line.
+    pub command: String,
+    /// `USER`: who runs it (default: the default script user).
+    pub user: Option<String>,
+    /// `GROUP`.
+    pub group: Option<String>,
+    /// Where the line is.
+    pub location: Location,
 }
 
 /// `vrrp_script NAME { ... }`: a health check whose result adjusts priority or forces FAULT.
@@ -483,6 +546,8 @@ pub struct VrrpInstance {
     pub higher_prio_send_advert: Option<bool>,
     /// `dont_track_primary`: link state of `interface` does not cause FAULT.
     pub dont_track_primary: bool,
+    /// `smtp_alert [on|off]`: e-mail on transitions (unset: the global default).
+    pub smtp_alert: Option<bool>,
     /// Where the block starts.
     pub location: Location,
 }
@@ -504,6 +569,8 @@ pub struct SyncGroup {
     pub notify: NotifyScripts,
     /// `track_process { ... }`: applies to every member.
     pub track_processes: Vec<TrackProcess>,
+    /// `smtp_alert [on|off]`: e-mail on the group's transitions (unset: the global default).
+    pub smtp_alert: Option<bool>,
     /// Where the block starts.
     pub location: Location,
 }

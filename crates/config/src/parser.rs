@@ -9,7 +9,9 @@ use crate::instance::{self, ParsedInstance};
 use crate::keywords::{
     GLOBAL_UNSUPPORTED, SYNC_GROUP_UNSUPPORTED, TOP_LEVEL_NOT_YET, TOP_LEVEL_UNSUPPORTED,
 };
-use crate::model::{Config, GlobalDefs, NotifyScripts, SyncGroup, VrrpScript};
+use crate::model::{
+    Config, FifoScript, GlobalDefs, NotifyFifo, NotifyScripts, SyncGroup, VrrpScript,
+};
 use crate::track_process::{self, TrackProcessLine};
 use crate::tree::{Stmt, Word};
 use crate::values::{parse_seconds, script_line, Ctx};
@@ -22,12 +24,13 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
     let mut scripts: Vec<(VrrpScript, Word)> = Vec::new();
     let mut trackers = Vec::new();
     let mut files: Vec<(crate::model::TrackFile, Word)> = Vec::new();
+    let mut mail = MailWords::default();
     for stmt in stmts {
         let k = stmt.key.text.as_str();
         match k {
             "global_defs" => {
                 if let Some(block) = ctx.block(stmt) {
-                    global_defs(&block.stmts, &mut config.global, ctx);
+                    global_defs(&block.stmts, &mut config.global, &mut mail, ctx);
                 }
             }
             "vrrp_script" => {
@@ -122,26 +125,18 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
     );
     config.instances = instances.into_iter().map(|p| p.instance).collect();
     config.sync_groups = check_groups(groups, &config, ctx);
+    check_mail(&config, &mail, ctx);
     config
 }
 
 /// `global_defs` keywords that are read (and checked) but that tandem does not act on yet,
 /// with what will not happen.
-const GLOBAL_READ_NOT_ACTED: &[(&str, &str)] = &[
-    (
-        "vrrp_strict",
-        "keepalived's strict-mode checks and refusals are not applied",
-    ),
-    ("notification_email", "no e-mail is sent on transitions"),
-    (
-        "notification_email_from",
-        "no e-mail is sent on transitions",
-    ),
-    ("smtp_server", "no e-mail is sent on transitions"),
-    ("smtp_connect_timeout", "no e-mail is sent on transitions"),
-];
+const GLOBAL_READ_NOT_ACTED: &[(&str, &str)] = &[(
+    "vrrp_strict",
+    "keepalived's strict-mode checks and refusals are not applied",
+)];
 
-fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, ctx: &mut Ctx) {
+fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, mail: &mut MailWords, ctx: &mut Ctx) {
     for stmt in stmts {
         let k = stmt.key.text.as_str();
         if let Some((_, what)) = GLOBAL_READ_NOT_ACTED.iter().find(|(key, _)| *key == k) {
@@ -224,6 +219,7 @@ fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, ctx: &mut Ctx) {
                 }
             }
             "notification_email" => {
+                mail.email = Some(stmt.key.clone());
                 if let Some(block) = ctx.block(stmt) {
                     if block.stmts.is_empty() {
                         ctx.error(
@@ -246,6 +242,7 @@ fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, ctx: &mut Ctx) {
                 }
             }
             "smtp_server" => {
+                mail.server = Some(stmt.key.clone());
                 if !ctx.no_block(stmt) {
                     continue;
                 }
@@ -276,6 +273,57 @@ fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, ctx: &mut Ctx) {
             "smtp_connect_timeout" => {
                 if let Some(d) = ctx.seconds(stmt, 3600) {
                     g.smtp_connect_timeout = Some(d);
+                }
+            }
+            "smtp_helo_name" => {
+                if let Some(w) = ctx.one(stmt, "a host name") {
+                    g.smtp_helo_name = Some(w.text.clone());
+                }
+            }
+            "smtp_alert" => {
+                if let Some(v) = ctx.flag(stmt) {
+                    g.smtp_alert = Some(v);
+                }
+            }
+            "smtp_alert_vrrp" => {
+                if let Some(v) = ctx.flag(stmt) {
+                    g.smtp_alert_vrrp = Some(v);
+                }
+            }
+            "no_email_faults" => {
+                if let Some(v) = ctx.switch(stmt) {
+                    g.no_email_faults = v;
+                }
+            }
+            "notify_fifo" | "vrrp_notify_fifo" => {
+                let slot = if k == "notify_fifo" {
+                    &mut g.notify_fifo
+                } else {
+                    &mut g.vrrp_notify_fifo
+                };
+                if let Some((path, user, group)) = fifo_line(stmt, "PATH", slot.is_some(), ctx) {
+                    *slot = Some(NotifyFifo {
+                        path: path.into(),
+                        user,
+                        group,
+                        location: stmt.key.loc.clone(),
+                    });
+                }
+            }
+            "notify_fifo_script" | "vrrp_notify_fifo_script" => {
+                let slot = if k == "notify_fifo_script" {
+                    &mut g.notify_fifo_script
+                } else {
+                    &mut g.vrrp_notify_fifo_script
+                };
+                if let Some((command, user, group)) = fifo_line(stmt, "SCRIPT", slot.is_some(), ctx)
+                {
+                    *slot = Some(FifoScript {
+                        command,
+                        user,
+                        group,
+                        location: stmt.key.loc.clone(),
+                    });
                 }
             }
             "vrrp_version" => {
@@ -376,6 +424,91 @@ fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, ctx: &mut Ctx) {
             _ => ctx.unknown(stmt, "global_defs"),
         }
     }
+}
+
+/// Reads `KEYWORD VALUE [USER [GROUP]]` (`notify_fifo` and its script); `taken` says the
+/// keyword was given before, in which case the first stays, as in keepalived.
+fn fifo_line(
+    stmt: &Stmt,
+    value: &str,
+    taken: bool,
+    ctx: &mut Ctx,
+) -> Option<(String, Option<String>, Option<String>)> {
+    if !ctx.no_block(stmt) {
+        return None;
+    }
+    let k = &stmt.key.text;
+    match stmt.args.as_slice() {
+        [] => {
+            ctx.error(
+                &stmt.key,
+                format!("`{k}` expects {value} [USER [GROUP]], found end of line"),
+            );
+            None
+        }
+        [first, ..] if taken => {
+            ctx.warn(
+                first,
+                format!(
+                    "`{k}` is given twice: `{}` is ignored and the first one is used, as \
+                     keepalived does",
+                    first.text
+                ),
+            );
+            None
+        }
+        [_, _, _, extra, ..] => {
+            ctx.error(
+                extra,
+                format!(
+                    "`{k}` expects {value} [USER [GROUP]], found extra `{}`",
+                    extra.text
+                ),
+            );
+            None
+        }
+        [first, rest @ ..] => Some((
+            first.text.clone(),
+            rest.first().map(|w| w.text.clone()),
+            rest.get(1).map(|w| w.text.clone()),
+        )),
+    }
+}
+
+/// Mail settings that cannot send anything, said at their line: keepalived sends mail only
+/// with both `notification_email` and `smtp_server`, and only for instances and groups whose
+/// `smtp_alert` (or its global defaults) is on.
+fn check_mail(config: &Config, words: &MailWords, ctx: &mut Ctx) {
+    let g = &config.global;
+    let alerting = config
+        .instances
+        .iter()
+        .map(|i| i.smtp_alert)
+        .chain(config.sync_groups.iter().map(|s| s.smtp_alert))
+        .any(|own| g.smtp_alert_for(own));
+    match (&words.email, &words.server) {
+        (Some(email), None) => ctx.warn(
+            email,
+            "`notification_email` without `smtp_server`: no e-mail is sent",
+        ),
+        (None, Some(server)) => ctx.warn(
+            server,
+            "`smtp_server` without `notification_email`: no e-mail is sent",
+        ),
+        (Some(email), Some(_)) if !alerting => ctx.warn(
+            email,
+            "no vrrp_instance or vrrp_sync_group has `smtp_alert` on (nor `smtp_alert` / \
+             `smtp_alert_vrrp` in global_defs): no e-mail is sent",
+        ),
+        _ => {}
+    }
+}
+
+/// Where the mail settings were written, for [`check_mail`].
+#[derive(Default)]
+struct MailWords {
+    email: Option<Word>,
+    server: Option<Word>,
 }
 
 /// The name of a named block (`vrrp_script NAME {`), checked to be one word.
@@ -531,6 +664,7 @@ fn sync_group(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedGroup> {
         tracking_weight: false,
         notify: NotifyScripts::default(),
         track_processes: Vec::new(),
+        smtp_alert: None,
         location: stmt.key.loc.clone(),
     };
     let mut members = Vec::new();
@@ -580,6 +714,11 @@ fn sync_group(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedGroup> {
             "sync_group_tracking_weight" => {
                 if let Some(v) = ctx.flag(s) {
                     group.tracking_weight = v;
+                }
+            }
+            "smtp_alert" => {
+                if let Some(v) = ctx.flag(s) {
+                    group.smtp_alert = Some(v);
                 }
             }
             _ if SYNC_GROUP_UNSUPPORTED.contains(&k) => ctx.unsupported(s),

@@ -518,3 +518,63 @@ fn track_files_and_tracking_in_instances_and_sync_groups() {
         ["k.conf:1:12: track_file `t` has no `file` line"]
     );
 }
+
+#[test]
+fn mail_alert_settings_follow_keepalived_s_precedence() {
+    let global = "global_defs {\n notification_email {\n  ops@example.net\n  noc@example.net\n }\n notification_email_from tandem@example.net\n smtp_server 192.0.2.25 2525\n smtp_helo_name lb1.example.net\n smtp_connect_timeout 5\n smtp_alert off\n smtp_alert_vrrp on\n no_email_faults\n}\n";
+    let text = format!(
+        "{global}{}{}vrrp_sync_group G1 {{\n group {{\n  VI_1\n }}\n smtp_alert off\n}}\n",
+        instance(" smtp_alert no\n"),
+        "vrrp_instance VI_2 {\n interface eth0\n virtual_router_id 2\n}\n",
+    );
+    let c = ok(&text);
+    let g = &c.global;
+    assert_eq!(g.notification_email, ["ops@example.net", "noc@example.net"]);
+    assert_eq!(g.smtp_port, 2525);
+    assert_eq!(g.smtp_helo_name.as_deref(), Some("lb1.example.net"));
+    assert_eq!(g.smtp_connect_timeout, Some(Duration::from_secs(5)));
+    assert!(g.no_email_faults);
+    // The instance's own word wins, then smtp_alert_vrrp, then smtp_alert.
+    assert!(!g.smtp_alert_for(c.instances[0].smtp_alert));
+    assert!(g.smtp_alert_for(c.instances[1].smtp_alert));
+    assert!(!g.smtp_alert_for(c.sync_groups[0].smtp_alert));
+    assert_eq!(warnings(&c), Vec::<String>::new());
+
+    // Mail configured but nothing alerting (keepalived's default is off): said at the block.
+    let quiet = ok(
+        "global_defs {\n notification_email {\n  ops@example.net\n }\n smtp_server 192.0.2.25\n}\n",
+    );
+    let w = warnings(&quiet);
+    assert!(
+        w.iter()
+            .any(|w| w.starts_with("k.conf:2:2") && w.contains("no e-mail is sent")),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn notify_fifos_with_owner_and_reader_script() {
+    let c = ok("global_defs {\n notify_fifo /run/k.fifo nobody nogroup\n notify_fifo_script \"/usr/bin/reader -v\" nobody\n vrrp_notify_fifo /run/v.fifo\n vrrp_notify_fifo /run/other.fifo\n}\n");
+    let g = &c.global;
+    let f = g.notify_fifo.as_ref().unwrap();
+    assert_eq!(f.path, Path::new("/run/k.fifo"));
+    assert_eq!(f.user.as_deref(), Some("nobody"));
+    assert_eq!(f.group.as_deref(), Some("nogroup"));
+    let s = g.notify_fifo_script.as_ref().unwrap();
+    assert_eq!(s.command, "/usr/bin/reader -v");
+    assert_eq!(s.user.as_deref(), Some("nobody"));
+    assert_eq!(s.group, None);
+    // A second one is ignored, as keepalived does, and said so.
+    let v = g.vrrp_notify_fifo.as_ref().unwrap();
+    assert_eq!(v.path, Path::new("/run/v.fifo"));
+    let w = warnings(&c);
+    assert!(
+        w.iter()
+            .any(|w| w.starts_with("k.conf:5:19") && w.contains("given twice")),
+        "{w:?}"
+    );
+    assert_eq!(
+        errors("global_defs {\n notify_fifo\n}\n"),
+        ["k.conf:2:2: `notify_fifo` expects PATH [USER [GROUP]], found end of line"]
+    );
+}

@@ -92,7 +92,7 @@ fn corpus_is_large_and_every_file_has_an_origin_and_a_verdict() {
 /// keepalived refuses and tandem accepts with located warnings.
 const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
     // keepalived resolves `smtp_server smtp.163.com` through DNS while reading the file, so its
-    // verdict depends on the resolver; tandem sends no e-mail and resolves nothing.
+    // verdict depends on the resolver; tandem resolves the name only when it sends a letter.
     (
         "Chuyio+keepalived_nginx.conf",
         "smtp_server names a host (DNS at parse time)",

@@ -85,6 +85,8 @@ pub struct Daemon {
     recorder: crate::metrics::Recorder,
     /// vrrp_script runners and track_file watchers.
     trackers: crate::tracking::Trackers,
+    /// Notify FIFOs and mail alerts (opened when the loop starts).
+    alerts: crate::alerts::Alerts,
 }
 
 /// The failover sequence as the daemon runs it: the coordinator, and the steps it sent to
@@ -156,6 +158,7 @@ impl Daemon {
             processes: processes::Processes::new(),
             recorder: crate::metrics::Recorder::default(),
             trackers: Default::default(),
+            alerts: Default::default(),
         })
     }
 
@@ -173,6 +176,7 @@ impl Daemon {
         }
 
         self.clean_leftovers().await;
+        self.alerts = crate::alerts::Alerts::start(self.plan.alerts.clone());
         let mut tracker_events = self
             .trackers
             .take_events()
@@ -307,6 +311,7 @@ impl Daemon {
         self.trackers.stop();
         let actions = self.plan.router.handle(Instant::now(), Input::Shutdown);
         self.execute(actions).await;
+        self.alerts.shutdown().await;
         Ok(())
     }
 
@@ -534,6 +539,7 @@ impl Daemon {
                 info!("VRRP_Group({}) Syncing instances to {to} state", plan.name);
                 let user = self.plan.notify_user.as_ref();
                 notify::run(&plan.notify, user, Subject::Group, &plan.name, to, 0);
+                self.alerts.transition(Subject::Group, &plan.name, to, 0);
             }
             Action::PriorityChanged {
                 id,
@@ -666,6 +672,7 @@ impl Daemon {
                     to,
                     priority,
                 );
+                (self.alerts).transition(Subject::Instance, &plan.name, to, priority);
             }
         }
     }

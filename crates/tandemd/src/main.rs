@@ -1,6 +1,7 @@
 //! tandemd: VRRP (and, later, conntrack replication) for a pair of Linux gateways, configured
 //! with the keepalived.conf the operator already has.
 
+mod alerts;
 mod announce;
 mod conntrack;
 mod control;

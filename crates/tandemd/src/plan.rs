@@ -116,6 +116,8 @@ pub struct Plan {
     pub tracking: TrackingPlan,
     /// Who notify scripts run as (`None`: script security refuses them all).
     pub notify_user: Option<ScriptUser>,
+    /// Notify FIFOs and mail alerts.
+    pub alerts: crate::alerts::AlertsPlan,
 }
 
 impl Plan {
@@ -160,7 +162,8 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
     };
     let runs_scripts = !tracking.scripts.is_empty()
         || config.instances.iter().any(|i| has_notify(&i.notify))
-        || config.sync_groups.iter().any(|g| has_notify(&g.notify));
+        || config.sync_groups.iter().any(|g| has_notify(&g.notify))
+        || crate::alerts::AlertsPlan::runs_scripts(config);
     if runs_scripts {
         for w in &policy.warnings {
             tracing::warn!("{w}");
@@ -556,6 +559,11 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
         });
     }
     let processes = crate::track_process::add_to_router(config, &mut router);
+    let router_id = config.global.router_id.clone().unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
     Ok(Plan {
         router,
         instances,
@@ -565,12 +573,9 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
         garp_interval: config.global.garp_interval,
         gna_interval: config.global.gna_interval,
         interfaces: interfaces.clone(),
-        router_id: config.global.router_id.clone().unwrap_or_else(|| {
-            nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        }),
         processes,
+        alerts: crate::alerts::AlertsPlan::from_config(config, &policy, &router_id),
+        router_id,
         tracking,
         notify_user: policy.default_user.clone().ok(),
     })

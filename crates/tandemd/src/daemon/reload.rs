@@ -153,6 +153,7 @@ impl Daemon {
             self.spawn_reader(key);
         }
         self.plan = next;
+        self.alerts.apply(self.plan.alerts.clone());
         self.drop_log.clear();
         crate::panic_guard::track(self.plan.all_addresses());
         for &new in &carried.started {
