@@ -107,8 +107,14 @@ fn use_vmac_against_keepalived_announces_the_vip_from_the_same_virtual_mac() -> 
     })?;
     // keepalived (b) is master first; tandem (a) takes over when it stops.
     let mut b = start_keepalived(&pair, &pair.b, &vi_1(2, 51, 150, "    use_vmac"))?;
-    let _a = start_tandemd(&pair, &pair.a, &vi_1(2, 51, 100, "    use_vmac"))?;
-    wait_holder(&pair, VIP, "b", Duration::from_secs(15))?;
+    let a = start_tandemd(&pair, &pair.a, &vi_1(2, 51, 100, "    use_vmac"))?;
+    wait_holder(&pair, VIP, "b", Duration::from_secs(15)).with_context(|| {
+        format!(
+            "keepalived:\n{}\ntandemd:\n{}",
+            b.child.log(),
+            a.child.log()
+        )
+    })?;
     assert!(pair.b.ip("-o addr show dev vrrp.51")?.contains(VIP));
     pair.client.wait_ping(VIP, Duration::from_secs(5))?;
     let from_keepalived = wait_until("keepalived's GARP", Duration::from_secs(5), ms(20), || {
