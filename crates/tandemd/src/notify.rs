@@ -65,7 +65,9 @@ pub fn run(
 fn spawn(command: &str, user: &ScriptUser, args: &[&str]) {
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c")
-        .arg(format!("{command} \"$@\""))
+        // `exec`: the hook itself is our child, as keepalived forks it, not a shell around it
+        // (one process less, and signals reach the script).
+        .arg(format!("exec {command} \"$@\""))
         .arg("tandem-notify")
         .args(args)
         .stdin(std::process::Stdio::null())

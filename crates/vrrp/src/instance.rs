@@ -212,6 +212,11 @@ pub struct Instance {
     link_up: bool,
     /// The tracker holding this instance in FAULT, if one is.
     tracker_fault: Option<TrackerId>,
+    /// The tracker FAULT is only weight-0 scripts that have not answered yet: keepalived keeps
+    /// such an instance in INIT (no transition, no notify) until their first result.
+    fault_pending: bool,
+    /// Started, but held in INIT by [`Instance::fault_pending`].
+    held_in_init: bool,
     group_fault: bool,
     in_group: bool,
     wants_master: bool,
@@ -238,6 +243,8 @@ impl Instance {
             preempt_hold: None,
             link_up: true,
             tracker_fault: None,
+            fault_pending: false,
+            held_in_init: false,
             group_fault: false,
             in_group: false,
             wants_master: false,
@@ -358,9 +365,16 @@ impl Instance {
         self.tracker_fault
     }
 
-    /// Records the tracker holding a not-yet-started instance in FAULT.
-    pub(crate) fn set_tracker_fault(&mut self, fault: Option<TrackerId>) {
+    /// Records the tracker holding a not-yet-started instance in FAULT; `pending`: only
+    /// because scripts have not answered yet (the instance then waits in INIT).
+    pub(crate) fn set_tracker_fault(&mut self, fault: Option<TrackerId>, pending: bool) {
         self.tracker_fault = fault;
+        self.fault_pending = fault.is_some() && pending;
+    }
+
+    /// Whether the instance is started but waits in INIT for its scripts' first results.
+    pub fn held_in_init(&self) -> bool {
+        self.held_in_init
     }
 
     /// Why this instance is in FAULT by itself, as a transition cause.
@@ -380,19 +394,30 @@ impl Instance {
         self.preempt_deadline =
             (!self.config.preempt_delay.is_zero()).then(|| now + self.config.preempt_delay);
         self.advert_epoch.get_or_insert(now);
+        if self.link_up && !self.group_fault && self.fault_pending {
+            // keepalived: INIT until every weight-0 script has answered once.
+            self.held_in_init = true;
+            return out;
+        }
+        self.begin(now, Cause::Start, &mut out);
+        out
+    }
+
+    /// Leaves INIT for the state the links, trackers and priority call for.
+    fn begin(&mut self, now: Instant, cause: Cause, out: &mut Vec<InstanceAction>) {
+        self.held_in_init = false;
         if self.own_fault() || self.group_fault {
-            let cause = self.fault_cause(Cause::Start);
-            self.enter_fault(now, cause, &mut out);
+            let cause = self.fault_cause(cause);
+            self.enter_fault(now, cause, out);
         } else if self.priority == PRIORITY_OWNER {
-            self.enter_master(now, Cause::Start, &mut out);
+            self.enter_master(now, cause, out);
         } else {
-            self.enter_backup(now, Cause::Start, &mut out);
+            self.enter_backup(now, cause, out);
             if self.config.start_as_master {
                 // A hint only: claim mastership after skew time unless someone answers first.
                 self.master_down_timer = Some(now + self.skew_time());
             }
         }
-        out
     }
 
     /// Checks a received advert against this instance's settings, counting what is dropped.
@@ -632,7 +657,9 @@ impl Instance {
     pub fn handle_interface_down(&mut self, now: Instant) -> Vec<InstanceAction> {
         let mut out = Vec::new();
         self.link_up = false;
-        if matches!(self.state, State::Backup | State::Master) {
+        if self.held_in_init {
+            self.begin(now, Cause::LinkDown, &mut out);
+        } else if matches!(self.state, State::Backup | State::Master) {
             self.enter_fault(now, Cause::LinkDown, &mut out);
         }
         out
@@ -649,16 +676,25 @@ impl Instance {
     }
 
     /// A tracker forces FAULT (`Some`, naming it) or no tracker does any more (`None`; `cause`
-    /// names the tracker whose change released it).
+    /// names the tracker whose change released it). `pending`: the FAULT is only scripts that
+    /// have not answered yet, which keeps an instance waiting in INIT there.
     pub fn handle_tracker_fault(
         &mut self,
         now: Instant,
         fault: Option<TrackerId>,
+        pending: bool,
         cause: Cause,
     ) -> Vec<InstanceAction> {
         let mut out = Vec::new();
         let was = self.tracker_fault;
         self.tracker_fault = fault;
+        self.fault_pending = fault.is_some() && pending;
+        if self.held_in_init {
+            if !self.fault_pending {
+                self.begin(now, cause, &mut out);
+            }
+            return out;
+        }
         match fault {
             Some(t) if was.is_none() && matches!(self.state, State::Backup | State::Master) => {
                 self.enter_fault(now, Cause::Tracker(t), &mut out);
@@ -720,6 +756,7 @@ impl Instance {
     /// Graceful stop: a priority-0 advert so a backup takes over after skew time, addresses removed.
     pub fn shutdown(&mut self, _now: Instant) -> Vec<InstanceAction> {
         let mut out = Vec::new();
+        self.held_in_init = false;
         if self.state == State::Master {
             self.leave_master(true, &mut out);
         }

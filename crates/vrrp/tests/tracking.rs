@@ -85,22 +85,18 @@ fn a_failing_script_with_a_negative_weight_hands_over_and_back() {
 }
 
 #[test]
-fn weight_zero_holds_fault_from_start_until_the_first_success_and_names_the_script() {
+fn weight_zero_holds_init_from_start_until_the_first_result_like_keepalived() {
     let mut sim = pair(|r| {
         script(r, TrackerState::Pending);
         r.track(0, weighted(0, false));
     });
-    assert_eq!(sim.nodes[0].router.instance(0).state(), State::Fault);
-    assert_eq!(
-        sim.causes.first(),
-        Some(&(0, 0, State::Fault, Cause::Tracker(CHK)))
-    );
-    assert_eq!(
-        sim.nodes[0].router.explain(Cause::Tracker(CHK)),
-        "waiting for the first result of script `chk`"
-    );
+    // No FAULT (and so no notify) while the script has not answered: INIT, as keepalived.
+    assert_eq!(sim.nodes[0].router.instance(0).state(), State::Init);
+    assert!(sim.nodes[0].router.instance(0).held_in_init());
+    assert!(sim.causes.iter().all(|c| c.0 != 0), "{:?}", sim.causes);
     sim.run(5 * SECOND);
     assert_eq!(sim.masters(0), vec![1]);
+    assert_eq!(sim.nodes[0].router.instance(0).state(), State::Init);
 
     let up = Input::Tracker {
         tracker: CHK,
@@ -108,6 +104,10 @@ fn weight_zero_holds_fault_from_start_until_the_first_success_and_names_the_scri
     };
     sim.input(0, up);
     assert_eq!(sim.nodes[0].router.instance(0).state(), State::Backup);
+    assert_eq!(
+        sim.causes.iter().find(|c| c.0 == 0),
+        Some(&(0, 0, State::Backup, Cause::Tracker(CHK)))
+    );
     sim.run(5 * SECOND);
     assert_eq!(sim.masters(0), vec![0]);
 
@@ -127,6 +127,25 @@ fn weight_zero_holds_fault_from_start_until_the_first_success_and_names_the_scri
     assert_eq!(sim.masters(0), vec![1]);
     let took = sim.entered(1, 0, State::Master).unwrap() - before;
     assert!(took < SECOND, "{took:?}");
+}
+
+#[test]
+fn a_weight_zero_script_failing_its_first_run_means_fault_from_init() {
+    let mut sim = pair(|r| {
+        script(r, TrackerState::Pending);
+        r.track(0, weighted(0, false));
+    });
+    let down = Input::Tracker {
+        tracker: CHK,
+        state: TrackerState::Down,
+    };
+    sim.input(0, down);
+    assert_eq!(sim.nodes[0].router.instance(0).state(), State::Fault);
+    assert_eq!(
+        sim.causes.iter().find(|c| c.0 == 0),
+        Some(&(0, 0, State::Fault, Cause::Tracker(CHK)))
+    );
+    assert!(!sim.nodes[0].router.instance(0).held_in_init());
 }
 
 #[test]

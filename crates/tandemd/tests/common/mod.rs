@@ -369,3 +369,38 @@ pub fn run_tandemctl(
     );
     Ok((out.status.code().unwrap_or(-1), text))
 }
+
+/// A directory of scripts and switch files for one test, root-owned and 0755 all the way
+/// down (so script security has nothing to object to unless a test makes it), removed on drop.
+pub struct ScriptDir(std::path::PathBuf);
+
+impl ScriptDir {
+    pub fn new(tag: &str) -> Result<ScriptDir> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir =
+            std::path::PathBuf::from(format!("/run/tandem-track-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        Ok(ScriptDir(dir))
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+
+    /// An executable script `name` with this body.
+    pub fn script(&self, name: &str, body: &str, mode: u32) -> Result<std::path::PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.path(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n"))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+        Ok(path)
+    }
+}
+
+impl Drop for ScriptDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
