@@ -215,8 +215,11 @@ pub struct Instance {
     /// The tracker FAULT is only weight-0 scripts that have not answered yet: keepalived keeps
     /// such an instance in INIT (no transition, no notify) until their first result.
     fault_pending: bool,
-    /// Started, but held in INIT by [`Instance::fault_pending`].
+    /// Started, but held in INIT by `fault_pending` or `group_hold`.
     held_in_init: bool,
+    /// Another member of the sync group waits for its scripts' first results: keepalived
+    /// keeps the whole group in INIT until every member can leave it.
+    group_hold: bool,
     group_fault: bool,
     in_group: bool,
     wants_master: bool,
@@ -245,6 +248,7 @@ impl Instance {
             tracker_fault: None,
             fault_pending: false,
             held_in_init: false,
+            group_hold: false,
             group_fault: false,
             in_group: false,
             wants_master: false,
@@ -372,9 +376,32 @@ impl Instance {
         self.fault_pending = fault.is_some() && pending;
     }
 
-    /// Whether the instance is started but waits in INIT for its scripts' first results.
+    /// Whether the instance is started but waits in INIT for scripts' first results (its
+    /// own, or another sync-group member's).
     pub fn held_in_init(&self) -> bool {
         self.held_in_init
+    }
+
+    /// Whether FAULT is called for only by scripts with no result yet.
+    pub(crate) fn fault_pending(&self) -> bool {
+        self.fault_pending
+    }
+
+    /// Whether this instance's own state forces its sync group into FAULT: a link down or a
+    /// tracker that has answered (a script not run yet holds the group in INIT instead).
+    pub(crate) fn faults_group(&self) -> bool {
+        !self.link_up || (self.tracker_fault.is_some() && !self.fault_pending)
+    }
+
+    /// Sets whether another member of the sync group still waits for a first result; a
+    /// held instance that nothing else holds leaves INIT with the group.
+    pub(crate) fn set_group_hold(&mut self, now: Instant, hold: bool) -> Vec<InstanceAction> {
+        let mut out = Vec::new();
+        self.group_hold = hold;
+        if self.held_in_init && !hold && !self.fault_pending {
+            self.begin(now, Cause::SyncGroup, &mut out);
+        }
+        out
     }
 
     /// Why this instance is in FAULT by itself, as a transition cause.
@@ -394,7 +421,7 @@ impl Instance {
         self.preempt_deadline =
             (!self.config.preempt_delay.is_zero()).then(|| now + self.config.preempt_delay);
         self.advert_epoch.get_or_insert(now);
-        if self.link_up && !self.group_fault && self.fault_pending {
+        if self.link_up && !self.group_fault && (self.fault_pending || self.group_hold) {
             // keepalived: INIT until every weight-0 script has answered once.
             self.held_in_init = true;
             return out;
@@ -690,7 +717,8 @@ impl Instance {
         self.tracker_fault = fault;
         self.fault_pending = fault.is_some() && pending;
         if self.held_in_init {
-            if !self.fault_pending {
+            // A first failure means FAULT at once; a first success waits for the group.
+            if !self.fault_pending && (fault.is_some() || !self.group_hold) {
                 self.begin(now, cause, &mut out);
             }
             return out;
@@ -715,6 +743,10 @@ impl Instance {
     pub fn set_group_fault(&mut self, now: Instant, fault: bool) -> Vec<InstanceAction> {
         let mut out = Vec::new();
         self.group_fault = fault;
+        if fault && self.held_in_init {
+            self.begin(now, Cause::SyncGroup, &mut out);
+            return out;
+        }
         match (fault, self.state) {
             (true, State::Backup | State::Master) => {
                 self.enter_fault(now, Cause::SyncGroup, &mut out)
@@ -729,9 +761,19 @@ impl Instance {
 
     /// The sync group moves this member to MASTER with the others.
     pub fn force_master(&mut self, now: Instant) -> Vec<InstanceAction> {
+        self.group_master(now, Cause::SyncGroup)
+    }
+
+    /// The sync group lets this member, whose master-down timer completed the group's
+    /// readiness, become MASTER (before the others, as keepalived does).
+    pub(crate) fn lead_to_master(&mut self, now: Instant) -> Vec<InstanceAction> {
+        self.group_master(now, Cause::MasterDown)
+    }
+
+    fn group_master(&mut self, now: Instant, cause: Cause) -> Vec<InstanceAction> {
         let mut out = Vec::new();
         if self.state == State::Backup {
-            self.enter_master(now, Cause::SyncGroup, &mut out);
+            self.enter_master(now, cause, &mut out);
         }
         out
     }
