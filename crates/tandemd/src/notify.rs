@@ -3,7 +3,9 @@
 //! `notify` gets `TYPE NAME STATE PRIORITY` (TYPE is `INSTANCE` or `GROUP`); `notify_master`,
 //! `notify_backup`, `notify_fault` and `notify_stop` get nothing extra. The configured string is
 //! a command line (a script and its own arguments), run through `/bin/sh` like keepalived's
-//! parser splits it, and never waited for on the hot path. They run as the script policy's
+//! parser splits it (the shell `exec`s it, so the hook is our child as keepalived's is), and
+//! never waited for on the hot path. For each transition the specific hook starts before
+//! `notify`; the router reports a sync group's move after its members'. They run as the script policy's
 //! default user (`script_user`, `keepalived_script`, or root), as keepalived runs them.
 
 use tandem_config::NotifyScripts;

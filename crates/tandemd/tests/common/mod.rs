@@ -102,6 +102,21 @@ pub fn start_tandemd_full(
 ) -> Result<Daemon> {
     let tag = ns.name().rsplit('-').next().unwrap_or("x").to_string();
     let config_path = write_config_lab(lab, &format!("tandemd-{tag}.conf"), config)?;
+    start_tandemd_file(lab, ns, &config_path, more, env, extra)
+}
+
+/// Starts tandemd in `ns` on the configuration file `config_path` as it is (several nodes
+/// may share one file), plus `more` files, environment variables and extra arguments.
+pub fn start_tandemd_file(
+    lab: &tandem_lab::Lab,
+    ns: &Netns,
+    config_path: &std::path::Path,
+    more: &[PathBuf],
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> Result<Daemon> {
+    let tag = ns.name().rsplit('-').next().unwrap_or("x").to_string();
+    let config_path = config_path.to_path_buf();
     let control = lab.log_dir().join(format!("tandemd-{tag}.sock"));
     let _ = std::fs::remove_file(&control);
     let mut argv: Vec<String> = Vec::new();
