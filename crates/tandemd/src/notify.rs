@@ -3,7 +3,9 @@
 //! `notify` gets `TYPE NAME STATE PRIORITY` (TYPE is `INSTANCE` or `GROUP`); `notify_master`,
 //! `notify_backup`, `notify_fault` and `notify_stop` get nothing extra. The configured string is
 //! a command line (a script and its own arguments), run through `/bin/sh` like keepalived's
-//! parser splits it, and never waited for on the hot path. They run as the script policy's
+//! parser splits it (the shell `exec`s it, so the hook is our child as keepalived's is), and
+//! never waited for on the hot path. For each transition the specific hook starts before
+//! `notify`; the router reports a sync group's move after its members'. They run as the script policy's
 //! default user (`script_user`, `keepalived_script`, or root), as keepalived runs them.
 
 use tandem_config::NotifyScripts;
@@ -65,7 +67,9 @@ pub fn run(
 fn spawn(command: &str, user: &ScriptUser, args: &[&str]) {
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c")
-        .arg(format!("{command} \"$@\""))
+        // `exec`: the hook itself is our child, as keepalived forks it, not a shell around it
+        // (one process less, and signals reach the script).
+        .arg(format!("exec {command} \"$@\""))
         .arg("tandem-notify")
         .args(args)
         .stdin(std::process::Stdio::null())

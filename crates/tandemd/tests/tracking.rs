@@ -52,41 +52,6 @@ fn a_weighted_uplink_going_down_hands_over_to_keepalived_and_back() -> Result<()
     Ok(())
 }
 
-/// A directory of scripts and switch files for one test, root-owned and 0755 all the way
-/// down (so script security has nothing to object to unless a test makes it), removed on drop.
-struct ScriptDir(std::path::PathBuf);
-
-impl ScriptDir {
-    fn new(tag: &str) -> Result<ScriptDir> {
-        use std::os::unix::fs::PermissionsExt;
-        let dir =
-            std::path::PathBuf::from(format!("/run/tandem-track-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-        Ok(ScriptDir(dir))
-    }
-
-    fn path(&self, name: &str) -> std::path::PathBuf {
-        self.0.join(name)
-    }
-
-    /// An executable script `name` with this body.
-    fn script(&self, name: &str, body: &str, mode: u32) -> Result<std::path::PathBuf> {
-        use std::os::unix::fs::PermissionsExt;
-        let path = self.path(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n"))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
-        Ok(path)
-    }
-}
-
-impl Drop for ScriptDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The `tracker` status line of `instance` for tracker `name`.
 fn tracker_line(d: &Daemon, instance: &str, name: &str) -> Result<String> {
     let status = d.query("status")?;

@@ -230,6 +230,14 @@ pub struct Instance {
     link_up: bool,
     /// The tracker holding this instance in FAULT, if one is.
     tracker_fault: Option<TrackerId>,
+    /// The tracker FAULT is only weight-0 scripts that have not answered yet: keepalived keeps
+    /// such an instance in INIT (no transition, no notify) until their first result.
+    fault_pending: bool,
+    /// Started, but held in INIT by `fault_pending` or `group_hold`.
+    held_in_init: bool,
+    /// Another member of the sync group waits for its scripts' first results: keepalived
+    /// keeps the whole group in INIT until every member can leave it.
+    group_hold: bool,
     group_fault: bool,
     in_group: bool,
     wants_master: bool,
@@ -257,6 +265,9 @@ impl Instance {
             preempt_hold: None,
             link_up: true,
             tracker_fault: None,
+            fault_pending: false,
+            held_in_init: false,
+            group_hold: false,
             group_fault: false,
             in_group: false,
             wants_master: false,
@@ -377,9 +388,39 @@ impl Instance {
         self.tracker_fault
     }
 
-    /// Records the tracker holding a not-yet-started instance in FAULT.
-    pub(crate) fn set_tracker_fault(&mut self, fault: Option<TrackerId>) {
+    /// Records the tracker holding a not-yet-started instance in FAULT; `pending`: only
+    /// because scripts have not answered yet (the instance then waits in INIT).
+    pub(crate) fn set_tracker_fault(&mut self, fault: Option<TrackerId>, pending: bool) {
         self.tracker_fault = fault;
+        self.fault_pending = fault.is_some() && pending;
+    }
+
+    /// Whether the instance is started but waits in INIT for scripts' first results (its
+    /// own, or another sync-group member's).
+    pub fn held_in_init(&self) -> bool {
+        self.held_in_init
+    }
+
+    /// Whether FAULT is called for only by scripts with no result yet.
+    pub(crate) fn fault_pending(&self) -> bool {
+        self.fault_pending
+    }
+
+    /// Whether this instance's own state forces its sync group into FAULT: a link down or a
+    /// tracker that has answered (a script not run yet holds the group in INIT instead).
+    pub(crate) fn faults_group(&self) -> bool {
+        !self.link_up || (self.tracker_fault.is_some() && !self.fault_pending)
+    }
+
+    /// Sets whether another member of the sync group still waits for a first result; a
+    /// held instance that nothing else holds leaves INIT with the group.
+    pub(crate) fn set_group_hold(&mut self, now: Instant, hold: bool) -> Vec<InstanceAction> {
+        let mut out = Vec::new();
+        self.group_hold = hold;
+        if self.held_in_init && !hold && !self.fault_pending {
+            self.begin(now, Cause::SyncGroup, &mut out);
+        }
+        out
     }
 
     /// Why this instance is in FAULT by itself, as a transition cause.
@@ -399,19 +440,30 @@ impl Instance {
         self.preempt_deadline =
             (!self.config.preempt_delay.is_zero()).then(|| now + self.config.preempt_delay);
         self.advert_epoch.get_or_insert(now);
+        if self.link_up && !self.group_fault && (self.fault_pending || self.group_hold) {
+            // keepalived: INIT until every weight-0 script has answered once.
+            self.held_in_init = true;
+            return out;
+        }
+        self.begin(now, Cause::Start, &mut out);
+        out
+    }
+
+    /// Leaves INIT for the state the links, trackers and priority call for.
+    fn begin(&mut self, now: Instant, cause: Cause, out: &mut Vec<InstanceAction>) {
+        self.held_in_init = false;
         if self.own_fault() || self.group_fault {
-            let cause = self.fault_cause(Cause::Start);
-            self.enter_fault(now, cause, &mut out);
+            let cause = self.fault_cause(cause);
+            self.enter_fault(now, cause, out);
         } else if self.priority == PRIORITY_OWNER {
-            self.enter_master(now, Cause::Start, &mut out);
+            self.enter_master(now, cause, out);
         } else {
-            self.enter_backup(now, Cause::Start, &mut out);
+            self.enter_backup(now, cause, out);
             if self.config.start_as_master {
                 // A hint only: claim mastership after skew time unless someone answers first.
                 self.master_down_timer = Some(now + self.skew_time());
             }
         }
-        out
     }
 
     /// Checks a received advert against this instance's settings, counting what is dropped.
@@ -666,7 +718,9 @@ impl Instance {
     pub fn handle_interface_down(&mut self, now: Instant) -> Vec<InstanceAction> {
         let mut out = Vec::new();
         self.link_up = false;
-        if matches!(self.state, State::Backup | State::Master) {
+        if self.held_in_init {
+            self.begin(now, Cause::LinkDown, &mut out);
+        } else if matches!(self.state, State::Backup | State::Master) {
             self.enter_fault(now, Cause::LinkDown, &mut out);
         }
         out
@@ -683,16 +737,26 @@ impl Instance {
     }
 
     /// A tracker forces FAULT (`Some`, naming it) or no tracker does any more (`None`; `cause`
-    /// names the tracker whose change released it).
+    /// names the tracker whose change released it). `pending`: the FAULT is only scripts that
+    /// have not answered yet, which keeps an instance waiting in INIT there.
     pub fn handle_tracker_fault(
         &mut self,
         now: Instant,
         fault: Option<TrackerId>,
+        pending: bool,
         cause: Cause,
     ) -> Vec<InstanceAction> {
         let mut out = Vec::new();
         let was = self.tracker_fault;
         self.tracker_fault = fault;
+        self.fault_pending = fault.is_some() && pending;
+        if self.held_in_init {
+            // A first failure means FAULT at once; a first success waits for the group.
+            if !self.fault_pending && (fault.is_some() || !self.group_hold) {
+                self.begin(now, cause, &mut out);
+            }
+            return out;
+        }
         match fault {
             Some(t) if was.is_none() && matches!(self.state, State::Backup | State::Master) => {
                 self.enter_fault(now, Cause::Tracker(t), &mut out);
@@ -713,6 +777,10 @@ impl Instance {
     pub fn set_group_fault(&mut self, now: Instant, fault: bool) -> Vec<InstanceAction> {
         let mut out = Vec::new();
         self.group_fault = fault;
+        if fault && self.held_in_init {
+            self.begin(now, Cause::SyncGroup, &mut out);
+            return out;
+        }
         match (fault, self.state) {
             (true, State::Backup | State::Master) => {
                 self.enter_fault(now, Cause::SyncGroup, &mut out)
@@ -727,9 +795,19 @@ impl Instance {
 
     /// The sync group moves this member to MASTER with the others.
     pub fn force_master(&mut self, now: Instant) -> Vec<InstanceAction> {
+        self.group_master(now, Cause::SyncGroup)
+    }
+
+    /// The sync group lets this member, whose master-down timer completed the group's
+    /// readiness, become MASTER (before the others, as keepalived does).
+    pub(crate) fn lead_to_master(&mut self, now: Instant) -> Vec<InstanceAction> {
+        self.group_master(now, Cause::MasterDown)
+    }
+
+    fn group_master(&mut self, now: Instant, cause: Cause) -> Vec<InstanceAction> {
         let mut out = Vec::new();
         if self.state == State::Backup {
-            self.enter_master(now, Cause::SyncGroup, &mut out);
+            self.enter_master(now, cause, &mut out);
         }
         out
     }
@@ -754,6 +832,7 @@ impl Instance {
     /// Graceful stop: a priority-0 advert so a backup takes over after skew time, addresses removed.
     pub fn shutdown(&mut self, _now: Instant) -> Vec<InstanceAction> {
         let mut out = Vec::new();
+        self.held_in_init = false;
         if self.state == State::Master {
             self.leave_master(true, &mut out);
         }

@@ -168,6 +168,10 @@ pub struct Router {
     deadlines: Vec<Option<Instant>>,
     /// Entries, earliest on top; entries no longer in `deadlines` are skipped and dropped.
     timers: BinaryHeap<Reverse<(Instant, InstanceId)>>,
+    /// The last instance whose master-down timer expired in the input being handled: in a
+    /// sync group it is the one that completes the group's readiness, and keepalived moves
+    /// it to MASTER before the members that were ready already.
+    last_ready: Option<InstanceId>,
 }
 
 impl Router {
@@ -373,9 +377,11 @@ impl Router {
         let mut touched: Vec<InstanceId> = Vec::new();
         let mut touched_all = false;
         let mut single: Option<InstanceId> = None;
+        self.last_ready = None;
         match input {
             Input::Start => {
                 touched_all = true;
+                self.hold_waiting_groups(now);
                 for id in 0..self.slots.len() {
                     let actions = self.slots[id].instance.start(now);
                     push(&mut out, id, actions);
@@ -393,7 +399,11 @@ impl Router {
             }
             Input::Timer => {
                 for id in self.expired(now) {
+                    let was_ready = self.slots[id].instance.wants_master();
                     let actions = self.slots[id].instance.handle_timers(now);
+                    if !was_ready && self.slots[id].instance.wants_master() {
+                        self.last_ready = Some(id);
+                    }
                     push(&mut out, id, actions);
                     touched.push(id);
                 }
@@ -574,8 +584,14 @@ impl Router {
         for &m in &members {
             let others_down = members
                 .iter()
-                .any(|&o| o != m && self.slots[o].instance.own_fault());
+                .any(|&o| o != m && self.slots[o].instance.faults_group());
             let actions = self.slots[m].instance.set_group_fault(now, others_down);
+            push(out, m, actions);
+        }
+        // INIT: members waiting for another's first script result leave it together.
+        for &m in &members {
+            let hold = self.others_waiting(g, m);
+            let actions = self.slots[m].instance.set_group_hold(now, hold);
             push(out, m, actions);
         }
         let own = |c: Cause| c != Cause::SyncGroup;
@@ -602,9 +618,36 @@ impl Router {
             .iter()
             .any(|&m| self.slots[m].instance.wants_master());
         if leader || all_ready {
+            // The member that completed the group's readiness first, then the others.
+            let first = self.last_ready.filter(|r| members.contains(r));
+            if let Some(m) = first {
+                let actions = self.slots[m].instance.lead_to_master(now);
+                push(out, m, actions);
+            }
             for &m in &members {
                 let actions = self.slots[m].instance.force_master(now);
                 push(out, m, actions);
+            }
+        }
+    }
+
+    /// Whether a member of group `g` other than `m` waits in INIT for a first script result.
+    fn others_waiting(&self, g: GroupId, m: InstanceId) -> bool {
+        (self.groups[g].members.iter()).any(|&o| o != m && self.slots[o].instance.fault_pending())
+    }
+
+    /// Before the start: members of a group where one waits for a first script result wait
+    /// with it (keepalived's sync group in INIT).
+    fn hold_waiting_groups(&mut self, now: Instant) {
+        for g in 0..self.groups.len() {
+            let members = self.groups[g].members.clone();
+            if members.len() < 2 {
+                continue;
+            }
+            for &m in &members {
+                let hold = self.others_waiting(g, m);
+                // Not started yet: nothing to leave, nothing to report.
+                let _ = self.slots[m].instance.set_group_hold(now, hold);
             }
         }
     }

@@ -85,22 +85,18 @@ fn a_failing_script_with_a_negative_weight_hands_over_and_back() {
 }
 
 #[test]
-fn weight_zero_holds_fault_from_start_until_the_first_success_and_names_the_script() {
+fn weight_zero_holds_init_from_start_until_the_first_result_like_keepalived() {
     let mut sim = pair(|r| {
         script(r, TrackerState::Pending);
         r.track(0, weighted(0, false));
     });
-    assert_eq!(sim.nodes[0].router.instance(0).state(), State::Fault);
-    assert_eq!(
-        sim.causes.first(),
-        Some(&(0, 0, State::Fault, Cause::Tracker(CHK)))
-    );
-    assert_eq!(
-        sim.nodes[0].router.explain(Cause::Tracker(CHK)),
-        "waiting for the first result of script `chk`"
-    );
+    // No FAULT (and so no notify) while the script has not answered: INIT, as keepalived.
+    assert_eq!(sim.nodes[0].router.instance(0).state(), State::Init);
+    assert!(sim.nodes[0].router.instance(0).held_in_init());
+    assert!(sim.causes.iter().all(|c| c.0 != 0), "{:?}", sim.causes);
     sim.run(5 * SECOND);
     assert_eq!(sim.masters(0), vec![1]);
+    assert_eq!(sim.nodes[0].router.instance(0).state(), State::Init);
 
     let up = Input::Tracker {
         tracker: CHK,
@@ -108,6 +104,10 @@ fn weight_zero_holds_fault_from_start_until_the_first_success_and_names_the_scri
     };
     sim.input(0, up);
     assert_eq!(sim.nodes[0].router.instance(0).state(), State::Backup);
+    assert_eq!(
+        sim.causes.iter().find(|c| c.0 == 0),
+        Some(&(0, 0, State::Backup, Cause::Tracker(CHK)))
+    );
     sim.run(5 * SECOND);
     assert_eq!(sim.masters(0), vec![0]);
 
@@ -127,6 +127,25 @@ fn weight_zero_holds_fault_from_start_until_the_first_success_and_names_the_scri
     assert_eq!(sim.masters(0), vec![1]);
     let took = sim.entered(1, 0, State::Master).unwrap() - before;
     assert!(took < SECOND, "{took:?}");
+}
+
+#[test]
+fn a_weight_zero_script_failing_its_first_run_means_fault_from_init() {
+    let mut sim = pair(|r| {
+        script(r, TrackerState::Pending);
+        r.track(0, weighted(0, false));
+    });
+    let down = Input::Tracker {
+        tracker: CHK,
+        state: TrackerState::Down,
+    };
+    sim.input(0, down);
+    assert_eq!(sim.nodes[0].router.instance(0).state(), State::Fault);
+    assert_eq!(
+        sim.causes.iter().find(|c| c.0 == 0),
+        Some(&(0, 0, State::Fault, Cause::Tracker(CHK)))
+    );
+    assert!(!sim.nodes[0].router.instance(0).held_in_init());
 }
 
 #[test]
@@ -328,4 +347,98 @@ fn a_reload_keeps_tracker_states_and_retrack_releases_a_removed_trackers_fault()
     assert_eq!(sim.nodes[0].router.instance(0).state(), State::Backup);
     sim.run(5 * SECOND);
     assert_eq!(sim.masters(0), vec![0]);
+}
+
+/// Node `a` (priority 100, group of instances 0 and 1, instance 0 following `chk` with weight
+/// 0 from `setup`) and node `b` (priority 150, the same group), both started.
+fn group_pair(setup: fn(&mut Router)) -> (Sim, usize, usize) {
+    let mut sim = Sim::new(11);
+    let b = sim.add_node(
+        vec![(config(1, 150), 0), (sim::config_on(0, 1, 150), 0)],
+        vec![vec![0, 1]],
+    );
+    let a = sim.add_node(
+        vec![(config(0, 100), 0), (sim::config_on(0, 0, 100), 0)],
+        vec![vec![0, 1]],
+    );
+    sim.nodes[a].setup = Some(setup);
+    sim.start_node(b);
+    sim.start_node(a);
+    (sim, a, b)
+}
+
+#[test]
+fn a_sync_group_waits_in_init_for_a_members_first_script_result_like_keepalived() {
+    let (mut sim, a, _) = group_pair(|r| {
+        script(r, TrackerState::Pending);
+        r.track(0, weighted(0, false));
+    });
+    // The other member waits too, and nothing is reported (keepalived's group in INIT).
+    let router = &sim.nodes[a].router;
+    assert_eq!(router.instance(0).state(), State::Init);
+    assert_eq!(router.instance(1).state(), State::Init);
+    assert_eq!(router.group_state(0), State::Init);
+    assert!(sim.causes.iter().all(|c| c.0 != a), "{:?}", sim.causes);
+
+    sim.input(
+        a,
+        Input::Tracker {
+            tracker: CHK,
+            state: TrackerState::Up,
+        },
+    );
+    // The script's member first, then the group's other member.
+    let moved: Vec<_> = sim.causes.iter().filter(|c| c.0 == a).copied().collect();
+    assert_eq!(
+        moved,
+        vec![
+            (a, 0, State::Backup, Cause::Tracker(CHK)),
+            (a, 1, State::Backup, Cause::SyncGroup)
+        ]
+    );
+    assert_eq!(sim.nodes[a].router.group_state(0), State::Backup);
+}
+
+#[test]
+fn a_first_script_failure_takes_the_waiting_group_to_fault() {
+    let (mut sim, a, _) = group_pair(|r| {
+        script(r, TrackerState::Pending);
+        r.track(0, weighted(0, false));
+    });
+    sim.input(
+        a,
+        Input::Tracker {
+            tracker: CHK,
+            state: TrackerState::Down,
+        },
+    );
+    let moved: Vec<_> = sim.causes.iter().filter(|c| c.0 == a).copied().collect();
+    assert_eq!(
+        moved,
+        vec![
+            (a, 0, State::Fault, Cause::Tracker(CHK)),
+            (a, 1, State::Fault, Cause::SyncGroup)
+        ]
+    );
+    assert_eq!(sim.nodes[a].router.group_state(0), State::Fault);
+}
+
+#[test]
+fn the_member_that_completes_a_groups_readiness_becomes_master_first_like_keepalived() {
+    let (mut sim, a, b) = group_pair(|_| {});
+    sim.run(5 * SECOND);
+    assert_eq!(sim.nodes[a].router.group_state(0), State::Backup);
+    let before = sim.causes.len();
+    // Node b goes away: the member whose master-down timer runs out last completes the
+    // group's readiness and becomes MASTER by itself; the other follows.
+    sim.stop(b);
+    sim.run(5 * SECOND);
+    let masters: Vec<_> = sim.causes[before..]
+        .iter()
+        .filter(|c| c.0 == a && c.2 == State::Master)
+        .map(|c| (c.1, c.3))
+        .collect();
+    assert_eq!(masters.len(), 2, "{masters:?}");
+    assert_eq!(masters[0].1, Cause::MasterDown, "{masters:?}");
+    assert_eq!(masters[1].1, Cause::SyncGroup, "{masters:?}");
 }

@@ -32,6 +32,12 @@ impl Daemon {
                     "interface": self.plan.sockets.get(&plan.socket).map(|sp| sp.ifname.clone()),
                     "master": instance.master().map(|m| m.to_string()),
                     "addresses": plan.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "source": config.source.to_string(),
+                    // Empty for multicast: the adverts go to the group instead.
+                    "unicast_peers": (config.destinations.iter())
+                        .filter(|d| !d.is_multicast())
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>(),
                     "group": self.plan.router.group_of(id).map(|g| self.plan.router.group_name(g).to_string()),
                     "authentication": !matches!(config.auth, Auth::None),
                     "adverts_received": s.adverts_received,

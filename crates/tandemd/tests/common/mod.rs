@@ -102,6 +102,21 @@ pub fn start_tandemd_full(
 ) -> Result<Daemon> {
     let tag = ns.name().rsplit('-').next().unwrap_or("x").to_string();
     let config_path = write_config_lab(lab, &format!("tandemd-{tag}.conf"), config)?;
+    start_tandemd_file(lab, ns, &config_path, more, env, extra)
+}
+
+/// Starts tandemd in `ns` on the configuration file `config_path` as it is (several nodes
+/// may share one file), plus `more` files, environment variables and extra arguments.
+pub fn start_tandemd_file(
+    lab: &tandem_lab::Lab,
+    ns: &Netns,
+    config_path: &std::path::Path,
+    more: &[PathBuf],
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> Result<Daemon> {
+    let tag = ns.name().rsplit('-').next().unwrap_or("x").to_string();
+    let config_path = config_path.to_path_buf();
     let control = lab.log_dir().join(format!("tandemd-{tag}.sock"));
     let _ = std::fs::remove_file(&control);
     let mut argv: Vec<String> = Vec::new();
@@ -368,4 +383,39 @@ pub fn run_tandemctl(
         String::from_utf8_lossy(&out.stderr)
     );
     Ok((out.status.code().unwrap_or(-1), text))
+}
+
+/// A directory of scripts and switch files for one test, root-owned and 0755 all the way
+/// down (so script security has nothing to object to unless a test makes it), removed on drop.
+pub struct ScriptDir(std::path::PathBuf);
+
+impl ScriptDir {
+    pub fn new(tag: &str) -> Result<ScriptDir> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir =
+            std::path::PathBuf::from(format!("/run/tandem-track-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        Ok(ScriptDir(dir))
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+
+    /// An executable script `name` with this body.
+    pub fn script(&self, name: &str, body: &str, mode: u32) -> Result<std::path::PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.path(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n"))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+        Ok(path)
+    }
+}
+
+impl Drop for ScriptDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -55,10 +55,11 @@ impl Router {
         self.slots[id].trackings.push((tracking, group));
         self.reweigh(id);
         let fault = self.tracker_fault_of(id);
+        let pending = self.fault_pending(id);
         let instance = &mut self.slots[id].instance;
         if instance.state() == crate::State::Init {
-            // Not started: only remembered, `start` enters FAULT.
-            instance.set_tracker_fault(fault);
+            // Not started: only remembered, `start` enters FAULT (or waits in INIT).
+            instance.set_tracker_fault(fault, pending);
         }
     }
 
@@ -73,9 +74,10 @@ impl Router {
             if (self.slots[id].trackings.iter()).any(|(t, _)| t.tracker == tracker) {
                 self.reweigh(id);
                 let fault = self.tracker_fault_of(id);
+                let pending = self.fault_pending(id);
                 let instance = &mut self.slots[id].instance;
-                if instance.state() == crate::State::Init {
-                    instance.set_tracker_fault(fault);
+                if instance.state() == crate::State::Init && !instance.held_in_init() {
+                    instance.set_tracker_fault(fault, pending);
                 }
             }
         }
@@ -142,6 +144,14 @@ impl Router {
             .map(|(t, _)| t.tracker)
     }
 
+    /// Whether every tracker holding instance `id` in FAULT is a script with no result yet
+    /// (keepalived then keeps the instance in INIT rather than FAULT).
+    fn fault_pending(&self, id: InstanceId) -> bool {
+        (self.slots[id].trackings.iter())
+            .filter(|(t, _)| t.effect(self.trackers[t.tracker].state) == Effect::Fault)
+            .all(|(t, _)| self.trackers[t.tracker].state == TrackerState::Pending)
+    }
+
     /// A tracker changed: every instance following it gets its priority and FAULT again.
     pub(super) fn apply_tracker_state(
         &mut self,
@@ -185,10 +195,12 @@ impl Router {
             });
         }
         let fault = self.tracker_fault_of(id);
-        if fault.is_some() != previous.is_some() || fault.is_some() {
+        let pending = self.fault_pending(id);
+        let instance = &self.slots[id].instance;
+        if fault.is_some() != previous.is_some() || fault.is_some() || instance.held_in_init() {
             let actions = self.slots[id]
                 .instance
-                .handle_tracker_fault(now, fault, cause);
+                .handle_tracker_fault(now, fault, pending, cause);
             push(out, id, actions);
         }
     }
