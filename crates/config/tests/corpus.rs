@@ -97,10 +97,6 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
         "Chuyio+keepalived_nginx.conf",
         "smtp_server names a host (DNS at parse time)",
     ),
-    // virtual_server and static routes and rules are skipped as whole blocks (one warning
-    // each); keepalived's complaints are about their contents.
-    ("keepalived-samples__fwmark.conf", "inside virtual_server"),
-    ("snemarch+dns-doodle.conf", "inside virtual_server"),
     // keepalived -t fails on its own warning that a route without `dev` cannot be tracked;
     // tandem does not watch routes, and installs it.
     (
