@@ -138,13 +138,12 @@ pub(crate) fn parse(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedChecker> {
             ("SMTP_CHECK", "host") => {
                 if let Some(b) = ctx.block(s) {
                     let mut host = ConnWords::default();
-                    let mut ignored = TimingWords::default();
                     for h in &b.stmts {
                         if connection_keyword(h, &mut host, ctx) {
                             continue;
                         }
-                        if timing_keyword(h, &mut ignored, ctx) {
-                            ctx.warn(&h.key, format!("`{}` in an SMTP_CHECK `host` block has no effect, as in keepalived: set it on the SMTP_CHECK", h.key.text));
+                        // keepalived applies these to the SMTP_CHECK itself.
+                        if timing_keyword(h, &mut timing, ctx) {
                             continue;
                         }
                         ctx.unknown(h, "SMTP_CHECK host");
