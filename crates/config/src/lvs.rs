@@ -108,7 +108,10 @@ impl LbAlgo {
 
     /// The scheduler named `name` (case-sensitive, as keepalived).
     pub fn from_name(name: &str) -> Option<LbAlgo> {
-        LbAlgo::ALL.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
+        LbAlgo::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, a)| *a)
     }
 }
 

@@ -836,7 +836,7 @@ fn hex_words(words: &[Word], ctx: &mut Ctx) -> Option<Vec<u8>> {
     let joined: String = words.iter().map(|w| w.text.as_str()).collect();
     let digits: String = joined.chars().filter(|c| !c.is_whitespace()).collect();
     if digits.is_empty()
-        || digits.len() % 2 != 0
+        || !digits.len().is_multiple_of(2)
         || !digits.bytes().all(|b| b.is_ascii_hexdigit())
     {
         ctx.error(

@@ -344,7 +344,10 @@ pub(crate) fn virtual_server(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedVs> {
 fn service_address(stmt: &Stmt, ctx: &mut Ctx) -> Option<ServiceAddress> {
     let (first, second) = match stmt.args.as_slice() {
         [] => {
-            ctx.error(&stmt.key, "`virtual_server` expects IP [PORT], `fwmark N` or `group NAME`");
+            ctx.error(
+                &stmt.key,
+                "`virtual_server` expects IP [PORT], `fwmark N` or `group NAME`",
+            );
             return None;
         }
         [first] => (first, None),
@@ -357,9 +360,22 @@ fn service_address(stmt: &Stmt, ctx: &mut Ctx) -> Option<ServiceAddress> {
     };
     match (first.text.as_str(), second) {
         ("group", Some(name)) => Some(ServiceAddress::Group(name.text.clone())),
-        ("fwmark", Some(mark)) => ctx.int_word("virtual_server fwmark", mark, 0u32, u32::MAX).map(ServiceAddress::Fwmark),
+        ("fwmark", Some(mark)) => ctx
+            .int_word("virtual_server fwmark", mark, 0u32, u32::MAX)
+            .map(ServiceAddress::Fwmark),
         ("group" | "fwmark", None) => {
-            ctx.error(first, format!("`virtual_server {}` expects a {} after it", first.text, if first.text == "group" { "name" } else { "mark" }));
+            ctx.error(
+                first,
+                format!(
+                    "`virtual_server {}` expects a {} after it",
+                    first.text,
+                    if first.text == "group" {
+                        "name"
+                    } else {
+                        "mark"
+                    }
+                ),
+            );
             None
         }
         _ => {
@@ -379,11 +395,20 @@ fn address_and_port(
     let text = addr.text.as_str();
     let bare = text.split(['-', '/']).next().unwrap_or(text);
     let Ok(address) = bare.parse::<IpAddr>() else {
-        ctx.error(addr, format!("`{key}` expects an IPv4 or IPv6 address, found `{text}`"));
+        ctx.error(
+            addr,
+            format!("`{key}` expects an IPv4 or IPv6 address, found `{text}`"),
+        );
         return None;
     };
     if bare.len() != text.len() {
-        ctx.warn(addr, format!("`{key}`: `{}` after the address is ignored, as keepalived ignores it", &text[bare.len()..]));
+        ctx.warn(
+            addr,
+            format!(
+                "`{key}`: `{}` after the address is ignored, as keepalived ignores it",
+                &text[bare.len()..]
+            ),
+        );
     }
     let port = match port {
         None => 0,
@@ -402,7 +427,13 @@ fn server_address(s: &Stmt, key: &str, ctx: &mut Ctx) -> Option<(IpAddr, u16)> {
         }
         [addr, rest @ ..] => {
             if let Some(extra) = rest.get(1) {
-                ctx.warn(extra, format!("`{key}`: `{}` and what follows are ignored, as keepalived ignores them", extra.text));
+                ctx.warn(
+                    extra,
+                    format!(
+                        "`{key}`: `{}` and what follows are ignored, as keepalived ignores them",
+                        extra.text
+                    ),
+                );
             }
             address_and_port(addr, rest.first(), key, ctx)
         }
@@ -425,7 +456,10 @@ fn forwarding(s: &Stmt, ctx: &mut Ctx) -> Option<LbKind> {
         "DR" => LbKind::Dr,
         "TUN" => LbKind::Tun(tunnel),
         other => {
-            ctx.error(method, format!("`{k}` expects NAT, DR or TUN, found `{other}`"));
+            ctx.error(
+                method,
+                format!("`{k}` expects NAT, DR or TUN, found `{other}`"),
+            );
             return None;
         }
     };
@@ -442,7 +476,10 @@ fn forwarding(s: &Stmt, ctx: &mut Ctx) -> Option<LbKind> {
                     "gue" => TunnelKind::Gue,
                     "gre" => TunnelKind::Gre,
                     other => {
-                        ctx.error(t, format!("`{k}`: unknown tunnel type `{other}` (ipip, gue or gre)"));
+                        ctx.error(
+                            t,
+                            format!("`{k}`: unknown tunnel type `{other}` (ipip, gue or gre)"),
+                        );
                         return None;
                     }
                 };
@@ -469,15 +506,24 @@ fn forwarding(s: &Stmt, ctx: &mut Ctx) -> Option<LbKind> {
             return None;
         }
         if (tunnel.kind == TunnelKind::Gue) != tunnel.port.is_some() {
-            ctx.error(method, format!("`{k}`: a gue tunnel needs a port, and only gue takes one"));
+            ctx.error(
+                method,
+                format!("`{k}`: a gue tunnel needs a port, and only gue takes one"),
+            );
             return None;
         }
         if tunnel.kind == TunnelKind::Ipip && tunnel.checksum != TunnelChecksum::NoCsum {
-            ctx.error(method, format!("`{k}`: ipip tunnels take no checksum option"));
+            ctx.error(
+                method,
+                format!("`{k}`: ipip tunnels take no checksum option"),
+            );
             return None;
         }
         if tunnel.kind == TunnelKind::Gre && tunnel.checksum == TunnelChecksum::RemCsum {
-            ctx.error(method, format!("`{k}`: gre tunnels take no remote checksum"));
+            ctx.error(
+                method,
+                format!("`{k}`: gre tunnels take no remote checksum"),
+            );
             return None;
         }
         return Some(LbKind::Tun(tunnel));
@@ -505,7 +551,10 @@ fn scheduler_flag(s: &Stmt, p: &mut ParsedVs, ctx: &mut Ctx) {
         "mh-fallback" if set && algo == LbAlgo::Mh => f.flag1 = true,
         _ if set && matches!(algo, LbAlgo::Sh | LbAlgo::Mh) => ctx.warn(
             &s.key,
-            format!("`{k}` has no effect with lb_algo {}, as in keepalived (ignored)", algo.name()),
+            format!(
+                "`{k}` has no effect with lb_algo {}, as in keepalived (ignored)",
+                algo.name()
+            ),
         ),
         _ => ctx.error(
             &s.key,
@@ -521,7 +570,10 @@ fn command_line(s: &Stmt, ctx: &mut Ctx) -> Option<String> {
         return None;
     }
     if s.args.is_empty() {
-        ctx.error(&s.key, format!("`{}` expects a script path or a quoted command", s.key.text));
+        ctx.error(
+            &s.key,
+            format!("`{}` expects a script path or a quoted command", s.key.text),
+        );
         return None;
     }
     let words: Vec<String> = s
@@ -641,23 +693,35 @@ fn real_server(stmt: &Stmt, ctx: &mut Ctx) -> Option<ParsedRs> {
 pub(crate) fn virtual_server_group(stmt: &Stmt, ctx: &mut Ctx) -> Option<VirtualServerGroup> {
     let name = crate::parser::block_name(stmt, ctx)?;
     let block = stmt.block.as_ref()?;
-    let mut g = VirtualServerGroup { name: name.text.clone(), entries: Vec::new(), location: stmt.key.loc.clone() };
+    let mut g = VirtualServerGroup {
+        name: name.text.clone(),
+        entries: Vec::new(),
+        location: stmt.key.loc.clone(),
+    };
     for line in &block.stmts {
         if !ctx.no_block(line) {
             continue;
         }
         if line.key.text == "fwmark" {
             let Some(mark) = line.args.first() else {
-                ctx.error(&line.key, "`fwmark` expects a mark 0..=4294967295 [inet|inet6]");
+                ctx.error(
+                    &line.key,
+                    "`fwmark` expects a mark 0..=4294967295 [inet|inet6]",
+                );
                 continue;
             };
-            let Some(mark) = ctx.int_word("fwmark", mark, 0u32, u32::MAX) else { continue };
+            let Some(mark) = ctx.int_word("fwmark", mark, 0u32, u32::MAX) else {
+                continue;
+            };
             let family = match line.args.get(1).map(|w| (w, w.text.as_str())) {
                 None => None,
                 Some((_, "inet")) => Some(Family::Inet),
                 Some((_, "inet6")) => Some(Family::Inet6),
                 Some((w, other)) => {
-                    ctx.error(w, format!("`fwmark {mark}`: family `{other}` is not inet or inet6"));
+                    ctx.error(
+                        w,
+                        format!("`fwmark {mark}`: family `{other}` is not inet or inet6"),
+                    );
                     continue;
                 }
             };
@@ -667,12 +731,24 @@ pub(crate) fn virtual_server_group(stmt: &Stmt, ctx: &mut Ctx) -> Option<Virtual
         }
     }
     if g.entries.is_empty() {
-        ctx.error(&name, format!("virtual_server_group `{}` has no entries", g.name));
+        ctx.error(
+            &name,
+            format!("virtual_server_group `{}` has no entries", g.name),
+        );
         return None;
     }
-    let v4 = g.entries.iter().any(|e| entry_family(e) == Some(Family::Inet));
-    let v6 = g.entries.iter().any(|e| entry_family(e) == Some(Family::Inet6));
-    let bare_mark = g.entries.iter().any(|e| matches!(e, GroupEntry::Fwmark { family: None, .. }));
+    let v4 = g
+        .entries
+        .iter()
+        .any(|e| entry_family(e) == Some(Family::Inet));
+    let v6 = g
+        .entries
+        .iter()
+        .any(|e| entry_family(e) == Some(Family::Inet6));
+    let bare_mark = g
+        .entries
+        .iter()
+        .any(|e| matches!(e, GroupEntry::Fwmark { family: None, .. }));
     if v4 && v6 && bare_mark {
         ctx.error(
             &name,
@@ -697,7 +773,12 @@ fn group_range(line: &Stmt, ctx: &mut Ctx) -> Option<GroupEntry> {
     let text = w.text.as_str();
     let bare = text.split(['-', '/']).next().unwrap_or(text);
     let Ok(first) = bare.parse::<IpAddr>() else {
-        ctx.error(w, format!("virtual_server_group: expects IP[-LAST|/LEN] [PORT] or `fwmark N`, found `{text}`"));
+        ctx.error(
+            w,
+            format!(
+                "virtual_server_group: expects IP[-LAST|/LEN] [PORT] or `fwmark N`, found `{text}`"
+            ),
+        );
         return None;
     };
     if let Some(extra) = line.args.get(1) {
@@ -722,7 +803,11 @@ fn group_range(line: &Stmt, ctx: &mut Ctx) -> Option<GroupEntry> {
         let (f, l) = match first {
             IpAddr::V4(a) => {
                 let v = u32::from(a);
-                let mask = if host_bits == 32 { u32::MAX } else { (1u32 << host_bits) - 1 };
+                let mask = if host_bits == 32 {
+                    u32::MAX
+                } else {
+                    (1u32 << host_bits) - 1
+                };
                 if v & mask != 0 {
                     return bad(ctx, "address bits beyond the prefix length are set");
                 }
@@ -730,7 +815,11 @@ fn group_range(line: &Stmt, ctx: &mut Ctx) -> Option<GroupEntry> {
             }
             IpAddr::V6(a) => {
                 let v = u128::from(a);
-                let mask = if host_bits == 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
+                let mask = if host_bits == 128 {
+                    u128::MAX
+                } else {
+                    (1u128 << host_bits) - 1
+                };
                 if v & mask != 0 {
                     return bad(ctx, "address bits beyond the prefix length are set");
                 }
@@ -740,7 +829,11 @@ fn group_range(line: &Stmt, ctx: &mut Ctx) -> Option<GroupEntry> {
         let _ = f;
         l
     } else if let Some(end) = rest.strip_prefix('-') {
-        let whole = if first.is_ipv4() { end.contains('.') } else { end.contains(':') };
+        let whole = if first.is_ipv4() {
+            end.contains('.')
+        } else {
+            end.contains(':')
+        };
         if whole {
             let Ok(last) = end.parse::<IpAddr>() else {
                 return bad(ctx, "the range end is not an address");
@@ -828,13 +921,19 @@ fn finish_one(
     let name = describe(&p.vs.service);
     let fwmark_only = match (&p.vs.service, group) {
         (ServiceAddress::Fwmark(_), _) => true,
-        (_, Some(g)) => g.entries.iter().all(|e| matches!(e, GroupEntry::Fwmark { .. })),
+        (_, Some(g)) => g
+            .entries
+            .iter()
+            .all(|e| matches!(e, GroupEntry::Fwmark { .. })),
         _ => false,
     };
     let has_ranges = !fwmark_only;
     let any_fwmark = match (&p.vs.service, group) {
         (ServiceAddress::Fwmark(_), _) => true,
-        (_, Some(g)) => g.entries.iter().any(|e| matches!(e, GroupEntry::Fwmark { .. })),
+        (_, Some(g)) => g
+            .entries
+            .iter()
+            .any(|e| matches!(e, GroupEntry::Fwmark { .. })),
         _ => false,
     };
     if p.vs.family.is_none() {
@@ -864,7 +963,10 @@ fn finish_one(
         return None;
     }
     if p.vs.ha_suspend && any_fwmark {
-        ctx.error(&key, format!("virtual_server {name}: `ha_suspend` cannot be used with fwmarks"));
+        ctx.error(
+            &key,
+            format!("virtual_server {name}: `ha_suspend` cannot be used with fwmarks"),
+        );
         p.vs.ha_suspend = false;
     }
     if has_ranges {
@@ -873,12 +975,18 @@ fn finish_one(
             p.vs.protocol = Some(Protocol::Udp);
         }
         if p.vs.scheduler_flags.one_packet && p.vs.protocol != Some(Protocol::Udp) {
-            ctx.error(&key, format!("virtual_server {name}: `ops` (one-packet scheduling) needs protocol UDP"));
+            ctx.error(
+                &key,
+                format!("virtual_server {name}: `ops` (one-packet scheduling) needs protocol UDP"),
+            );
             p.vs.scheduler_flags.one_packet = false;
         }
         let zero_port = match (&p.vs.service, group) {
             (ServiceAddress::Socket { port, .. }, _) => *port == 0,
-            (_, Some(g)) => g.entries.iter().any(|e| matches!(e, GroupEntry::Range { port: 0, .. })),
+            (_, Some(g)) => g
+                .entries
+                .iter()
+                .any(|e| matches!(e, GroupEntry::Range { port: 0, .. })),
             _ => false,
         };
         if zero_port && p.vs.persistence_timeout.is_none() && !p.granularity_word {
@@ -920,14 +1028,29 @@ fn finish_one(
             match p.vs.family {
                 None => p.vs.family = Some(fam),
                 Some(f) if f != fam => {
-                    ctx.error(&r.key, format!("real_server {}: not of the virtual server's address family", r.address));
+                    ctx.error(
+                        &r.key,
+                        format!(
+                            "real_server {}: not of the virtual server's address family",
+                            r.address
+                        ),
+                    );
                     continue;
                 }
                 _ => {}
             }
         }
-        if reals.iter().any(|x| x.address == r.address && x.port == r.port) {
-            ctx.error(&r.key, format!("virtual_server {name}: real_server {} {} is given twice", r.address, r.port));
+        if reals
+            .iter()
+            .any(|x| x.address == r.address && x.port == r.port)
+        {
+            ctx.error(
+                &r.key,
+                format!(
+                    "virtual_server {name}: real_server {} {} is given twice",
+                    r.address, r.port
+                ),
+            );
             continue;
         }
         let lb_kind = match r.lb_kind.or(vs_kind) {
@@ -960,7 +1083,10 @@ fn finish_one(
             ctx.error(&r.key, format!("real_server {} {port}: a fwmark service forwards without NAT to the port the client used: remove the port", r.address));
             port = 0;
         }
-        let vs_timing = TimingWords { alpha: Some(p.vs.alpha), ..p.timing };
+        let vs_timing = TimingWords {
+            alpha: Some(p.vs.alpha),
+            ..p.timing
+        };
         let inherited = Inherited {
             address: r.address,
             port,
@@ -975,7 +1101,10 @@ fn finish_one(
             lvs_checkers::check_link_local(&c, &at, ctx);
             if let crate::lvs::Checker::File(f) = &c {
                 if !config.track_files.iter().any(|t| t.name == f.track_file) {
-                    ctx.error(&at, format!("FILE_CHECK: no track_file named `{}`", f.track_file));
+                    ctx.error(
+                        &at,
+                        format!("FILE_CHECK: no track_file named `{}`", f.track_file),
+                    );
                 }
             }
             checkers.push(c);
@@ -1017,7 +1146,10 @@ fn finish_one(
                 _ => {}
             }
         }
-        if let Some(r) = reals.iter().find(|r| r.address == sorry.server.address && r.port == sorry.server.port) {
+        if let Some(r) = reals
+            .iter()
+            .find(|r| r.address == sorry.server.address && r.port == sorry.server.port)
+        {
             if r.inhibit_on_failure != sorry.server.inhibit {
                 ctx.error(&key, format!("virtual_server {name}: the sorry_server is also a real_server, with another inhibit_on_failure setting"));
             }
@@ -1030,7 +1162,13 @@ fn finish_one(
         p.vs.quorum = weight_sum as u32;
     }
     if p.vs.hysteresis >= p.vs.quorum && p.vs.quorum > 0 {
-        ctx.error(&key, format!("virtual_server {name}: hysteresis {} must be less than the quorum {}", p.vs.hysteresis, p.vs.quorum));
+        ctx.error(
+            &key,
+            format!(
+                "virtual_server {name}: hysteresis {} must be less than the quorum {}",
+                p.vs.hysteresis, p.vs.quorum
+            ),
+        );
         p.vs.hysteresis = p.vs.quorum - 1;
     }
     p.vs.real_servers = reals;
@@ -1040,7 +1178,10 @@ fn finish_one(
 /// How keepalived names a virtual server in its messages.
 fn describe(s: &ServiceAddress) -> String {
     match s {
-        ServiceAddress::Socket { address: IpAddr::V6(a), port } => format!("[{a}]:{port}"),
+        ServiceAddress::Socket {
+            address: IpAddr::V6(a),
+            port,
+        } => format!("[{a}]:{port}"),
         ServiceAddress::Socket { address, port } => format!("{address}:{port}"),
         ServiceAddress::Fwmark(m) => format!("fwmark {m}"),
         ServiceAddress::Group(g) => format!("group {g}"),

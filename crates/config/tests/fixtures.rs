@@ -165,7 +165,10 @@ fn virtual_server_blocks_are_read_and_said_not_applied() {
     let vs: Vec<&Diagnostic> = c
         .warnings
         .iter()
-        .filter(|w| w.message.contains("load balancing is parsed but not applied"))
+        .filter(|w| {
+            w.message
+                .contains("load balancing is parsed but not applied")
+        })
         .collect();
     assert_eq!(vs.len(), 1, "{vs:?}");
     assert_eq!((vs[0].location.line, vs[0].location.column), (22, 1));

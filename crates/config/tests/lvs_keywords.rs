@@ -25,7 +25,12 @@ const SAMPLES: &[(&str, &str, &str, &str)] = &[
     ("virtual_server", "lvs_method", "", " DR"),
     ("virtual_server", "persistence_engine", "", " sip"),
     ("virtual_server", "persistence_timeout", "", " 50"),
-    ("virtual_server", "persistence_granularity", "", " 255.255.255.0"),
+    (
+        "virtual_server",
+        "persistence_granularity",
+        "",
+        " 255.255.255.0",
+    ),
     ("virtual_server", "protocol", "", " UDP"),
     ("virtual_server", "virtualhost", "", " www.example.com"),
     ("virtual_server", "snmp_name", "", " web"),
@@ -105,10 +110,8 @@ const CHECKER_COMMON: &[(&str, &str)] = &[
 ];
 
 /// Keywords keepalived itself refuses (a configuration error in `keepalived -t`).
-const REFUSED_BY_KEEPALIVED: &[(&str, &str)] = &[
-    ("HTTP_GET", "nb_get_retry"),
-    ("SSL_GET", "nb_get_retry"),
-];
+const REFUSED_BY_KEEPALIVED: &[(&str, &str)] =
+    &[("HTTP_GET", "nb_get_retry"), ("SSL_GET", "nb_get_retry")];
 
 fn keyword_list() -> Vec<(String, String)> {
     let path =
@@ -145,11 +148,15 @@ fn placed(block: &str, key: &str, pre: &str, line: &str) -> (String, u32) {
         "top" => (format!("{line}\n"), 1),
         "SSL" => (format!("SSL {{\n{line}\n}}\n"), 2),
         "virtual_server" => (
-            format!("{head}{pre}{line}\n real_server 10.0.0.2 80 {{\n  TCP_CHECK {{\n  }}\n }}\n{rs2}"),
+            format!(
+                "{head}{pre}{line}\n real_server 10.0.0.2 80 {{\n  TCP_CHECK {{\n  }}\n }}\n{rs2}"
+            ),
             head_lines + np + 1,
         ),
         "real_server" => (
-            format!("{head} real_server 10.0.0.2 80 {{\n  TCP_CHECK {{\n  }}\n{pre}{line}\n }}\n{rs2}"),
+            format!(
+                "{head} real_server 10.0.0.2 80 {{\n  TCP_CHECK {{\n  }}\n{pre}{line}\n }}\n{rs2}"
+            ),
             head_lines + 3 + np + 1,
         ),
         "url" | "host" => {
@@ -259,7 +266,9 @@ fn every_lvs_keyword_is_read_into_the_model_or_warned_at_its_line() {
         let refused = REFUSED_BY_KEEPALIVED.contains(&(block.as_str(), key.as_str()));
         let config = match parse(&text) {
             Ok(c) if refused => {
-                failures.push(format!("{block} {key}: keepalived refuses it, tandem accepts it"));
+                failures.push(format!(
+                    "{block} {key}: keepalived refuses it, tandem accepts it"
+                ));
                 let _ = c;
                 continue;
             }
@@ -268,13 +277,17 @@ fn every_lvs_keyword_is_read_into_the_model_or_warned_at_its_line() {
                 continue;
             }
             Err(errors) => {
-                failures.push(format!("{block} {key}: refused:\n  {}\n{text}", errors.join("\n  ")));
+                failures.push(format!(
+                    "{block} {key}: refused:\n  {}\n{text}",
+                    errors.join("\n  ")
+                ));
                 continue;
             }
         };
         let at_line = config.warnings.iter().any(|w| {
             (w.location.line == line || (block == "SSL" && w.location.line == 1))
-                && (w.message.contains(&format!("`{key}`")) || w.message.contains(&format!("`{block}`")))
+                && (w.message.contains(&format!("`{key}`"))
+                    || w.message.contains(&format!("`{block}`")))
         });
         if at_line {
             warned_count += 1;
@@ -294,5 +307,10 @@ fn every_lvs_keyword_is_read_into_the_model_or_warned_at_its_line() {
         }
     }
     eprintln!("LVS keywords: {read} read into the model, {warned_count} warned");
-    assert!(failures.is_empty(), "{} keyword(s):\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} keyword(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
