@@ -178,8 +178,6 @@ pub(crate) const TOP_LEVEL_NOT_YET: &[&str] = &[
     "static_routes",
     "static_rules",
     "track_group",
-    "virtual_server",
-    "virtual_server_group",
 ];
 
 /// Top-level one-line keywords that tandem ignores.

@@ -24,6 +24,9 @@ pub mod fuzzing;
 mod instance;
 mod keywords;
 mod lexer;
+pub mod lvs;
+mod lvs_checkers;
+mod lvs_parse;
 pub mod model;
 mod native;
 mod parser;
@@ -37,6 +40,7 @@ mod values;
 use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, Severity};
+pub use lvs::*;
 pub use model::*;
 pub use native::MetricsConfig;
 pub use sync::{FilterConfig, ListFilter, Policy, SyncConfig, Transport};

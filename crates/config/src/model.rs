@@ -42,6 +42,11 @@ pub struct Config {
     pub instances: Vec<VrrpInstance>,
     /// `vrrp_sync_group` blocks, in file order.
     pub sync_groups: Vec<SyncGroup>,
+    /// `virtual_server` blocks, in file order, with their real servers and checkers (those
+    /// naming a group that does not exist are left out, as keepalived leaves them out).
+    pub virtual_servers: Vec<crate::lvs::VirtualServer>,
+    /// `virtual_server_group` blocks, in file order.
+    pub virtual_server_groups: Vec<crate::lvs::VirtualServerGroup>,
     /// Conntrack replication, from conntrackd.conf or tandem's TOML `[sync]` section.
     pub sync: Option<crate::sync::SyncConfig>,
     /// Where Prometheus scrapes tandemd (tandem's TOML `[metrics]`); None: no listener.

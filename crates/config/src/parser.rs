@@ -25,6 +25,8 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
     let mut trackers = Vec::new();
     let mut files: Vec<(crate::model::TrackFile, Word)> = Vec::new();
     let mut mail = MailWords::default();
+    let mut virtual_servers = Vec::new();
+    let mut vs_groups = Vec::new();
     for stmt in stmts {
         let k = stmt.key.text.as_str();
         match k {
@@ -56,6 +58,16 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
             "vrrp_sync_group" => {
                 if let Some(g) = sync_group(stmt, ctx) {
                     groups.push(g);
+                }
+            }
+            "virtual_server" => {
+                if let Some(vs) = crate::lvs_parse::virtual_server(stmt, ctx) {
+                    virtual_servers.push(vs);
+                }
+            }
+            "virtual_server_group" => {
+                if let Some(g) = crate::lvs_parse::virtual_server_group(stmt, ctx) {
+                    vs_groups.push((g, stmt.key.clone()));
                 }
             }
             _ if TOP_LEVEL_NOT_YET.contains(&k) => ctx.not_yet(stmt),
@@ -125,6 +137,10 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
     );
     config.instances = instances.into_iter().map(|p| p.instance).collect();
     config.sync_groups = check_groups(groups, &config, ctx);
+    let (servers, groups) = crate::lvs_parse::finish(virtual_servers, vs_groups, &config, ctx);
+    crate::lvs_parse::warn_load_balancing_not_applied(&servers, ctx);
+    config.virtual_servers = servers;
+    config.virtual_server_groups = groups;
     check_mail(&config, &mail, ctx);
     config
 }
@@ -485,7 +501,11 @@ fn check_mail(config: &Config, words: &MailWords, ctx: &mut Ctx) {
         .iter()
         .map(|i| i.smtp_alert)
         .chain(config.sync_groups.iter().map(|s| s.smtp_alert))
-        .any(|own| g.smtp_alert_for(own));
+        .any(|own| g.smtp_alert_for(own))
+        || config
+            .virtual_servers
+            .iter()
+            .any(|v| v.smtp_alert || v.real_servers.iter().any(|r| r.smtp_alert));
     match (&words.email, &words.server) {
         (Some(email), None) => ctx.warn(
             email,
@@ -497,7 +517,7 @@ fn check_mail(config: &Config, words: &MailWords, ctx: &mut Ctx) {
         ),
         (Some(email), Some(_)) if !alerting => ctx.warn(
             email,
-            "no vrrp_instance or vrrp_sync_group has `smtp_alert` on (nor `smtp_alert` / \
+            "no vrrp_instance, vrrp_sync_group or virtual_server has `smtp_alert` on (nor `smtp_alert` / \
              `smtp_alert_vrrp` in global_defs): no e-mail is sent",
         ),
         _ => {}
