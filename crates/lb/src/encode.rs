@@ -474,3 +474,77 @@ pub fn batch(ops: &[Op], first_seq: u32) -> (Vec<u8>, Vec<(u32, String)>) {
     }
     (bytes, described)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{diff, plan};
+    use crate::service::{Protocol, Scheduler, Service};
+    use netlink_packet_core::NetlinkBuffer;
+
+    /// Splits a batch into (type, flags, seq) per message.
+    fn headers(bytes: &[u8]) -> Vec<(u16, u16, u32)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let b = NetlinkBuffer::new_checked(&bytes[at..]).unwrap();
+            out.push((b.message_type(), b.flags(), b.sequence_number()));
+            at += (b.length() as usize + 3) & !3;
+        }
+        out
+    }
+
+    #[test]
+    fn a_batch_is_framed_by_begin_and_end_for_nf_tables() {
+        let s = Service::nat(
+            "10.0.0.100".parse().unwrap(),
+            80,
+            Protocol::Tcp,
+            Scheduler::MaglevHash,
+        )
+        .server("10.0.1.11".parse().unwrap(), 8080, 1);
+        let ops = diff(None, &plan(&[s]).unwrap());
+        let (bytes, described) = batch(&ops, 100);
+        let h = headers(&bytes);
+        assert_eq!(h[0], (0x10, NLM_F_REQUEST, 100), "NFNL_MSG_BATCH_BEGIN");
+        assert_eq!(
+            &bytes[16..20],
+            &[0, 0, 0, 10],
+            "nfgenmsg: AF_UNSPEC, v0, res_id NFTABLES"
+        );
+        assert_eq!(h.last().unwrap().0, 0x11, "NFNL_MSG_BATCH_END");
+        assert_eq!(h.len(), described.len() + 2);
+        // NEWTABLE, DELTABLE, NEWTABLE: replaces a stale table, creates it otherwise.
+        assert_eq!(h[1].0, 10 << 8);
+        assert_eq!(h[2].0, (10 << 8) | 2);
+        assert!(h[1..h.len() - 1].iter().all(|m| m.1 & NLM_F_ACK != 0));
+        // A Maglev table of 4093 slots is split across several element messages.
+        let elements = h.iter().filter(|m| m.0 == (10 << 8) | 12).count();
+        assert_eq!(elements, 4093usize.div_ceil(ELEMENTS_PER_MESSAGE));
+    }
+
+    #[test]
+    fn hand_encoded_expressions_carry_the_uapi_attributes() {
+        let Expressions::Other {
+            expression_type,
+            attributes,
+        } = expression(&Expr::Numgen {
+            dreg: 21,
+            modulus: 6,
+        })
+        else {
+            panic!("numgen is encoded here");
+        };
+        assert_eq!(expression_type, "numgen");
+        assert_eq!(attributes[1], be32(NFTA_NG_MODULUS, 6));
+        let Expressions::Other { attributes, .. } = expression(&Expr::Dnat {
+            ipv6: true,
+            addr_reg: 8,
+            port_reg: Some(12),
+        }) else {
+            panic!("nat is encoded here");
+        };
+        assert_eq!(attributes[1], be32(NFTA_NAT_FAMILY, NFPROTO_IPV6));
+        assert_eq!(attributes[3], be32(NFTA_NAT_REG_PROTO_MIN, 12));
+    }
+}

@@ -662,3 +662,220 @@ fn add_dispatch(out: &mut Vec<Op>, r: &Ruleset) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::{Persistence, Protocol};
+    use std::time::Duration;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn web(sched: Scheduler, weights: &[u32]) -> Service {
+        let mut s = Service::nat(ip("10.0.0.100"), 80, Protocol::Tcp, sched);
+        for (i, &w) in weights.iter().enumerate() {
+            s = s.server(ip(&format!("10.0.1.{}", 11 + i)), 8080, w);
+        }
+        s
+    }
+
+    fn sched_targets(r: &Ruleset) -> Vec<String> {
+        r.services[0].sets[0]
+            .elements
+            .iter()
+            .map(|(_, d)| match d {
+                ElementData::Goto(c) => c.rsplit("_to_").next().unwrap().to_string(),
+                ElementData::None => panic!("sched is a verdict map"),
+            })
+            .collect()
+    }
+
+    fn count(targets: &[String], server: &str) -> usize {
+        targets.iter().filter(|t| t.starts_with(server)).count()
+    }
+
+    #[test]
+    fn wrr_plan_has_one_slot_per_weight_unit() {
+        let r = plan(&[web(Scheduler::WeightedRoundRobin, &[1, 2, 3])]).unwrap();
+        let t = sched_targets(&r);
+        assert_eq!(t.len(), 6);
+        assert_eq!(count(&t, "10_0_1_13"), 3);
+        let main = &r.services[0].chains[0];
+        assert_eq!(main.name, "tcp_10_0_0_100_80");
+        assert!(main.rules[0].contains(&Expr::Numgen {
+            dreg: reg::SLOT,
+            modulus: 6
+        }));
+        assert_eq!(main.rules.last().unwrap(), &vec![Expr::Reject]);
+        // One chain per server, each a DNAT to address and port.
+        let to = &r.services[0].chains[1];
+        assert_eq!(to.name, "tcp_10_0_0_100_80_to_10_0_1_11_8080");
+        assert!(to.rules[0].contains(&Expr::Immediate {
+            dreg: reg::ADDR,
+            data: vec![10, 0, 1, 11]
+        }));
+        assert!(to.rules[0].contains(&Expr::Immediate {
+            dreg: reg::ADDR + 1,
+            data: 8080u16.to_be_bytes().to_vec()
+        }));
+    }
+
+    #[test]
+    fn source_hash_uses_jhash_of_the_client_with_a_stable_seed() {
+        let a = plan(&[web(Scheduler::SourceHash, &[1, 1])]).unwrap();
+        let b = plan(&[web(Scheduler::SourceHash, &[1, 1])]).unwrap();
+        assert_eq!(a, b, "both directors plan the same table");
+        let rule = &a.services[0].chains[0].rules[0];
+        assert!(rule.iter().any(|e| matches!(e,
+            Expr::Jhash { len: 4, modulus, .. } if *modulus as usize == schedule::HASH_BUCKETS)));
+        assert!(rule.contains(&Expr::Payload {
+            base: PayloadBase::Network,
+            offset: 12,
+            len: 4,
+            dreg: reg::CLIENT
+        }));
+    }
+
+    #[test]
+    fn quiesced_servers_keep_their_chain_but_get_no_slot_and_sorry_answers_when_none_is_left() {
+        let mut s = web(Scheduler::RoundRobin, &[1, 0]);
+        let r = plan(&[s.clone()]).unwrap();
+        assert_eq!(sched_targets(&r), vec!["10_0_1_11_8080"]);
+        assert_eq!(r.services[0].chains.len(), 3);
+        s.servers[0].weight = 0;
+        s.sorry = Some(Server {
+            addr: ip("10.0.2.1"),
+            port: 80,
+            weight: 0,
+        });
+        let r = plan(&[s]).unwrap();
+        assert_eq!(sched_targets(&r), vec!["10_0_2_1_80"]);
+    }
+
+    #[test]
+    fn no_server_plans_only_the_reject() {
+        let r = plan(&[web(Scheduler::RoundRobin, &[])]).unwrap();
+        assert_eq!(r.services[0].chains[0].rules, vec![vec![Expr::Reject]]);
+        assert!(r.services[0].sets[0].elements.is_empty());
+    }
+
+    #[test]
+    fn bad_services_are_refused_with_the_reason() {
+        let mut dr = web(Scheduler::RoundRobin, &[1]);
+        dr.forwarding = Forwarding::DirectRouting;
+        assert!(matches!(
+            plan(&[dr]),
+            Err(PlanError::Unsupported { method: "DR", .. })
+        ));
+        let mut tun = web(Scheduler::RoundRobin, &[1]);
+        tun.forwarding = Forwarding::Tunnel;
+        let err = plan(&[tun]).unwrap_err().to_string();
+        assert!(
+            err.contains("TUN") && err.contains("tcp_10_0_0_100_80"),
+            "{err}"
+        );
+        let mixed = web(Scheduler::RoundRobin, &[1]).server(ip("fd00::1"), 80, 1);
+        assert!(matches!(
+            plan(&[mixed]),
+            Err(PlanError::FamilyMismatch { .. })
+        ));
+        let w = web(Scheduler::RoundRobin, &[1]);
+        assert!(matches!(
+            plan(&[w.clone(), w]),
+            Err(PlanError::Duplicate(_))
+        ));
+    }
+
+    #[test]
+    fn first_apply_resets_the_table_and_builds_everything() {
+        let r = plan(&[web(Scheduler::RoundRobin, &[1, 1])]).unwrap();
+        let ops = diff(None, &r);
+        assert_eq!(ops[0], Op::ResetTable);
+        let dispatch = ops
+            .iter()
+            .filter(|o| matches!(o, Op::AddRule { chain, .. } if chain == "prerouting" || chain == "output"))
+            .count();
+        assert_eq!(dispatch, 2);
+        assert!(diff(Some(&r), &r).is_empty(), "no change, empty batch");
+    }
+
+    fn persistent(weights: &[u32]) -> Service {
+        let mut s = web(Scheduler::RoundRobin, weights);
+        s.persistence = Some(Persistence {
+            timeout: Duration::from_secs(300),
+            prefix_len: 24,
+        });
+        s
+    }
+
+    #[test]
+    fn a_weight_change_refills_the_schedule_and_keeps_persistence() {
+        let wrr = |w: &[u32]| Service {
+            scheduler: Scheduler::WeightedRoundRobin,
+            ..persistent(w)
+        };
+        let old = plan(&[wrr(&[1, 1, 1])]).unwrap();
+        let new = plan(&[wrr(&[1, 1, 5])]).unwrap();
+        let ops = diff(Some(&old), &new);
+        assert!(!ops.contains(&Op::ResetTable));
+        assert!(ops.contains(&Op::FlushSet("tcp_10_0_0_100_80_sched".into())));
+        assert!(
+            !ops.iter()
+                .any(|o| matches!(o, Op::DeleteSet(_) | Op::AddSet(_))),
+            "persistence sets survive: {ops:?}"
+        );
+        assert!(!ops
+            .iter()
+            .any(|o| matches!(o, Op::FlushChain(c) if c == "prerouting")));
+    }
+
+    #[test]
+    fn a_removed_server_takes_its_persistence_set_and_chain_with_it() {
+        let old = plan(&[persistent(&[1, 1, 1])]).unwrap();
+        let mut s = persistent(&[1, 1, 1]);
+        s.servers.remove(1);
+        let ops = diff(Some(&old), &plan(&[s]).unwrap());
+        let gone = "tcp_10_0_0_100_80_p_10_0_1_12_8080".to_string();
+        assert!(ops.contains(&Op::DeleteSet(gone)));
+        assert!(ops.contains(&Op::DeleteChain(
+            "tcp_10_0_0_100_80_to_10_0_1_12_8080".into()
+        )));
+        let deleted_sets = ops.iter().filter(|o| matches!(o, Op::DeleteSet(_))).count();
+        assert_eq!(deleted_sets, 1, "{ops:?}");
+        // The chain is deleted after every rule and element naming it is gone.
+        let flush = ops
+            .iter()
+            .position(|o| *o == Op::FlushSet("tcp_10_0_0_100_80_sched".into()));
+        let delete = ops.iter().position(|o| matches!(o, Op::DeleteChain(_)));
+        assert!(flush < delete);
+    }
+
+    #[test]
+    fn persistence_granularity_masks_the_client() {
+        let r = plan(&[persistent(&[1])]).unwrap();
+        let known_client = &r.services[0].chains[0].rules[0];
+        assert!(known_client.contains(&Expr::And {
+            reg: reg::CLIENT,
+            mask: vec![255, 255, 255, 0]
+        }));
+        assert_eq!(prefix_mask(16, 60)[7], 0xf0);
+    }
+
+    #[test]
+    fn removing_a_service_deletes_its_objects_and_dispatch() {
+        let a = web(Scheduler::RoundRobin, &[1]);
+        let mut b = Service::nat(ip("fd00::100"), 443, Protocol::Tcp, Scheduler::RoundRobin);
+        b = b.server(ip("fd00:1::11"), 443, 1);
+        let old = plan(&[a.clone(), b]).unwrap();
+        let new = plan(&[a]).unwrap();
+        let ops = diff(Some(&old), &new);
+        assert_eq!(ops[0], Op::FlushChain("prerouting".into()));
+        assert!(ops.contains(&Op::DeleteChain("tcp_fd00__100_443".into())));
+        assert!(ops.contains(&Op::DeleteSet("tcp_fd00__100_443_sched".into())));
+        assert!(!ops
+            .iter()
+            .any(|o| matches!(o, Op::DeleteChain(c) if c.starts_with("tcp_10_"))));
+    }
+}
