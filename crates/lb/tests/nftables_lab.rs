@@ -115,6 +115,10 @@ fn serve_http(ns: &Netns, name: String) -> anyhow::Result<Arc<AtomicUsize>> {
                 "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{name}",
                 name.len()
             );
+            // The client closes first, so TIME_WAIT stays with the client,
+            // which then never reuses a port the server still remembers.
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
         }
     });
     Ok(count)
@@ -129,11 +133,24 @@ fn http_get(from: IpAddr, to: SocketAddr) -> anyhow::Result<String> {
     let mut s: std::net::TcpStream = sock.into();
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
     s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer)?;
-    match answer.split_once("\r\n\r\n") {
-        Some((_, body)) if !body.is_empty() => Ok(body.to_string()),
-        _ => bail!("no body in answer {answer:?}"),
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        let n = s.read(&mut buf)?;
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if len.is_some_and(|len| body.len() >= len) && !body.is_empty() {
+                return Ok(body.to_string());
+            }
+        }
+        if n == 0 {
+            bail!("no body in answer {text:?}");
+        }
     }
 }
 
@@ -358,5 +375,100 @@ fn clearing_removes_only_tandems_table() -> anyhow::Result<()> {
     assert_eq!(t.counts(), vec![2, 0, 2]);
     lb3.clear()?;
     assert!(nft(&t.director, "list table ip operator").is_ok());
+    Ok(())
+}
+
+/// Load loop for the bench: `threads` clients sending HTTP/1.0 requests
+/// (one connection each) to `to` for `secs`; (requests/s, latencies).
+fn load(
+    t: &Topology,
+    to: SocketAddr,
+    threads: usize,
+    secs: u64,
+) -> anyhow::Result<(f64, Vec<Duration>)> {
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|i| {
+            let client = t.client.clone();
+            std::thread::spawn(move || {
+                client.enter(move || -> anyhow::Result<Vec<Duration>> {
+                    let sources: Vec<IpAddr> = (10 + i..50)
+                        .step_by(threads)
+                        .map(|a| ip(&format!("10.0.0.{a}")))
+                        .collect();
+                    let mut lat = Vec::new();
+                    let end = Instant::now() + Duration::from_secs(secs);
+                    while Instant::now() < end {
+                        let from = sources[lat.len() % sources.len()];
+                        let t0 = Instant::now();
+                        http_get(from, to)?;
+                        lat.push(t0.elapsed());
+                    }
+                    Ok(lat)
+                })
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.join().expect("load thread")??);
+    }
+    let rate = all.len() as f64 / started.elapsed().as_secs_f64();
+    all.sort();
+    Ok((rate, all))
+}
+
+/// Bench (issue item 6a): requests/s and latency through the nftables
+/// service against the same traffic straight to the real server (both
+/// forwarded by the director). Run with
+/// `cargo test -p tandem-lb --test nftables_lab bench_ -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: prints figures"]
+fn bench_service_against_direct() -> anyhow::Result<()> {
+    tandem_lab::require_root!(Ok(()));
+    let t = Topology::new("lbbench")?;
+    let mut lb = t.backend()?;
+    let mut one = service(Scheduler::RoundRobin, &[1]);
+    one.servers.truncate(1);
+    lb.apply(&[one])?;
+    let secs = std::env::var("LB_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let threads = std::env::var("LB_BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let direct = SocketAddr::new(ip(SERVERS[0]), SERVER_PORT);
+    let vip = SocketAddr::new(ip(VIP), PORT);
+    load(&t, direct, threads, 1)?; // warm-up (neighbour entries, caches)
+    let mut rows = Vec::new();
+    for (what, to) in [("direct", direct), ("service", vip)]
+        .into_iter()
+        .cycle()
+        .take(6)
+    {
+        let (rate, lat) = load(&t, to, threads, secs)?;
+        let mean = lat.iter().sum::<Duration>() / lat.len() as u32;
+        let p99 = lat[lat.len() * 99 / 100];
+        println!("{what:8} {rate:8.0} req/s  mean {:6.1} µs  p50 {:6.1} µs  p99 {:6.1} µs  ({} requests)",
+            mean.as_secs_f64() * 1e6, lat[lat.len() / 2].as_secs_f64() * 1e6, p99.as_secs_f64() * 1e6, lat.len());
+        rows.push((what, rate, lat[lat.len() / 2]));
+    }
+    let avg = |w: &str| {
+        let r: Vec<_> = rows.iter().filter(|r| r.0 == w).collect();
+        (
+            r.iter().map(|r| r.1).sum::<f64>() / r.len() as f64,
+            r.iter().map(|r| r.2.as_secs_f64()).sum::<f64>() / r.len() as f64,
+        )
+    };
+    let (d_rate, d_mean) = avg("direct");
+    let (s_rate, s_mean) = avg("service");
+    println!(
+        "service/direct: {:.1} % of the request rate, {:+.1} µs median latency",
+        s_rate / d_rate * 100.0,
+        (s_mean - d_mean) * 1e6
+    );
+    assert!(s_rate > 0.0 && d_rate > 0.0);
     Ok(())
 }
