@@ -1,0 +1,474 @@
+//! The nftables backend in network namespaces: a client, a director holding
+//! the VIP, three real servers answering HTTP with their own name.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tandem_lab::{Lab, Netns};
+use tandem_lb::{Backend, Nftables, Persistence, Protocol, Scheduler, Service};
+
+const VIP: &str = "10.0.0.100";
+const PORT: u16 = 80;
+const SERVER_PORT: u16 = 8080;
+const SERVERS: [&str; 3] = ["10.0.1.11", "10.0.1.12", "10.0.1.13"];
+
+struct Topology {
+    _lab: Lab,
+    client: Netns,
+    director: Netns,
+    /// Requests answered, per server name.
+    counts: Vec<Arc<AtomicUsize>>,
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+impl Topology {
+    fn new(tag: &str) -> anyhow::Result<Topology> {
+        let mut lab = Lab::new(tag)?;
+        let client = lab.netns("client")?;
+        let director = lab.netns("director")?;
+        lab.veth((&client, "c0"), (&director, "d0"))?;
+        client.ip("addr add 10.0.0.2/24 dev c0")?;
+        for i in 10..50 {
+            client.ip(&format!("addr add 10.0.0.{i}/24 dev c0"))?;
+        }
+        client.ip("route add default via 10.0.0.1")?;
+        director.ip("addr add 10.0.0.1/24 dev d0")?;
+        director.ip(&format!("addr add {VIP}/32 dev d0"))?;
+        director.sysctl("net.ipv4.ip_forward", "1")?;
+        lab.bridge(&director, "br0")?;
+        director.ip("addr add 10.0.1.1/24 dev br0")?;
+        let mut counts = Vec::new();
+        for (i, addr) in SERVERS.iter().enumerate() {
+            let name = format!("rs{}", i + 1);
+            let ns = lab.netns(&name)?;
+            let dev = format!("d{name}");
+            lab.veth((&ns, "eth0"), (&director, &dev))?;
+            director.ip(&format!("link set {dev} master br0"))?;
+            ns.ip(&format!("addr add {addr}/24 dev eth0"))?;
+            ns.ip("route add default via 10.0.1.1")?;
+            counts.push(serve_http(&ns, name)?);
+        }
+        client.wait_ping(SERVERS[2], Duration::from_secs(5))?;
+        Ok(Topology {
+            _lab: lab,
+            client,
+            director,
+            counts,
+        })
+    }
+
+    fn backend(&self) -> anyhow::Result<Nftables> {
+        Ok(self.director.enter(Nftables::open)??)
+    }
+
+    fn reset_counts(&self) {
+        self.counts
+            .iter()
+            .for_each(|c| c.store(0, Ordering::SeqCst));
+    }
+
+    fn counts(&self) -> Vec<usize> {
+        self.counts
+            .iter()
+            .map(|c| c.load(Ordering::SeqCst))
+            .collect()
+    }
+
+    /// `n` requests to the VIP from `from`; the server names that answered.
+    fn requests(&self, from: &str, n: usize) -> anyhow::Result<Vec<String>> {
+        let from = ip(from);
+        self.client.enter(move || {
+            (0..n)
+                .map(|_| http_get(from, SocketAddr::new(ip(VIP), PORT)))
+                .collect()
+        })?
+    }
+}
+
+/// A tiny HTTP server in `ns` answering every request with `name`.
+fn serve_http(ns: &Netns, name: String) -> anyhow::Result<Arc<AtomicUsize>> {
+    let listener = ns.enter(|| TcpListener::bind(("0.0.0.0", SERVER_PORT)))??;
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 1024];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+            let _ = write!(
+                s,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{name}",
+                name.len()
+            );
+            // The client closes first, so TIME_WAIT stays with the client,
+            // which then never reuses a port the server still remembers.
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        }
+    });
+    Ok(count)
+}
+
+/// One HTTP/1.0 GET from source address `from`; the body.
+fn http_get(from: IpAddr, to: SocketAddr) -> anyhow::Result<String> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    sock.bind(&SocketAddr::new(from, 0).into())?;
+    sock.connect_timeout(&to.into(), Duration::from_secs(2))
+        .with_context(|| format!("connecting {from} -> {to}"))?;
+    let mut s: std::net::TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        let n = s.read(&mut buf)?;
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if len.is_some_and(|len| body.len() >= len) && !body.is_empty() {
+                return Ok(body.to_string());
+            }
+        }
+        if n == 0 {
+            bail!("no body in answer {text:?}");
+        }
+    }
+}
+
+fn service(scheduler: Scheduler, weights: &[u32]) -> Service {
+    let mut s = Service::nat(ip(VIP), PORT, Protocol::Tcp, scheduler);
+    for (addr, &w) in SERVERS.iter().zip(weights) {
+        s = s.server(ip(addr), SERVER_PORT, w);
+    }
+    s
+}
+
+/// Runs `nft` with `args` as one argument (nft splits it itself).
+fn nft(ns: &Netns, args: &str) -> anyhow::Result<String> {
+    let out = ns.exec(&["nft", args])?;
+    if !out.status.success() {
+        bail!(
+            "nft {args}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn tally(names: &[String]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    names
+        .iter()
+        .for_each(|n| *m.entry(n.clone()).or_insert(0) += 1);
+    m
+}
+
+#[test]
+fn round_robin_spreads_evenly() -> anyhow::Result<()> {
+    tandem_lab::require_root!(Ok(()));
+    let t = Topology::new("lbrr")?;
+    let mut lb = t.backend()?;
+    lb.apply(&[service(Scheduler::RoundRobin, &[1, 1, 1])])?;
+    let listing = nft(&t.director, "list table inet tandem_lb")?;
+    assert!(listing.contains("numgen inc mod 3"), "{listing}");
+    t.requests("10.0.0.2", 30)?;
+    assert_eq!(
+        t.counts(),
+        vec![10, 10, 10],
+        "rr over 3 servers, 30 requests"
+    );
+    Ok(())
+}
+
+#[test]
+fn weighted_round_robin_follows_weights() -> anyhow::Result<()> {
+    tandem_lab::require_root!(Ok(()));
+    let t = Topology::new("lbwrr")?;
+    let mut lb = t.backend()?;
+    lb.apply(&[service(Scheduler::WeightedRoundRobin, &[1, 2, 3])])?;
+    t.requests("10.0.0.2", 60)?;
+    // numgen walks one full cycle of 6 slots per 6 connections: exact.
+    assert_eq!(t.counts(), vec![10, 20, 30]);
+    Ok(())
+}
+
+#[test]
+fn source_hash_keeps_a_client_and_spreads_clients() -> anyhow::Result<()> {
+    tandem_lab::require_root!(Ok(()));
+    let t = Topology::new("lbsh")?;
+    let mut lb = t.backend()?;
+    lb.apply(&[service(Scheduler::SourceHash, &[1, 1, 1])])?;
+    let mut per_client = BTreeMap::new();
+    for i in 10..50 {
+        let from = format!("10.0.0.{i}");
+        let got = tally(&t.requests(&from, 3)?);
+        assert_eq!(got.len(), 1, "{from} went to {got:?}");
+        per_client.insert(from, got.into_keys().next().unwrap());
+    }
+    let spread = tally(&per_client.values().cloned().collect::<Vec<_>>());
+    assert_eq!(spread.len(), 3, "40 clients over 3 servers: {spread:?}");
+    assert!(spread.values().all(|&n| n >= 5), "{spread:?}");
+    Ok(())
+}
+
+#[test]
+fn maglev_moves_only_the_removed_servers_clients() -> anyhow::Result<()> {
+    tandem_lab::require_root!(Ok(()));
+    let t = Topology::new("lbmh")?;
+    let mut lb = t.backend()?;
+    lb.apply(&[service(Scheduler::MaglevHash, &[1, 1, 1])])?;
+    let mut before = BTreeMap::new();
+    for i in 10..50 {
+        let from = format!("10.0.0.{i}");
+        before.insert(from.clone(), t.requests(&from, 1)?.remove(0));
+    }
+    let mut s = service(Scheduler::MaglevHash, &[1, 1, 1]);
+    s.servers.remove(1);
+    lb.apply(&[s])?;
+    for (from, was) in &before {
+        let now = t.requests(from, 1)?.remove(0);
+        if was != "rs2" {
+            assert_eq!(&now, was, "{from} moved although its server stayed");
+        } else {
+            assert_ne!(now, "rs2");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn persistence_keeps_a_client_on_its_server() -> anyhow::Result<()> {
+    tandem_lab::require_root!(Ok(()));
+    let t = Topology::new("lbpers")?;
+    let mut lb = t.backend()?;
+    let mut s = service(Scheduler::RoundRobin, &[1, 1, 1]);
+    s.persistence = Some(Persistence {
+        timeout: Duration::from_secs(300),
+        prefix_len: 32,
+    });
+    lb.apply(&[s.clone()])?;
+    let a = tally(&t.requests("10.0.0.10", 6)?);
+    assert_eq!(a.len(), 1, "one client, one server: {a:?}");
+    let b = tally(&t.requests("10.0.0.11", 6)?);
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_ne!(
+        a.keys().next(),
+        b.keys().next(),
+        "rr gave the next client the next server"
+    );
+    // A weight change keeps the persistence entries.
+    s.servers[2].weight = 5;
+    lb.apply(&[s.clone()])?;
+    assert_eq!(
+        tally(&t.requests("10.0.0.10", 3)?).keys().next(),
+        a.keys().next()
+    );
+    // The server of client a leaves: a is scheduled afresh and sticks there.
+    let gone = a.keys().next().unwrap().clone();
+    let idx: usize = gone[2..].parse::<usize>()? - 1;
+    s.servers.retain(|sv| sv.addr != ip(SERVERS[idx]));
+    lb.apply(&[s])?;
+    let again = tally(&t.requests("10.0.0.10", 4)?);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(!again.contains_key(&gone), "{again:?}");
+    let listing = nft(&t.director, "list table inet tandem_lb")?;
+    assert!(listing.contains("10.0.0.10 expires"), "{listing}");
+    Ok(())
+}
+
+#[test]
+fn changes_while_traffic_flows_fail_no_request() -> anyhow::Result<()> {
+    tandem_lab::require_root!(Ok(()));
+    let t = Topology::new("lbatom")?;
+    let mut lb = t.backend()?;
+    lb.apply(&[service(Scheduler::WeightedRoundRobin, &[1, 1, 1])])?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = t.client.clone();
+    let flag = stop.clone();
+    let traffic = std::thread::spawn(move || {
+        client.enter(move || {
+            let (mut ok, mut failed) = (0usize, Vec::new());
+            while !flag.load(Ordering::SeqCst) {
+                match http_get(ip("10.0.0.2"), SocketAddr::new(ip(VIP), PORT)) {
+                    Ok(_) => ok += 1,
+                    Err(e) => failed.push(format!("{e:#}")),
+                }
+            }
+            (ok, failed)
+        })
+    });
+    let plans: [&[u32]; 5] = [&[1, 2, 3], &[5, 1, 1], &[1, 0, 1], &[3, 3, 0], &[1, 1, 1]];
+    let mut changes = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        for w in plans {
+            let mut s = service(Scheduler::WeightedRoundRobin, w);
+            // Weight 0 here means "removed": a checker took it out.
+            s.servers.retain(|sv| sv.weight > 0);
+            lb.apply(&[s])?;
+            changes += 1;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (ok, failed) = traffic.join().expect("traffic thread")?;
+    assert!(
+        changes >= 10 && ok >= 50,
+        "{changes} changes, {ok} requests"
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    Ok(())
+}
+
+#[test]
+fn clearing_removes_only_tandems_table() -> anyhow::Result<()> {
+    tandem_lab::require_root!(Ok(()));
+    let t = Topology::new("lbclear")?;
+    nft(
+        &t.director,
+        "add table ip operator; add chain ip operator input { type filter hook input priority 0; }; \
+         add rule ip operator input tcp dport 22 counter accept",
+    )?;
+    let mut lb = t.backend()?;
+    lb.apply(&[service(Scheduler::RoundRobin, &[1, 1, 1])])?;
+    t.requests("10.0.0.2", 3)?;
+    // Removing the service leaves an empty tandem table.
+    lb.apply(&[])?;
+    let err = t.requests("10.0.0.2", 1);
+    assert!(err.is_err(), "no service, no balancing: {err:?}");
+    lb.clear()?;
+    assert!(nft(&t.director, "list table inet tandem_lb").is_err());
+    let operator = nft(&t.director, "list table ip operator")?;
+    assert!(operator.contains("tcp dport 22 counter"), "{operator}");
+    // Stale table from a dead run is replaced, the operator's still untouched.
+    let mut lb2 = t.backend()?;
+    lb2.apply(&[service(Scheduler::RoundRobin, &[1, 1, 1])])?;
+    drop(lb2);
+    let mut lb3 = t.backend()?;
+    lb3.apply(&[service(Scheduler::RoundRobin, &[1, 0, 1])])?;
+    t.reset_counts();
+    t.requests("10.0.0.2", 4)?;
+    assert_eq!(t.counts(), vec![2, 0, 2]);
+    lb3.clear()?;
+    assert!(nft(&t.director, "list table ip operator").is_ok());
+    Ok(())
+}
+
+/// Load loop for the bench: `threads` clients sending HTTP/1.0 requests
+/// (one connection each) to `to` for `secs`; (requests/s, latencies).
+fn load(
+    t: &Topology,
+    to: SocketAddr,
+    threads: usize,
+    secs: u64,
+) -> anyhow::Result<(f64, Vec<Duration>)> {
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|i| {
+            let client = t.client.clone();
+            std::thread::spawn(move || {
+                client.enter(move || -> anyhow::Result<Vec<Duration>> {
+                    let sources: Vec<IpAddr> = (10 + i..50)
+                        .step_by(threads)
+                        .map(|a| ip(&format!("10.0.0.{a}")))
+                        .collect();
+                    let mut lat = Vec::new();
+                    let end = Instant::now() + Duration::from_secs(secs);
+                    while Instant::now() < end {
+                        let from = sources[lat.len() % sources.len()];
+                        let t0 = Instant::now();
+                        http_get(from, to)?;
+                        lat.push(t0.elapsed());
+                    }
+                    Ok(lat)
+                })
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.join().expect("load thread")??);
+    }
+    let rate = all.len() as f64 / started.elapsed().as_secs_f64();
+    all.sort();
+    Ok((rate, all))
+}
+
+/// Bench (issue item 6a): requests/s and latency through the nftables
+/// service against the same traffic straight to the real server (both
+/// forwarded by the director). Run with
+/// `cargo test -p tandem-lb --test nftables_lab bench_ -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: prints figures"]
+fn bench_service_against_direct() -> anyhow::Result<()> {
+    tandem_lab::require_root!(Ok(()));
+    let t = Topology::new("lbbench")?;
+    let mut lb = t.backend()?;
+    let mut one = service(Scheduler::RoundRobin, &[1]);
+    one.servers.truncate(1);
+    lb.apply(&[one])?;
+    let secs = std::env::var("LB_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let threads = std::env::var("LB_BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let direct = SocketAddr::new(ip(SERVERS[0]), SERVER_PORT);
+    let vip = SocketAddr::new(ip(VIP), PORT);
+    load(&t, direct, threads, 1)?; // warm-up (neighbour entries, caches)
+    let mut rows = Vec::new();
+    for (what, to) in [("direct", direct), ("service", vip)]
+        .into_iter()
+        .cycle()
+        .take(6)
+    {
+        let (rate, lat) = load(&t, to, threads, secs)?;
+        let mean = lat.iter().sum::<Duration>() / lat.len() as u32;
+        let p99 = lat[lat.len() * 99 / 100];
+        println!("{what:8} {rate:8.0} req/s  mean {:6.1} µs  p50 {:6.1} µs  p99 {:6.1} µs  ({} requests)",
+            mean.as_secs_f64() * 1e6, lat[lat.len() / 2].as_secs_f64() * 1e6, p99.as_secs_f64() * 1e6, lat.len());
+        rows.push((what, rate, lat[lat.len() / 2]));
+    }
+    let avg = |w: &str| {
+        let r: Vec<_> = rows.iter().filter(|r| r.0 == w).collect();
+        (
+            r.iter().map(|r| r.1).sum::<f64>() / r.len() as f64,
+            r.iter().map(|r| r.2.as_secs_f64()).sum::<f64>() / r.len() as f64,
+        )
+    };
+    let (d_rate, d_mean) = avg("direct");
+    let (s_rate, s_mean) = avg("service");
+    println!(
+        "service/direct: {:.1} % of the request rate, {:+.1} µs median latency",
+        s_rate / d_rate * 100.0,
+        (s_mean - d_mean) * 1e6
+    );
+    assert!(s_rate > 0.0 && d_rate > 0.0);
+    Ok(())
+}
