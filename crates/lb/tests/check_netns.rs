@@ -38,7 +38,8 @@ fn lab() -> (Lab, Netns, Netns) {
     lab.veth((&dir, "eth0"), (&rs, "eth0")).unwrap();
     dir.ip("addr add 10.77.0.1/24 dev eth0").unwrap();
     for host in 2..=4 {
-        rs.ip(&format!("addr add 10.77.0.{host}/24 dev eth0")).unwrap();
+        rs.ip(&format!("addr add 10.77.0.{host}/24 dev eth0"))
+            .unwrap();
     }
     (lab, dir, rs)
 }
@@ -69,8 +70,7 @@ fn recorder(dir: &Path) -> String {
         format!("#!/bin/sh\necho \"$@\" >> {}/notify.log\n", dir.display()),
     )
     .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     script.display().to_string()
 }
 
@@ -153,7 +153,10 @@ fn http_get_failures_take_the_server_out_in_time_and_it_returns_when_healthy() {
             "{what}: {} removed after {took:?} (delay_before_retry × retry + delay_loop = {bound:?}, allowed {allowed:?})",
             server.addr
         );
-        assert!(took <= allowed, "{what}: removal took {took:?} > {allowed:?}");
+        assert!(
+            took <= allowed,
+            "{what}: removal took {took:?} > {allowed:?}"
+        );
         assert!(
             took >= t.delay_before_retry * t.retry,
             "{what}: removed after {took:?}, before the retries could run"
@@ -203,7 +206,10 @@ fn misc_dynamic_exit_status_changes_the_weight() {
         },
         timing: timing(),
     });
-    let checking = Checking::start(&dir, vec![VirtualServerSpec::new("[10.77.0.100]:tcp:80", vec![r])]);
+    let checking = Checking::start(
+        &dir,
+        vec![VirtualServerSpec::new("[10.77.0.100]:tcp:80", vec![r])],
+    );
     checking.wait_for("weight 3", 3 * timing().delay_loop, |a| {
         pool(a) == Some(vec![(addr, 3)])
     });
@@ -249,16 +255,28 @@ fn misc_timeout_kills_the_whole_process_group() {
         },
         timing: t,
     });
-    let checking = Checking::start(&dir, vec![VirtualServerSpec::new("[10.77.0.100]:tcp:80", vec![r])]);
+    let checking = Checking::start(
+        &dir,
+        vec![VirtualServerSpec::new("[10.77.0.100]:tcp:80", vec![r])],
+    );
     checking.wait_for("removal after the timeout", 3 * timing().delay_loop, |a| {
         pool(a) == Some(vec![])
     });
-    let pid: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
-    tandem_lab::wait_until("the script's sleep to be gone", 2 * timing().delay_loop, 20 * MS, || {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // Gone, or a zombie waiting for init.
-        (stat.is_empty() || stat.contains(") Z ")).then_some(())
-    })
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    tandem_lab::wait_until(
+        "the script's sleep to be gone",
+        2 * timing().delay_loop,
+        20 * MS,
+        || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // Gone, or a zombie waiting for init.
+            (stat.is_empty() || stat.contains(") Z ")).then_some(())
+        },
+    )
     .unwrap();
     drop(checking);
     let _ = std::fs::remove_dir_all(&tmp);
@@ -271,7 +289,12 @@ fn all_servers_down_runs_quorum_down_and_selects_the_sorry_server() {
     let tmp = tmpdir("sorry");
     let notify = recorder(&tmp);
     let mut servers: Vec<Option<WebServer>> = (2..=3)
-        .map(|h| Some(WebServer::start(listen(&rs, &format!("10.77.0.{h}:8080")), Answer::ok("x"))))
+        .map(|h| {
+            Some(WebServer::start(
+                listen(&rs, &format!("10.77.0.{h}:8080")),
+                Answer::ok("x"),
+            ))
+        })
         .collect();
     let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.as_ref().unwrap().addr).collect();
     let sorry: SocketAddr = "10.77.0.4:8080".parse().unwrap();
@@ -306,23 +329,36 @@ fn all_servers_down_runs_quorum_down_and_selects_the_sorry_server() {
         quorum_down |= matches!(a, Action::Notify(n) if n.kind == NotifyKind::QuorumDown);
         pool(a) == Some(vec![(sorry, 1)])
     });
-    tandem_lab::wait_until("quorum_down to have run", 2 * timing().delay_loop, 20 * MS, || {
-        std::fs::read_to_string(tmp.join("notify.log"))
-            .ok()
-            .filter(|l| l.contains("quorum_down"))
-    })
+    tandem_lab::wait_until(
+        "quorum_down to have run",
+        2 * timing().delay_loop,
+        20 * MS,
+        || {
+            std::fs::read_to_string(tmp.join("notify.log"))
+                .ok()
+                .filter(|l| l.contains("quorum_down"))
+        },
+    )
     .unwrap();
-    assert!(quorum_down, "a QuorumDown notification came with the sorry pool");
+    assert!(
+        quorum_down,
+        "a QuorumDown notification came with the sorry pool"
+    );
     // One server back: the sorry server leaves and quorum_up runs.
     let _back = WebServer::start(listen(&rs, &addrs[0].to_string()), Answer::ok("x"));
     checking.wait_for("the first server back", 4 * timing().delay_loop, |a| {
         pool(a) == Some(vec![(addrs[0], 1)])
     });
-    tandem_lab::wait_until("quorum_up to have run", 2 * timing().delay_loop, 20 * MS, || {
-        std::fs::read_to_string(tmp.join("notify.log"))
-            .ok()
-            .filter(|l| l.contains("quorum_up"))
-    })
+    tandem_lab::wait_until(
+        "quorum_up to have run",
+        2 * timing().delay_loop,
+        20 * MS,
+        || {
+            std::fs::read_to_string(tmp.join("notify.log"))
+                .ok()
+                .filter(|l| l.contains("quorum_up"))
+        },
+    )
     .unwrap();
     drop(checking);
     let _ = std::fs::remove_dir_all(&tmp);

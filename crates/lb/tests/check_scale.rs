@@ -58,7 +58,12 @@ fn requests(ns: &Netns) -> u64 {
         s.write_all(b"GET /count HTTP/1.0\r\n\r\n").unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
-        out.rsplit("\r\n\r\n").next().unwrap().trim().parse().unwrap()
+        out.rsplit("\r\n\r\n")
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     })
     .unwrap()
 }
@@ -78,7 +83,10 @@ fn cpu_of(pid: u32) -> f64 {
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    ticks / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).unwrap().unwrap() as f64
+    ticks
+        / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .unwrap()
+            .unwrap() as f64
 }
 
 fn specs() -> Vec<VirtualServerSpec> {
@@ -164,7 +172,11 @@ fn measure_tandem(dir: &Netns, rs: &Netns) -> Figures {
 }
 
 fn measure_haproxy(lab: &Lab, dir: &Netns, rs: &Netns) -> Option<Figures> {
-    if std::process::Command::new("haproxy").arg("-v").output().is_err() {
+    if std::process::Command::new("haproxy")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
         println!("haproxy is not installed (apt-get install haproxy): no comparison");
         return None;
     }
@@ -217,15 +229,21 @@ fn thousand_http_checks_per_second_beside_haproxy() {
             &SERVERS.to_string(),
         ])
         .unwrap();
-    tandem_lab::wait_until("the 1,000 listeners", Duration::from_secs(30), Duration::from_millis(100), || {
-        servers.log().contains("listening").then_some(())
-    })
+    tandem_lab::wait_until(
+        "the 1,000 listeners",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || servers.log().contains("listening").then_some(()),
+    )
     .unwrap();
 
     let ours = measure_tandem(&dir, &rs);
     let haproxy = measure_haproxy(&lab, &dir, &rs);
     println!("checker scale: {SERVERS} real servers, HTTP_GET every 1 s, {WINDOW:?} window");
-    println!("{:<22} {:>10} {:>10} {:>12}", "", "CPU %", "RSS MiB", "checks/s");
+    println!(
+        "{:<22} {:>10} {:>10} {:>12}",
+        "", "CPU %", "RSS MiB", "checks/s"
+    );
     println!(
         "{:<22} {:>10.1} {:>10.1} {:>12.0}",
         "tandem (1 thread)", ours.cpu_percent, ours.rss_mib, ours.checks_per_s

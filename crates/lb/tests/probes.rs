@@ -50,7 +50,14 @@ fn digest_matches_genhash_and_the_http_probe_accepts_it() {
     let server = WebServer::start(TcpListener::bind("127.0.0.1:0").unwrap(), Answer::ok(&body));
     let ours = to_hex(&body_digest(body.as_bytes()));
     match Command::new("genhash")
-        .args(["-s", "127.0.0.1", "-p", &server.addr.port().to_string(), "-u", "/index.html"])
+        .args([
+            "-s",
+            "127.0.0.1",
+            "-p",
+            &server.addr.port().to_string(),
+            "-u",
+            "/index.html",
+        ])
         .stderr(Stdio::null())
         .output()
     {
@@ -62,7 +69,10 @@ fn digest_matches_genhash_and_the_http_probe_accepts_it() {
     }
     let mut url = UrlSpec::path("/index.html");
     url.digest = from_hex(&ours);
-    assert_eq!(run(&spec(CheckKind::Http(http(url.clone())), server.addr)), Outcome::Healthy);
+    assert_eq!(
+        run(&spec(CheckKind::Http(http(url.clone())), server.addr)),
+        Outcome::Healthy
+    );
     url.digest = Some(body_digest(b"other"));
     let outcome = run(&spec(CheckKind::Http(http(url)), server.addr));
     assert!(
@@ -104,7 +114,9 @@ fn ssl_get_speaks_tls_to_a_server_with_a_self_signed_certificate() {
     std::fs::create_dir_all(&dir).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=rs"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=rs",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -116,7 +128,11 @@ fn ssl_get_speaks_tls_to_a_server_with_a_self_signed_certificate() {
         println!("skipped: openssl is not installed");
         return;
     }
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut server = Command::new("openssl")
         .args(["s_server", "-quiet", "-www", "-accept", &port.to_string()])
         .arg("-cert")
@@ -129,9 +145,12 @@ fn ssl_get_speaks_tls_to_a_server_with_a_self_signed_certificate() {
         .spawn()
         .unwrap();
     let to: SocketAddr = ([127, 0, 0, 1], port).into();
-    tandem_lab::wait_until("s_server to listen", Duration::from_secs(10), Duration::from_millis(50), || {
-        std::net::TcpStream::connect(to).ok()
-    })
+    tandem_lab::wait_until(
+        "s_server to listen",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || std::net::TcpStream::connect(to).ok(),
+    )
     .unwrap();
     let mut url = UrlSpec::path("/");
     url.regex = Some("(?i)cipher".into());
@@ -155,9 +174,18 @@ fn ssl_get_speaks_tls_to_a_server_with_a_self_signed_certificate() {
 #[test]
 fn unimplemented_checkers_say_so() {
     let to: SocketAddr = ([127, 0, 0, 1], 25).into();
-    for kind in [CheckKind::Smtp, CheckKind::Dns, CheckKind::Udp, CheckKind::Ping] {
+    for kind in [
+        CheckKind::Smtp,
+        CheckKind::Dns,
+        CheckKind::Udp,
+        CheckKind::Ping,
+    ] {
         let keyword = kind.keyword().to_string();
         let err = Probe::new(&spec(kind, to), None, Duration::from_secs(1)).unwrap_err();
-        assert!(err.to_string().starts_with(&format!("{keyword} is not implemented")), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{keyword} is not implemented")),
+            "{err}"
+        );
     }
 }

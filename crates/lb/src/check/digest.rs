@@ -33,7 +33,10 @@ mod tests {
 
     #[test]
     fn empty_body_has_md5_of_nothing() {
-        assert_eq!(to_hex(&body_digest(b"")), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(
+            to_hex(&body_digest(b"")),
+            "d41d8cd98f00b204e9800998ecf8427e"
+        );
     }
 
     #[test]

@@ -256,7 +256,11 @@ impl Monitor {
                     c.next_due = None;
                 }
             }
-            if self.state[vs].last_pool.as_ref().is_some_and(|p| !p.is_empty()) {
+            if self.state[vs]
+                .last_pool
+                .as_ref()
+                .is_some_and(|p| !p.is_empty())
+            {
                 self.state[vs].last_pool = Some(Vec::new());
                 actions.push(Action::SetPool {
                     vs,

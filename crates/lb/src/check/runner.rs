@@ -29,7 +29,11 @@ pub struct Skipped {
 /// as keepalived drops a checker it cannot set up.
 pub fn prepare(
     mut specs: Vec<VirtualServerSpec>,
-) -> (Vec<VirtualServerSpec>, HashMap<CheckerId, Arc<Probe>>, Vec<Skipped>) {
+) -> (
+    Vec<VirtualServerSpec>,
+    HashMap<CheckerId, Arc<Probe>>,
+    Vec<Skipped>,
+) {
     let mut probes = HashMap::new();
     let mut skipped = Vec::new();
     for (vs_i, vs) in specs.iter_mut().enumerate() {
@@ -144,7 +148,9 @@ fn send_all(tx: &mpsc::UnboundedSender<Action>, actions: Vec<Action>) {
 /// Runs a notification's script as keepalived does: the configured argv,
 /// no shell and no added argument; while stopping, waits for it up to one
 /// second. Returns the child's exit status when it was waited for.
-pub async fn run_notify(notification: &Notification) -> std::io::Result<Option<std::process::ExitStatus>> {
+pub async fn run_notify(
+    notification: &Notification,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
     let Some(script) = &notification.script else {
         return Ok(None);
     };

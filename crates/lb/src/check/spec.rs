@@ -89,7 +89,11 @@ impl Timing {
         let delay_loop = pick(|o| o.delay_loop).unwrap_or(DEFAULT_DELAY_LOOP);
         Timing {
             delay_loop,
-            retry: checker.retry.or(rs.retry).or(vs.retry).unwrap_or(DEFAULT_RETRY),
+            retry: checker
+                .retry
+                .or(rs.retry)
+                .or(vs.retry)
+                .unwrap_or(DEFAULT_RETRY),
             delay_before_retry: pick(|o| o.delay_before_retry)
                 .unwrap_or(DEFAULT_DELAY_BEFORE_RETRY),
             warmup: pick(|o| o.warmup).unwrap_or(delay_loop),

@@ -81,7 +81,10 @@ fn notifies(actions: &[Action]) -> Vec<(NotifyKind, Vec<String>)> {
         .filter_map(|a| match a {
             Action::Notify(n) => Some((
                 n.kind,
-                n.script.as_ref().map(|s| s.argv.clone()).unwrap_or_default(),
+                n.script
+                    .as_ref()
+                    .map(|s| s.argv.clone())
+                    .unwrap_or_default(),
             )),
             _ => None,
         })
@@ -98,13 +101,14 @@ fn step(m: &mut Monitor, at: Instant, rs: usize, outcome: Outcome) -> Vec<Action
 fn starts_with_every_server_in_the_pool_and_first_check_after_bootstrap() {
     let t0 = Instant::now();
     let (m, actions) = Monitor::new(vec![service(vec![server(2, 1), server(3, 2)])], t0, 1);
-    assert_eq!(
-        pool_addrs(&actions),
-        Some(vec![(addr(2), 1), (addr(3), 2)])
-    );
+    assert_eq!(pool_addrs(&actions), Some(vec![(addr(2), 1), (addr(3), 2)]));
     assert!(notifies(&actions).is_empty(), "no notify at start");
     assert!(m.quorum_up(0));
-    assert_eq!(m.next_due(id(0)), Some(t0 + S), "BOOTSTRAP_DELAY with warmup 0");
+    assert_eq!(
+        m.next_due(id(0)),
+        Some(t0 + S),
+        "BOOTSTRAP_DELAY with warmup 0"
+    );
     let mut m = m;
     assert!(m.due(t0).is_empty());
     assert_eq!(m.due(t0 + S), vec![id(0), id(1)]);
@@ -130,7 +134,10 @@ fn server_leaves_after_retry_consecutive_failures_delay_before_retry_apart() {
     assert_eq!(pool_addrs(&actions), Some(vec![(addr(3), 1)]));
     assert_eq!(
         notifies(&actions),
-        vec![(NotifyKind::RealServerDown, vec!["/bin/down".into(), "2".into()])]
+        vec![(
+            NotifyKind::RealServerDown,
+            vec!["/bin/down".into(), "2".into()]
+        )]
     );
     assert!(actions.iter().any(|a| matches!(a,
         Action::Log(l) if l == "Removing service [10.0.1.2]:tcp:80 from VS [10.0.0.1]:tcp:80")));
@@ -154,7 +161,10 @@ fn a_success_between_failures_resets_the_retry_count() {
     let t = t + 16 * S;
     step(&mut m, t, 0, fail());
     step(&mut m, t + 3 * S, 0, fail());
-    assert!(m.is_alive(0, 0), "two failures after a success are not three");
+    assert!(
+        m.is_alive(0, 0),
+        "two failures after a success are not three"
+    );
 }
 
 #[test]
@@ -220,7 +230,9 @@ fn quorum_with_hysteresis_is_lost_below_quorum_minus_and_gained_at_quorum_plus()
     for rs in 0..2 {
         let actions = step(&mut m, t, rs, fail());
         assert!(m.quorum_up(0), "weight {} >= 3-1", 3 - rs);
-        assert!(!notifies(&actions).iter().any(|n| n.0 == NotifyKind::QuorumDown));
+        assert!(!notifies(&actions)
+            .iter()
+            .any(|n| n.0 == NotifyKind::QuorumDown));
     }
     let actions = step(&mut m, t, 2, fail());
     assert!(!m.quorum_up(0), "1 < 3-1");
@@ -229,7 +241,9 @@ fn quorum_with_hysteresis_is_lost_below_quorum_minus_and_gained_at_quorum_plus()
     for rs in 0..2 {
         let actions = step(&mut m, t, rs, Outcome::Healthy);
         assert!(!m.quorum_up(0), "weight {} < 3+1", 2 + rs);
-        assert!(!notifies(&actions).iter().any(|n| n.0 == NotifyKind::QuorumUp));
+        assert!(!notifies(&actions)
+            .iter()
+            .any(|n| n.0 == NotifyKind::QuorumUp));
     }
     let actions = step(&mut m, t, 2, Outcome::Healthy);
     assert!(m.quorum_up(0), "4 >= 3+1");
@@ -400,10 +414,7 @@ fn first_checks_are_spread_over_the_warmup_and_repeat_per_seed() {
     assert!(first.iter().all(|d| *d >= S && *d <= 11 * S));
     // Every second of the 10 s warmup gets some of the 200 first checks.
     for second in 1..11 {
-        let n = first
-            .iter()
-            .filter(|d| d.as_secs() == second)
-            .count();
+        let n = first.iter().filter(|d| d.as_secs() == second).count();
         assert!(n > 5, "only {n} first checks in second {second}");
     }
 }

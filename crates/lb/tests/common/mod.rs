@@ -201,9 +201,10 @@ impl Drop for Checking {
 /// The addresses and weights of a `SetPool` action for virtual server 0.
 pub fn pool(action: &Action) -> Option<Vec<(SocketAddr, u32)>> {
     match action {
-        Action::SetPool { vs: 0, destinations } => {
-            Some(destinations.iter().map(|d| (d.addr, d.weight)).collect())
-        }
+        Action::SetPool {
+            vs: 0,
+            destinations,
+        } => Some(destinations.iter().map(|d| (d.addr, d.weight)).collect()),
         _ => None,
     }
 }

@@ -59,15 +59,16 @@ impl HttpProbe {
         let to = spec.connect.to;
         let mut urls = Vec::with_capacity(http.urls.len());
         for url in &http.urls {
-            let regex = match &url.regex {
-                Some(p) => Some(regex::bytes::Regex::new(p).map_err(|source| {
-                    ProbeError::BadRegex {
-                        pattern: p.clone(),
-                        source,
-                    }
-                })?),
-                None => None,
-            };
+            let regex =
+                match &url.regex {
+                    Some(p) => Some(regex::bytes::Regex::new(p).map_err(|source| {
+                        ProbeError::BadRegex {
+                            pattern: p.clone(),
+                            source,
+                        }
+                    })?),
+                    None => None,
+                };
             let vhost = url
                 .virtualhost
                 .as_deref()

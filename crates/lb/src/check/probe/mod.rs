@@ -62,9 +62,14 @@ impl Probe {
     ) -> Result<Probe, ProbeError> {
         match &spec.kind {
             CheckKind::Tcp => Ok(Probe::Tcp(tcp::TcpProbe::new(spec))),
-            CheckKind::Http(http) => Ok(Probe::Http(http::HttpProbe::new(spec, http, vhost, false)?)),
+            CheckKind::Http(http) => {
+                Ok(Probe::Http(http::HttpProbe::new(spec, http, vhost, false)?))
+            }
             CheckKind::Ssl(http) => Ok(Probe::Http(http::HttpProbe::new(spec, http, vhost, true)?)),
-            CheckKind::Misc(misc) => Ok(Probe::Misc(misc::MiscProbe::new(misc, misc_default_timeout)?)),
+            CheckKind::Misc(misc) => Ok(Probe::Misc(misc::MiscProbe::new(
+                misc,
+                misc_default_timeout,
+            )?)),
             other => Err(ProbeError::NotImplemented {
                 kind: other.keyword().to_string(),
             }),

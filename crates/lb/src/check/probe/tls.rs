@@ -34,7 +34,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -43,7 +48,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -65,7 +75,11 @@ pub(super) fn connector() -> TlsConnector {
 
 /// The name given to rustls: the virtualhost when SNI is enabled (sent as
 /// SNI), otherwise the address (rustls sends no SNI for addresses).
-pub(super) fn server_name(ip: IpAddr, vhost: Option<&str>, enable_sni: bool) -> ServerName<'static> {
+pub(super) fn server_name(
+    ip: IpAddr,
+    vhost: Option<&str>,
+    enable_sni: bool,
+) -> ServerName<'static> {
     if enable_sni {
         if let Some(name) = vhost.and_then(|v| ServerName::try_from(v.to_string()).ok()) {
             return name;
