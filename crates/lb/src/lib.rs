@@ -1,4 +1,5 @@
-//! Load balancing for tandem: virtual services forwarded by nftables.
+//! Load balancing for tandem's directors, keepalived's LVS half: health checkers that decide
+//! which real servers are in each pool ([`check`]), and virtual services forwarded by nftables.
 //!
 //! A [`Service`] (virtual address or firewall mark, scheduler, forwarding
 //! method, persistence, real servers with weights, sorry server) is planned
@@ -23,6 +24,7 @@
 //! ```
 
 mod backend;
+pub mod check;
 pub mod encode;
 mod netlink;
 pub mod objects;

@@ -1,0 +1,87 @@
+//! Async probes: one attempt of a checker, reduced to an [`Outcome`].
+//!
+//! A [`Probe`] is built once per checker (regexes compiled, TLS set up) and
+//! run at every check; each run ends within its timeout, so a probe never
+//! holds the monitor up.
+
+mod http;
+mod misc;
+mod tcp;
+mod tls;
+
+use std::time::Duration;
+
+use super::action::Outcome;
+use super::spec::{CheckKind, CheckerSpec};
+
+pub use misc::misc_outcome;
+
+/// Why a checker cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// A checker kind tandem recognises but does not run yet; the daemon
+    /// reports it as a located warning and treats the server as keepalived
+    /// would treat a server without that checker.
+    #[error("{kind} is not implemented yet: the real server is not checked by it")]
+    NotImplemented {
+        /// keepalived's keyword.
+        kind: String,
+    },
+    /// `url { regex ... }` does not compile.
+    #[error("url regex `{pattern}` is invalid: {source}")]
+    BadRegex {
+        /// The pattern.
+        pattern: String,
+        /// What the regex compiler said.
+        source: regex::Error,
+    },
+    /// MISC_CHECK `user` names nobody on this system.
+    #[error("MISC_CHECK user `{0}` does not exist")]
+    UnknownUser(String),
+}
+
+/// A ready-to-run checker.
+#[derive(Debug)]
+pub enum Probe {
+    /// TCP_CHECK.
+    Tcp(tcp::TcpProbe),
+    /// HTTP_GET or SSL_GET.
+    Http(http::HttpProbe),
+    /// MISC_CHECK.
+    Misc(misc::MiscProbe),
+}
+
+impl Probe {
+    /// Prepares `spec`; `vhost` is the real or virtual server's `virtualhost`
+    /// used when the checker has none, and `misc_default_timeout` the
+    /// virtual server's `delay_loop` (keepalived's default misc_timeout).
+    pub fn new(
+        spec: &CheckerSpec,
+        vhost: Option<&str>,
+        misc_default_timeout: Duration,
+    ) -> Result<Probe, ProbeError> {
+        match &spec.kind {
+            CheckKind::Tcp => Ok(Probe::Tcp(tcp::TcpProbe::new(spec))),
+            CheckKind::Http(http) => {
+                Ok(Probe::Http(http::HttpProbe::new(spec, http, vhost, false)?))
+            }
+            CheckKind::Ssl(http) => Ok(Probe::Http(http::HttpProbe::new(spec, http, vhost, true)?)),
+            CheckKind::Misc(misc) => Ok(Probe::Misc(misc::MiscProbe::new(
+                misc,
+                misc_default_timeout,
+            )?)),
+            other => Err(ProbeError::NotImplemented {
+                kind: other.keyword().to_string(),
+            }),
+        }
+    }
+
+    /// Runs one attempt.
+    pub async fn run(&self) -> Outcome {
+        match self {
+            Probe::Tcp(p) => p.run().await,
+            Probe::Http(p) => p.run().await,
+            Probe::Misc(p) => p.run().await,
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The async side: runs each checker's [`Probe`] when the [`Monitor`]
+//! says it is due, feeds the outcomes back, and hands the resulting
+//! [`Action`]s to the daemon over a channel.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::action::{Action, CheckerId, Notification, Outcome};
+use super::monitor::Monitor;
+use super::probe::{Probe, ProbeError};
+use super::spec::VirtualServerSpec;
+
+/// A checker left out because it cannot run, with where it was.
+#[derive(Debug)]
+pub struct Skipped {
+    /// Virtual server name.
+    pub vs: String,
+    /// Real server address.
+    pub rs: std::net::SocketAddr,
+    /// Why.
+    pub error: ProbeError,
+}
+
+/// Builds the probes, dropping (and reporting) checkers that cannot run,
+/// as keepalived drops a checker it cannot set up.
+pub fn prepare(
+    mut specs: Vec<VirtualServerSpec>,
+) -> (
+    Vec<VirtualServerSpec>,
+    HashMap<CheckerId, Arc<Probe>>,
+    Vec<Skipped>,
+) {
+    let mut probes = HashMap::new();
+    let mut skipped = Vec::new();
+    for (vs_i, vs) in specs.iter_mut().enumerate() {
+        let delay_loop = vs
+            .real_servers
+            .iter()
+            .flat_map(|r| &r.checkers)
+            .map(|c| c.timing.delay_loop)
+            .next()
+            .unwrap_or(super::spec::DEFAULT_DELAY_LOOP);
+        for (rs_i, rs) in vs.real_servers.iter_mut().enumerate() {
+            let mut kept = Vec::new();
+            for checker in rs.checkers.drain(..) {
+                match Probe::new(&checker, None, delay_loop) {
+                    Ok(probe) => {
+                        let id = CheckerId {
+                            vs: vs_i,
+                            rs: rs_i,
+                            check: kept.len(),
+                        };
+                        probes.insert(id, Arc::new(probe));
+                        kept.push(checker);
+                    }
+                    Err(error) => skipped.push(Skipped {
+                        vs: vs.name.clone(),
+                        rs: rs.addr,
+                        error,
+                    }),
+                }
+            }
+            rs.checkers = kept;
+        }
+    }
+    (specs, probes, skipped)
+}
+
+/// Handle on a running checker task.
+pub struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops the checks; the task sends the shutdown actions (omega) and ends.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// Starts checking `specs` (already [`prepare`]d) on the current tokio
+/// runtime; actions arrive on `actions`, the initial pools first.
+pub fn start(
+    specs: Vec<VirtualServerSpec>,
+    probes: HashMap<CheckerId, Arc<Probe>>,
+    seed: u64,
+    actions: mpsc::UnboundedSender<Action>,
+) -> Running {
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let task = tokio::spawn(run(specs, probes, seed, actions, stop_rx));
+    Running {
+        stop: Some(stop_tx),
+        task,
+    }
+}
+
+async fn run(
+    specs: Vec<VirtualServerSpec>,
+    probes: HashMap<CheckerId, Arc<Probe>>,
+    seed: u64,
+    actions: mpsc::UnboundedSender<Action>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let (mut monitor, initial) = Monitor::new(specs, Instant::now(), seed);
+    send_all(&actions, initial);
+    let (results_tx, mut results) = mpsc::unbounded_channel::<(CheckerId, Outcome)>();
+    loop {
+        for id in monitor.due(Instant::now()) {
+            let Some(probe) = probes.get(&id).cloned() else {
+                continue;
+            };
+            let tx = results_tx.clone();
+            tokio::spawn(async move {
+                let outcome = probe.run().await;
+                let _ = tx.send((id, outcome));
+            });
+        }
+        let deadline = monitor
+            .next_deadline()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
+            Some((id, outcome)) = results.recv() => {
+                send_all(&actions, monitor.on_outcome(Instant::now(), id, outcome));
+            }
+            _ = &mut stop => {
+                send_all(&actions, monitor.stop());
+                return;
+            }
+        }
+    }
+}
+
+fn send_all(tx: &mpsc::UnboundedSender<Action>, actions: Vec<Action>) {
+    for action in actions {
+        let _ = tx.send(action);
+    }
+}
+
+/// Runs a notification's script as keepalived does: the configured argv,
+/// no shell and no added argument; while stopping, waits for it up to one
+/// second. Returns the child's exit status when it was waited for.
+pub async fn run_notify(
+    notification: &Notification,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    let Some(script) = &notification.script else {
+        return Ok(None);
+    };
+    let Some((program, args)) = script.argv.split_first() else {
+        return Ok(None);
+    };
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .process_group(0)
+        .spawn()?;
+    if notification.stopping {
+        return match tokio::time::timeout(Duration::from_secs(1), child.wait()).await {
+            Ok(status) => status.map(Some),
+            Err(_) => Ok(None),
+        };
+    }
+    // Reap it in the background.
+    tokio::spawn(async move {
+        let _ = child.wait().await;
+    });
+    Ok(None)
+}

@@ -1,0 +1,191 @@
+//! Probes against servers on loopback: the digest agrees with keepalived's
+//! `genhash`, SSL_GET talks TLS to `openssl s_server`, TCP_CHECK sees a
+//! closed port.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Answer, WebServer};
+use tandem_lb::check::digest::{body_digest, from_hex, to_hex};
+use tandem_lb::check::probe::Probe;
+use tandem_lb::check::{CheckKind, CheckerSpec, Connect, HttpSpec, Outcome, Timing, UrlSpec};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn spec(kind: CheckKind, to: SocketAddr) -> CheckerSpec {
+    let mut timing = Timing::with_delay_loop(Duration::from_secs(1));
+    timing.connect_timeout = Duration::from_secs(2);
+    CheckerSpec {
+        kind,
+        connect: Connect { to, bind: None },
+        timing,
+    }
+}
+
+fn http(url: UrlSpec) -> HttpSpec {
+    HttpSpec {
+        urls: vec![url],
+        virtualhost: None,
+        protocol: Default::default(),
+        enable_sni: false,
+    }
+}
+
+fn run(spec: &CheckerSpec) -> Outcome {
+    let probe = Probe::new(spec, None, Duration::from_secs(1)).unwrap();
+    rt().block_on(probe.run())
+}
+
+#[test]
+fn digest_matches_genhash_and_the_http_probe_accepts_it() {
+    let body = "<html>tandem checker page</html>\n".repeat(50);
+    let server = WebServer::start(TcpListener::bind("127.0.0.1:0").unwrap(), Answer::ok(&body));
+    let ours = to_hex(&body_digest(body.as_bytes()));
+    match Command::new("genhash")
+        .args([
+            "-s",
+            "127.0.0.1",
+            "-p",
+            &server.addr.port().to_string(),
+            "-u",
+            "/index.html",
+        ])
+        .stderr(Stdio::null())
+        .output()
+    {
+        Ok(out) => {
+            let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            assert_eq!(theirs, ours, "genhash printed {theirs:?}");
+        }
+        Err(e) => println!("genhash not run ({e}); keepalived's package installs it"),
+    }
+    let mut url = UrlSpec::path("/index.html");
+    url.digest = from_hex(&ours);
+    assert_eq!(
+        run(&spec(CheckKind::Http(http(url.clone())), server.addr)),
+        Outcome::Healthy
+    );
+    url.digest = Some(body_digest(b"other"));
+    let outcome = run(&spec(CheckKind::Http(http(url)), server.addr));
+    assert!(
+        matches!(&outcome, Outcome::Failed(r) if r.contains("MD5 digest error")),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn http_probe_checks_status_ranges_and_regex() {
+    let server = WebServer::start(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        Answer {
+            status: 302,
+            ..Answer::ok("service ready")
+        },
+    );
+    let mut url = UrlSpec::path("/");
+    assert!(!run(&spec(CheckKind::Http(http(url.clone())), server.addr)).is_healthy());
+    url.status_codes = vec![(300, 399)];
+    url.regex = Some("ready$".into());
+    assert!(run(&spec(CheckKind::Http(http(url.clone())), server.addr)).is_healthy());
+    url.regex_no_match = true;
+    assert!(!run(&spec(CheckKind::Http(http(url)), server.addr)).is_healthy());
+}
+
+#[test]
+fn tcp_probe_fails_on_a_closed_port_and_passes_on_an_open_one() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = listener.local_addr().unwrap();
+    assert_eq!(run(&spec(CheckKind::Tcp, open)), Outcome::Healthy);
+    drop(listener);
+    assert!(!run(&spec(CheckKind::Tcp, open)).is_healthy());
+}
+
+#[test]
+fn ssl_get_speaks_tls_to_a_server_with_a_self_signed_certificate() {
+    let dir = std::env::temp_dir().join(format!("tandem-lb-ssl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=rs",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        println!("skipped: openssl is not installed");
+        return;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept", &port.to_string()])
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let to: SocketAddr = ([127, 0, 0, 1], port).into();
+    tandem_lab::wait_until(
+        "s_server to listen",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || std::net::TcpStream::connect(to).ok(),
+    )
+    .unwrap();
+    let mut url = UrlSpec::path("/");
+    url.regex = Some("(?i)cipher".into());
+    let mut spec = spec(CheckKind::Ssl(http(url)), to);
+    if let CheckKind::Ssl(h) = &mut spec.kind {
+        h.virtualhost = Some("rs.example".into());
+        h.enable_sni = true;
+    }
+    let outcome = run(&spec);
+    let plain = run(&CheckerSpec {
+        kind: CheckKind::Http(http(UrlSpec::path("/"))),
+        ..spec.clone()
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(outcome, Outcome::Healthy);
+    assert!(!plain.is_healthy(), "plain HTTP to a TLS port fails");
+}
+
+#[test]
+fn unimplemented_checkers_say_so() {
+    let to: SocketAddr = ([127, 0, 0, 1], 25).into();
+    for kind in [
+        CheckKind::Smtp,
+        CheckKind::Dns,
+        CheckKind::Udp,
+        CheckKind::Ping,
+    ] {
+        let keyword = kind.keyword().to_string();
+        let err = Probe::new(&spec(kind, to), None, Duration::from_secs(1)).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{keyword} is not implemented")),
+            "{err}"
+        );
+    }
+}
