@@ -4,9 +4,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tandem_config::{
-    load, Authentication, Broadcast, Config, ConfigError, Diagnostic, InitialState, Scope,
-};
+use tandem_config::{load, Authentication, Broadcast, Config, ConfigError, InitialState, Scope};
 
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
