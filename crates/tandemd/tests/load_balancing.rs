@@ -281,7 +281,19 @@ virtual_server {VIP} 80 {{
     let t = tally(&gw.client, 12)?;
     assert_eq!(count(&t, "sorry"), 0, "{t:?}");
 
-    // 5. SIGTERM: tandem's table goes with it.
+    // 5. SIGHUP with the same file: the virtual server keeps its checkers' state.
+    d.child.signal(Signal::SIGHUP)?;
+    wait_until("the reload", Duration::from_secs(10), ms(50), || {
+        d.child.log().contains("Reload done").then_some(())
+    })?;
+    let log_text = d.child.log();
+    assert!(
+        log_text.contains("1 virtual server(s) kept with their checker state, 0 (re)started"),
+        "{log_text}"
+    );
+    assert_eq!(count(&tally(&gw.client, 6)?, "sorry"), 0);
+
+    // 6. SIGTERM: tandem's table goes with it.
     assert!(nft_table(&gw.a));
     d.child.signal(Signal::SIGTERM)?;
     let status = d.child.wait_timeout(Duration::from_secs(10))?;
