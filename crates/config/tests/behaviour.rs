@@ -1,24 +1,13 @@
 //! Parsing rules checked on small inline configurations.
 
+mod common;
+
+use common::*;
+
 use std::path::Path;
 use std::time::Duration;
 
-use tandem_config::{check_interfaces, parse_str, Config, ConfigError, Severity};
-
-fn ok(text: &str) -> Config {
-    match parse_str(text, Path::new("k.conf")) {
-        Ok(c) => c,
-        Err(e) => panic!("should parse:\n{e}"),
-    }
-}
-
-fn errors(text: &str) -> Vec<String> {
-    match parse_str(text, Path::new("k.conf")) {
-        Ok(_) => panic!("should fail:\n{text}"),
-        Err(ConfigError::Invalid { errors, .. }) => errors.iter().map(|d| d.to_string()).collect(),
-        Err(e) => panic!("unexpected {e}"),
-    }
-}
+use tandem_config::{check_interfaces, parse_str, Config, Severity};
 
 /// The warnings, less the one every address-less test instance gets (checked on its own).
 fn warnings(c: &Config) -> Vec<String> {

@@ -1,32 +1,14 @@
 //! `virtual_routes`, `virtual_rules`, `use_vmac` and the gratuitous ARP timing keywords, read
 //! with keepalived 2.2's grammar.
 
+mod common;
+
+use common::*;
+
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
 
-use tandem_config::{
-    parse_str, Config, ConfigError, RouteKind, RuleAction, Scope, VirtualRoute, VirtualRule,
-};
-
-fn ok(text: &str) -> Config {
-    match parse_str(text, Path::new("k.conf")) {
-        Ok(c) => c,
-        Err(e) => panic!("should parse:\n{e}"),
-    }
-}
-
-fn errors(text: &str) -> Vec<String> {
-    match parse_str(text, Path::new("k.conf")) {
-        Ok(_) => panic!("should fail:\n{text}"),
-        Err(ConfigError::Invalid { errors, .. }) => errors.iter().map(|d| d.to_string()).collect(),
-        Err(e) => panic!("unexpected {e}"),
-    }
-}
-
-fn warnings(c: &Config) -> Vec<String> {
-    c.warnings.iter().map(|d| d.to_string()).collect()
-}
+use tandem_config::{RouteKind, RuleAction, Scope, VirtualRoute, VirtualRule};
 
 fn instance(body: &str) -> String {
     format!("vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 7\n virtual_ipaddress {{\n  10.0.0.254/24\n }}\n{body}}}\n")

@@ -1,29 +1,13 @@
 //! `vrrp_track_process` blocks and `track_process` lines: keepalived's defaults, what
 //! `param_match` implies, and located errors.
 
-use std::path::Path;
+mod common;
+
+use common::*;
+
 use std::time::Duration;
 
-use tandem_config::{parse_str, Config, ConfigError, ParamMatch, TrackProcess};
-
-fn ok(text: &str) -> Config {
-    match parse_str(text, Path::new("k.conf")) {
-        Ok(c) => c,
-        Err(e) => panic!("should parse:\n{e}"),
-    }
-}
-
-fn errors(text: &str) -> Vec<String> {
-    match parse_str(text, Path::new("k.conf")) {
-        Ok(_) => panic!("should fail:\n{text}"),
-        Err(ConfigError::Invalid { errors, .. }) => errors.iter().map(|d| d.to_string()).collect(),
-        Err(e) => panic!("unexpected {e}"),
-    }
-}
-
-fn warnings(c: &Config) -> Vec<String> {
-    c.warnings.iter().map(|d| d.to_string()).collect()
-}
+use tandem_config::{ParamMatch, TrackProcess};
 
 fn instance(body: &str) -> String {
     format!("vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 1\n{body}}}\n")

@@ -1144,10 +1144,12 @@ mod tests {
             }
             assert!(now < start + Duration::from_secs(10), "no takeover");
         }
+        // The member completing the group's readiness (1) leads, as in keepalived; every
+        // address still goes in the one batch before the first announcement.
         let steps = picture(&gather_address_changes(takeover));
         assert_eq!(
             steps,
-            ["t0", "+[0, 1]", "a0", "g0", "t1", "a1", "g1", "G0"],
+            ["t1", "+[1, 0]", "a1", "g1", "t0", "a0", "g0", "G0"],
             "{steps:?}"
         );
     }

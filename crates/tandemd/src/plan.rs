@@ -513,16 +513,16 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
                 weight
             }
         };
-        for t in &sg.track_scripts {
-            let Some(script) = config.scripts.iter().find(|s| s.name == t.name) else {
-                continue;
-            };
-            let (weight, reverse) = match t.weight {
-                Some(w) => (w, t.reverse),
-                None => (script.weight, script.reverse),
-            };
-            let weight = owner_rule("track_script", &t.name, weight);
-            if let Some(tracker) = router.tracker_by_name(TrackerKind::Script, &t.name) {
+        // A reference's own weight wins over its tracker's (keepalived's rule).
+        let mut track = |kind: TrackerKind,
+                         word: &str,
+                         name: &str,
+                         own: Option<i32>,
+                         reverse: bool,
+                         default: (i32, bool)| {
+            let (weight, reverse) = own.map_or(default, |w| (w, reverse));
+            let weight = owner_rule(word, name, weight);
+            if let Some(tracker) = router.tracker_by_name(kind, name) {
                 router.track_group(
                     gid,
                     Tracking {
@@ -532,24 +532,30 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
                     },
                 );
             }
+        };
+        for t in &sg.track_scripts {
+            if let Some(script) = config.scripts.iter().find(|s| s.name == t.name) {
+                let default = (script.weight, script.reverse);
+                track(
+                    TrackerKind::Script,
+                    "track_script",
+                    &t.name,
+                    t.weight,
+                    t.reverse,
+                    default,
+                );
+            }
         }
         for t in &sg.track_files {
-            let Some(file) = config.track_files.iter().find(|f| f.name == t.name) else {
-                continue;
-            };
-            let (weight, reverse) = match t.weight {
-                Some(w) => (w, t.reverse),
-                None => (file.weight, file.reverse),
-            };
-            let weight = owner_rule("track_file", &t.name, weight);
-            if let Some(tracker) = router.tracker_by_name(TrackerKind::File, &t.name) {
-                router.track_group(
-                    gid,
-                    Tracking {
-                        tracker,
-                        weight,
-                        reverse,
-                    },
+            if let Some(file) = config.track_files.iter().find(|f| f.name == t.name) {
+                let default = (file.weight, file.reverse);
+                track(
+                    TrackerKind::File,
+                    "track_file",
+                    &t.name,
+                    t.weight,
+                    t.reverse,
+                    default,
                 );
             }
         }

@@ -1,0 +1,29 @@
+//! What the configuration tests share: a text parsed as `k.conf`, expected to load or to be
+//! refused, and its diagnostics as the lines `--check` prints.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use tandem_config::{parse_str, Config, ConfigError};
+
+/// `text`, which must load.
+pub fn ok(text: &str) -> Config {
+    match parse_str(text, Path::new("k.conf")) {
+        Ok(c) => c,
+        Err(e) => panic!("should parse:\n{e}"),
+    }
+}
+
+/// The errors of `text`, which must be refused.
+pub fn errors(text: &str) -> Vec<String> {
+    match parse_str(text, Path::new("k.conf")) {
+        Ok(_) => panic!("should fail:\n{text}"),
+        Err(ConfigError::Invalid { errors, .. }) => errors.iter().map(|d| d.to_string()).collect(),
+        Err(e) => panic!("unexpected {e}"),
+    }
+}
+
+/// Every warning of a loaded configuration.
+pub fn warnings(c: &Config) -> Vec<String> {
+    c.warnings.iter().map(|d| d.to_string()).collect()
+}
