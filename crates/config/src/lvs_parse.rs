@@ -5,7 +5,6 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::diagnostic::Diagnostic;
 use crate::lvs::{
     Family, Granularity, GroupEntry, LbAlgo, LbKind, Protocol, RealServer, SchedulerFlags,
     ServiceAddress, SorryServer, Tunnel, TunnelChecksum, TunnelKind, VirtualServer,
@@ -26,19 +25,6 @@ const DEFAULT_PERSISTENCE: Duration = Duration::from_secs(360);
 const MAX_PERSISTENCE_SECS: u32 = 31 * 86400;
 /// IPVS weights are signed 32-bit.
 const MAX_WEIGHT: u32 = i32::MAX as u32;
-
-/// The warning that says the model is read but nothing balances yet: drop this function's call
-/// once the daemon applies `Config::virtual_servers`.
-pub(crate) fn warn_load_balancing_not_applied(servers: &[VirtualServer], ctx: &mut Ctx) {
-    for vs in servers {
-        ctx.warnings.push(Diagnostic::warning(
-            vs.location.clone(),
-            "virtual_server".len() as u32,
-            "load balancing is parsed but not applied by this build: this virtual_server's \
-             traffic is not balanced and its real servers are not checked",
-        ));
-    }
-}
 
 /// A virtual server as read, with what is resolved once the whole block is known.
 pub(crate) struct ParsedVs {

@@ -138,7 +138,6 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
     config.instances = instances.into_iter().map(|p| p.instance).collect();
     config.sync_groups = check_groups(groups, &config, ctx);
     let (servers, groups) = crate::lvs_parse::finish(virtual_servers, vs_groups, &config, ctx);
-    crate::lvs_parse::warn_load_balancing_not_applied(&servers, ctx);
     config.virtual_servers = servers;
     config.virtual_server_groups = groups;
     check_mail(&config, &mail, ctx);

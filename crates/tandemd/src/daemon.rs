@@ -87,6 +87,8 @@ pub struct Daemon {
     trackers: crate::tracking::Trackers,
     /// Notify FIFOs and mail alerts (opened when the loop starts).
     alerts: crate::alerts::Alerts,
+    /// The LVS director half: checkers and the nftables services (none configured: `None`).
+    lb: Option<crate::lb::LoadBalancer>,
 }
 
 /// The failover sequence as the daemon runs it: the coordinator, and the steps it sent to
@@ -159,7 +161,13 @@ impl Daemon {
             recorder: crate::metrics::Recorder::default(),
             trackers: Default::default(),
             alerts: Default::default(),
+            lb: None,
         })
+    }
+
+    /// Hands over the running load balancer, stopped (and its table removed) at shutdown.
+    pub fn set_load_balancer(&mut self, lb: Option<crate::lb::LoadBalancer>) {
+        self.lb = lb;
     }
 
     /// Runs until a stopping signal, then stops gracefully.
@@ -312,6 +320,9 @@ impl Daemon {
         let actions = self.plan.router.handle(Instant::now(), Input::Shutdown);
         self.execute(actions).await;
         self.alerts.shutdown().await;
+        if let Some(lb) = self.lb.take() {
+            lb.stop().await;
+        }
         Ok(())
     }
 

@@ -8,6 +8,7 @@ mod control;
 mod daemon;
 mod deadline;
 mod dump;
+mod lb;
 mod log_limit;
 mod logging;
 mod metrics;
@@ -60,14 +61,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let (lb_plan, lb_warnings) = lb::LbPlan::from_config(&config);
     if args.check {
         let missing = tandem_config::check_interfaces(&config, tandem_sys::interface_exists);
-        for w in config.warnings.iter().chain(&missing) {
+        for w in config.warnings.iter().chain(&lb_warnings).chain(&missing) {
             eprintln!("{}", w.render());
         }
         println!(
             "configuration OK ({} warning(s)): {} instance(s), {} sync group(s), conntrack replication {}",
-            config.warnings.len() + missing.len(),
+            config.warnings.len() + lb_warnings.len() + missing.len(),
             config.instances.len(),
             config.sync_groups.len(),
             match &config.sync {
@@ -78,7 +80,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    for w in &config.warnings {
+    for w in config.warnings.iter().chain(&lb_warnings) {
         warn!("{}", w.render());
     }
     if config.sync.as_ref().is_some_and(|s| s.key.is_none()) {
@@ -106,7 +108,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(&args, config)) {
+    match runtime.block_on(run(&args, config, lb_plan)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -147,10 +149,10 @@ fn render_error(error: &tandem_config::ConfigError) -> String {
     out
 }
 
-async fn run(args: &Args, config: tandem_config::Config) -> Result<()> {
+async fn run(args: &Args, config: tandem_config::Config, lb_plan: lb::LbPlan) -> Result<()> {
     let (handle, _connection) = tandem_sys::connect().await?;
     let vmacs = vmacs::create(&handle, &config).await?;
-    let result = run_with(args, config, handle.clone()).await;
+    let result = run_with(args, config, lb_plan, handle.clone()).await;
     vmacs::remove(&handle, vmacs).await;
     result
 }
@@ -159,6 +161,7 @@ async fn run(args: &Args, config: tandem_config::Config) -> Result<()> {
 async fn run_with(
     args: &Args,
     config: tandem_config::Config,
+    lb_plan: lb::LbPlan,
     handle: rtnetlink::Handle,
 ) -> Result<()> {
     let interfaces = plan::lookup_interfaces(&handle, &config).await?;
@@ -218,7 +221,9 @@ async fn run_with(
     }
     let group = control::control_group(args.control_group.as_deref())?;
     let _control = control::listen(&args.control, group, control_tx)?;
-    let daemon = daemon::Daemon::new(plan, handle, replication, running)?;
+    let mut daemon = daemon::Daemon::new(plan, handle, replication, running)?;
+    // The director's half runs in every VRRP state (see lb.rs).
+    daemon.set_load_balancer(lb::LoadBalancer::start(lb_plan));
     info!(
         "Starting tandemd {} with {} instance(s)",
         env!("CARGO_PKG_VERSION"),

@@ -65,6 +65,15 @@ pub fn run(
 }
 
 fn spawn(command: &str, user: &ScriptUser, args: &[&str]) {
+    match self::command(command, user, args).spawn() {
+        Ok(child) => reap(child, command.to_string()),
+        Err(e) => tracing::warn!("starting notify script `{command}`: {e}"),
+    }
+}
+
+/// The process for a hook: `command` (a command line) through `/bin/sh`, which `exec`s it,
+/// with `args` after it, as `user`. Also runs the load balancer's checker notifies.
+pub fn command(command: &str, user: &ScriptUser, args: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c")
         // `exec`: the hook itself is our child, as keepalived forks it, not a shell around it
@@ -77,19 +86,18 @@ fn spawn(command: &str, user: &ScriptUser, args: &[&str]) {
     if user.uid != nix::unistd::getuid().as_raw() || user.gid != nix::unistd::getgid().as_raw() {
         cmd.uid(user.uid).gid(user.gid);
     }
-    match cmd.spawn() {
-        Ok(mut child) => {
-            let command = command.to_string();
-            tokio::spawn(async move {
-                match child.wait().await {
-                    Ok(status) if !status.success() => {
-                        tracing::warn!("notify script `{command}` exited with {status}")
-                    }
-                    Err(e) => tracing::warn!("waiting for notify script `{command}`: {e}"),
-                    Ok(_) => {}
-                }
-            });
+    cmd
+}
+
+/// Waits for a started hook in the background and warns when it fails.
+pub fn reap(mut child: tokio::process::Child, command: String) {
+    tokio::spawn(async move {
+        match child.wait().await {
+            Ok(status) if !status.success() => {
+                tracing::warn!("notify script `{command}` exited with {status}")
+            }
+            Err(e) => tracing::warn!("waiting for notify script `{command}`: {e}"),
+            Ok(_) => {}
         }
-        Err(e) => tracing::warn!("starting notify script `{command}`: {e}"),
-    }
+    });
 }

@@ -40,7 +40,8 @@ impl Daemon {
             Ok(Err(report)) => return refused(&report),
             Err(e) => return refused(&format!("error: reading the configuration: {e}\n")),
         };
-        for w in &config.warnings {
+        let (lb_plan, lb_warnings) = crate::lb::LbPlan::from_config(&config);
+        for w in config.warnings.iter().chain(&lb_warnings) {
             warn!("{}", w.render());
         }
         let next = match plan::lookup_interfaces(&self.handle, &config).await {
@@ -70,8 +71,9 @@ impl Daemon {
         }
         let summary = self.apply(next).await;
         self.use_process_watch(watch, generation);
-        info!("Reload done: {summary}");
-        format!("{notes}reload: {summary}\n")
+        let balanced = self.reload_load_balancer(lb_plan).await;
+        info!("Reload done: {summary}; {balanced}");
+        format!("{notes}reload: {summary}\n{balanced}\n")
     }
 
     /// Swaps in the new plan: carries running instances over (moving the addresses of masters
@@ -250,6 +252,27 @@ impl Daemon {
             add_routes.len() + add_rules.len(),
             remove_routes.len() + remove_rules.len()
         );
+    }
+
+    /// Re-plans the balanced services: started when they appear, stopped (table removed) when
+    /// the last one goes, otherwise unchanged virtual servers keep their checkers' state.
+    async fn reload_load_balancer(&mut self, plan: crate::lb::LbPlan) -> String {
+        match self.lb.take() {
+            Some(lb) if plan.services.is_empty() => {
+                lb.stop().await;
+                "load balancing: stopped (no virtual_server left)".into()
+            }
+            Some(lb) => {
+                let summary = lb.reload(plan).await;
+                self.lb = Some(lb);
+                summary
+            }
+            None => {
+                let count = plan.services.len();
+                self.lb = crate::lb::LoadBalancer::start(plan);
+                format!("load balancing: {count} virtual server(s) started")
+            }
+        }
     }
 
     fn files_display(&self) -> String {

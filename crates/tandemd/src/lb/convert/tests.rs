@@ -1,0 +1,301 @@
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+fn parse(text: &str) -> Config {
+    tandem_config::parse_str(text, Path::new("keepalived.conf")).expect("valid configuration")
+}
+
+fn warned_at(c: &Conversion, line: u32, words: &str) -> bool {
+    c.warnings
+        .iter()
+        .any(|w| w.location.line == line && w.message.contains(words))
+}
+
+const WEB: &str = "\
+virtual_server 10.0.0.100 80 {
+    delay_loop 2
+    lb_algo wrr
+    lb_kind NAT
+    protocol TCP
+    persistence_timeout 30
+    quorum 2
+    quorum_down \"/bin/echo down\"
+    sorry_server 10.0.1.9 8080
+    real_server 10.0.1.1 8080 {
+        weight 3
+        notify_down \"/bin/echo rs down\"
+        HTTP_GET {
+            url {
+                path /health
+                status_code 200
+            }
+            connect_timeout 1
+            retry 2
+            delay_before_retry 1
+        }
+    }
+    real_server 10.0.1.2 8080 {
+        weight 1
+        TCP_CHECK {
+            connect_port 9000
+        }
+    }
+}
+";
+
+#[test]
+fn a_nat_service_becomes_one_service_and_one_checker_spec() {
+    let c = convert(&parse(WEB));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.services.len(), 1);
+    let s = &c.services[0];
+    assert_eq!(s.templates.len(), 1);
+    let t = &s.templates[0];
+    assert_eq!(
+        t.key,
+        ServiceKey::Addr {
+            vip: "10.0.0.100".parse().unwrap(),
+            port: 80,
+            protocol: Protocol::Tcp
+        }
+    );
+    assert_eq!(t.scheduler, Scheduler::WeightedRoundRobin);
+    assert_eq!(t.forwarding, Forwarding::Nat);
+    assert_eq!(
+        t.persistence,
+        Some(Persistence {
+            timeout: Duration::from_secs(30),
+            prefix_len: 32
+        })
+    );
+    assert_eq!(s.spec.name, "10.0.0.100:80");
+    assert_eq!(s.spec.quorum, 2);
+    assert_eq!(
+        s.spec.quorum_down.as_ref().unwrap().argv,
+        ["/bin/echo", "down"]
+    );
+    assert_eq!(
+        s.spec.sorry_server.as_ref().unwrap().addr,
+        "10.0.1.9:8080".parse().unwrap()
+    );
+    let rs = &s.spec.real_servers;
+    assert_eq!(rs[0].addr, "10.0.1.1:8080".parse().unwrap());
+    assert_eq!(rs[0].weight, 3);
+    assert!(rs[0].notify_down.is_some());
+    let http = &rs[0].checkers[0];
+    assert_eq!(http.timing.retry, 2);
+    assert_eq!(http.timing.delay_before_retry, Duration::from_secs(1));
+    assert_eq!(http.timing.delay_loop, Duration::from_secs(2));
+    assert_eq!(http.timing.connect_timeout, Duration::from_secs(1));
+    let CheckKind::Http(h) = &http.kind else {
+        panic!("HTTP_GET expected, got {:?}", http.kind)
+    };
+    assert_eq!(h.urls[0].path, "/health");
+    assert_eq!(h.urls[0].status_codes, [(200, 200)]);
+    assert_eq!(
+        rs[1].checkers[0].connect.to,
+        "10.0.1.2:9000".parse().unwrap()
+    );
+}
+
+#[test]
+fn a_pool_fills_every_template() {
+    let c = convert(&parse(WEB));
+    let pool = [tandem_lb::check::Destination {
+        addr: "10.0.1.2:8080".parse().unwrap(),
+        weight: 5,
+    }];
+    let services = c.services[0].services(&pool);
+    assert_eq!(services.len(), 1);
+    assert_eq!(
+        services[0].servers,
+        [Server {
+            addr: "10.0.1.2".parse().unwrap(),
+            port: 8080,
+            weight: 5
+        }]
+    );
+}
+
+#[test]
+fn dr_and_tun_are_located_warnings_and_not_balanced() {
+    let text = "\
+virtual_server 10.0.0.100 80 {
+    lb_kind DR
+    lb_algo rr
+    protocol TCP
+    real_server 10.0.1.1 80 {
+    }
+}
+virtual_server 10.0.0.101 80 {
+    lb_kind TUN
+    lb_algo rr
+    protocol TCP
+    real_server 10.0.1.1 80 {
+    }
+}
+";
+    let c = convert(&parse(text));
+    assert!(c.services.is_empty());
+    assert!(
+        warned_at(&c, 1, "DR forwarding is not available"),
+        "{:?}",
+        c.warnings
+    );
+    assert!(
+        warned_at(&c, 8, "TUN forwarding is not available"),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn checkers_tandem_does_not_run_are_warned_where_written() {
+    let text = "\
+virtual_server 10.0.0.100 53 {
+    protocol UDP
+    lb_algo rr
+    lb_kind NAT
+    real_server 10.0.1.1 53 {
+        DNS_CHECK {
+        }
+        PING_CHECK {
+        }
+        TCP_CHECK {
+        }
+    }
+}
+";
+    let c = convert(&parse(text));
+    assert!(
+        warned_at(&c, 6, "DNS_CHECK is not run by tandem"),
+        "{:?}",
+        c.warnings
+    );
+    assert!(warned_at(&c, 8, "PING_CHECK is not run by tandem"));
+    let rs = &c.services[0].spec.real_servers[0];
+    assert_eq!(rs.checkers.len(), 1, "only TCP_CHECK runs");
+    assert_eq!(rs.checkers[0].kind, CheckKind::Tcp);
+    assert!(matches!(
+        c.services[0].templates[0].key,
+        ServiceKey::Addr {
+            protocol: Protocol::Udp,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn approximated_schedulers_say_so_at_the_virtual_server() {
+    let text = "\
+virtual_server 10.0.0.100 80 {
+    lb_algo wlc
+    lb_kind NAT
+    protocol TCP
+    real_server 10.0.1.1 80 {
+    }
+}
+virtual_server 10.0.0.101 80 {
+    lb_algo twos
+    lb_kind NAT
+    protocol TCP
+    real_server 10.0.1.1 80 {
+    }
+}
+";
+    let c = convert(&parse(text));
+    assert!(
+        warned_at(&c, 1, "lb_algo wlc is approximated"),
+        "{:?}",
+        c.warnings
+    );
+    assert!(warned_at(&c, 8, "lb_algo twos has no nftables equivalent"));
+    assert_eq!(c.services.len(), 2);
+    assert_eq!(
+        c.services[1].templates[0].scheduler,
+        Scheduler::WeightedRoundRobin
+    );
+}
+
+#[test]
+fn a_group_expands_to_one_service_per_address_and_mark() {
+    let text = "\
+virtual_server_group WEB {
+    10.0.0.10-12 80
+    fwmark 7
+}
+virtual_server group WEB {
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 10.0.1.1 80 {
+    }
+}
+";
+    let c = convert(&parse(text));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let keys: Vec<String> = (c.services[0].templates.iter())
+        .map(|t| key_name(&t.key))
+        .collect();
+    assert_eq!(
+        keys,
+        ["10.0.0.10:80", "10.0.0.11:80", "10.0.0.12:80", "FWM 7"]
+    );
+}
+
+#[test]
+fn a_second_virtual_server_for_the_same_service_is_not_applied() {
+    let text = "\
+virtual_server 10.0.0.100 80 {
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 10.0.1.1 80 {
+    }
+}
+virtual_server 10.0.0.100 80 {
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 10.0.1.2 80 {
+    }
+}
+";
+    let c = convert(&parse(text));
+    assert_eq!(c.services.len(), 1);
+    // keepalived itself may refuse the duplicate; where it does not, tandem warns.
+    assert!(
+        c.warnings.is_empty() || warned_at(&c, 8, "already balanced"),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn misc_check_keeps_its_user_and_defaults_its_timeout_to_delay_loop() {
+    let text = "\
+virtual_server 10.0.0.100 80 {
+    delay_loop 7
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 10.0.1.1 80 {
+        MISC_CHECK {
+            misc_path \"/bin/true\"
+            misc_dynamic
+            user nobody
+        }
+    }
+}
+";
+    let c = convert(&parse(text));
+    let CheckKind::Misc(m) = &c.services[0].spec.real_servers[0].checkers[0].kind else {
+        panic!("MISC_CHECK expected")
+    };
+    assert_eq!(m.path, "/bin/true");
+    assert!(m.dynamic);
+    assert_eq!(m.user.as_deref(), Some("nobody"));
+    assert_eq!(m.timeout, Some(Duration::from_secs(7)));
+}

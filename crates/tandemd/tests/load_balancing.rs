@@ -1,0 +1,397 @@
+//! tandemd as an LVS director, end to end in the gateway lab: keepalived.conf's
+//! `virtual_server` balanced through nftables, real servers checked with HTTP_GET / TCP_CHECK,
+//! notify and quorum scripts, the sorry server, and 50 balanced connections across the death
+//! of the master director.
+//!
+//! ```text
+//!  client 10.1.0.100 ── VIP 10.1.0.254 ── director a / b ── 10.2.0.0/24 ── real servers
+//! ```
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use common::*;
+use nix::sys::signal::Signal;
+use tandem_lab::{
+    example_config, require_root, wait_until, EchoServer, FlowOptions, Gateway, Netns, TcpFlows,
+    SIDE_A, SIDE_B,
+};
+
+const VIP: &str = "10.1.0.254";
+/// The source address the gateways' source NAT gives forwarded connections: what the real
+/// servers see of the client (the checkers come from the directors' own addresses).
+const SNAT: &str = "10.2.0.254";
+
+fn etc() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../etc")
+}
+
+/// A web server on `addr:8080` in the server namespace answering its name, healthy (200) or
+/// not (503) as the test says; counts the requests that came through the director's NAT.
+struct Web {
+    healthy: Arc<AtomicBool>,
+    client_requests: Arc<Mutex<usize>>,
+}
+
+impl Web {
+    fn start(ns: &Netns, addr: &str, name: &str) -> Result<Web> {
+        let bind: SocketAddr = format!("{addr}:8080").parse()?;
+        let listener = ns.enter(move || TcpListener::bind(bind))??;
+        let healthy = Arc::new(AtomicBool::new(true));
+        let client_requests = Arc::new(Mutex::new(0));
+        let (h, c, name) = (healthy.clone(), client_requests.clone(), name.to_string());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let (h, c, name) = (h.clone(), c.clone(), name.clone());
+                std::thread::spawn(move || {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if s.peer_addr().is_ok_and(|p| p.ip().to_string() == SNAT) {
+                        *c.lock().unwrap() += 1;
+                    }
+                    let status = if h.load(Ordering::SeqCst) {
+                        "200 OK"
+                    } else {
+                        "503 Unavailable"
+                    };
+                    let _ = write!(
+                        s,
+                        "HTTP/1.0 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
+                        name.len()
+                    );
+                    // The client closes first (no TIME_WAIT here for a reused port).
+                    while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+                });
+            }
+        });
+        Ok(Web {
+            healthy,
+            client_requests,
+        })
+    }
+
+    fn set_healthy(&self, up: bool) {
+        self.healthy.store(up, Ordering::SeqCst);
+    }
+}
+
+/// One HTTP/1.0 GET to the VIP from the client; the body (the answering server's name).
+fn get(client: &Netns) -> Result<String> {
+    client.enter(|| -> Result<String> {
+        let to: SocketAddr = format!("{VIP}:80").parse()?;
+        let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 512];
+        loop {
+            let n = s.read(&mut buf)?;
+            answer.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&answer).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .and_then(|v| v.trim().parse::<usize>().ok());
+                if len.is_some_and(|len| body.len() >= len) && !body.is_empty() {
+                    return Ok(body.to_string());
+                }
+            }
+            if n == 0 {
+                bail!("no body in {text:?}");
+            }
+        }
+    })?
+}
+
+fn tally(client: &Netns, n: usize) -> Result<BTreeMap<String, usize>> {
+    let mut t = BTreeMap::new();
+    for _ in 0..n {
+        *t.entry(get(client)?).or_insert(0) += 1;
+    }
+    Ok(t)
+}
+
+fn count(t: &BTreeMap<String, usize>, name: &str) -> usize {
+    t.get(name).copied().unwrap_or(0)
+}
+
+/// Waits for a line in the notify log; when it appeared.
+fn wait_line(log: &Path, line: &str, deadline: Duration) -> Result<Duration> {
+    let t = Instant::now();
+    wait_until(
+        &format!("`{line}` in the notify log"),
+        deadline,
+        ms(20),
+        || {
+            std::fs::read_to_string(log)
+                .ok()
+                .filter(|text| text.lines().any(|l| l == line))
+        },
+    )?;
+    Ok(t.elapsed())
+}
+
+fn nft_table(ns: &Netns) -> bool {
+    ns.exec(&["nft", "list", "table", "inet", "tandem_lb"])
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn director_balances_per_weight_checks_servers_and_falls_back_to_the_sorry_server() -> Result<()> {
+    require_root!(Ok(()));
+    let gw = Gateway::new("lbdir")?;
+    for host in 11..=14 {
+        gw.server
+            .ip(&format!("addr add 10.2.0.{host}/24 dev eth0"))?;
+    }
+    let webs = [
+        Web::start(&gw.server, "10.2.0.11", "rs1")?,
+        Web::start(&gw.server, "10.2.0.12", "rs2")?,
+        Web::start(&gw.server, "10.2.0.13", "rs3")?,
+    ];
+    let _sorry = Web::start(&gw.server, "10.2.0.14", "sorry")?;
+    let scripts = ScriptDir::new("lbdir")?;
+    let log = scripts.path("notify.log");
+    let notify = scripts.script(
+        "notify.sh",
+        &format!("echo \"$*\" >> {}", log.display()),
+        0o755,
+    )?;
+    let notify = notify.display();
+    // delay_loop 1, retry 1, delay_before_retry 1: a failing server leaves within 2 s.
+    let real = |host: u8, weight: u32| {
+        format!(
+            "    real_server 10.2.0.{host} 8080 {{
+        weight {weight}
+        notify_up \"{notify} up rs{n}\"
+        notify_down \"{notify} down rs{n}\"
+        HTTP_GET {{
+            url {{
+                path /
+                status_code 200
+            }}
+            connect_timeout 1
+            retry 1
+            delay_before_retry 1
+        }}
+    }}
+",
+            n = host - 10
+        )
+    };
+    let (conf, _) = example_config(&etc(), SIDE_A, gw.lab.log_dir())?;
+    let conf = format!(
+        "{conf}
+virtual_server {VIP} 80 {{
+    delay_loop 1
+    lb_algo wrr
+    lb_kind NAT
+    protocol TCP
+    quorum_up \"{notify} quorum_up\"
+    quorum_down \"{notify} quorum_down\"
+    sorry_server 10.2.0.14 8080
+{}{}{}}}
+",
+        real(11, 3),
+        real(12, 2),
+        real(13, 1)
+    );
+    let mut d = start_tandemd_in(&gw.lab, &gw.a, &conf, &[])?;
+    wait_has(&gw.a, VIP, Duration::from_secs(15))?;
+    wait_until("the VIP answers", Duration::from_secs(10), ms(100), || {
+        get(&gw.client).ok()
+    })
+    .with_context(|| d.child.log())?;
+    let log_text = d.child.log();
+    assert!(!log_text.contains("parsed but not applied"), "{log_text}");
+
+    // 1. wrr 3:2:1, counted at the servers.
+    let counted = || -> Vec<usize> {
+        (webs.iter())
+            .map(|w| *w.client_requests.lock().unwrap())
+            .collect()
+    };
+    let before = counted();
+    let t = tally(&gw.client, 60)?;
+    println!("wrr 3:2:1 over 60 requests: {t:?}");
+    let at_servers: Vec<usize> = (counted().iter().zip(&before))
+        .map(|(now, then)| now - then)
+        .collect();
+    for (name, want) in [("rs1", 30), ("rs2", 20), ("rs3", 10)] {
+        assert!(
+            count(&t, name).abs_diff(want) <= 2,
+            "{name}: {t:?} (want {want})"
+        );
+    }
+    assert_eq!(
+        at_servers,
+        [count(&t, "rs1"), count(&t, "rs2"), count(&t, "rs3")]
+    );
+
+    // 2. rs2 fails its check: out within delay_before_retry × retry + delay_loop, once the
+    // checkers ran (a first check that fails takes a server out without retries).
+    wait_until("every checker ran", Duration::from_secs(5), ms(50), || {
+        (d.child.log().matches("succeeded on service").count() >= 3).then_some(())
+    })?;
+    webs[1].set_healthy(false);
+    let out = wait_line(&log, "down rs2", Duration::from_secs(6))?;
+    println!(
+        "rs2 failing: notify_down after {} ms (bound 2000 ms + one check)",
+        out.as_millis()
+    );
+    assert!(
+        out >= Duration::from_secs(1) && out <= Duration::from_millis(3000),
+        "one retry 1 s after the first failure, within 2 s of delay_loop + retry: {out:?}"
+    );
+    let t = tally(&gw.client, 40)?;
+    assert_eq!(count(&t, "rs2"), 0, "{t:?}");
+    assert!(count(&t, "rs1") > count(&t, "rs3"), "{t:?}");
+
+    // 3. rs2 healthy again: back at the next check.
+    webs[1].set_healthy(true);
+    let back = wait_line(&log, "up rs2", Duration::from_secs(4))?;
+    println!("rs2 healthy: notify_up after {} ms", back.as_millis());
+    let t = tally(&gw.client, 30)?;
+    assert!(count(&t, "rs2") > 0, "{t:?}");
+
+    // 4. Everyone fails: quorum lost, the sorry server answers.
+    webs.iter().for_each(|w| w.set_healthy(false));
+    wait_line(&log, "quorum_down", Duration::from_secs(6))?;
+    let t = tally(&gw.client, 10)?;
+    assert_eq!(count(&t, "sorry"), 10, "{t:?}");
+    webs.iter().for_each(|w| w.set_healthy(true));
+    wait_line(&log, "quorum_up", Duration::from_secs(6))?;
+    let t = tally(&gw.client, 12)?;
+    assert_eq!(count(&t, "sorry"), 0, "{t:?}");
+
+    // 5. SIGHUP with the same file: the virtual server keeps its checkers' state.
+    d.child.signal(Signal::SIGHUP)?;
+    wait_until("the reload", Duration::from_secs(10), ms(50), || {
+        d.child.log().contains("Reload done").then_some(())
+    })?;
+    let log_text = d.child.log();
+    assert!(
+        log_text.contains("1 virtual server(s) kept with their checker state, 0 (re)started"),
+        "{log_text}"
+    );
+    assert_eq!(count(&tally(&gw.client, 6)?, "sorry"), 0);
+
+    // 6. SIGTERM: tandem's table goes with it.
+    assert!(nft_table(&gw.a));
+    d.child.signal(Signal::SIGTERM)?;
+    let status = d.child.wait_timeout(Duration::from_secs(10))?;
+    assert!(status.is_some_and(|s| s.success()), "{}", d.child.log());
+    assert!(!nft_table(&gw.a), "table inet tandem_lb left behind");
+    Ok(())
+}
+
+/// Both directors, conntrack replication with the pair's key, 50 long-lived connections
+/// balanced over three servers; the master is killed mid-stream.
+#[test]
+fn balanced_connections_survive_the_master_directors_death() -> Result<()> {
+    require_root!(Ok(()));
+    const FLOWS: usize = 50;
+    const PORT: u16 = 7000;
+    let gw = Gateway::new("lbflows")?;
+    let servers = [
+        EchoServer::start(&gw.server, 0)?,
+        EchoServer::start(&gw.server, 0)?,
+        EchoServer::start(&gw.server, 0)?,
+    ];
+    let real: String = (servers.iter())
+        .map(|s| {
+            format!(
+                "    real_server 10.2.0.100 {} {{\n        TCP_CHECK {{\n            connect_timeout 1\n        }}\n    }}\n",
+                s.port()
+            )
+        })
+        .collect();
+    let vs = format!(
+        "virtual_server {VIP} {PORT} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n{real}}}\n"
+    );
+    let start = |ns: &Netns, side| -> Result<Daemon> {
+        let tag = ns.name().rsplit('-').next().unwrap_or("x").to_string();
+        let (conf, toml) = example_config(&etc(), side, gw.lab.log_dir())?;
+        let toml = write_config_in(&gw, &format!("tandem-{tag}.toml"), &toml)?;
+        start_tandemd_in(&gw.lab, ns, &format!("{conf}\n{vs}"), &[toml])
+    };
+    let mut a = start(&gw.a, SIDE_A)?;
+    let b = start(&gw.b, SIDE_B)?;
+    wait_until("a holds both VIPs", Duration::from_secs(15), ms(5), || {
+        (gw.a.has_address(VIP).unwrap_or(false) && gw.a.has_address(SNAT).unwrap_or(false))
+            .then_some(())
+    })?;
+    // The backup director has planned the same service (load balancing runs in every state).
+    wait_until("b's table", Duration::from_secs(10), ms(50), || {
+        nft_table(&gw.b).then_some(())
+    })?;
+    let to: SocketAddr = SocketAddr::new(VIP.parse::<IpAddr>()?, PORT);
+    let opts = FlowOptions {
+        interval: ms(20),
+        dead_after: Duration::from_secs(10),
+        ..FlowOptions::default()
+    };
+    // The checkers must have run once (warmup) before every server is surely in: all are
+    // in from the start (no alpha), so the flows can start now.
+    let tcp = TcpFlows::start_with(&gw.client, to, FLOWS, opts)?;
+    tcp.wait_all_progress(Duration::from_secs(10))?;
+    let per_server = |s: &EchoServer| {
+        (s.peers().iter())
+            .filter(|p| p.ip().to_string() == SNAT)
+            .count()
+    };
+    let before: Vec<usize> = servers.iter().map(per_server).collect();
+    println!("50 connections over the three servers: {before:?}");
+    assert_eq!(before.iter().sum::<usize>(), FLOWS, "{before:?}");
+    assert!(before.iter().all(|&n| n >= 10), "rr spread: {before:?}");
+    wait_until(
+        "connections replicated to b",
+        Duration::from_secs(10),
+        ms(20),
+        || (tandem_lab::control::established_in_external(&b.control, PORT) >= FLOWS).then_some(()),
+    )?;
+
+    tcp.mark();
+    a.child.kill()?;
+    for dev in ["pub0", "int0", "sync0"] {
+        gw.a.link_set(dev, false)?;
+    }
+    let t = Instant::now();
+    wait_until("b holds the VIP", Duration::from_secs(5), ms(5), || {
+        gw.b.has_address(VIP).unwrap_or(false).then_some(())
+    })?;
+    let took = t.elapsed();
+    tcp.wait_all_progress(Duration::from_secs(10))
+        .with_context(|| format!("{}\n{}", tcp.report(), b.child.log()))?;
+    let report = tcp.report();
+    let after: Vec<usize> = servers.iter().map(per_server).collect();
+    println!(
+        "director a killed: b took the VIP after {} ms; {}/{} balanced connections alive, \
+         longest stall {} ms; per server before {before:?}, after {after:?}",
+        took.as_millis(),
+        report.alive,
+        report.total,
+        report.longest_stall.as_millis()
+    );
+    assert_eq!(report.alive, FLOWS, "{report}");
+    // No connection was re-opened elsewhere: each server holds exactly the ones it had.
+    assert_eq!(before, after);
+    Ok(())
+}
