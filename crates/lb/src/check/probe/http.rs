@@ -1,29 +1,25 @@
-//! HTTP_GET and SSL_GET through hyper's HTTP/1 client: one connection per
-//! url, a `GET` with keepalived's headers, then the status code, the MD5
-//! digest of the body and the regex, every url within `connect_timeout`.
+//! HTTP_GET and SSL_GET: one connection per url, a `GET` with keepalived's
+//! headers (see [`exchange`]), then the status code, the MD5 digest of the
+//! body and the regex, every url within `connect_timeout`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper::{Request, Version};
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::exchange::{exchange, request};
 use super::tcp::connect;
 use super::tls;
 use super::ProbeError;
 use crate::check::action::Outcome;
 use crate::check::digest::{body_digest, to_hex};
-use crate::check::spec::{CheckerSpec, HttpProtocol, HttpSpec, UrlSpec};
+use crate::check::spec::{CheckerSpec, HttpSpec, UrlSpec};
 
 /// A prepared HTTP_GET / SSL_GET.
 pub struct HttpProbe {
     to: SocketAddr,
     bind: Option<SocketAddr>,
     timeout: Duration,
-    protocol: HttpProtocol,
     urls: Vec<PreparedUrl>,
     tls: Option<(tokio_rustls::TlsConnector, bool)>,
 }
@@ -42,11 +38,12 @@ impl std::fmt::Debug for HttpProbe {
 struct PreparedUrl {
     spec: UrlSpec,
     regex: Option<regex::bytes::Regex>,
-    /// `Host:` header: the url's, checker's, real or virtual server's
-    /// virtualhost, else `IP:PORT` as keepalived writes it.
-    host: String,
     /// Name sent as SNI when `enable_sni` (the virtualhost, if any).
     sni: Option<String>,
+    /// The request's bytes, written at every check; its `Host:` is the
+    /// url's, checker's, real or virtual server's virtualhost, else
+    /// `IP:PORT` as keepalived writes it.
+    request: Vec<u8>,
 }
 
 impl HttpProbe {
@@ -80,9 +77,9 @@ impl HttpProbe {
                 (None, SocketAddr::V6(a)) => format!("[{}]:{}", a.ip(), a.port()),
             };
             urls.push(PreparedUrl {
+                request: request(&url.path, &host, http.protocol),
                 spec: url.clone(),
                 regex,
-                host,
                 sni: vhost.map(str::to_string),
             });
         }
@@ -90,7 +87,6 @@ impl HttpProbe {
             to,
             bind: spec.connect.bind,
             timeout: spec.timing.connect_timeout,
-            protocol: http.protocol,
             urls,
             tls: use_tls.then(|| (tls::connector(), http.enable_sni)),
         })
@@ -144,46 +140,13 @@ impl HttpProbe {
         Ok(())
     }
 
-    /// Sends one GET over `io` and reads the whole answer.
-    async fn get<T>(&self, io: T, url: &PreparedUrl) -> Result<(u16, Bytes), String>
+    /// Sends the url's GET over `io` and reads the whole answer.
+    async fn get<T>(&self, io: T, url: &PreparedUrl) -> Result<(u16, Vec<u8>), String>
     where
-        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+        T: AsyncRead + AsyncWrite + Unpin,
     {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        exchange(io, &url.request)
             .await
-            .map_err(|e| format!("HTTP handshake with {}: {e}", self.to))?;
-        let conn = tokio::spawn(conn);
-        let (version, close) = match self.protocol {
-            HttpProtocol::Http10 => (Version::HTTP_10, false),
-            HttpProtocol::Http10Close => (Version::HTTP_10, true),
-            HttpProtocol::Http11 => (Version::HTTP_11, true),
-        };
-        let mut request = Request::get(url.spec.path.as_str())
-            .version(version)
-            .header("User-Agent", "KeepAliveClient");
-        if close {
-            request = request.header("Connection", "close");
-        }
-        let request = request
-            .header("Host", url.host.as_str())
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| format!("url {}: {e}", url.spec.path))?;
-        let result = async {
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| format!("GET {} from {}: {e}", url.spec.path, self.to))?;
-            let status = response.status().as_u16();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| format!("reading body of {} from {}: {e}", url.spec.path, self.to))?
-                .to_bytes();
-            Ok((status, body))
-        }
-        .await;
-        conn.abort();
-        result
+            .map_err(|e| format!("GET {} from {}: {e}", url.spec.path, self.to))
     }
 }

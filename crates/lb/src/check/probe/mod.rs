@@ -4,6 +4,7 @@
 //! run at every check; each run ends within its timeout, so a probe never
 //! holds the monitor up.
 
+mod exchange;
 mod http;
 mod misc;
 mod tcp;
