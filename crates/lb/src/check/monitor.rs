@@ -11,6 +11,8 @@
 //! }
 //! ```
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -58,6 +60,8 @@ struct VirtualServerState {
     real_servers: Vec<RealServerState>,
     /// The pool last handed to the backend.
     last_pool: Option<Vec<Destination>>,
+    /// Something the pool depends on changed since it was last compared.
+    pool_dirty: bool,
 }
 
 /// Decides, with keepalived's semantics, which servers each virtual
@@ -66,6 +70,10 @@ struct VirtualServerState {
 pub struct Monitor {
     specs: Vec<VirtualServerSpec>,
     state: Vec<VirtualServerState>,
+    /// Every checker waiting for its next probe, earliest first: exactly one
+    /// entry per checker whose `next_due` is set, so finding what is due
+    /// does not scan a thousand checkers at each outcome.
+    queue: BinaryHeap<Reverse<(Instant, CheckerId)>>,
 }
 
 /// keepalived's `real_weight`: negative weights count as 0.
@@ -122,9 +130,24 @@ impl Monitor {
                 sorry_active: false,
                 real_servers,
                 last_pool: None,
+                pool_dirty: true,
             });
         }
-        let mut monitor = Monitor { specs, state };
+        let mut queue = BinaryHeap::new();
+        for (vs, v) in state.iter().enumerate() {
+            for (rs, r) in v.real_servers.iter().enumerate() {
+                for (check, c) in r.checkers.iter().enumerate() {
+                    if let Some(t) = c.next_due {
+                        queue.push(Reverse((t, CheckerId { vs, rs, check })));
+                    }
+                }
+            }
+        }
+        let mut monitor = Monitor {
+            specs,
+            state,
+            queue,
+        };
         let mut actions = Vec::new();
         for vs in 0..monitor.specs.len() {
             let spec = &monitor.specs[vs];
@@ -140,27 +163,22 @@ impl Monitor {
     /// [`Monitor::on_outcome`] reports its result.
     pub fn due(&mut self, now: Instant) -> Vec<CheckerId> {
         let mut due = Vec::new();
-        for (vs, v) in self.state.iter_mut().enumerate() {
-            for (rs, r) in v.real_servers.iter_mut().enumerate() {
-                for (check, c) in r.checkers.iter_mut().enumerate() {
-                    if c.next_due.is_some_and(|t| t <= now) {
-                        c.next_due = None;
-                        due.push(CheckerId { vs, rs, check });
-                    }
-                }
+        while let Some(&Reverse((t, id))) = self.queue.peek() {
+            if t > now {
+                break;
             }
+            self.queue.pop();
+            self.checker_mut(id).next_due = None;
+            due.push(id);
         }
+        // In configuration order, whatever their due times.
+        due.sort_unstable();
         due
     }
 
     /// The earliest time a probe is due, for the caller's timer.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.state
-            .iter()
-            .flat_map(|v| &v.real_servers)
-            .flat_map(|r| &r.checkers)
-            .filter_map(|c| c.next_due)
-            .min()
+        self.queue.peek().map(|Reverse((t, _))| *t)
     }
 
     /// When `id`'s next probe is due (`None` while it runs).
@@ -217,6 +235,7 @@ impl Monitor {
                 let offset = std::mem::take(&mut checker.cur_weight);
                 checker.last_status = None;
                 self.state[id.vs].real_servers[id.rs].effective_weight -= offset;
+                self.state[id.vs].pool_dirty = true;
                 self.update_checker_state(id, false, &mut actions);
             }
         } else {
@@ -226,6 +245,7 @@ impl Monitor {
         let checker = self.checker_mut(id);
         checker.has_run = true;
         checker.next_due = Some(now + delay);
+        self.queue.push(Reverse((now + delay, id)));
         self.flush_pools(&mut actions);
         actions
     }
@@ -256,6 +276,7 @@ impl Monitor {
                     c.next_due = None;
                 }
             }
+            self.queue.clear();
             if self.state[vs]
                 .last_pool
                 .as_ref()
@@ -376,7 +397,9 @@ impl Monitor {
 
     /// `update_svr_wgt`.
     fn update_weight(&mut self, vs: usize, rs: usize, weight: i64, actions: &mut Vec<Action>) {
-        let r = &mut self.state[vs].real_servers[rs];
+        let v = &mut self.state[vs];
+        v.pool_dirty = true;
+        let r = &mut v.real_servers[rs];
         let old = real_weight(r.effective_weight);
         r.effective_weight = weight;
         let new = real_weight(weight);
@@ -439,6 +462,7 @@ impl Monitor {
             self.specs[vs].name
         )));
         self.state[vs].real_servers[rs].alive = alive;
+        self.state[vs].pool_dirty = true;
         self.rs_notify(vs, rs, false, actions);
         self.update_quorum_state(vs, false, actions);
     }
@@ -469,6 +493,7 @@ impl Monitor {
                     sorry.unwrap_or_default()
                 )));
                 self.state[vs].sorry_active = false;
+                self.state[vs].pool_dirty = true;
             }
             self.vs_notify(vs, false, actions);
         } else if (v.quorum_up && (sum == 0 || sum < threshold))
@@ -489,6 +514,7 @@ impl Monitor {
                         "Adding sorry server {sorry} to VS {name}"
                     )));
                     self.state[vs].sorry_active = true;
+                    self.state[vs].pool_dirty = true;
                 }
             }
             self.vs_notify(vs, false, actions);
@@ -534,9 +560,13 @@ impl Monitor {
         }));
     }
 
-    /// Emits `SetPool` for every service whose pool changed.
+    /// Emits `SetPool` for every service whose pool changed; only services
+    /// marked dirty are compared.
     fn flush_pools(&mut self, actions: &mut Vec<Action>) {
         for vs in 0..self.state.len() {
+            if !std::mem::take(&mut self.state[vs].pool_dirty) {
+                continue;
+            }
             let pool = self.pool(vs);
             if self.state[vs].last_pool.as_ref() != Some(&pool) {
                 self.state[vs].last_pool = Some(pool.clone());
