@@ -251,7 +251,11 @@ mod tests {
 
     #[test]
     fn content_length_bounds_the_body_across_reads() {
-        let got = answer(&[b"HTTP/1.1 200 OK\r\nContent-Le", b"ngth: 5\r\n\r\nhe", b"lloEXTRA"]);
+        let got = answer(&[
+            b"HTTP/1.1 200 OK\r\nContent-Le",
+            b"ngth: 5\r\n\r\nhe",
+            b"lloEXTRA",
+        ]);
         assert_eq!(got, Ok((200, b"hello".to_vec())));
     }
 
@@ -279,7 +283,9 @@ mod tests {
     #[test]
     fn truncated_or_malformed_answers_fail() {
         assert!(answer(&[b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort"]).is_err());
-        assert!(answer(&[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"]).is_err());
+        assert!(
+            answer(&[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"]).is_err()
+        );
         assert!(answer(&[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]).is_err());
         assert!(answer(&[b"garbage\r\n\r\n"]).is_err());
         assert!(answer(&[b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"]).is_err());
