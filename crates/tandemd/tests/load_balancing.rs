@@ -93,9 +93,19 @@ impl Web {
 
 /// One HTTP/1.0 GET to the VIP from the client; the body (the answering server's name).
 fn get(client: &Netns) -> Result<String> {
+    get_from(client, None)
+}
+
+/// [`get`] from the client's address `from` (None: the kernel's choice).
+fn get_from(client: &Netns, from: Option<IpAddr>) -> Result<String> {
     client.enter(|| -> Result<String> {
         let to: SocketAddr = format!("{VIP}:80").parse()?;
-        let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(2))?;
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        if let Some(from) = from {
+            socket.bind(&SocketAddr::new(from, 0).into())?;
+        }
+        socket.connect_timeout(&to.into(), Duration::from_secs(2))?;
+        let mut s: std::net::TcpStream = socket.into();
         s.set_read_timeout(Some(Duration::from_secs(2)))?;
         s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
         let mut answer = Vec::new();
@@ -392,6 +402,107 @@ fn balanced_connections_survive_the_master_directors_death() -> Result<()> {
     );
     assert_eq!(report.alive, FLOWS, "{report}");
     // No connection was re-opened elsewhere: each server holds exactly the ones it had.
+    assert_eq!(before, after);
+    Ok(())
+}
+
+/// Both directors with `persistence_timeout 300` and `lb_algo rr`: persistent clients note
+/// their server through director a; a is SIGKILLed; each client's next connection, through b
+/// (whose persistence sets never saw them), reaches the same server.
+#[test]
+fn persistent_clients_keep_their_server_across_the_master_directors_death() -> Result<()> {
+    require_root!(Ok(()));
+    const CLIENTS: u8 = 12;
+    let gw = Gateway::new("lbpers")?;
+    for host in 11..=13 {
+        gw.server
+            .ip(&format!("addr add 10.2.0.{host}/24 dev eth0"))?;
+    }
+    let _webs = [
+        Web::start(&gw.server, "10.2.0.11", "rs1")?,
+        Web::start(&gw.server, "10.2.0.12", "rs2")?,
+        Web::start(&gw.server, "10.2.0.13", "rs3")?,
+    ];
+    let clients: Vec<IpAddr> = (1..=CLIENTS)
+        .map(|i| format!("10.1.0.{}", 100 + i).parse())
+        .collect::<Result<_, _>>()?;
+    for c in &clients {
+        gw.client.ip(&format!("addr add {c}/24 dev eth0"))?;
+    }
+    let real: String = (11..=13)
+        .map(|host| {
+            format!(
+                "    real_server 10.2.0.{host} 8080 {{\n        TCP_CHECK {{\n            connect_timeout 1\n        }}\n    }}\n"
+            )
+        })
+        .collect();
+    let vs = format!(
+        "virtual_server {VIP} 80 {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n    persistence_timeout 300\n{real}}}\n"
+    );
+    let start = |ns: &Netns, side| -> Result<Daemon> {
+        let tag = ns.name().rsplit('-').next().unwrap_or("x").to_string();
+        let (conf, toml) = example_config(&etc(), side, gw.lab.log_dir())?;
+        let toml = write_config_in(&gw, &format!("tandem-{tag}.toml"), &toml)?;
+        start_tandemd_in(&gw.lab, ns, &format!("{conf}\n{vs}"), &[toml])
+    };
+    let mut a = start(&gw.a, SIDE_A)?;
+    let b = start(&gw.b, SIDE_B)?;
+    wait_until("a holds the VIP", Duration::from_secs(15), ms(5), || {
+        gw.a.has_address(VIP).unwrap_or(false).then_some(())
+    })?;
+    wait_until("b's table", Duration::from_secs(10), ms(50), || {
+        nft_table(&gw.b).then_some(())
+    })?;
+    wait_until("the VIP answers", Duration::from_secs(10), ms(100), || {
+        get(&gw.client).ok()
+    })
+    .with_context(|| a.child.log())?;
+
+    // Through a: each client's server, the same on a second connection (a's sets).
+    let mut before = Vec::new();
+    for &c in &clients {
+        let first = get_from(&gw.client, Some(c))?;
+        assert_eq!(get_from(&gw.client, Some(c))?, first, "{c} moved on a");
+        before.push(first);
+    }
+    let spread: std::collections::BTreeSet<&String> = before.iter().collect();
+    println!("persistent clients through a: {before:?}");
+    assert!(spread.len() >= 2, "every client on one server: {before:?}");
+    // b holds no persistence entry for them: what follows is b's own choice.
+    let listing = gw.b.exec(&["nft", "list", "table", "inet", "tandem_lb"])?;
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("_p_10_2_0_11_8080"), "{listing}");
+    for c in &clients {
+        assert!(
+            !listing.contains(&c.to_string()),
+            "{c} in b's sets: {listing}"
+        );
+    }
+
+    a.child.kill()?;
+    for dev in ["pub0", "int0", "sync0"] {
+        gw.a.link_set(dev, false)?;
+    }
+    wait_until("b holds the VIP", Duration::from_secs(5), ms(5), || {
+        gw.b.has_address(VIP).unwrap_or(false).then_some(())
+    })?;
+    let mut after = Vec::new();
+    for &c in &clients {
+        let server = wait_until(
+            "a connection through b",
+            Duration::from_secs(10),
+            ms(50),
+            || get_from(&gw.client, Some(c)).ok(),
+        )
+        .with_context(|| b.child.log())?;
+        after.push(server);
+    }
+    let kept = before.iter().zip(&after).filter(|(x, y)| x == y).count();
+    println!(
+        "director a killed: {kept}/{} persistent clients reached their server again through b \
+         (after: {after:?})",
+        clients.len()
+    );
     assert_eq!(before, after);
     Ok(())
 }
