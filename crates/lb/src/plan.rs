@@ -10,6 +10,8 @@
 //! chain <svc>:
 //!     client in set <svc>_p_<server>: refresh it, goto <svc>_to_<server>   (persistence, per server)
 //!     numgen inc | jhash(src) mod N  vmap @<svc>_sched
+//!         (persistent rr/wrr/lc family: jhash(src & granularity) mod 4093,
+//!          a weighted rendezvous table, the same on both directors)
 //!     reject                                       (no server, no sorry server)
 //! map <svc>_sched: slot -> goto <svc>_to_<server>  the scheduler's table
 //! chain <svc>_to_<server>:                         one per configured server
@@ -214,7 +216,19 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
         }
     }
     let weights: Vec<u32> = pool.iter().map(|sv| sv.weight).collect();
+    let hashed_first_choice = persistent_clients_are_hashed(s);
     let slots: Vec<usize> = match s.scheduler {
+        _ if hashed_first_choice => {
+            let names: Vec<Vec<u8>> = pool.iter().map(|sv| server_name(sv).into_bytes()).collect();
+            let shares: Vec<u32> = match s.scheduler {
+                // rr and lc ignore weights beyond quiescing (weight 0).
+                Scheduler::RoundRobin | Scheduler::LeastConnection => {
+                    weights.iter().map(|&w| u32::from(w > 0)).collect()
+                }
+                _ => weights.clone(),
+            };
+            schedule::rendezvous_table(&names, &shares, schedule::PERSISTENCE_BUCKETS)
+        }
         Scheduler::RoundRobin | Scheduler::LeastConnection => schedule::rr_cycle(&weights),
         Scheduler::WeightedRoundRobin
         | Scheduler::WeightedLeastConnection
@@ -359,6 +373,16 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
         let mut schedule_rule = Vec::new();
         let modulus = slots.len() as u32;
         match s.scheduler {
+            _ if hashed_first_choice => {
+                load_client(&mut schedule_rule);
+                schedule_rule.push(Expr::Jhash {
+                    sreg: reg::CLIENT,
+                    len: alen,
+                    dreg: reg::SLOT,
+                    modulus,
+                    seed: schedule::fnv1a64(0x7065_7273, name.as_bytes()) as u32,
+                });
+            }
             Scheduler::SourceHash | Scheduler::MaglevHash | Scheduler::DestinationHash => {
                 let offset = match (s.scheduler, v6) {
                     (Scheduler::DestinationHash, false) => 16,
@@ -406,6 +430,32 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
         chains,
         sets,
     })
+}
+
+/// Whether a persistent service picks a new client's first server by a
+/// hash of its (masked) address rather than by its scheduler's turn.
+///
+/// The persistence sets live on each director and are not replicated; a
+/// turn-based first choice (rr, wrr, and the lc family run as (w)rr) would
+/// send a client that comes back after a failover to whatever server the new
+/// director's turn points at. A weighted rendezvous table hashed on the
+/// client is the same on both directors, so the client finds its server
+/// again with or without its set entry. Schedulers that already choose
+/// from the packet (sh, dh, mh) or from the weights alone (fo, ovf) are
+/// deterministic as they are and keep their own choice.
+pub fn persistent_clients_are_hashed(s: &Service) -> bool {
+    s.persistence.is_some()
+        && matches!(
+            s.scheduler,
+            Scheduler::RoundRobin
+                | Scheduler::WeightedRoundRobin
+                | Scheduler::LeastConnection
+                | Scheduler::WeightedLeastConnection
+                | Scheduler::ShortestExpectedDelay
+                | Scheduler::NeverQueue
+                | Scheduler::LocalityLeastConnection
+                | Scheduler::LocalityLeastConnectionReplicated
+        )
 }
 
 fn prefix_mask(len: usize, prefix_len: u8) -> Vec<u8> {
@@ -850,6 +900,84 @@ mod tests {
             .position(|o| *o == Op::FlushSet("tcp_10_0_0_100_80_sched".into()));
         let delete = ops.iter().position(|o| matches!(o, Op::DeleteChain(_)));
         assert!(flush < delete);
+    }
+
+    /// Which server each persistence bucket sends a new client to.
+    fn bucket_owners(r: &Ruleset) -> Vec<String> {
+        sched_targets(r)
+    }
+
+    #[test]
+    fn persistent_rr_hashes_the_masked_client_alike_on_two_directors() {
+        // Two directors plan the same configuration independently.
+        let a = plan(&[persistent(&[1, 1, 1])]).unwrap();
+        let b = plan(&[persistent(&[1, 1, 1])]).unwrap();
+        assert_eq!(a, b);
+        let owners = bucket_owners(&a);
+        assert_eq!(owners.len(), schedule::PERSISTENCE_BUCKETS);
+        for server in ["10_0_1_11", "10_0_1_12", "10_0_1_13"] {
+            let share = count(&owners, server) as f64 / owners.len() as f64;
+            assert!((share - 1.0 / 3.0).abs() < 0.03, "{server}: {share}");
+        }
+        // The first choice is a jhash of the client masked by the granularity,
+        // never numgen (a per-director counter).
+        let first = a.services[0].chains[0]
+            .rules
+            .iter()
+            .find(|r| r.iter().any(|e| matches!(e, Expr::Jhash { .. })))
+            .expect("a hashed first choice");
+        assert!(!first.iter().any(|e| matches!(e, Expr::Numgen { .. })));
+        let masked = first.iter().position(|e| {
+            *e == Expr::And {
+                reg: reg::CLIENT,
+                mask: vec![255, 255, 255, 0],
+            }
+        });
+        let hashed = first.iter().position(
+            |e| matches!(e, Expr::Jhash { sreg, modulus: 4093, .. } if *sreg == reg::CLIENT),
+        );
+        assert!(masked.is_some() && masked < hashed, "{first:?}");
+        // rr gives every positive weight the same share; wrr follows weights.
+        let rr = bucket_owners(&plan(&[persistent(&[1, 1, 4])]).unwrap());
+        assert!(count(&rr, "10_0_1_13") < rr.len() / 2);
+        let wrr = Service {
+            scheduler: Scheduler::WeightedRoundRobin,
+            ..persistent(&[1, 1, 4])
+        };
+        let wrr = bucket_owners(&plan(&[wrr]).unwrap());
+        assert!(count(&wrr, "10_0_1_13") > wrr.len() * 6 / 10);
+        // Without persistence rr stays a round robin.
+        let plain = plan(&[web(Scheduler::RoundRobin, &[1, 1, 1])]).unwrap();
+        assert_eq!(sched_targets(&plain).len(), 3);
+        // sh keeps its own hash (unmasked, IPVS's 256 buckets).
+        let sh = Service {
+            scheduler: Scheduler::SourceHash,
+            ..persistent(&[1, 1])
+        };
+        assert_eq!(
+            sched_targets(&plan(&[sh]).unwrap()).len(),
+            schedule::HASH_BUCKETS
+        );
+    }
+
+    #[test]
+    fn a_removed_server_moves_only_its_own_persistent_clients() {
+        let before = bucket_owners(&plan(&[persistent(&[1, 1, 1, 1])]).unwrap());
+        let mut s = persistent(&[1, 1, 1, 1]);
+        s.servers.remove(1);
+        let after = bucket_owners(&plan(&[s.clone()]).unwrap());
+        let moved: Vec<usize> = (0..before.len())
+            .filter(|&b| before[b] != after[b])
+            .collect();
+        assert!(!moved.is_empty());
+        assert!(
+            moved.iter().all(|&b| before[b].starts_with("10_0_1_12")),
+            "a client of a remaining server moved"
+        );
+        // Quiesced (weight 0) rather than removed: the same buckets move.
+        let mut q = persistent(&[1, 1, 1, 1]);
+        q.servers[1].weight = 0;
+        assert_eq!(bucket_owners(&plan(&[q]).unwrap()), after);
     }
 
     #[test]

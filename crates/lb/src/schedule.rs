@@ -157,6 +157,52 @@ pub fn maglev_table(names: &[Vec<u8>], weights: &[u32], size: usize) -> Vec<usiz
     table
 }
 
+/// MurmurHash3's 64-bit finaliser: spreads FNV's last bytes over the high
+/// bits, which [`rendezvous_table`] turns into a fraction.
+fn mix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// Buckets of the persistence hash table (a prime, like Maglev's): the
+/// first server of a persistent client under rr/wrr and the lc family.
+pub const PERSISTENCE_BUCKETS: usize = 4093;
+
+/// A bucket table by weighted rendezvous (highest random weight) hashing:
+/// bucket `b` goes to the server with the highest score
+/// `weight / -ln(u)`, where `u` in (0, 1) is a stable hash of the bucket
+/// and the server's name.
+///
+/// A bucket's owner depends only on the names and weights of the servers,
+/// not on their order or on any state, so two directors planning the same
+/// pool get the same table; a server that leaves frees exactly its own
+/// buckets (every other bucket keeps its owner), and one that joins takes
+/// buckets only for itself. Servers of weight 0 get none. Empty when no
+/// weight is positive.
+pub fn rendezvous_table(names: &[Vec<u8>], weights: &[u32], size: usize) -> Vec<usize> {
+    if weights.iter().all(|&w| w == 0) {
+        return Vec::new();
+    }
+    (0..size)
+        .map(|bucket| {
+            let b = (bucket as u32).to_be_bytes();
+            let score = |i: usize| {
+                let h = mix64(fnv1a64(0x6872_7720, &[&b[..], &names[i]].concat()));
+                // 53 bits into (0, 1): never 0 (ln would be -inf), never 1.
+                let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+                f64::from(weights[i]) / -u.ln()
+            };
+            (0..names.len())
+                .filter(|&i| weights[i] > 0)
+                .max_by(|&x, &y| score(x).total_cmp(&score(y)).then(names[y].cmp(&names[x])))
+                .expect("a positive weight")
+        })
+        .collect()
+}
+
 /// Effective weights for the least-connection family, from the number of
 /// connections each server holds now (conntrack entries DNATed to it).
 ///
@@ -279,6 +325,38 @@ mod tests {
             .filter(|s| s % 5 != 2 && all[s % 5] != rest[s % 4])
             .count();
         assert!(modn_moved > MAGLEV_TABLE_SIZE / 2);
+    }
+
+    #[test]
+    fn rendezvous_shares_by_weight_whatever_the_order() {
+        let t = rendezvous_table(&names(3), &[1, 1, 2], PERSISTENCE_BUCKETS);
+        let c = counts(&t, 3);
+        let share = |i: usize| c[i] as f64 / PERSISTENCE_BUCKETS as f64;
+        assert!((share(0) - 0.25).abs() < 0.03, "{c:?}");
+        assert!((share(2) - 0.5).abs() < 0.03, "{c:?}");
+        // The same servers listed in another order own the same buckets.
+        let mut rev = names(3);
+        rev.reverse();
+        let r = rendezvous_table(&rev, &[2, 1, 1], PERSISTENCE_BUCKETS);
+        assert!(t.iter().zip(&r).all(|(&a, &b)| a == 2 - b));
+        assert!(rendezvous_table(&names(2), &[0, 0], 16).is_empty());
+        assert!(!rendezvous_table(&names(2), &[0, 3], 64).contains(&0));
+    }
+
+    #[test]
+    fn rendezvous_removal_moves_exactly_the_removed_servers_buckets() {
+        let all = names(5);
+        let before = rendezvous_table(&all, &[1, 2, 1, 3, 1], PERSISTENCE_BUCKETS);
+        let rest: Vec<Vec<u8>> = [0, 1, 3, 4].iter().map(|&i| all[i].clone()).collect();
+        let after = rendezvous_table(&rest, &[1, 2, 3, 1], PERSISTENCE_BUCKETS);
+        for (b, (&was, &now)) in before.iter().zip(&after).enumerate() {
+            if was != 2 {
+                assert_eq!(all[was], rest[now], "bucket {b} moved");
+            }
+        }
+        // Back again, it takes back exactly its own buckets.
+        let back = rendezvous_table(&all, &[1, 2, 1, 3, 1], PERSISTENCE_BUCKETS);
+        assert_eq!(before, back);
     }
 
     #[test]

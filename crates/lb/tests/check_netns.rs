@@ -170,11 +170,24 @@ fn http_get_failures_take_the_server_out_in_time_and_it_returns_when_healthy() {
         println!("{what}: {} back after {took:?}", server.addr);
         assert!(took <= t.delay_loop + t.connect_timeout + 300 * MS);
     }
-    let log = std::fs::read_to_string(tmp.join("notify.log")).unwrap_or_default();
-    for s in &servers {
-        assert!(log.contains(&format!("down {}\n", s.addr)), "{log}");
-        assert!(log.contains(&format!("up {}\n", s.addr)), "{log}");
-    }
+    // The scripts run on their own: the last one may still be writing.
+    let expected: Vec<String> = (servers.iter())
+        .flat_map(|s| [format!("down {}\n", s.addr), format!("up {}\n", s.addr)])
+        .collect();
+    let read = || std::fs::read_to_string(tmp.join("notify.log")).unwrap_or_default();
+    let complete = tandem_lab::wait_until(
+        "every notify_down and notify_up",
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || {
+            let log = read();
+            expected
+                .iter()
+                .all(|l| log.contains(l.as_str()))
+                .then_some(())
+        },
+    );
+    assert!(complete.is_ok(), "{}", read());
     drop(checking);
     let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -268,12 +268,31 @@ fn persistence_keeps_a_client_on_its_server() -> anyhow::Result<()> {
     lb.apply(&[s.clone()])?;
     let a = tally(&t.requests("10.0.0.10", 6)?);
     assert_eq!(a.len(), 1, "one client, one server: {a:?}");
-    let b = tally(&t.requests("10.0.0.11", 6)?);
-    assert_eq!(b.len(), 1, "{b:?}");
-    assert_ne!(
-        a.keys().next(),
-        b.keys().next(),
-        "rr gave the next client the next server"
+    // Other clients stick too, and the hashed first choice spreads them.
+    let first_server = |from: &str| -> anyhow::Result<String> {
+        let t = tally(&t.requests(from, 2)?);
+        assert_eq!(t.len(), 1, "{from}: {t:?}");
+        Ok(t.into_keys().next().unwrap())
+    };
+    let clients: Vec<String> = (20..32).map(|i| format!("10.0.0.{i}")).collect();
+    let chosen: Vec<String> = (clients.iter())
+        .map(|c| first_server(c))
+        .collect::<anyhow::Result<_>>()?;
+    let distinct: std::collections::BTreeSet<&String> = chosen.iter().collect();
+    assert!(distinct.len() >= 2, "12 clients on one server: {chosen:?}");
+    // A second director (a new table, empty persistence sets) sends every
+    // client to the same server: the first choice hashes the client.
+    lb.clear()?;
+    let mut other = t.backend()?;
+    other.apply(&[s.clone()])?;
+    let again: Vec<String> = (clients.iter())
+        .map(|c| first_server(c))
+        .collect::<anyhow::Result<_>>()?;
+    assert_eq!(chosen, again, "the fresh table chose other servers");
+    lb = other;
+    assert_eq!(
+        tally(&t.requests("10.0.0.10", 2)?).keys().next(),
+        a.keys().next()
     );
     // A weight change keeps the persistence entries.
     s.servers[2].weight = 5;

@@ -229,12 +229,19 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
         } else {
             vi.unicast_peers.clone()
         };
+        // With use_vmac (multicast), adverts are heard on the macvlan, as keepalived hears
+        // them: a peer whose macvlan carries the same virtual MAC sends frames that the kernel
+        // hands to our macvlan (a frame from one of its own MACs), never to the base interface.
+        let heard_on = match vmac {
+            Some(v) if multicast => (v.index, v.name.clone()),
+            _ => (iface.index, iface.name.clone()),
+        };
         let key = SocketKey {
-            ifindex: iface.index,
+            ifindex: heard_on.0,
             ipv4,
         };
         let socket = sockets.entry(key).or_insert_with(|| SocketPlan {
-            ifname: iface.name.clone(),
+            ifname: heard_on.1.clone(),
             source,
             group: None,
         });
@@ -243,30 +250,30 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
                 "{}: sends from {source} but another instance on {} sends from {}; \
                  one source address per interface and family is supported",
                 context(),
-                iface.name,
+                heard_on.1,
                 socket.source
             );
         }
         if multicast {
             socket.group = Some(group);
         }
-        // With use_vmac, adverts leave from the macvlan (its MAC is the virtual one); they
-        // are heard on the base interface. Unicast adverts keep the base interface, whose
-        // routes reach the peers.
+        // Adverts leave from the macvlan too (its MAC is the virtual one), unless
+        // `vmac_xmit_base`. Unicast adverts keep the base interface, whose routes reach the
+        // peers.
         let send_key = match vmac {
-            Some(v) if !vi.vmac_xmit_base && multicast => {
-                let key = SocketKey {
-                    ifindex: v.index,
+            Some(_) if vi.vmac_xmit_base && multicast => {
+                let base = SocketKey {
+                    ifindex: iface.index,
                     ipv4,
                 };
-                sockets.entry(key).or_insert_with(|| SocketPlan {
-                    ifname: v.name.clone(),
+                sockets.entry(base).or_insert_with(|| SocketPlan {
+                    ifname: iface.name.clone(),
                     source,
                     group: None,
                 });
-                key
+                base
             }
-            Some(v) if !vi.vmac_xmit_base => {
+            Some(v) if !vi.vmac_xmit_base && !multicast => {
                 tracing::warn!(
                     "{}: unicast adverts leave from {}, not from the macvlan {}",
                     context(),
@@ -459,7 +466,7 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
             higher_prio_send_advert: (vi.higher_prio_send_advert)
                 .unwrap_or(config.global.higher_prio_send_advert),
         };
-        let id = router.add_instance(core, iface.index, &tracked);
+        let id = router.add_instance(core, key.ifindex, &tracked);
         for (link, weight, reverse) in weighted {
             router.track_link(id, link, weight, reverse);
         }

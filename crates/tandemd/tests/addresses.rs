@@ -105,9 +105,13 @@ fn use_vmac_against_keepalived_announces_the_vip_from_the_same_virtual_mac() -> 
     wait_until("tcpdump listening", Duration::from_secs(5), ms(10), || {
         capture.log().contains("listening on").then_some(())
     })?;
-    // keepalived (b) is master first; tandem (a) takes over when it stops.
-    let mut b = start_keepalived(&pair, &pair.b, &vi_1(2, 51, 150, "    use_vmac"))?;
+    // tandem (a) is master first; keepalived (b, higher priority) must hear it and preempt,
+    // and tandem must hear keepalived's adverts, which leave from the same virtual MAC as its
+    // own (the kernel hands such frames to the local macvlan, not to eth0); then tandem takes
+    // over again when keepalived stops.
     let a = start_tandemd(&pair, &pair.a, &vi_1(2, 51, 100, "    use_vmac"))?;
+    wait_holder(&pair, VIP, "a", Duration::from_secs(15))?;
+    let mut b = start_keepalived(&pair, &pair.b, &vi_1(2, 51, 150, "    use_vmac"))?;
     wait_holder(&pair, VIP, "b", Duration::from_secs(15)).with_context(|| {
         format!(
             "keepalived:\n{}\ntandemd:\n{}",
@@ -115,6 +119,8 @@ fn use_vmac_against_keepalived_announces_the_vip_from_the_same_virtual_mac() -> 
             a.child.log()
         )
     })?;
+    // Not a passing moment: tandem stays backup.
+    hold_steady(&pair, VIP, "b", Duration::from_secs(4), ms(100))?;
     assert!(pair.b.ip("-o addr show dev vrrp.51")?.contains(VIP));
     pair.client.wait_ping(VIP, Duration::from_secs(5))?;
     let from_keepalived = wait_until("keepalived's GARP", Duration::from_secs(5), ms(20), || {

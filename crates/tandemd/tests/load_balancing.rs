@@ -21,8 +21,8 @@ use anyhow::{bail, Context, Result};
 use common::*;
 use nix::sys::signal::Signal;
 use tandem_lab::{
-    example_config, require_root, wait_until, EchoServer, FlowOptions, Gateway, Netns, TcpFlows,
-    SIDE_A, SIDE_B,
+    example_config, require_root, wait_until, EchoServer, FlowOptions, Gateway, Netns, Side,
+    TcpFlows, SIDE_A, SIDE_B,
 };
 
 const VIP: &str = "10.1.0.254";
@@ -93,9 +93,19 @@ impl Web {
 
 /// One HTTP/1.0 GET to the VIP from the client; the body (the answering server's name).
 fn get(client: &Netns) -> Result<String> {
+    get_from(client, None)
+}
+
+/// [`get`] from the client's address `from` (None: the kernel's choice).
+fn get_from(client: &Netns, from: Option<IpAddr>) -> Result<String> {
     client.enter(|| -> Result<String> {
         let to: SocketAddr = format!("{VIP}:80").parse()?;
-        let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(2))?;
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        if let Some(from) = from {
+            socket.bind(&SocketAddr::new(from, 0).into())?;
+        }
+        socket.connect_timeout(&to.into(), Duration::from_secs(2))?;
+        let mut s: std::net::TcpStream = socket.into();
         s.set_read_timeout(Some(Duration::from_secs(2)))?;
         s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
         let mut answer = Vec::new();
@@ -274,12 +284,27 @@ virtual_server {VIP} 80 {{
     // 4. Everyone fails: quorum lost, the sorry server answers.
     webs.iter().for_each(|w| w.set_healthy(false));
     wait_line(&log, "quorum_down", Duration::from_secs(6))?;
-    let t = tally(&gw.client, 10)?;
-    assert_eq!(count(&t, "sorry"), 10, "{t:?}");
+    // The script and the pool's batch go out together; which lands first is not fixed.
+    wait_until(
+        "the sorry server answers alone",
+        Duration::from_secs(2),
+        ms(20),
+        || {
+            let t = tally(&gw.client, 10).ok()?;
+            (count(&t, "sorry") == 10).then_some(())
+        },
+    )?;
     webs.iter().for_each(|w| w.set_healthy(true));
     wait_line(&log, "quorum_up", Duration::from_secs(6))?;
-    let t = tally(&gw.client, 12)?;
-    assert_eq!(count(&t, "sorry"), 0, "{t:?}");
+    wait_until(
+        "the real servers answer again",
+        Duration::from_secs(2),
+        ms(20),
+        || {
+            let t = tally(&gw.client, 12).ok()?;
+            (count(&t, "sorry") == 0).then_some(())
+        },
+    )?;
 
     // 5. SIGHUP with the same file: the virtual server keeps its checkers' state.
     d.child.signal(Signal::SIGHUP)?;
@@ -315,25 +340,12 @@ fn balanced_connections_survive_the_master_directors_death() -> Result<()> {
         EchoServer::start(&gw.server, 0)?,
         EchoServer::start(&gw.server, 0)?,
     ];
-    let real: String = (servers.iter())
-        .map(|s| {
-            format!(
-                "    real_server 10.2.0.100 {} {{\n        TCP_CHECK {{\n            connect_timeout 1\n        }}\n    }}\n",
-                s.port()
-            )
-        })
+    let reals: Vec<(String, u16)> = (servers.iter())
+        .map(|s| ("10.2.0.100".to_string(), s.port()))
         .collect();
-    let vs = format!(
-        "virtual_server {VIP} {PORT} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n{real}}}\n"
-    );
-    let start = |ns: &Netns, side| -> Result<Daemon> {
-        let tag = ns.name().rsplit('-').next().unwrap_or("x").to_string();
-        let (conf, toml) = example_config(&etc(), side, gw.lab.log_dir())?;
-        let toml = write_config_in(&gw, &format!("tandem-{tag}.toml"), &toml)?;
-        start_tandemd_in(&gw.lab, ns, &format!("{conf}\n{vs}"), &[toml])
-    };
-    let mut a = start(&gw.a, SIDE_A)?;
-    let b = start(&gw.b, SIDE_B)?;
+    let vs = rr_tcp_checked(&format!("{VIP} {PORT}"), &reals, "");
+    let mut a = start_director(&gw, &gw.a, SIDE_A, &vs)?;
+    let b = start_director(&gw, &gw.b, SIDE_B, &vs)?;
     wait_until("a holds both VIPs", Duration::from_secs(15), ms(5), || {
         (gw.a.has_address(VIP).unwrap_or(false) && gw.a.has_address(SNAT).unwrap_or(false))
             .then_some(())
@@ -394,4 +406,121 @@ fn balanced_connections_survive_the_master_directors_death() -> Result<()> {
     // No connection was re-opened elsewhere: each server holds exactly the ones it had.
     assert_eq!(before, after);
     Ok(())
+}
+
+/// Both directors with `persistence_timeout 300` and `lb_algo rr`: persistent clients note
+/// their server through director a; a is SIGKILLed; each client's next connection, through b
+/// (whose persistence sets never saw them), reaches the same server.
+#[test]
+fn persistent_clients_keep_their_server_across_the_master_directors_death() -> Result<()> {
+    require_root!(Ok(()));
+    const CLIENTS: u8 = 12;
+    let gw = Gateway::new("lbpers")?;
+    for host in 11..=13 {
+        gw.server
+            .ip(&format!("addr add 10.2.0.{host}/24 dev eth0"))?;
+    }
+    let _webs = [
+        Web::start(&gw.server, "10.2.0.11", "rs1")?,
+        Web::start(&gw.server, "10.2.0.12", "rs2")?,
+        Web::start(&gw.server, "10.2.0.13", "rs3")?,
+    ];
+    let clients: Vec<IpAddr> = (1..=CLIENTS)
+        .map(|i| format!("10.1.0.{}", 100 + i).parse())
+        .collect::<Result<_, _>>()?;
+    for c in &clients {
+        gw.client.ip(&format!("addr add {c}/24 dev eth0"))?;
+    }
+    let reals: Vec<(String, u16)> = (11..=13)
+        .map(|host| (format!("10.2.0.{host}"), 8080))
+        .collect();
+    let vs = rr_tcp_checked(
+        &format!("{VIP} 80"),
+        &reals,
+        "    persistence_timeout 300\n",
+    );
+    let mut a = start_director(&gw, &gw.a, SIDE_A, &vs)?;
+    let b = start_director(&gw, &gw.b, SIDE_B, &vs)?;
+    wait_until("a holds the VIP", Duration::from_secs(15), ms(5), || {
+        gw.a.has_address(VIP).unwrap_or(false).then_some(())
+    })?;
+    wait_until("b's table", Duration::from_secs(10), ms(50), || {
+        nft_table(&gw.b).then_some(())
+    })?;
+    wait_until("the VIP answers", Duration::from_secs(10), ms(100), || {
+        get(&gw.client).ok()
+    })
+    .with_context(|| a.child.log())?;
+
+    // Through a: each client's server, the same on a second connection (a's sets).
+    let mut before = Vec::new();
+    for &c in &clients {
+        let first = get_from(&gw.client, Some(c))?;
+        assert_eq!(get_from(&gw.client, Some(c))?, first, "{c} moved on a");
+        before.push(first);
+    }
+    let spread: std::collections::BTreeSet<&String> = before.iter().collect();
+    println!("persistent clients through a: {before:?}");
+    assert!(spread.len() >= 2, "every client on one server: {before:?}");
+    // b holds no persistence entry for them: what follows is b's own choice.
+    let listing = gw.b.exec(&["nft", "list", "table", "inet", "tandem_lb"])?;
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("_p_10_2_0_11_8080"), "{listing}");
+    for c in &clients {
+        assert!(
+            !listing.contains(&c.to_string()),
+            "{c} in b's sets: {listing}"
+        );
+    }
+
+    a.child.kill()?;
+    for dev in ["pub0", "int0", "sync0"] {
+        gw.a.link_set(dev, false)?;
+    }
+    wait_until("b holds the VIP", Duration::from_secs(5), ms(5), || {
+        gw.b.has_address(VIP).unwrap_or(false).then_some(())
+    })?;
+    let mut after = Vec::new();
+    for &c in &clients {
+        let server = wait_until(
+            "a connection through b",
+            Duration::from_secs(10),
+            ms(50),
+            || get_from(&gw.client, Some(c)).ok(),
+        )
+        .with_context(|| b.child.log())?;
+        after.push(server);
+    }
+    let kept = before.iter().zip(&after).filter(|(x, y)| x == y).count();
+    println!(
+        "director a killed: {kept}/{} persistent clients reached their server again through b \
+         (after: {after:?})",
+        clients.len()
+    );
+    assert_eq!(before, after);
+    Ok(())
+}
+
+/// A `virtual_server` (address and port in `service`) balancing `reals` round robin in NAT
+/// mode with a TCP_CHECK each, plus `extra` lines.
+fn rr_tcp_checked(service: &str, reals: &[(String, u16)], extra: &str) -> String {
+    let real: String = (reals.iter())
+        .map(|(addr, port)| {
+            format!(
+                "    real_server {addr} {port} {{\n        TCP_CHECK {{\n            connect_timeout 1\n        }}\n    }}\n"
+            )
+        })
+        .collect();
+    format!(
+        "virtual_server {service} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n{extra}{real}}}\n"
+    )
+}
+
+/// tandemd on one director of the NAT gateway lab: the example pair's configuration for
+/// `side`, with replication, plus the virtual server `vs`.
+fn start_director(gw: &Gateway, ns: &Netns, side: Side, vs: &str) -> Result<Daemon> {
+    let tag = ns.name().rsplit('-').next().unwrap_or("x").to_string();
+    let (conf, toml) = example_config(&etc(), side, gw.lab.log_dir())?;
+    let toml = write_config_in(gw, &format!("tandem-{tag}.toml"), &toml)?;
+    start_tandemd_in(&gw.lab, ns, &format!("{conf}\n{vs}"), &[toml])
 }

@@ -38,11 +38,21 @@ impl Tracked {
     }
 
     fn start(&mut self) -> Result<()> {
-        let child = Command::new(&self.path)
-            .arg("1000")
-            .stdin(Stdio::null())
-            .spawn()
-            .context("starting the tracked process")?;
+        // Another test thread that forks while our copy of the file was open for writing
+        // holds that descriptor until its exec: the kernel then refuses to run the copy
+        // (ETXTBSY) for that moment. Try again until it passes.
+        let path = self.path.clone();
+        let child = wait_until(
+            "the tracked process starting",
+            Duration::from_secs(5),
+            ms(10),
+            || match Command::new(&path).arg("1000").stdin(Stdio::null()).spawn() {
+                Ok(child) => Some(Ok(child)),
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => None,
+                Err(e) => Some(Err(e)),
+            },
+        )?
+        .context("starting the tracked process")?;
         self.child = Some(child);
         Ok(())
     }
