@@ -42,6 +42,12 @@ fn gateway_pair_and_directors_differ_only_in_priority() {
         }
         assert_eq!(a.global.router_id.as_deref(), Some(ids[0]), "{name}");
     }
+    // The directors balance one service over three checked web servers, on both nodes.
+    for id in ["d1", "d2"] {
+        let c = load("dual-homed-directors.conf", id);
+        assert_eq!(c.virtual_servers.len(), 1, "{id}");
+        assert_eq!(c.virtual_servers[0].real_servers.len(), 3, "{id}");
+    }
 }
 
 #[test]
