@@ -11,7 +11,9 @@ use std::time::Duration;
 use common::{Answer, WebServer};
 use tandem_lb::check::digest::{body_digest, from_hex, to_hex};
 use tandem_lb::check::probe::Probe;
-use tandem_lb::check::{CheckKind, CheckerSpec, Connect, HttpSpec, Outcome, Timing, UrlSpec};
+use tandem_lb::check::{
+    CheckKind, CheckerSpec, Connect, HttpSpec, Outcome, Timing, UdpSpec, UrlSpec,
+};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -174,12 +176,7 @@ fn ssl_get_speaks_tls_to_a_server_with_a_self_signed_certificate() {
 #[test]
 fn unimplemented_checkers_say_so() {
     let to: SocketAddr = ([127, 0, 0, 1], 25).into();
-    for kind in [
-        CheckKind::Smtp,
-        CheckKind::Dns,
-        CheckKind::Udp,
-        CheckKind::Ping,
-    ] {
+    for kind in [CheckKind::Smtp, CheckKind::Dns, CheckKind::Ping] {
         let keyword = kind.keyword().to_string();
         let err = Probe::new(&spec(kind, to), None, Duration::from_secs(1)).unwrap_err();
         assert!(
@@ -188,4 +185,82 @@ fn unimplemented_checkers_say_so() {
             "{err}"
         );
     }
+}
+
+fn udp(require_reply: bool, reply: &[u8]) -> CheckKind {
+    CheckKind::Udp(UdpSpec {
+        payload: b"ping?".to_vec(),
+        require_reply,
+        reply: reply.to_vec(),
+        min_reply_length: 0,
+        max_reply_length: 255,
+    })
+}
+
+/// A UDP server on loopback answering every datagram with `answer`
+/// (or nothing when `answer` is None); returns its address.
+fn udp_server(answer: Option<&'static [u8]>) -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((len, from)) = socket.recv_from(&mut buf) {
+            assert_eq!(&buf[..len], b"ping?", "the configured payload is sent");
+            if let Some(answer) = answer {
+                socket.send_to(answer, from).unwrap();
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn udp_check_fails_on_port_unreachable_and_follows_require_reply() {
+    // A port nobody listens on: the kernel answers with ICMP port unreachable.
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let closed_addr = closed.local_addr().unwrap();
+    drop(closed);
+    let refused = run(&spec(udp(false, b""), closed_addr));
+    assert!(
+        matches!(&refused, Outcome::Failed(e) if e.contains("refused")),
+        "{refused:?}"
+    );
+
+    let silent = udp_server(None);
+    assert_eq!(run(&spec(udp(false, b""), silent)), Outcome::Healthy);
+    let mut quick = spec(udp(true, b""), silent);
+    quick.timing.connect_timeout = Duration::from_millis(300);
+    assert!(!run(&quick).is_healthy(), "require_reply needs an answer");
+
+    let answering = udp_server(Some(b"pong!"));
+    assert_eq!(run(&spec(udp(true, b""), answering)), Outcome::Healthy);
+    assert_eq!(run(&spec(udp(true, b"pong"), answering)), Outcome::Healthy);
+    assert!(!run(&spec(udp(true, b"pang"), answering)).is_healthy());
+}
+
+#[test]
+fn udp_reply_rule_is_keepalived_s() {
+    let want = |reply: &[u8], min, max| UdpSpec {
+        require_reply: true,
+        reply: reply.to_vec(),
+        min_reply_length: min,
+        max_reply_length: max,
+        ..Default::default()
+    };
+    use tandem_lb::check::probe::reply_matches;
+    assert!(reply_matches(&want(b"", 0, 255), b"anything"));
+    assert!(reply_matches(&want(b"abc", 0, 255), b"abcdef"));
+    assert!(
+        reply_matches(&want(b"abc", 0, 255), b"ab"),
+        "only what arrived is compared"
+    );
+    assert!(
+        !reply_matches(&want(b"abc", 3, 255), b"ab"),
+        "below min_reply_length"
+    );
+    assert!(
+        !reply_matches(&want(b"abc", 0, 4), b"abcdef"),
+        "above max_reply_length"
+    );
+    assert!(!reply_matches(&want(b"abc", 0, 255), b"abx"));
 }

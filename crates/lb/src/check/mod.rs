@@ -19,7 +19,7 @@ pub use action::{Action, CheckerId, Destination, Notification, NotifyKind, Outco
 pub use monitor::Monitor;
 pub use spec::{
     CheckKind, CheckerSpec, Connect, HttpProtocol, HttpSpec, MiscSpec, RealServerSpec, Script,
-    SorryServer, Timing, TimingOverrides, UrlSpec, VirtualServerSpec,
+    SorryServer, Timing, TimingOverrides, UdpSpec, UrlSpec, VirtualServerSpec,
 };
 
 #[cfg(test)]

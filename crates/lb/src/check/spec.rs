@@ -204,6 +204,21 @@ pub struct MiscSpec {
     pub user: Option<String>,
 }
 
+/// UDP_CHECK settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UdpSpec {
+    /// `payload`; empty means keepalived's 32-byte filler.
+    pub payload: Vec<u8>,
+    /// `require_reply`: silence until `connect_timeout` is a failure.
+    pub require_reply: bool,
+    /// `require_reply HEX`: the answer's first bytes (only as many as arrived are compared).
+    pub reply: Vec<u8>,
+    /// `min_reply_length`, applied with `reply`.
+    pub min_reply_length: u16,
+    /// `max_reply_length`, applied with `reply`.
+    pub max_reply_length: u16,
+}
+
 /// The checker kinds keepalived knows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CheckKind {
@@ -219,8 +234,9 @@ pub enum CheckKind {
     Smtp,
     /// `DNS_CHECK` (not implemented by tandem yet).
     Dns,
-    /// `UDP_CHECK` (not implemented by tandem yet).
-    Udp,
+    /// `UDP_CHECK`: a datagram, failed by an ICMP port unreachable or,
+    /// with `require_reply`, by no or a mismatching answer.
+    Udp(UdpSpec),
     /// `PING_CHECK` (not implemented by tandem yet).
     Ping,
     /// `FILE_CHECK` / `BFD_CHECK` and other kinds tandem does not run.
@@ -237,7 +253,7 @@ impl CheckKind {
             CheckKind::Misc(_) => "MISC_CHECK",
             CheckKind::Smtp => "SMTP_CHECK",
             CheckKind::Dns => "DNS_CHECK",
-            CheckKind::Udp => "UDP_CHECK",
+            CheckKind::Udp(_) => "UDP_CHECK",
             CheckKind::Ping => "PING_CHECK",
             CheckKind::Other(k) => k,
         }

@@ -13,7 +13,7 @@ use tandem_config::{
 };
 use tandem_lb::check::{
     spec::DEFAULT_CONNECT_TIMEOUT, CheckKind, CheckerSpec, Connect, HttpProtocol, HttpSpec,
-    MiscSpec, RealServerSpec, Script, SorryServer, Timing, UrlSpec, VirtualServerSpec,
+    MiscSpec, RealServerSpec, Script, SorryServer, Timing, UdpSpec, UrlSpec, VirtualServerSpec,
 };
 use tandem_lb::{Forwarding, Persistence, Protocol, Scheduler, Server, Service, ServiceKey};
 
@@ -428,7 +428,18 @@ fn checker_spec(
             },
             timing: timing(&c.timing, DEFAULT_CONNECT_TIMEOUT),
         },
-        Checker::Smtp(_) | Checker::Dns(_) | Checker::Udp(_) | Checker::Ping(_) => {
+        Checker::Udp(c) => CheckerSpec {
+            kind: CheckKind::Udp(UdpSpec {
+                payload: c.payload.clone(),
+                require_reply: c.require_reply,
+                reply: c.reply.clone(),
+                min_reply_length: c.min_reply_length,
+                max_reply_length: c.max_reply_length,
+            }),
+            connect: connect(&c.connection),
+            timing: timing(&c.timing, c.connection.timeout),
+        },
+        Checker::Smtp(_) | Checker::Dns(_) | Checker::Ping(_) => {
             return not_run("not implemented yet")
         }
         Checker::Bfd(_) => return not_run("tandem has no BFD"),

@@ -9,6 +9,7 @@ mod http;
 mod misc;
 mod tcp;
 mod tls;
+mod udp;
 
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use super::action::Outcome;
 use super::spec::{CheckKind, CheckerSpec};
 
 pub use misc::misc_outcome;
+pub use udp::reply_matches;
 
 /// Why a checker cannot be run.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,8 @@ pub enum Probe {
     Http(http::HttpProbe),
     /// MISC_CHECK.
     Misc(misc::MiscProbe),
+    /// UDP_CHECK.
+    Udp(udp::UdpProbe),
 }
 
 impl Probe {
@@ -71,6 +75,7 @@ impl Probe {
                 misc,
                 misc_default_timeout,
             )?)),
+            CheckKind::Udp(udp) => Ok(Probe::Udp(udp::UdpProbe::new(spec, udp))),
             other => Err(ProbeError::NotImplemented {
                 kind: other.keyword().to_string(),
             }),
@@ -83,6 +88,7 @@ impl Probe {
             Probe::Tcp(p) => p.run().await,
             Probe::Http(p) => p.run().await,
             Probe::Misc(p) => p.run().await,
+            Probe::Udp(p) => p.run().await,
         }
     }
 }
