@@ -376,3 +376,40 @@ fn all_servers_down_runs_quorum_down_and_selects_the_sorry_server() {
     drop(checking);
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+#[test]
+fn ping_check_passes_on_an_answered_echo_and_fails_on_silence() {
+    tandem_lab::require_root!();
+    let (_lab, dir, rs) = lab();
+    let mut spec = CheckerSpec {
+        kind: CheckKind::Ping,
+        connect: Connect {
+            to: "10.77.0.2:0".parse().unwrap(),
+            bind: None,
+        },
+        timing: timing(),
+    };
+    let probe_in_dir = |spec: &CheckerSpec| {
+        let spec = spec.clone();
+        dir.enter(move || {
+            let probe = tandem_lb::check::probe::Probe::new(&spec, None, Duration::ZERO).unwrap();
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(probe.run())
+        })
+        .unwrap()
+    };
+    assert!(
+        probe_in_dir(&spec).is_healthy(),
+        "the real server answers echoes"
+    );
+    rs.sysctl("net.ipv4.icmp_echo_ignore_all", "1").unwrap();
+    let started = Instant::now();
+    let silent = probe_in_dir(&spec);
+    assert!(!silent.is_healthy(), "{silent:?}");
+    assert!(started.elapsed() < 2 * spec.timing.connect_timeout);
+    spec.connect.to = "10.77.0.9:0".parse().unwrap();
+    assert!(!probe_in_dir(&spec).is_healthy(), "nobody owns 10.77.0.9");
+}

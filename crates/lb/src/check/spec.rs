@@ -237,7 +237,7 @@ pub enum CheckKind {
     /// `UDP_CHECK`: a datagram, failed by an ICMP port unreachable or,
     /// with `require_reply`, by no or a mismatching answer.
     Udp(UdpSpec),
-    /// `PING_CHECK` (not implemented by tandem yet).
+    /// `PING_CHECK`: an ICMP echo answered within `connect_timeout`.
     Ping,
     /// `FILE_CHECK` / `BFD_CHECK` and other kinds tandem does not run.
     Other(String),

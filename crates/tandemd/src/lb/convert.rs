@@ -439,9 +439,12 @@ fn checker_spec(
             connect: connect(&c.connection),
             timing: timing(&c.timing, c.connection.timeout),
         },
-        Checker::Smtp(_) | Checker::Dns(_) | Checker::Ping(_) => {
-            return not_run("not implemented yet")
-        }
+        Checker::Ping(c) => CheckerSpec {
+            kind: CheckKind::Ping,
+            connect: connect(&c.connection),
+            timing: timing(&c.timing, c.connection.timeout),
+        },
+        Checker::Smtp(_) | Checker::Dns(_) => return not_run("not implemented yet"),
         Checker::Bfd(_) => return not_run("tandem has no BFD"),
         Checker::File(_) => return not_run("not implemented yet"),
     })

@@ -7,6 +7,7 @@
 mod exchange;
 mod http;
 mod misc;
+mod ping;
 mod tcp;
 mod tls;
 mod udp;
@@ -54,6 +55,8 @@ pub enum Probe {
     Misc(misc::MiscProbe),
     /// UDP_CHECK.
     Udp(udp::UdpProbe),
+    /// PING_CHECK.
+    Ping(ping::PingProbe),
 }
 
 impl Probe {
@@ -76,6 +79,7 @@ impl Probe {
                 misc_default_timeout,
             )?)),
             CheckKind::Udp(udp) => Ok(Probe::Udp(udp::UdpProbe::new(spec, udp))),
+            CheckKind::Ping => Ok(Probe::Ping(ping::PingProbe::new(spec))),
             other => Err(ProbeError::NotImplemented {
                 kind: other.keyword().to_string(),
             }),
@@ -89,6 +93,7 @@ impl Probe {
             Probe::Http(p) => p.run().await,
             Probe::Misc(p) => p.run().await,
             Probe::Udp(p) => p.run().await,
+            Probe::Ping(p) => p.run().await,
         }
     }
 }

@@ -174,10 +174,11 @@ virtual_server 10.0.0.100 53 {
         "{:?}",
         c.warnings
     );
-    assert!(warned_at(&c, 8, "PING_CHECK is not run by tandem"));
+    assert!(!warned_at(&c, 8, "PING_CHECK"), "PING_CHECK runs");
     let rs = &c.services[0].spec.real_servers[0];
-    assert_eq!(rs.checkers.len(), 1, "only TCP_CHECK runs");
-    assert_eq!(rs.checkers[0].kind, CheckKind::Tcp);
+    assert_eq!(rs.checkers.len(), 2, "PING_CHECK and TCP_CHECK run");
+    assert_eq!(rs.checkers[0].kind, CheckKind::Ping);
+    assert_eq!(rs.checkers[1].kind, CheckKind::Tcp);
     assert!(matches!(
         c.services[0].templates[0].key,
         ServiceKey::Addr {
