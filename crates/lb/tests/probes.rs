@@ -9,10 +9,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Answer, WebServer};
+use hickory_proto::op::{Message, OpCode, ResponseCode};
+use hickory_proto::rr::RecordType;
 use tandem_lb::check::digest::{body_digest, from_hex, to_hex};
 use tandem_lb::check::probe::Probe;
 use tandem_lb::check::{
-    CheckKind, CheckerSpec, Connect, HttpSpec, Outcome, Timing, UdpSpec, UrlSpec,
+    CheckKind, CheckerSpec, Connect, DnsSpec, HttpSpec, Outcome, Timing, UdpSpec, UrlSpec,
 };
 
 fn rt() -> tokio::runtime::Runtime {
@@ -176,7 +178,7 @@ fn ssl_get_speaks_tls_to_a_server_with_a_self_signed_certificate() {
 #[test]
 fn unimplemented_checkers_say_so() {
     let to: SocketAddr = ([127, 0, 0, 1], 25).into();
-    for kind in [CheckKind::Smtp, CheckKind::Dns, CheckKind::Ping] {
+    for kind in [CheckKind::Smtp, CheckKind::Other("FILE_CHECK".into())] {
         let keyword = kind.keyword().to_string();
         let err = Probe::new(&spec(kind, to), None, Duration::from_secs(1)).unwrap_err();
         assert!(
@@ -263,4 +265,66 @@ fn udp_reply_rule_is_keepalived_s() {
         "above max_reply_length"
     );
     assert!(!reply_matches(&want(b"abc", 0, 255), b"abx"));
+}
+
+/// A DNS server on loopback: first a stray datagram with another id, then
+/// the response built by `answer` from the query.
+fn dns_server(answer: fn(&Message) -> Message) -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((len, from)) = socket.recv_from(&mut buf) {
+            let query = Message::from_vec(&buf[..len]).unwrap();
+            let mut stray = answer(&query);
+            stray.metadata.id = query.metadata.id.wrapping_add(1);
+            socket.send_to(&stray.to_vec().unwrap(), from).unwrap();
+            socket
+                .send_to(&answer(&query).to_vec().unwrap(), from)
+                .unwrap();
+        }
+    });
+    addr
+}
+
+fn dns(query_type: &str, name: &str) -> CheckKind {
+    CheckKind::Dns(DnsSpec {
+        query_type: query_type.into(),
+        name: name.into(),
+    })
+}
+
+#[test]
+fn dns_check_needs_a_noerror_response_with_the_query_s_id() {
+    fn ok(query: &Message) -> Message {
+        assert_eq!(query.queries[0].query_type(), RecordType::A);
+        assert_eq!(query.queries[0].name().to_ascii(), "www.example.org.");
+        assert!(query.metadata.recursion_desired);
+        let mut response = Message::response(query.metadata.id, OpCode::Query);
+        response.add_queries(query.queries.clone());
+        response
+    }
+    fn refused(query: &Message) -> Message {
+        let mut response = Message::response(query.metadata.id, OpCode::Query);
+        response.metadata.response_code = ResponseCode::Refused;
+        response
+    }
+    assert_eq!(
+        run(&spec(dns("A", "www.example.org"), dns_server(ok))),
+        Outcome::Healthy
+    );
+    let failed = run(&spec(dns("A", "www.example.org"), dns_server(refused)));
+    assert!(!failed.is_healthy(), "{failed:?}");
+
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut quick = spec(dns("SOA", ""), silent.local_addr().unwrap());
+    quick.timing.connect_timeout = Duration::from_millis(300);
+    assert!(!run(&quick).is_healthy(), "no response is a failure");
+
+    let bad = Probe::new(
+        &spec(dns("NOPE", ""), silent.local_addr().unwrap()),
+        None,
+        Duration::ZERO,
+    );
+    assert!(bad.is_err(), "an unknown type is refused before any check");
 }

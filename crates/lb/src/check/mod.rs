@@ -18,8 +18,8 @@ pub mod spec;
 pub use action::{Action, CheckerId, Destination, Notification, NotifyKind, Outcome};
 pub use monitor::Monitor;
 pub use spec::{
-    CheckKind, CheckerSpec, Connect, HttpProtocol, HttpSpec, MiscSpec, RealServerSpec, Script,
-    SorryServer, Timing, TimingOverrides, UdpSpec, UrlSpec, VirtualServerSpec,
+    CheckKind, CheckerSpec, Connect, DnsSpec, HttpProtocol, HttpSpec, MiscSpec, RealServerSpec,
+    Script, SorryServer, Timing, TimingOverrides, UdpSpec, UrlSpec, VirtualServerSpec,
 };
 
 #[cfg(test)]

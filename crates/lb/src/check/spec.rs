@@ -219,6 +219,15 @@ pub struct UdpSpec {
     pub max_reply_length: u16,
 }
 
+/// DNS_CHECK settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsSpec {
+    /// `type` (keepalived's default `SOA`).
+    pub query_type: String,
+    /// `name` (keepalived's default: the root).
+    pub name: String,
+}
+
 /// The checker kinds keepalived knows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CheckKind {
@@ -232,8 +241,8 @@ pub enum CheckKind {
     Misc(MiscSpec),
     /// `SMTP_CHECK` (not implemented by tandem yet).
     Smtp,
-    /// `DNS_CHECK` (not implemented by tandem yet).
-    Dns,
+    /// `DNS_CHECK`: a query answered with the query's id and NOERROR.
+    Dns(DnsSpec),
     /// `UDP_CHECK`: a datagram, failed by an ICMP port unreachable or,
     /// with `require_reply`, by no or a mismatching answer.
     Udp(UdpSpec),
@@ -252,7 +261,7 @@ impl CheckKind {
             CheckKind::Ssl(_) => "SSL_GET",
             CheckKind::Misc(_) => "MISC_CHECK",
             CheckKind::Smtp => "SMTP_CHECK",
-            CheckKind::Dns => "DNS_CHECK",
+            CheckKind::Dns(_) => "DNS_CHECK",
             CheckKind::Udp(_) => "UDP_CHECK",
             CheckKind::Ping => "PING_CHECK",
             CheckKind::Other(k) => k,

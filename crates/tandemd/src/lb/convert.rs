@@ -12,8 +12,9 @@ use tandem_config::{
     HttpCheck, LbKind, Location, RealServer, ServiceAddress, VirtualServer,
 };
 use tandem_lb::check::{
-    spec::DEFAULT_CONNECT_TIMEOUT, CheckKind, CheckerSpec, Connect, HttpProtocol, HttpSpec,
-    MiscSpec, RealServerSpec, Script, SorryServer, Timing, UdpSpec, UrlSpec, VirtualServerSpec,
+    spec::DEFAULT_CONNECT_TIMEOUT, CheckKind, CheckerSpec, Connect, DnsSpec, HttpProtocol,
+    HttpSpec, MiscSpec, RealServerSpec, Script, SorryServer, Timing, UdpSpec, UrlSpec,
+    VirtualServerSpec,
 };
 use tandem_lb::{Forwarding, Persistence, Protocol, Scheduler, Server, Service, ServiceKey};
 
@@ -444,7 +445,15 @@ fn checker_spec(
             connect: connect(&c.connection),
             timing: timing(&c.timing, c.connection.timeout),
         },
-        Checker::Smtp(_) | Checker::Dns(_) => return not_run("not implemented yet"),
+        Checker::Dns(c) => CheckerSpec {
+            kind: CheckKind::Dns(DnsSpec {
+                query_type: c.query_type.clone(),
+                name: c.name.clone(),
+            }),
+            connect: connect(&c.connection),
+            timing: timing(&c.timing, c.connection.timeout),
+        },
+        Checker::Smtp(_) => return not_run("not implemented yet"),
         Checker::Bfd(_) => return not_run("tandem has no BFD"),
         Checker::File(_) => return not_run("not implemented yet"),
     })

@@ -4,6 +4,7 @@
 //! run at every check; each run ends within its timeout, so a probe never
 //! holds the monitor up.
 
+mod dns;
 mod exchange;
 mod http;
 mod misc;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use super::action::Outcome;
 use super::spec::{CheckKind, CheckerSpec};
 
+pub use dns::response_verdict;
 pub use misc::misc_outcome;
 pub use udp::reply_matches;
 
@@ -39,6 +41,16 @@ pub enum ProbeError {
         /// What the regex compiler said.
         source: regex::Error,
     },
+    /// DNS_CHECK `type` or `name` that cannot make a query.
+    #[error("DNS_CHECK query `{query_type} {name}` is invalid: {why}")]
+    BadDnsQuery {
+        /// `type`.
+        query_type: String,
+        /// `name`.
+        name: String,
+        /// What the DNS library said.
+        why: String,
+    },
     /// MISC_CHECK `user` names nobody on this system.
     #[error("MISC_CHECK user `{0}` does not exist")]
     UnknownUser(String),
@@ -57,6 +69,8 @@ pub enum Probe {
     Udp(udp::UdpProbe),
     /// PING_CHECK.
     Ping(ping::PingProbe),
+    /// DNS_CHECK.
+    Dns(dns::DnsProbe),
 }
 
 impl Probe {
@@ -80,6 +94,7 @@ impl Probe {
             )?)),
             CheckKind::Udp(udp) => Ok(Probe::Udp(udp::UdpProbe::new(spec, udp))),
             CheckKind::Ping => Ok(Probe::Ping(ping::PingProbe::new(spec))),
+            CheckKind::Dns(dns) => Ok(Probe::Dns(dns::DnsProbe::new(spec, dns)?)),
             other => Err(ProbeError::NotImplemented {
                 kind: other.keyword().to_string(),
             }),
@@ -94,6 +109,7 @@ impl Probe {
             Probe::Misc(p) => p.run().await,
             Probe::Udp(p) => p.run().await,
             Probe::Ping(p) => p.run().await,
+            Probe::Dns(p) => p.run().await,
         }
     }
 }

@@ -154,13 +154,15 @@ virtual_server 10.0.0.101 80 {
 #[test]
 fn checkers_tandem_does_not_run_are_warned_where_written() {
     let text = "\
+track_file f {
+    file /run/tandem-test-weight
+}
 virtual_server 10.0.0.100 53 {
     protocol UDP
     lb_algo rr
     lb_kind NAT
     real_server 10.0.1.1 53 {
-        DNS_CHECK {
-        }
+        FILE_CHECK { track_file f }
         PING_CHECK {
         }
         TCP_CHECK {
@@ -170,11 +172,11 @@ virtual_server 10.0.0.100 53 {
 ";
     let c = convert(&parse(text));
     assert!(
-        warned_at(&c, 6, "DNS_CHECK is not run by tandem"),
+        warned_at(&c, 9, "FILE_CHECK is not run by tandem"),
         "{:?}",
         c.warnings
     );
-    assert!(!warned_at(&c, 8, "PING_CHECK"), "PING_CHECK runs");
+    assert!(!warned_at(&c, 10, "PING_CHECK"), "PING_CHECK runs");
     let rs = &c.services[0].spec.real_servers[0];
     assert_eq!(rs.checkers.len(), 2, "PING_CHECK and TCP_CHECK run");
     assert_eq!(rs.checkers[0].kind, CheckKind::Ping);
