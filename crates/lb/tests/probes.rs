@@ -14,7 +14,7 @@ use hickory_proto::rr::RecordType;
 use tandem_lb::check::digest::{body_digest, from_hex, to_hex};
 use tandem_lb::check::probe::Probe;
 use tandem_lb::check::{
-    CheckKind, CheckerSpec, Connect, DnsSpec, HttpSpec, Outcome, Timing, UdpSpec, UrlSpec,
+    CheckKind, CheckerSpec, Connect, DnsSpec, HttpSpec, Outcome, SmtpSpec, Timing, UdpSpec, UrlSpec,
 };
 
 fn rt() -> tokio::runtime::Runtime {
@@ -178,7 +178,7 @@ fn ssl_get_speaks_tls_to_a_server_with_a_self_signed_certificate() {
 #[test]
 fn unimplemented_checkers_say_so() {
     let to: SocketAddr = ([127, 0, 0, 1], 25).into();
-    for kind in [CheckKind::Smtp, CheckKind::Other("FILE_CHECK".into())] {
+    for kind in [CheckKind::Other("FILE_CHECK".into())] {
         let keyword = kind.keyword().to_string();
         let err = Probe::new(&spec(kind, to), None, Duration::from_secs(1)).unwrap_err();
         assert!(
@@ -327,4 +327,67 @@ fn dns_check_needs_a_noerror_response_with_the_query_s_id() {
         Duration::ZERO,
     );
     assert!(bad.is_err(), "an unknown type is refused before any check");
+}
+
+/// An SMTP server on loopback speaking `greeting`, then answering HELO with
+/// `helo_reply`; it hands back the HELO line it received.
+fn smtp_server(
+    greeting: &'static str,
+    helo_reply: &'static str,
+) -> (SocketAddr, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (seen, heard) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut write = stream.try_clone().unwrap();
+        let mut read = BufReader::new(stream);
+        write.write_all(greeting.as_bytes()).unwrap();
+        for reply in [helo_reply, "221 bye\r\n"] {
+            let mut line = String::new();
+            if read.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let _ = seen.send(line.trim_end().to_string());
+            let _ = write.write_all(reply.as_bytes());
+        }
+    });
+    (addr, heard)
+}
+
+fn smtp() -> CheckKind {
+    CheckKind::Smtp(SmtpSpec {
+        helo_name: "checker.tandem.test".into(),
+    })
+}
+
+#[test]
+fn smtp_check_follows_greeting_helo_quit() {
+    let (good, heard) = smtp_server("220 mx.test ESMTP\r\n", "250 mx.test\r\n");
+    assert_eq!(run(&spec(smtp(), good)), Outcome::Healthy);
+    assert_eq!(heard.recv().unwrap(), "HELO checker.tandem.test");
+    assert_eq!(heard.recv().unwrap(), "QUIT");
+
+    let (busy, _) = smtp_server("554 no service\r\n", "250 mx.test\r\n");
+    let failed = run(&spec(smtp(), busy));
+    assert!(
+        matches!(&failed, Outcome::Failed(e) if e.contains("greeting")),
+        "{failed:?}"
+    );
+
+    let (refusing, _) = smtp_server("220 mx.test\r\n", "501 who are you\r\n");
+    let failed = run(&spec(smtp(), refusing));
+    assert!(
+        matches!(&failed, Outcome::Failed(e) if e.contains("HELO")),
+        "{failed:?}"
+    );
+
+    let (mute, _) = smtp_server("", "");
+    let mut quick = spec(smtp(), mute);
+    quick.timing.connect_timeout = Duration::from_millis(300);
+    assert!(
+        !run(&quick).is_healthy(),
+        "no greeting within connect_timeout"
+    );
 }

@@ -19,7 +19,7 @@ pub use action::{Action, CheckerId, Destination, Notification, NotifyKind, Outco
 pub use monitor::Monitor;
 pub use spec::{
     CheckKind, CheckerSpec, Connect, DnsSpec, HttpProtocol, HttpSpec, MiscSpec, RealServerSpec,
-    Script, SorryServer, Timing, TimingOverrides, UdpSpec, UrlSpec, VirtualServerSpec,
+    Script, SmtpSpec, SorryServer, Timing, TimingOverrides, UdpSpec, UrlSpec, VirtualServerSpec,
 };
 
 #[cfg(test)]

@@ -228,6 +228,13 @@ pub struct DnsSpec {
     pub name: String,
 }
 
+/// SMTP_CHECK settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmtpSpec {
+    /// `helo_name` (keepalived's default `smtpchecker.keepalived.org`).
+    pub helo_name: String,
+}
+
 /// The checker kinds keepalived knows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CheckKind {
@@ -239,8 +246,8 @@ pub enum CheckKind {
     Ssl(HttpSpec),
     /// `MISC_CHECK`.
     Misc(MiscSpec),
-    /// `SMTP_CHECK` (not implemented by tandem yet).
-    Smtp,
+    /// `SMTP_CHECK`: greeting 220, HELO answered 250, QUIT.
+    Smtp(SmtpSpec),
     /// `DNS_CHECK`: a query answered with the query's id and NOERROR.
     Dns(DnsSpec),
     /// `UDP_CHECK`: a datagram, failed by an ICMP port unreachable or,
@@ -260,7 +267,7 @@ impl CheckKind {
             CheckKind::Http(_) => "HTTP_GET",
             CheckKind::Ssl(_) => "SSL_GET",
             CheckKind::Misc(_) => "MISC_CHECK",
-            CheckKind::Smtp => "SMTP_CHECK",
+            CheckKind::Smtp(_) => "SMTP_CHECK",
             CheckKind::Dns(_) => "DNS_CHECK",
             CheckKind::Udp(_) => "UDP_CHECK",
             CheckKind::Ping => "PING_CHECK",

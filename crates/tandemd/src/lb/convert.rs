@@ -13,7 +13,7 @@ use tandem_config::{
 };
 use tandem_lb::check::{
     spec::DEFAULT_CONNECT_TIMEOUT, CheckKind, CheckerSpec, Connect, DnsSpec, HttpProtocol,
-    HttpSpec, MiscSpec, RealServerSpec, Script, SorryServer, Timing, UdpSpec, UrlSpec,
+    HttpSpec, MiscSpec, RealServerSpec, Script, SmtpSpec, SorryServer, Timing, UdpSpec, UrlSpec,
     VirtualServerSpec,
 };
 use tandem_lb::{Forwarding, Persistence, Protocol, Scheduler, Server, Service, ServiceKey};
@@ -346,6 +346,17 @@ fn real_server(
     let vhost = rs.virtualhost.as_deref().or(vs.virtualhost.as_deref());
     let mut checkers = Vec::new();
     for checker in &rs.checkers {
+        if let Checker::Smtp(c) = checker {
+            if !c.hosts.is_empty() {
+                warnings.push(warn(
+                    &c.location,
+                    checker.keyword(),
+                    "the deprecated `host` blocks are not checked: only the checker's own \
+                     address is; write one SMTP_CHECK per host instead"
+                        .into(),
+                ));
+            }
+        }
         if let Checker::Http(c) | Checker::Ssl(c) = checker {
             if c.fast_recovery {
                 warnings.push(warn(
@@ -453,7 +464,13 @@ fn checker_spec(
             connect: connect(&c.connection),
             timing: timing(&c.timing, c.connection.timeout),
         },
-        Checker::Smtp(_) => return not_run("not implemented yet"),
+        Checker::Smtp(c) => CheckerSpec {
+            kind: CheckKind::Smtp(SmtpSpec {
+                helo_name: c.helo_name.clone(),
+            }),
+            connect: connect(&c.connection),
+            timing: timing(&c.timing, c.connection.timeout),
+        },
         Checker::Bfd(_) => return not_run("tandem has no BFD"),
         Checker::File(_) => return not_run("not implemented yet"),
     })

@@ -9,6 +9,7 @@ mod exchange;
 mod http;
 mod misc;
 mod ping;
+mod smtp;
 mod tcp;
 mod tls;
 mod udp;
@@ -71,6 +72,8 @@ pub enum Probe {
     Ping(ping::PingProbe),
     /// DNS_CHECK.
     Dns(dns::DnsProbe),
+    /// SMTP_CHECK.
+    Smtp(smtp::SmtpProbe),
 }
 
 impl Probe {
@@ -95,6 +98,7 @@ impl Probe {
             CheckKind::Udp(udp) => Ok(Probe::Udp(udp::UdpProbe::new(spec, udp))),
             CheckKind::Ping => Ok(Probe::Ping(ping::PingProbe::new(spec))),
             CheckKind::Dns(dns) => Ok(Probe::Dns(dns::DnsProbe::new(spec, dns)?)),
+            CheckKind::Smtp(smtp) => Ok(Probe::Smtp(smtp::SmtpProbe::new(spec, smtp))),
             other => Err(ProbeError::NotImplemented {
                 kind: other.keyword().to_string(),
             }),
@@ -110,6 +114,7 @@ impl Probe {
             Probe::Udp(p) => p.run().await,
             Probe::Ping(p) => p.run().await,
             Probe::Dns(p) => p.run().await,
+            Probe::Smtp(p) => p.run().await,
         }
     }
 }

@@ -302,3 +302,63 @@ virtual_server 10.0.0.100 80 {
     assert_eq!(m.user.as_deref(), Some("nobody"));
     assert_eq!(m.timeout, Some(Duration::from_secs(7)));
 }
+
+#[test]
+fn udp_dns_smtp_and_ping_checkers_carry_their_settings() {
+    let text = "\
+virtual_server 10.0.0.100 53 {
+    protocol UDP
+    lb_algo rr
+    lb_kind NAT
+    real_server 10.0.1.1 53 {
+        UDP_CHECK {
+            payload 0102
+            require_reply 0a0b
+        }
+        DNS_CHECK {
+            type A
+            name www.example.org
+        }
+        SMTP_CHECK {
+            helo_name checker.example.org
+            connect_port 25
+            host {
+                connect_ip 10.0.1.9
+            }
+        }
+    }
+}
+";
+    let c = convert(&parse(text));
+    let checkers = &c.services[0].spec.real_servers[0].checkers;
+    assert_eq!(
+        checkers[0].kind,
+        CheckKind::Udp(UdpSpec {
+            payload: vec![1, 2],
+            require_reply: true,
+            reply: vec![0x0a, 0x0b],
+            min_reply_length: 0,
+            max_reply_length: 255,
+        })
+    );
+    assert_eq!(
+        checkers[1].kind,
+        CheckKind::Dns(DnsSpec {
+            query_type: "A".into(),
+            name: "www.example.org".into(),
+        })
+    );
+    assert_eq!(
+        checkers[2].kind,
+        CheckKind::Smtp(SmtpSpec {
+            helo_name: "checker.example.org".into(),
+        })
+    );
+    assert_eq!(checkers[2].connect.to.port(), 25);
+    assert!(
+        warned_at(&c, 14, "`host` blocks are not checked"),
+        "{:?}",
+        c.warnings
+    );
+    assert!(!c.warnings.iter().any(|w| w.message.contains("not run")));
+}
