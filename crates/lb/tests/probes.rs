@@ -178,8 +178,8 @@ fn ssl_get_speaks_tls_to_a_server_with_a_self_signed_certificate() {
 #[test]
 fn unimplemented_checkers_say_so() {
     let to: SocketAddr = ([127, 0, 0, 1], 25).into();
-    for kind in [CheckKind::Other("FILE_CHECK".into())] {
-        let keyword = kind.keyword().to_string();
+    for keyword in ["FILE_CHECK", "BFD_CHECK"] {
+        let kind = CheckKind::Other(keyword.into());
         let err = Probe::new(&spec(kind, to), None, Duration::from_secs(1)).unwrap_err();
         assert!(
             err.to_string()
