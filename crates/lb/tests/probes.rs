@@ -391,3 +391,11 @@ fn smtp_check_follows_greeting_helo_quit() {
         "no greeting within connect_timeout"
     );
 }
+
+#[test]
+fn ping_check_answers_on_loopback_for_both_families() {
+    for to in ["127.0.0.1:0", "[::1]:0"] {
+        let outcome = run(&spec(CheckKind::Ping, to.parse().unwrap()));
+        assert_eq!(outcome, Outcome::Healthy, "{to}");
+    }
+}
