@@ -109,7 +109,7 @@ fn echo_request(v4: bool, id: u16, seq: u16) -> Vec<u8> {
     packet.extend_from_slice(&seq.to_be_bytes());
     packet.extend(b"keepalived check - ".iter().cycle().take(PAYLOAD_LEN));
     if v4 {
-        let sum = checksum(&packet);
+        let sum = tandem_vrrp::checksum::plain(&packet);
         packet[2..4].copy_from_slice(&sum.to_be_bytes());
     }
     packet
@@ -123,18 +123,6 @@ fn is_echo_reply(v4: bool, icmp: &[u8], id: Option<u16>, seq: u16) -> bool {
         && icmp[6..8] == seq.to_be_bytes()
 }
 
-/// The Internet checksum (RFC 1071).
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,7 +131,11 @@ mod tests {
     fn echo_request_checksums_to_zero() {
         let packet = echo_request(true, 0x1234, 7);
         assert_eq!(packet.len(), 8 + PAYLOAD_LEN);
-        assert_eq!(checksum(&packet), 0, "a correct checksum sums to 0xffff");
+        assert_eq!(
+            tandem_vrrp::checksum::plain(&packet),
+            0,
+            "a correct checksum sums to 0xffff"
+        );
         let mut reply = packet.clone();
         reply[0] = 0;
         assert!(is_echo_reply(true, &reply, Some(0x1234), 7));
