@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use tandem_lab::{Lab, Netns};
 use tandem_lb::{Backend, Nftables, Persistence, Protocol, Scheduler, Service};
 
@@ -126,32 +126,7 @@ fn serve_http(ns: &Netns, name: String) -> anyhow::Result<Arc<AtomicUsize>> {
 
 /// One HTTP/1.0 GET from source address `from`; the body.
 fn http_get(from: IpAddr, to: SocketAddr) -> anyhow::Result<String> {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    sock.bind(&SocketAddr::new(from, 0).into())?;
-    sock.connect_timeout(&to.into(), Duration::from_secs(2))
-        .with_context(|| format!("connecting {from} -> {to}"))?;
-    let mut s: std::net::TcpStream = sock.into();
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 512];
-    loop {
-        let n = s.read(&mut buf)?;
-        answer.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&answer);
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len = head
-                .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: "))
-                .and_then(|v| v.trim().parse::<usize>().ok());
-            if len.is_some_and(|len| body.len() >= len) && !body.is_empty() {
-                return Ok(body.to_string());
-            }
-        }
-        if n == 0 {
-            bail!("no body in answer {text:?}");
-        }
-    }
+    tandem_lab::http_get(Some(from), to)
 }
 
 fn service(scheduler: Scheduler, weights: &[u32]) -> Service {

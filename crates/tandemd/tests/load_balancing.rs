@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use common::*;
 use nix::sys::signal::Signal;
 use tandem_lab::{
@@ -98,36 +98,8 @@ fn get(client: &Netns) -> Result<String> {
 
 /// [`get`] from the client's address `from` (None: the kernel's choice).
 fn get_from(client: &Netns, from: Option<IpAddr>) -> Result<String> {
-    client.enter(|| -> Result<String> {
-        let to: SocketAddr = format!("{VIP}:80").parse()?;
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-        if let Some(from) = from {
-            socket.bind(&SocketAddr::new(from, 0).into())?;
-        }
-        socket.connect_timeout(&to.into(), Duration::from_secs(2))?;
-        let mut s: std::net::TcpStream = socket.into();
-        s.set_read_timeout(Some(Duration::from_secs(2)))?;
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-        let mut answer = Vec::new();
-        let mut buf = [0u8; 512];
-        loop {
-            let n = s.read(&mut buf)?;
-            answer.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&answer).to_string();
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let len = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Content-Length: "))
-                    .and_then(|v| v.trim().parse::<usize>().ok());
-                if len.is_some_and(|len| body.len() >= len) && !body.is_empty() {
-                    return Ok(body.to_string());
-                }
-            }
-            if n == 0 {
-                bail!("no body in {text:?}");
-            }
-        }
-    })?
+    let to: SocketAddr = format!("{VIP}:80").parse()?;
+    client.enter(move || tandem_lab::http_get(from, to))?
 }
 
 fn tally(client: &Netns, n: usize) -> Result<BTreeMap<String, usize>> {
