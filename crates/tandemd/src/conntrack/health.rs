@@ -104,8 +104,6 @@ pub struct PeerHealth {
     pub last_heard: Option<Instant>,
     /// Silence longer than this makes the peer silent.
     pub silent_after: Duration,
-    /// DATA datagrams this node sent again.
-    pub retransmissions: u64,
     /// Dropped datagrams by reason, those that happened only.
     pub drops: Vec<(&'static str, u64)>,
     /// How far the peer is behind this node.
@@ -143,7 +141,7 @@ impl PeerHealth {
         let mut out = format!(
             "sync peer={} health={health} last_heard={heard} unacked={} oldest_unacked={oldest} \
              queued_bytes={} retransmissions={} drops={total}",
-            self.peer, self.lag.unacked, self.lag.queued_bytes, self.retransmissions
+            self.peer, self.lag.unacked, self.lag.queued_bytes, self.counters.retransmissions
         );
         for (name, n) in &self.drops {
             let _ = write!(out, " drop_{name}={n}");
@@ -190,7 +188,6 @@ impl Health {
             started: now,
             last_heard: None,
             silent_after,
-            retransmissions: 0,
             drops: Vec::new(),
             lag: Default::default(),
             counters: Stats::default(),
@@ -354,7 +351,6 @@ impl Health {
         ];
         if let Ok(mut shared) = self.shared.lock() {
             shared.last_heard = self.last_heard;
-            shared.retransmissions = stats.retransmissions;
             shared.drops = drops.into_iter().filter(|&(_, n)| n > 0).collect();
             shared.lag = lag;
             shared.counters = stats.clone();
@@ -451,10 +447,12 @@ mod tests {
             started: t0,
             last_heard: None,
             silent_after: Duration::from_secs(3),
-            retransmissions: 2,
             drops: vec![("bad_hmac", 5)],
             lag: Default::default(),
-            counters: Stats::default(),
+            counters: Stats {
+                retransmissions: 2,
+                ..Stats::default()
+            },
             published: t0,
         };
         assert!(!h.is_silent(t0 + Duration::from_secs(2)));

@@ -72,7 +72,7 @@ impl Daemon {
                     "unacked": h.lag.unacked,
                     "oldest_unacked_seconds": h.lag.oldest_unacked.map(|t| now.saturating_duration_since(t).as_secs_f64()),
                     "queued_bytes": h.lag.queued_bytes,
-                    "retransmissions": h.retransmissions,
+                    "retransmissions": h.counters.retransmissions,
                     "drops_by_reason": drops,
                     "internal_entries": h.counters.internal_entries,
                     "external_entries": h.counters.external_entries,
