@@ -19,24 +19,7 @@ const NOBODY: u32 = 65534;
 
 /// A sync group G1 of VI_0 (eth0) and VI_1 (eth1) at `priority`, with `global` lines.
 fn group_config(priority: u8, global: &str) -> String {
-    let vi = |name, interface, vrid, vip| {
-        Vi {
-            name,
-            interface,
-            vrid,
-            priority,
-            advert_int: "1",
-            version: 3,
-            vips: &[vip],
-            extra: "",
-        }
-        .render()
-    };
-    format!(
-        "global_defs {{\n    script_user root\n{global}}}\nvrrp_sync_group G1 {{\n    group {{\n        VI_0\n        VI_1\n    }}\n}}\n{}{}",
-        vi("VI_0", "eth0", 10, "10.0.0.254/24"),
-        vi("VI_1", "eth1", 11, "10.0.1.254/24"),
-    )
+    group_g1(priority, global, "")
 }
 
 /// Reads everything a FIFO has so far, without blocking.

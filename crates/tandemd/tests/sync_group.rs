@@ -31,25 +31,10 @@ fn config(pair: &Pair, node: &str, priority: u8) -> Result<String> {
         .arg("+x")
         .arg(&script)
         .status()?;
-    let vi = |name, interface, vrid, vip| {
-        Vi {
-            name,
-            interface,
-            vrid,
-            priority,
-            advert_int: "1",
-            version: 3,
-            vips: &[vip],
-            extra: "",
-        }
-        .render()
-    };
-    // The hook runs as root by choice: no warning about a missing `keepalived_script` user.
-    Ok(format!(
-        "global_defs {{\n    script_user root\n}}\nvrrp_sync_group G1 {{\n    group {{\n        VI_0\n        VI_1\n    }}\n    notify {}\n}}\n{}{}",
-        script.display(),
-        vi("VI_0", "eth0", 10, "10.0.0.254/24"),
-        vi("VI_1", "eth1", 11, "10.0.1.254/24"),
+    Ok(group_g1(
+        priority,
+        "",
+        &format!("    notify {}\n", script.display()),
     ))
 }
 

@@ -419,3 +419,28 @@ impl Drop for ScriptDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Sync group G1 of VI_0 (eth0, VRID 10, 10.0.0.254) and VI_1 (eth1, VRID 11, 10.0.1.254),
+/// VRRPv3 at `priority`, scripts as root, with `global` lines in global_defs and `group`
+/// lines in the sync group.
+pub fn group_g1(priority: u8, global: &str, group: &str) -> String {
+    let vi = |name, interface, vrid, vip| {
+        Vi {
+            name,
+            interface,
+            vrid,
+            priority,
+            advert_int: "1",
+            version: 3,
+            vips: &[vip],
+            extra: "",
+        }
+        .render()
+    };
+    // Scripts run as root by choice: no warning about a missing `keepalived_script` user.
+    format!(
+        "global_defs {{\n    script_user root\n{global}}}\nvrrp_sync_group G1 {{\n    group {{\n        VI_0\n        VI_1\n    }}\n{group}}}\n{}{}",
+        vi("VI_0", "eth0", 10, "10.0.0.254/24"),
+        vi("VI_1", "eth1", 11, "10.0.1.254/24"),
+    )
+}
