@@ -530,7 +530,8 @@ pub struct MiscCheck {
 pub struct SmtpCheck {
     /// Where to connect (port: the real server's, else 25).
     pub connection: Connection,
-    /// `host { ... }` blocks (deprecated): more servers to try, each its own connection.
+    /// `host { ... }` blocks (deprecated) beyond the one in `connection`: each is one more
+    /// checker of the same real server, as keepalived runs them.
     pub hosts: Vec<Connection>,
     /// `helo_name` (default `smtpchecker.keepalived.org`).
     pub helo_name: String,

@@ -31,7 +31,7 @@ pub(crate) struct TimingWords {
 }
 
 /// Connection settings as written in a checker block.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct ConnWords {
     pub address: Option<IpAddr>,
     pub port: Option<u16>,
@@ -920,8 +920,16 @@ pub(crate) fn resolve(p: ParsedChecker, from: &Inherited) -> Checker {
         }
         Checker::Smtp(c) => {
             c.timing = timing;
-            c.connection = conn.unwrap_or_else(placeholder_connection);
-            c.hosts = hosts;
+            // keepalived: an SMTP_CHECK that sets no connection word of its own but has
+            // (deprecated) `host` blocks checks the first host in its place; every other
+            // host is one more checker with the same timing and HELO name.
+            let own_words = p.conn.as_ref().is_some_and(|w| *w != ConnWords::default());
+            let mut hosts = hosts.into_iter();
+            c.connection = match hosts.len() {
+                n if n > 0 && !own_words => hosts.next().expect("one host"),
+                _ => conn.unwrap_or_else(placeholder_connection),
+            };
+            c.hosts = hosts.collect();
         }
         Checker::Dns(c) => {
             c.timing = timing;

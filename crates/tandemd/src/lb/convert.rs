@@ -346,17 +346,6 @@ fn real_server(
     let vhost = rs.virtualhost.as_deref().or(vs.virtualhost.as_deref());
     let mut checkers = Vec::new();
     for checker in &rs.checkers {
-        if let Checker::Smtp(c) = checker {
-            if !c.hosts.is_empty() {
-                warnings.push(warn(
-                    &c.location,
-                    checker.keyword(),
-                    "the deprecated `host` blocks are not checked: only the checker's own \
-                     address is; write one SMTP_CHECK per host instead"
-                        .into(),
-                ));
-            }
-        }
         if let Checker::Http(c) | Checker::Ssl(c) = checker {
             if c.fast_recovery {
                 warnings.push(warn(
@@ -371,6 +360,18 @@ fn real_server(
         match checker_spec(rs, checker, vhost, vs.delay_loop) {
             Ok(spec) => checkers.push(spec),
             Err(why) => warnings.push(warn(checker.location(), checker.keyword(), why)),
+        }
+        if let Checker::Smtp(c) = checker {
+            // Each deprecated `host` block is one more SMTP checker, as in keepalived.
+            for host in &c.hosts {
+                let mut one = c.clone();
+                one.connection = host.clone();
+                one.hosts.clear();
+                match checker_spec(rs, &Checker::Smtp(one), vhost, vs.delay_loop) {
+                    Ok(spec) => checkers.push(spec),
+                    Err(why) => warnings.push(warn(checker.location(), checker.keyword(), why)),
+                }
+            }
         }
     }
     RealServerSpec {

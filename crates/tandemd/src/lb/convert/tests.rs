@@ -354,11 +354,46 @@ virtual_server 10.0.0.100 53 {
             helo_name: "checker.example.org".into(),
         })
     );
-    assert_eq!(checkers[2].connect.to.port(), 25);
-    assert!(
-        warned_at(&c, 14, "`host` blocks are not checked"),
-        "{:?}",
-        c.warnings
-    );
+    assert_eq!(checkers[2].connect.to, "10.0.1.1:25".parse().unwrap());
+    // The deprecated host block is one more SMTP checker (the real server's port).
+    assert_eq!(checkers.len(), 4);
+    assert_eq!(checkers[3].kind, checkers[2].kind);
+    assert_eq!(checkers[3].connect.to, "10.0.1.9:53".parse().unwrap());
     assert!(!c.warnings.iter().any(|w| w.message.contains("not run")));
+}
+
+#[test]
+fn an_smtp_check_made_only_of_host_blocks_checks_each_host_once() {
+    let text = "\
+virtual_server 10.0.0.100 25 {
+    protocol TCP
+    lb_algo rr
+    lb_kind NAT
+    real_server 10.0.1.1 25 {
+        SMTP_CHECK {
+            host {
+                connect_ip 10.0.1.7
+            }
+            host {
+                connect_ip 10.0.1.8
+                connect_port 2525
+            }
+        }
+    }
+}
+";
+    let c = convert(&parse(text));
+    let targets: Vec<SocketAddr> = (c.services[0].spec.real_servers[0].checkers.iter())
+        .map(|k| k.connect.to)
+        .collect();
+    // keepalived: with no connection word of its own, the checker takes the first host's
+    // place instead of also checking the real server itself.
+    assert_eq!(
+        targets,
+        [
+            "10.0.1.7:25".parse().unwrap(),
+            "10.0.1.8:2525".parse().unwrap()
+        ]
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
