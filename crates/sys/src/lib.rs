@@ -18,6 +18,7 @@
 //! # let _ = advert; Ok(()) }
 //! ```
 
+pub mod address_events;
 pub mod addresses;
 pub mod error;
 pub mod gratuitous;
@@ -31,6 +32,7 @@ pub mod vmac;
 mod vrrp_receive;
 pub mod vrrp_socket;
 
+pub use address_events::{watch_address_removals, AddressRemoved};
 pub use addresses::{connect, AddressSpec, Addresses};
 pub use error::SysError;
 pub use gratuitous::{send_gratuitous_arp, send_unsolicited_na, ArpSender, NaSender};

@@ -26,6 +26,7 @@ use crate::signals::Signalled;
 mod metrics;
 mod processes;
 mod reload;
+mod restore;
 mod status_json;
 mod status_tracking;
 
@@ -183,6 +184,8 @@ impl Daemon {
             self.spawn_reader(key);
         }
 
+        let mut removals = tandem_sys::watch_address_removals()
+            .context("watching address removals (rtnetlink)")?;
         self.clean_leftovers().await;
         self.alerts = crate::alerts::Alerts::start(self.plan.alerts.clone());
         let mut tracker_events = self
@@ -253,6 +256,9 @@ impl Daemon {
                     };
                     let actions = self.plan.router.handle(Instant::now(), input);
                     self.execute(actions).await;
+                }
+                Some(removed) = removals.recv() => {
+                    self.on_addresses_removed(removed, &mut removals).await;
                 }
                 Some(update) = process_updates.recv() => self.on_process_update(update).await,
                 Some(request) = control.recv() => self.on_control(request).await,

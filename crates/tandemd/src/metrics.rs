@@ -66,6 +66,7 @@ pub struct Recorder {
     transitions: HashMap<TransitionLabels, u64>,
     last: HashMap<String, LastTransition>,
     steps: StepHistograms,
+    restored: HashMap<String, u64>,
 }
 
 /// An instance's latest transition.
@@ -92,6 +93,7 @@ impl Default for Recorder {
             transitions: HashMap::new(),
             last: HashMap::new(),
             steps: Family::new_with_constructor(step_histogram),
+            restored: HashMap::new(),
         }
     }
 }
@@ -116,6 +118,11 @@ impl Recorder {
                 cause: cause.into(),
             })
             .or_default() += 1;
+    }
+
+    /// `instance`, master, put back addresses another program had removed.
+    pub fn restored(&mut self, instance: &str) {
+        *self.restored.entry(instance.into()).or_default() += 1;
     }
 
     /// `instance`'s latest transition, if it made one.
@@ -255,6 +262,17 @@ pub fn render(sample: &Sample, recorder: &Recorder) -> String {
     );
     for (labels, &n) in &recorder.transitions {
         transitions.get_or_create(labels).inc_by(n);
+    }
+    let restored = counter(
+        &mut registry,
+        "vrrp_addresses_restored",
+        "Times a master put back virtual addresses another program had removed",
+    );
+    for (instance, &n) in &recorder.restored {
+        let label = InstanceLabel {
+            instance: instance.clone(),
+        };
+        restored.get_or_create(&label).inc_by(n);
     }
     if let Some(sync) = &sample.sync {
         for &(name, help, n) in &sync.counters {

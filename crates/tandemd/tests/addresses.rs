@@ -360,3 +360,52 @@ fn garp_refresh_repeats_every_period_while_master() -> Result<()> {
     }
     Ok(())
 }
+
+/// A master whose VIP another program deletes (`ip addr del`, a network manager re-applying
+/// its configuration) puts it back at once, announces it again and counts it; the backup
+/// never takes over.
+#[test]
+fn a_vip_deleted_by_another_program_comes_back_on_the_master_at_once() -> Result<()> {
+    require_root!(Ok(()));
+    let pair = Pair::new("vipdel")?;
+    let a = start_tandemd(&pair, &pair.a, &vi_1(2, 61, 150, ""))?;
+    let b = start_tandemd(&pair, &pair.b, &vi_1(2, 61, 100, ""))?;
+    wait_holder(&pair, VIP, "a", Duration::from_secs(10))?;
+    for round in 1..=3 {
+        pair.a.ip(&format!("addr del {VIP}/24 dev eth0"))?;
+        let back = wait_has(&pair.a, VIP, Duration::from_secs(2)).with_context(|| a.child.log())?;
+        println!("round {round}: the VIP was back on a after {back:?}");
+        wait_until(
+            "the restore counted",
+            Duration::from_secs(2),
+            ms(10),
+            || {
+                let m = a.query("metrics").ok()?;
+                let line = m
+                    .lines()
+                    .find(|l| l.starts_with("tandem_vrrp_addresses_restored_total{"))?;
+                (line.ends_with(&format!(" {round}"))).then_some(())
+            },
+        )
+        .with_context(|| a.query("metrics").unwrap_or_default())?;
+    }
+    let log = a.child.log();
+    assert!(
+        log.contains("(VI_1) 10.0.0.254/24 was removed from eth0 by another program while MASTER: restoring it"),
+        "{log}"
+    );
+    assert!(
+        log.matches("Sending/queueing gratuitous ARPs on eth0 for 10.0.0.254")
+            .count()
+            >= 4,
+        "each restore announces the VIP again:\n{log}"
+    );
+    // No failover came of it.
+    hold_steady(&pair, VIP, "a", Duration::from_secs(2), ms(50))?;
+    assert!(
+        !b.child.log().contains("Entering MASTER"),
+        "{}",
+        b.child.log()
+    );
+    Ok(())
+}
