@@ -49,6 +49,10 @@ impl std::fmt::Display for AddressSpec {
     }
 }
 
+/// Answers to a removal that mean the address is gone already: not there, or its interface
+/// was deleted with it.
+const GONE: &[i32] = &[libc::EADDRNOTAVAIL, libc::ENODEV];
+
 /// Adds and removes addresses: lookups through the shared rtnetlink
 /// connection, changes in batches through a connection of its own.
 #[derive(Clone)]
@@ -110,7 +114,7 @@ impl Addresses {
     pub async fn add_all(&self, specs: &[AddressSpec]) -> Vec<Result<(), SysError>> {
         let requests = specs.iter().map(|spec| self.add_request(spec));
         let answers = self.send_batch(requests.collect()).await;
-        self.results(specs, answers, ("adding", "to"), libc::EEXIST)
+        self.results(specs, answers, ("adding", "to"), &[libc::EEXIST])
             .await
     }
 
@@ -125,7 +129,7 @@ impl Addresses {
     pub async fn remove_all(&self, specs: &[AddressSpec]) -> Vec<Result<(), SysError>> {
         let requests = specs.iter().map(remove_request);
         let answers = self.send_batch(requests.collect()).await;
-        self.results(specs, answers, ("removing", "from"), libc::EADDRNOTAVAIL)
+        self.results(specs, answers, ("removing", "from"), GONE)
             .await
     }
 
@@ -167,10 +171,10 @@ impl Addresses {
         }
         let rule_answers = answers.split_off(addresses.len() + routes.len());
         let route_answers = answers.split_off(addresses.len());
-        let (verb, prep, harmless) = if add {
-            ("adding", "to", libc::EEXIST)
+        let (verb, prep, harmless): (_, _, &[i32]) = if add {
+            ("adding", "to", &[libc::EEXIST])
         } else {
-            ("removing", "from", libc::EADDRNOTAVAIL)
+            ("removing", "from", GONE)
         };
         let mut out = self
             .results(addresses, answers, (verb, prep), harmless)
@@ -279,19 +283,19 @@ impl Addresses {
     }
 
     /// Turns the kernel's answers into results naming the operation and the
-    /// object; `harmless` is the errno that means "already done".
+    /// object; `harmless` are the errnos that mean "already done".
     async fn results(
         &self,
         specs: &[AddressSpec],
         answers: Vec<Result<(), rtnetlink::Error>>,
         (verb, prep): (&str, &str),
-        harmless: i32,
+        harmless: &[i32],
     ) -> Vec<Result<(), SysError>> {
         let mut out = Vec::with_capacity(specs.len());
         for (spec, answer) in specs.iter().zip(answers) {
             out.push(match answer {
                 Ok(()) => Ok(()),
-                Err(e) if netlink_errno(&e) == Some(harmless) => Ok(()),
+                Err(e) if netlink_errno(&e).is_some_and(|n| harmless.contains(&n)) => Ok(()),
                 Err(e) => Err(self.error(verb, prep, spec, e).await),
             });
         }

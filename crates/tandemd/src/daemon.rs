@@ -26,6 +26,7 @@ use crate::signals::Signalled;
 mod metrics;
 mod processes;
 mod reload;
+pub use reload::fingerprint;
 mod restore;
 mod status_json;
 mod status_tracking;
@@ -47,6 +48,8 @@ pub struct Running {
     pub metrics: Option<tandem_config::MetricsConfig>,
     /// Where the signal-triggered dumps go.
     pub dumps: DumpPaths,
+    /// [`fingerprint`] of the configuration in force.
+    pub fingerprint: u64,
 }
 
 /// Paths of keepalived's dumps.
@@ -247,6 +250,11 @@ impl Daemon {
                     let input = match &event {
                         LinkEvent::Up { index, name } => {
                             info!("Netlink reports {name} up");
+                            let known = self.plan.interfaces.get(name).map(|i| i.index);
+                            if let Some(old) = known.filter(|old| old != index) {
+                                self.on_interface_recreated(name, old, *index).await;
+                                continue;
+                            }
                             Input::LinkUp(*index)
                         }
                         LinkEvent::Down { index, name } => {

@@ -189,7 +189,9 @@ async fn run_with(
         None => None,
     };
     let instance_count = config.instances.len();
+    let fingerprint = daemon::fingerprint(&config);
     let running = daemon::Running {
+        fingerprint,
         files: args.files.clone(),
         config_id: args.config_id.clone(),
         sync: config.sync.clone(),

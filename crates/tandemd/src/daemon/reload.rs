@@ -24,22 +24,76 @@ impl Daemon {
     /// Reloads; the text is the answer for `tandemctl reload` (errors start with `error:`).
     pub(super) async fn reload(&mut self) -> String {
         info!("Reloading configuration from {}", self.files_display());
+        if let Some(refusal) = self.reload_refusal() {
+            return refusal;
+        }
+        match self.read_configuration().await {
+            Ok(config) => self.reload_with(config).await,
+            Err(refusal) => refusal,
+        }
+    }
+
+    /// An interface the instances name came back under a new index (deleted and re-created
+    /// by ifupdown, netplan or an operator): its instances run again on the new one, as
+    /// keepalived's do. The plan is rebuilt from the files only when they still hold what
+    /// was loaded, so an edit nobody has reloaded yet is not applied behind the operator's
+    /// back.
+    pub(super) async fn on_interface_recreated(&mut self, name: &str, old: u32, new: u32) {
+        warn!(
+            "{name} was re-created (index {old}, now {new}): running its instances on the new \
+             interface"
+        );
+        if let Some(refusal) = self.reload_refusal() {
+            warn!("{name}: {}", refusal.trim_end());
+            return;
+        }
+        let config = match self.read_configuration().await {
+            Ok(config) => config,
+            Err(refusal) => {
+                error!("{name}: {}", refusal.trim_end());
+                return;
+            }
+        };
+        if fingerprint(&config) != self.running.fingerprint {
+            warn!(
+                "{name}: the configuration files changed since they were loaded, so they are \
+                 not applied now; its instances stay down until `tandemctl reload` (or SIGHUP)"
+            );
+            return;
+        }
+        let answer = self.reload_with(config).await;
+        info!(
+            "{name} re-created: {}",
+            answer.trim_end().replace('\n', "; ")
+        );
+    }
+
+    /// Why a reload cannot run now, if it cannot.
+    fn reload_refusal(&self) -> Option<String> {
         let committing =
             (self.failover.as_ref()).is_some_and(|f| f.coordinator.waiting_for_commit());
-        if committing {
+        committing.then(|| {
             let text = "error: reload refused: a promotion is waiting for its commit; try again in a moment\n";
             warn!("{}", text.trim_end());
-            return text.into();
-        }
+            text.to_string()
+        })
+    }
+
+    /// Reads and checks every configuration file (off the loop's thread).
+    async fn read_configuration(&self) -> Result<tandem_config::Config, String> {
         let files = self.running.files.clone();
         let config_id = self.running.config_id.clone();
         let loaded =
             tokio::task::spawn_blocking(move || crate::load(&files, config_id.as_deref())).await;
-        let config = match loaded {
-            Ok(Ok(config)) => config,
-            Ok(Err(report)) => return refused(&report),
-            Err(e) => return refused(&format!("error: reading the configuration: {e}\n")),
-        };
+        match loaded {
+            Ok(Ok(config)) => Ok(config),
+            Ok(Err(report)) => Err(refused(&report)),
+            Err(e) => Err(refused(&format!("error: reading the configuration: {e}\n"))),
+        }
+    }
+
+    /// Applies a configuration that was read and checked.
+    async fn reload_with(&mut self, config: tandem_config::Config) -> String {
         let (lb_plan, lb_warnings) = crate::lb::LbPlan::from_config(&config);
         for w in config.warnings.iter().chain(&lb_warnings) {
             warn!("{}", w.render());
@@ -69,6 +123,7 @@ impl Daemon {
             warn!("{note}");
             let _ = writeln!(notes, "warning: {note}");
         }
+        self.running.fingerprint = fingerprint(&config);
         let summary = self.apply(next).await;
         self.use_process_watch(watch, generation);
         let balanced = self.reload_load_balancer(lb_plan).await;
@@ -290,4 +345,12 @@ fn refused(report: &str) -> String {
     }
     error!("Reload refused: the running configuration stays in force");
     format!("{report}error: reload refused: the running configuration stays in force\n")
+}
+
+/// What identifies a loaded configuration: two reads of unchanged files give the same value.
+pub fn fingerprint(config: &tandem_config::Config) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    format!("{config:?}").hash(&mut hasher);
+    hasher.finish()
 }
