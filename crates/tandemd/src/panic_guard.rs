@@ -2,6 +2,7 @@
 //! addresses still configured: a node that stopped advertising must not keep answering for
 //! them while the peer takes them over.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -12,6 +13,14 @@ const EXIT_AFTER_PANIC: i32 = 70;
 
 /// Every virtual address this node may hold: removed, present or not, after a panic.
 static ADDRESSES: Mutex<Vec<AddressSpec>> = Mutex::new(Vec::new());
+
+/// Set once a panic started removing the addresses: nothing may put them back.
+static RELEASING: AtomicBool = AtomicBool::new(false);
+
+/// Whether a panic is removing the addresses (the daemon must not restore them).
+pub fn releasing() -> bool {
+    RELEASING.load(Ordering::SeqCst)
+}
 
 /// Records the addresses the running configuration may put on the interfaces.
 pub fn track(addresses: Vec<AddressSpec>) {
@@ -26,6 +35,7 @@ pub fn install() {
         report(info);
         tracing::error!("panic: {info}; removing the virtual addresses and exiting");
         let addresses = ADDRESSES.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        RELEASING.store(true, Ordering::SeqCst);
         release(addresses);
         std::process::exit(EXIT_AFTER_PANIC);
     }));

@@ -20,6 +20,10 @@ impl Daemon {
         first: AddressRemoved,
         queued: &mut mpsc::Receiver<AddressRemoved>,
     ) {
+        if crate::panic_guard::releasing() {
+            // The panic hook is taking them off on purpose; the process ends next.
+            return;
+        }
         let mut removed = vec![first];
         while let Ok(more) = queued.try_recv() {
             removed.push(more);
