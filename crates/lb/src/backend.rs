@@ -51,7 +51,27 @@ impl Nftables {
     pub fn applied(&self) -> Option<&Ruleset> {
         self.applied.as_ref()
     }
+
+    /// The netlink port of the socket changes are made through (see [`crate::TableWatch`]).
+    pub fn port(&self) -> u32 {
+        self.nl.port()
+    }
+
+    /// Whether the table `family`/`name` is one this backend made.
+    pub fn owns(&self, family: u8, name: &str) -> bool {
+        family == NFPROTO_INET && name == crate::TABLE
+    }
+
+    /// Forgets what was applied, so the next [`Backend::apply`] replaces the whole table:
+    /// after another program changed or removed it, a difference from the last plan would
+    /// not put it back.
+    pub fn forget(&mut self) {
+        self.applied = None;
+    }
 }
+
+/// The `inet` family's number in nf_tables messages (NFPROTO_INET).
+const NFPROTO_INET: u8 = 1;
 
 impl Backend for Nftables {
     fn apply(&mut self, services: &[Service]) -> Result<(), Error> {

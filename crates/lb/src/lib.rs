@@ -31,8 +31,10 @@ pub mod objects;
 pub mod plan;
 pub mod schedule;
 mod service;
+mod watch;
 
 pub use backend::{Backend, Error, Ipvs, Nftables, IPVS_PROC};
 pub use netlink::{NetlinkError, NfTables};
 pub use plan::{PlanError, TABLE};
 pub use service::{Forwarding, Persistence, Protocol, Scheduler, Server, Service, ServiceKey};
+pub use watch::{foreign_changes, ForeignChange, TableWatch};

@@ -79,6 +79,16 @@ impl NfTables {
         })
     }
 
+    /// The netlink port the kernel names this socket by in its change notifications, so
+    /// a [`crate::TableWatch`] can tell our own changes from other programs'.
+    pub fn port(&self) -> u32 {
+        let mut address = netlink_sys::SocketAddr::new(0, 0);
+        match self.sock.get_address(&mut address) {
+            Ok(()) => address.port_number(),
+            Err(_) => 0,
+        }
+    }
+
     /// Applies `ops` as one atomic transaction: all or nothing.
     pub fn apply(&mut self, ops: &[Op]) -> Result<(), NetlinkError> {
         if ops.is_empty() {

@@ -21,12 +21,15 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use tandem_lb::check::{runner, Action, Destination, Notification, Script};
-use tandem_lb::{Backend, Nftables};
+use tandem_lb::{Backend, ForeignChange, Nftables, TableWatch};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::tracking::{Policy, ScriptUser};
 pub use convert::{convert, Conversion, PlannedService};
+
+/// How long a burst of nf_tables changes may pause before the table is put back.
+const CHANGE_SETTLE: Duration = Duration::from_millis(20);
 
 /// How long stopping waits for the omega scripts (keepalived waits for them too).
 const OMEGA_WAIT: Duration = Duration::from_secs(1);
@@ -146,8 +149,12 @@ impl Balancer {
         for planned in plan.services {
             self.start_one(planned);
         }
+        let mut watch = self.watch_tables();
         loop {
             tokio::select! {
+                changes = async { watch.as_mut()?.next().await.ok() }, if watch.is_some() => {
+                    self.on_table_changes(changes, watch.as_mut()).await;
+                }
                 Some((id, action)) = self.actions_rx.recv() => {
                     self.on_action(id, action).await;
                     // What is already queued belongs to the same change (a runner's start).
@@ -173,6 +180,70 @@ impl Balancer {
                 }
             }
         }
+    }
+
+    /// Subscribes to nf_tables changes, to notice another program removing or editing the
+    /// table (a firewall reload's `flush ruleset`); without it that goes unnoticed.
+    fn watch_tables(&self) -> Option<TableWatch> {
+        let backend = self.backend.as_ref()?;
+        match TableWatch::open(backend.port()) {
+            Ok(watch) => Some(watch),
+            Err(e) => {
+                warn!(
+                    "load balancing: cannot watch nf_tables changes ({e}): a flush of the \
+                     ruleset by another program will not be noticed until the next reload"
+                );
+                None
+            }
+        }
+    }
+
+    /// Another program changed nf_tables (`None`: the notifications overran the socket, so
+    /// assume it did). When it touched tandem's table, the table is put back whole, once
+    /// the burst is over (a `flush ruleset` reports every object of the firewall).
+    async fn on_table_changes(
+        &mut self,
+        first: Option<Vec<ForeignChange>>,
+        mut watch: Option<&mut TableWatch>,
+    ) {
+        let mut changes = first;
+        if let Some(watch) = watch.as_mut() {
+            while let Ok(more) = tokio::time::timeout(CHANGE_SETTLE, watch.next()).await {
+                match (changes.as_mut(), more) {
+                    (Some(all), Ok(more)) => all.extend(more),
+                    _ => changes = None,
+                }
+            }
+        }
+        let Some(backend) = self.backend.as_mut() else {
+            return;
+        };
+        let ours: Vec<&ForeignChange> = match &changes {
+            Some(all) => all
+                .iter()
+                .filter(|c| backend.owns(c.family, &c.table))
+                .collect(),
+            None => {
+                warn!("load balancing: nf_tables change notifications were lost: re-applying the table");
+                Vec::new()
+            }
+        };
+        if changes.is_some() && ours.is_empty() {
+            return;
+        }
+        if let Some(first) = ours.first() {
+            warn!(
+                "load balancing: another program changed table {} ({} by netlink port {}, {} \
+                 change(s)): putting the table back",
+                tandem_lb::TABLE,
+                first.what,
+                first.port,
+                ours.len()
+            );
+        }
+        backend.forget();
+        self.dirty = true;
+        self.apply_if_ready();
     }
 
     /// Starts the checker runner of one virtual server.

@@ -496,3 +496,64 @@ fn start_director(gw: &Gateway, ns: &Netns, side: Side, vs: &str) -> Result<Daem
     let toml = write_config_in(gw, &format!("tandem-{tag}.toml"), &toml)?;
     start_tandemd_in(&gw.lab, ns, &format!("{conf}\n{vs}"), &[toml])
 }
+
+/// A firewall reload on the director (`systemctl restart nftables` runs `flush ruleset`)
+/// takes tandem's table with everything else: tandem notices and puts it back, and the
+/// service answers again; the operator's own table, loaded after the flush, stays.
+#[test]
+fn a_flushed_ruleset_gets_the_balancing_table_back() -> Result<()> {
+    require_root!(Ok(()));
+    const PORT: u16 = 7100;
+    let gw = Gateway::new("lbflush")?;
+    let server = EchoServer::start(&gw.server, 0)?;
+    let reals = [("10.2.0.100".to_string(), server.port())];
+    let vs = rr_tcp_checked(&format!("{VIP} {PORT}"), &reals, "");
+    let a = start_director(&gw, &gw.a, SIDE_A, &vs)?;
+    wait_until("a's table", Duration::from_secs(15), ms(20), || {
+        nft_table(&gw.a).then_some(())
+    })?;
+    let flushed = Instant::now();
+    gw.a.run(
+        "nft 'flush ruleset; add table inet operator; \
+         add chain inet operator input { type filter hook input priority 0; }'",
+    )?;
+    wait_until("a's table put back", Duration::from_secs(5), ms(2), || {
+        nft_table(&gw.a).then_some(())
+    })
+    .with_context(|| a.child.log())?;
+    println!(
+        "the flushed table was back after {} ms",
+        flushed.elapsed().as_millis()
+    );
+    assert!(
+        gw.a.exec(&["nft", "list", "table", "inet", "operator"])?
+            .status
+            .success(),
+        "the operator's table is gone"
+    );
+    let log = a.child.log();
+    assert!(
+        log.contains("another program changed table tandem_lb ("),
+        "{log}"
+    );
+    // The service is whole again: a connection through the VIP reaches the server.
+    wait_until(
+        "a connection through the VIP",
+        Duration::from_secs(15),
+        ms(100),
+        || {
+            let to: SocketAddr = SocketAddr::new(VIP.parse().ok()?, PORT);
+            let peers = server.peers().len();
+            gw.client
+                .enter(move || std::net::TcpStream::connect_timeout(&to, Duration::from_secs(1)))
+                .ok()?
+                .ok()?;
+            wait_until("the server saw it", Duration::from_secs(1), ms(5), || {
+                (server.peers().len() > peers).then_some(())
+            })
+            .ok()
+        },
+    )
+    .with_context(|| a.child.log())?;
+    Ok(())
+}
