@@ -30,7 +30,8 @@ pub trait Backend {
     fn clear(&mut self) -> Result<(), Error>;
 }
 
-/// nftables: table `inet tandem_lb`, applied through netlink.
+/// nftables: tables `inet tandem_lb` (NAT) and `netdev tandem_lb_dr` (direct
+/// routing), applied through netlink.
 pub struct Nftables {
     nl: NfTables,
     applied: Option<Ruleset>,
@@ -65,7 +66,7 @@ impl Backend for Nftables {
     }
 
     fn clear(&mut self) -> Result<(), Error> {
-        self.nl.apply(&[Op::DeleteTable])?;
+        self.nl.apply(&[Op::DeleteTable, Op::DeleteDrTable])?;
         self.applied = None;
         Ok(())
     }
