@@ -674,4 +674,64 @@ mod tests {
         assert_eq!(attributes[1], be32(NFTA_NAT_FAMILY, NFPROTO_IPV6));
         assert_eq!(attributes[3], be32(NFTA_NAT_REG_PROTO_MIN, 12));
     }
+
+    #[test]
+    fn the_dr_table_goes_to_the_netdev_family_with_a_device_hook_and_fwd() {
+        let s = Service::dr(
+            "10.0.0.100".parse().unwrap(),
+            80,
+            Protocol::Tcp,
+            Scheduler::RoundRobin,
+            &["eth0"],
+        )
+        .server("10.0.0.11".parse().unwrap(), 80, 1)
+        .egress(
+            "10.0.0.11".parse().unwrap(),
+            crate::Link {
+                name: "eth0".into(),
+                index: 2,
+            },
+        );
+        let ops = diff(None, &plan(&[s]).unwrap());
+        let (bytes, described) = batch(&ops, 1);
+        // nfgenmsg's family byte, per message (after the 16-byte netlink header).
+        let mut families = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let b = NetlinkBuffer::new_checked(&bytes[at..]).unwrap();
+            families.push(bytes[at + 16]);
+            at += (b.length() as usize + 3) & !3;
+        }
+        let netdev = families[1..families.len() - 1]
+            .iter()
+            .zip(&described)
+            .filter(|(&f, _)| f == 5) // NFPROTO_NETDEV
+            .map(|(_, (_, what))| what.as_str())
+            .collect::<Vec<_>>();
+        assert!(netdev[0].starts_with("add table netdev tandem_lb_dr"), "{netdev:?}");
+        assert!(netdev.iter().any(|w| w.contains("hook ingress device eth0")));
+        assert!(families[1..families.len() - 1]
+            .iter()
+            .all(|&f| f == 1 || f == 5)); // NFPROTO_INET or NETDEV
+        let Expressions::Other {
+            expression_type,
+            attributes,
+        } = expression(&Expr::Fwd {
+            ipv6: false,
+            addr_reg: 8,
+            dev_reg: 21,
+        })
+        else {
+            panic!("fwd is encoded here");
+        };
+        assert_eq!(expression_type, "fwd");
+        assert_eq!(
+            attributes,
+            vec![
+                be32(NFTA_FWD_SREG_DEV, 21),
+                be32(NFTA_FWD_SREG_ADDR, 8),
+                be32(NFTA_FWD_NFPROTO, NFPROTO_IPV4)
+            ]
+        );
+    }
 }

@@ -859,10 +859,16 @@ mod tests {
 
     #[test]
     fn bad_services_are_refused_with_the_reason() {
-        let mut dr = web(Scheduler::RoundRobin, &[1]);
-        dr.forwarding = Forwarding::DirectRouting;
+        let dr = Service {
+            key: ServiceKey::Fwmark {
+                mark: 5,
+                ipv6: false,
+            },
+            forwarding: Forwarding::DirectRouting,
+            ..web(Scheduler::RoundRobin, &[1])
+        };
         assert!(matches!(
-            plan(&[dr]),
+            validate(&[dr]),
             Err(PlanError::Unsupported { method: "DR", .. })
         ));
         let mut tun = web(Scheduler::RoundRobin, &[1]);

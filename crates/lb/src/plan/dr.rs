@@ -374,3 +374,265 @@ pub fn ruleset(planned: Vec<Planned>) -> DrRuleset {
         services,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::Ruleset;
+    use crate::plan::{diff, plan, validate, Op};
+    use crate::service::{Persistence, Protocol};
+    use std::time::Duration;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn eth(index: u32) -> Link {
+        Link {
+            name: format!("eth{index}"),
+            index,
+        }
+    }
+
+    fn web(sched: Scheduler, weights: &[u32]) -> Service {
+        let mut s = Service::dr(ip("10.0.0.100"), 80, Protocol::Tcp, sched, &["eth0"]);
+        for (i, &w) in weights.iter().enumerate() {
+            let addr = ip(&format!("10.0.0.{}", 11 + i));
+            s = s.server(addr, 80, w).egress(addr, eth(2));
+        }
+        s
+    }
+
+    /// The server each bucket sends to.
+    fn owners(r: &Ruleset) -> Vec<String> {
+        let svc = &r.dr.services[0];
+        svc.sets[0]
+            .elements
+            .iter()
+            .map(|(_, d)| match d {
+                ElementData::Goto(c) => c.rsplit("_to_").next().unwrap().to_string(),
+                ElementData::None => panic!("sched is a verdict map"),
+            })
+            .collect()
+    }
+
+    fn share(owners: &[String], server: &str) -> f64 {
+        owners.iter().filter(|o| o.starts_with(server)).count() as f64 / owners.len() as f64
+    }
+
+    #[test]
+    fn wrr_hashes_the_flow_over_weighted_buckets_and_forwards_to_the_servers_mac() {
+        let r = plan(&[web(Scheduler::WeightedRoundRobin, &[1, 2, 3])]).unwrap();
+        assert!(r.services.is_empty(), "nothing in the NAT table");
+        let svc = &r.dr.services[0];
+        let o = owners(&r);
+        assert_eq!(o.len(), schedule::PERSISTENCE_BUCKETS);
+        for (server, want) in [("10_0_0_11", 1.0 / 6.0), ("10_0_0_13", 0.5)] {
+            assert!((share(&o, server) - want).abs() < 0.03, "{server}");
+        }
+        let rule = &svc.chains[0].rules[0];
+        // Source address then source port, hashed together: one choice per connection.
+        assert_eq!(
+            rule[..2],
+            [
+                Expr::Payload {
+                    base: PayloadBase::Network,
+                    offset: 12,
+                    len: 4,
+                    dreg: reg::CLIENT
+                },
+                Expr::Payload {
+                    base: PayloadBase::Transport,
+                    offset: 0,
+                    len: 2,
+                    dreg: reg::CLIENT + 1
+                }
+            ]
+        );
+        assert!(matches!(rule[2], Expr::Jhash { len: 8, modulus: 4093, .. }));
+        assert!(!rule.iter().any(|e| matches!(e, Expr::Numgen { .. })));
+        let to = &svc.chains[1];
+        assert_eq!(to.name, "tcp_10_0_0_100_80_to_10_0_0_11_0");
+        assert_eq!(
+            to.rules[0][2],
+            Expr::Fwd {
+                ipv6: false,
+                addr_reg: reg::ADDR,
+                dev_reg: DEV_REG
+            }
+        );
+        assert!(to.rules[0].contains(&Expr::Immediate {
+            dreg: DEV_REG,
+            data: 2u32.to_ne_bytes().to_vec()
+        }));
+        // One ingress chain on the VIP's device, matching frames for this host only.
+        assert_eq!(r.dr.ingress.len(), 1);
+        assert_eq!(r.dr.ingress[0].device, "eth0");
+        let dispatch = &r.dr.ingress[0].rules[0];
+        assert_eq!(
+            dispatch[..2],
+            [
+                Expr::Meta {
+                    key: MetaKey::PktType,
+                    dreg: reg::ADDR
+                },
+                Expr::CmpEq {
+                    sreg: reg::ADDR,
+                    data: vec![PACKET_HOST]
+                }
+            ]
+        );
+        assert_eq!(
+            dispatch.last(),
+            Some(&Expr::Jump("tcp_10_0_0_100_80".into()))
+        );
+    }
+
+    #[test]
+    fn two_directors_plan_the_same_table() {
+        for sched in [
+            Scheduler::RoundRobin,
+            Scheduler::WeightedLeastConnection,
+            Scheduler::MaglevHash,
+        ] {
+            let a = plan(&[web(sched, &[1, 2, 3])]).unwrap();
+            // The other director lists its servers in another order, reaches them by
+            // another device: the buckets are the same.
+            let mut other = web(sched, &[1, 2, 3]);
+            other.servers.reverse();
+            other.dr.egress.iter_mut().for_each(|(_, l)| *l = eth(7));
+            let b = plan(&[other]).unwrap();
+            assert_eq!(owners(&a), owners(&b), "{sched:?}");
+        }
+    }
+
+    #[test]
+    fn a_server_leaving_or_quiesced_moves_only_its_own_flows() {
+        let before = owners(&plan(&[web(Scheduler::WeightedRoundRobin, &[1, 2, 3, 1])]).unwrap());
+        let mut s = web(Scheduler::WeightedRoundRobin, &[1, 2, 3, 1]);
+        s.servers.remove(2);
+        let after = owners(&plan(&[s]).unwrap());
+        for (b, a) in before.iter().zip(&after) {
+            if !b.starts_with("10_0_0_13") {
+                assert_eq!(a, b);
+            }
+        }
+        let mut q = web(Scheduler::WeightedRoundRobin, &[1, 2, 3, 1]);
+        q.servers[2].weight = 0;
+        assert_eq!(owners(&plan(&[q]).unwrap()), after);
+    }
+
+    #[test]
+    fn each_scheduler_hashes_its_own_key() {
+        let key_len = |s: Service| {
+            let r = plan(&[s]).unwrap();
+            let rule = r.dr.services[0].chains[0].rules[0].clone();
+            rule.iter().find_map(|e| match e {
+                Expr::Jhash { len, .. } => Some(*len),
+                _ => None,
+            })
+        };
+        assert_eq!(key_len(web(Scheduler::RoundRobin, &[1, 1])), Some(8));
+        assert_eq!(key_len(web(Scheduler::SourceHash, &[1, 1])), Some(4));
+        let mut p = web(Scheduler::WeightedRoundRobin, &[1, 1]);
+        p.persistence = Some(Persistence {
+            timeout: Duration::from_secs(60),
+            prefix_len: 24,
+        });
+        let r = plan(&[p.clone()]).unwrap();
+        assert!(r.dr.services[0].chains[0].rules[0].contains(&Expr::And {
+            reg: reg::CLIENT,
+            mask: vec![255, 255, 255, 0]
+        }));
+        assert_eq!(key_len(p), Some(4));
+        // rr ignores weights beyond quiescing.
+        let rr = owners(&plan(&[web(Scheduler::RoundRobin, &[1, 5])]).unwrap());
+        assert!((share(&rr, "10_0_0_12") - 0.5).abs() < 0.03);
+        // fo: everything to the highest weight, no hash.
+        let fo = plan(&[web(Scheduler::WeightedFailover, &[1, 5])]).unwrap();
+        assert_eq!(
+            fo.dr.services[0].chains[0].rules,
+            vec![vec![Expr::Goto("tcp_10_0_0_100_80_to_10_0_0_12_0".into())]]
+        );
+        // IPv6: ND instead of ARP, the address fills four registers before the port.
+        let mut v6 = Service::dr(ip("fd00::100"), 443, Protocol::Tcp, Scheduler::RoundRobin, &["eth0"]);
+        v6 = v6.server(ip("fd00::11"), 443, 1).egress(ip("fd00::11"), eth(3));
+        let r = plan(&[v6]).unwrap();
+        let svc = &r.dr.services[0];
+        assert!(matches!(svc.chains[1].rules[0][2], Expr::Fwd { ipv6: true, .. }));
+        assert!(svc.chains[0].rules[0].contains(&Expr::Payload {
+            base: PayloadBase::Transport,
+            offset: 0,
+            len: 2,
+            dreg: reg::CLIENT + 4
+        }));
+    }
+
+    #[test]
+    fn no_server_leaves_the_packet_to_the_director_and_the_sorry_server_takes_over() {
+        let mut s = web(Scheduler::RoundRobin, &[0, 0]);
+        let r = plan(&[s.clone()]).unwrap();
+        assert!(r.dr.services[0].chains[0].rules.is_empty());
+        s.sorry = Some(Server {
+            addr: ip("10.0.0.50"),
+            port: 80,
+            weight: 0,
+        });
+        assert!(matches!(plan(&[s.clone()]), Err(PlanError::NoEgress { .. })));
+        s = s.egress(ip("10.0.0.50"), eth(2));
+        assert_eq!(
+            owners(&plan(&[s]).unwrap())
+                .iter()
+                .filter(|o| o.starts_with("10_0_0_50"))
+                .count(),
+            schedule::PERSISTENCE_BUCKETS
+        );
+    }
+
+    #[test]
+    fn devices_are_needed_to_plan_but_not_to_validate() {
+        let mut s = web(Scheduler::RoundRobin, &[1]);
+        s.dr.egress.clear();
+        assert!(validate(&[s.clone()]).is_ok());
+        assert!(matches!(plan(&[s.clone()]), Err(PlanError::NoEgress { .. })));
+        s.dr.ingress.clear();
+        assert!(matches!(plan(&[s]), Err(PlanError::NoIngress(_))));
+    }
+
+    #[test]
+    fn the_dr_table_is_replaced_whole_when_it_changes_and_deleted_when_empty() {
+        let nat = Service::nat(ip("10.0.0.100"), 443, Protocol::Tcp, Scheduler::RoundRobin)
+            .server(ip("10.0.1.1"), 443, 1);
+        let both = plan(&[nat.clone(), web(Scheduler::RoundRobin, &[1, 1])]).unwrap();
+        let first = diff(None, &both);
+        assert!(matches!(first.last(), Some(Op::ReplaceDr(_))));
+        assert!(diff(Some(&both), &both).is_empty());
+        let fewer = plan(&[nat.clone(), web(Scheduler::RoundRobin, &[1])]).unwrap();
+        let ops = diff(Some(&both), &fewer);
+        assert_eq!(ops, vec![Op::ReplaceDr(fewer.dr.clone())], "the NAT table is untouched");
+        let none = plan(&[nat]).unwrap();
+        assert_eq!(diff(Some(&fewer), &none), vec![Op::DeleteDrTable]);
+        // At start a stale table of an earlier run goes too.
+        assert_eq!(diff(None, &none).last(), Some(&Op::DeleteDrTable));
+    }
+
+    #[test]
+    fn services_sharing_a_device_share_its_ingress_chain() {
+        let a = web(Scheduler::RoundRobin, &[1]);
+        let mut b = web(Scheduler::RoundRobin, &[1]);
+        b.key = ServiceKey::Addr {
+            vip: ip("10.0.0.101"),
+            port: 80,
+            protocol: Protocol::Tcp,
+        };
+        b.dr.ingress = vec!["eth0".into(), "vrrp.51".into()];
+        let r = plan(&[a, b]).unwrap();
+        let chains: Vec<(&str, usize)> = r
+            .dr
+            .ingress
+            .iter()
+            .map(|c| (c.device.as_str(), c.rules.len()))
+            .collect();
+        assert_eq!(chains, vec![("eth0", 2), ("vrrp.51", 1)]);
+    }
+}
