@@ -191,7 +191,7 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
             return Err(PlanError::Unsupported {
                 service: name,
                 method: "TUN",
-                why: "nftables cannot encapsulate IP in IP (use lb_kind NAT)",
+                why: "the nftables backend does not encapsulate IP in IP (use lb_kind NAT or DR)",
             })
         }
     }
