@@ -78,6 +78,35 @@ pub fn mapping(scheduler: Scheduler, persistent: bool) -> Option<(HashKey, bool)
     })
 }
 
+/// How far direct routing's choice is from IPVS's for `scheduler` (a located warning in the
+/// configuration layer); `None` when it keeps IPVS's contract.
+pub fn approximation(scheduler: Scheduler, persistent: bool) -> Option<&'static str> {
+    match scheduler {
+        Scheduler::RoundRobin | Scheduler::WeightedRoundRobin if persistent => None,
+        Scheduler::RoundRobin | Scheduler::WeightedRoundRobin => Some(
+            "with lb_kind DR each connection is placed by a hash of its source address and \
+             port over buckets shared per weight, not by turns: the spread follows the weights \
+             statistically, and both directors place a connection alike",
+        ),
+        Scheduler::LeastConnection
+        | Scheduler::WeightedLeastConnection
+        | Scheduler::ShortestExpectedDelay
+        | Scheduler::NeverQueue
+        | Scheduler::LocalityLeastConnection
+        | Scheduler::LocalityLeastConnectionReplicated => Some(
+            "with lb_kind DR the director keeps no connection count (replies bypass it): \
+             connections are placed by a hash over buckets shared per weight",
+        ),
+        Scheduler::WeightedOverflow => {
+            Some("ovf runs as fo: the highest weight takes every new connection")
+        }
+        Scheduler::SourceHash
+        | Scheduler::DestinationHash
+        | Scheduler::MaglevHash
+        | Scheduler::WeightedFailover => None,
+    }
+}
+
 /// The name of the ingress chain of `device`.
 pub fn ingress_chain(device: &str) -> String {
     format!("ingress_{device}")

@@ -148,7 +148,7 @@ fn convert_one(
         LbKind::Dr => Forwarding::DirectRouting,
         LbKind::Tun(_) => Forwarding::Tunnel,
     };
-    let scheduler = scheduler(vs, warnings);
+    let scheduler = scheduler(vs, forwarding, warnings);
     let protocol = match vs.protocol {
         Some(tandem_config::Protocol::Udp) => Protocol::Udp,
         Some(tandem_config::Protocol::Sctp) => Protocol::Sctp,
@@ -242,7 +242,11 @@ fn vip_devices(config: &Config, vip: IpAddr) -> Vec<String> {
     out
 }
 
-fn scheduler(vs: &VirtualServer, warnings: &mut Vec<Diagnostic>) -> Scheduler {
+fn scheduler(
+    vs: &VirtualServer,
+    forwarding: Forwarding,
+    warnings: &mut Vec<Diagnostic>,
+) -> Scheduler {
     let Some(scheduler) = Scheduler::from_name(vs.lb_algo.name()) else {
         warnings.push(warn(
             &vs.location,
@@ -255,7 +259,13 @@ fn scheduler(vs: &VirtualServer, warnings: &mut Vec<Diagnostic>) -> Scheduler {
         ));
         return Scheduler::WeightedRoundRobin;
     };
-    if let Some(why) = scheduler.approximation() {
+    let approximation = match forwarding {
+        Forwarding::DirectRouting => {
+            tandem_lb::plan::dr::approximation(scheduler, vs.persistence_timeout.is_some())
+        }
+        _ => scheduler.approximation(),
+    };
+    if let Some(why) = approximation {
         warnings.push(warn(
             &vs.location,
             "virtual_server",
