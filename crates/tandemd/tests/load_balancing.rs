@@ -1,10 +1,11 @@
 //! tandemd as an LVS director, end to end in the gateway lab: keepalived.conf's
 //! `virtual_server` balanced through nftables, real servers checked with HTTP_GET / TCP_CHECK,
 //! notify and quorum scripts, the sorry server, and 50 balanced connections across the death
-//! of the master director.
+//! of the master director, in NAT mode and in DR mode.
 //!
 //! ```text
-//!  client 10.1.0.100 ── VIP 10.1.0.254 ── director a / b ── 10.2.0.0/24 ── real servers
+//!  NAT: client 10.1.0.100 ── VIP 10.1.0.254 ── director a / b ── 10.2.0.0/24 ── real servers
+//!  DR:  client, director a / b (VIP 10.5.0.100), real servers (VIP on lo): one switch
 //! ```
 
 mod common;
