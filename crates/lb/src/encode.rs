@@ -12,19 +12,19 @@ use netlink_packet_core::{
     NLM_F_CREATE, NLM_F_REQUEST,
 };
 use netlink_packet_netfilter::nftables::{
-    Bitwise, ChainAttribute, ChainMessage, Cmp, DataAttribute, ExpressionAttribute, Expressions,
-    DevHookNumber, Hook as NlHook, HookNumber, Immediate, InetHookNumber, ListAttribute, Lookup, Meta,
-    MetaKey as NlMetaKey, NfTablesMessage, Operator, Payload, Register, RuleAttribute, RuleMessage,
-    SetAttribute, SetElementAttribute, SetElementList, SetElementMessage, SetFlags, SetMessage,
-    TableAttribute, TableMessage, Verdict, VerdictAttribute,
+    Bitwise, ChainAttribute, ChainMessage, Cmp, DataAttribute, DevHookNumber, ExpressionAttribute,
+    Expressions, Hook as NlHook, HookNumber, Immediate, InetHookNumber, ListAttribute, Lookup,
+    Meta, MetaKey as NlMetaKey, NfTablesMessage, Operator, Payload, Register, RuleAttribute,
+    RuleMessage, SetAttribute, SetElementAttribute, SetElementList, SetElementMessage, SetFlags,
+    SetMessage, TableAttribute, TableMessage, Verdict, VerdictAttribute,
 };
 use netlink_packet_netfilter::none::ControlMessage;
 use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
 };
 
-use crate::objects::{DynsetOp, ElementData, Expr, MetaKey, PayloadBase, Set, SetData};
 use crate::objects::DrRuleset;
+use crate::objects::{DynsetOp, ElementData, Expr, MetaKey, PayloadBase, Set, SetData};
 use crate::plan::{Op, DR_TABLE, TABLE};
 
 /// `NFNL_SUBSYS_NFTABLES`: the batch's resource id.
@@ -575,13 +575,7 @@ pub fn batch(ops: &[Op], first_seq: u32) -> (Vec<u8>, Vec<(u32, String)>) {
     ));
     for (m, family, flags, what) in messages(ops) {
         seq = seq.wrapping_add(1);
-        msgs.push(netlink(
-            m.into(),
-            family,
-            0,
-            flags | NLM_F_ACK,
-            seq,
-        ));
+        msgs.push(netlink(m.into(), family, 0, flags | NLM_F_ACK, seq));
         described.push((seq, what));
     }
     seq = seq.wrapping_add(1);
@@ -708,8 +702,13 @@ mod tests {
             .filter(|(&f, _)| f == 5) // NFPROTO_NETDEV
             .map(|(_, (_, what))| what.as_str())
             .collect::<Vec<_>>();
-        assert!(netdev[0].starts_with("add table netdev tandem_lb_dr"), "{netdev:?}");
-        assert!(netdev.iter().any(|w| w.contains("hook ingress device eth0")));
+        assert!(
+            netdev[0].starts_with("add table netdev tandem_lb_dr"),
+            "{netdev:?}"
+        );
+        assert!(netdev
+            .iter()
+            .any(|w| w.contains("hook ingress device eth0")));
         assert!(families[1..families.len() - 1]
             .iter()
             .all(|&f| f == 1 || f == 5)); // NFPROTO_INET or NETDEV

@@ -35,4 +35,6 @@ mod service;
 pub use backend::{Backend, Error, Ipvs, Nftables, IPVS_PROC};
 pub use netlink::{NetlinkError, NfTables};
 pub use plan::{PlanError, DR_TABLE, TABLE};
-pub use service::{DrPaths, Forwarding, Link, Persistence, Protocol, Scheduler, Server, Service, ServiceKey};
+pub use service::{
+    DrPaths, Forwarding, Link, Persistence, Protocol, Scheduler, Server, Service, ServiceKey,
+};

@@ -218,7 +218,10 @@ pub struct DrPaths {
 impl DrPaths {
     /// The device that reaches `server`, if known.
     pub fn egress_for(&self, server: IpAddr) -> Option<&Link> {
-        self.egress.iter().find(|(a, _)| *a == server).map(|(_, l)| l)
+        self.egress
+            .iter()
+            .find(|(a, _)| *a == server)
+            .map(|(_, l)| l)
     }
 }
 

@@ -111,7 +111,10 @@ impl Topology {
     }
 
     fn counts(&self) -> Vec<usize> {
-        self.counts.iter().map(|c| c.load(Ordering::SeqCst)).collect()
+        self.counts
+            .iter()
+            .map(|c| c.load(Ordering::SeqCst))
+            .collect()
     }
 
     /// `n` requests (each a new connection) to the VIP; the servers that answered.
@@ -146,7 +149,11 @@ fn serve_http(ns: &Netns, name: String) -> anyhow::Result<Arc<AtomicUsize>> {
                 }
             }
             counter.fetch_add(1, Ordering::SeqCst);
-            let _ = write!(s, "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            let _ = write!(
+                s,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
             let _ = s.write_all(&body);
             let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
             while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
@@ -158,7 +165,10 @@ fn serve_http(ns: &Netns, name: String) -> anyhow::Result<Arc<AtomicUsize>> {
 fn nft(ns: &Netns, args: &str) -> anyhow::Result<String> {
     let out = ns.exec(&["nft", args])?;
     if !out.status.success() {
-        bail!("nft {args}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "nft {args}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -196,7 +206,10 @@ fn dr_spreads_flows_per_weight_and_replies_bypass_the_director() -> anyhow::Resu
             i + 1
         );
         assert_eq!(
-            answers.iter().filter(|a| **a == format!("rs{}", i + 1)).count(),
+            answers
+                .iter()
+                .filter(|a| **a == format!("rs{}", i + 1))
+                .count(),
             c
         );
     }
@@ -250,7 +263,10 @@ fn dr_persistence_keeps_each_client_on_its_server_and_a_dead_server_moves_only_i
     let before = owner(&t)?;
     for rs in ["rs1", "rs2", "rs3"] {
         let c = before.iter().filter(|o| *o == rs).count();
-        assert!((5..=25).contains(&c), "{rs} holds {c} of 40 clients: {before:?}");
+        assert!(
+            (5..=25).contains(&c),
+            "{rs} holds {c} of 40 clients: {before:?}"
+        );
     }
     // rs2 leaves (its checker failed): only its clients move.
     s.servers.retain(|sv| sv.addr != ip(SERVERS[1]));

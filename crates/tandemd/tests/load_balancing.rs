@@ -566,12 +566,17 @@ fn dr_connections_survive_the_master_directors_death() -> Result<()> {
     })?;
     // Both directors forward to every server, the backup too.
     for (name, ns) in [("a", &t.a), ("b", &t.b)] {
-        wait_until(&format!("{name}'s DR table"), Duration::from_secs(10), ms(50), || {
-            let table = dr_table(ns);
-            (11..=13)
-                .all(|h| table.contains(&format!("fwd ip to 10.5.0.{h} device \"eth0\"")))
-                .then_some(())
-        })
+        wait_until(
+            &format!("{name}'s DR table"),
+            Duration::from_secs(10),
+            ms(50),
+            || {
+                let table = dr_table(ns);
+                (11..=13)
+                    .all(|h| table.contains(&format!("fwd ip to 10.5.0.{h} device \"eth0\"")))
+                    .then_some(())
+            },
+        )
         .with_context(|| format!("{}\n{}", a.child.log(), b.child.log()))?;
     }
     let to = SocketAddr::new(DR_VIP.parse::<IpAddr>()?, PORT);
@@ -589,7 +594,10 @@ fn dr_connections_survive_the_master_directors_death() -> Result<()> {
     };
     let before: Vec<usize> = servers.iter().map(per_server).collect();
     assert_eq!(before.iter().sum::<usize>(), FLOWS, "{before:?}");
-    assert!(before.iter().all(|&n| n >= 5), "per-flow spread: {before:?}");
+    assert!(
+        before.iter().all(|&n| n >= 5),
+        "per-flow spread: {before:?}"
+    );
 
     tcp.mark();
     a.child.kill()?;

@@ -117,7 +117,11 @@ pub type Planned = (ServiceObjects, Vec<String>);
 
 /// Plans one direct-routing service. Without `need_devices` missing devices are not errors
 /// (configuration checks, before the daemon has looked them up).
-pub fn service_objects(s: &Service, name: String, need_devices: bool) -> Result<Planned, PlanError> {
+pub fn service_objects(
+    s: &Service,
+    name: String,
+    need_devices: bool,
+) -> Result<Planned, PlanError> {
     let ServiceKey::Addr {
         vip,
         port,
@@ -478,7 +482,14 @@ mod tests {
                 }
             ]
         );
-        assert!(matches!(rule[2], Expr::Jhash { len: 8, modulus: 4093, .. }));
+        assert!(matches!(
+            rule[2],
+            Expr::Jhash {
+                len: 8,
+                modulus: 4093,
+                ..
+            }
+        ));
         assert!(!rule.iter().any(|e| matches!(e, Expr::Numgen { .. })));
         let to = &svc.chains[1];
         assert_eq!(to.name, "tcp_10_0_0_100_80_to_10_0_0_11_0");
@@ -584,11 +595,22 @@ mod tests {
             vec![vec![Expr::Goto("tcp_10_0_0_100_80_to_10_0_0_12_0".into())]]
         );
         // IPv6: ND instead of ARP, the address fills four registers before the port.
-        let mut v6 = Service::dr(ip("fd00::100"), 443, Protocol::Tcp, Scheduler::RoundRobin, &["eth0"]);
-        v6 = v6.server(ip("fd00::11"), 443, 1).egress(ip("fd00::11"), eth(3));
+        let mut v6 = Service::dr(
+            ip("fd00::100"),
+            443,
+            Protocol::Tcp,
+            Scheduler::RoundRobin,
+            &["eth0"],
+        );
+        v6 = v6
+            .server(ip("fd00::11"), 443, 1)
+            .egress(ip("fd00::11"), eth(3));
         let r = plan(&[v6]).unwrap();
         let svc = &r.dr.services[0];
-        assert!(matches!(svc.chains[1].rules[0][2], Expr::Fwd { ipv6: true, .. }));
+        assert!(matches!(
+            svc.chains[1].rules[0][2],
+            Expr::Fwd { ipv6: true, .. }
+        ));
         assert!(svc.chains[0].rules[0].contains(&Expr::Payload {
             base: PayloadBase::Transport,
             offset: 0,
@@ -607,7 +629,10 @@ mod tests {
             port: 80,
             weight: 0,
         });
-        assert!(matches!(plan(&[s.clone()]), Err(PlanError::NoEgress { .. })));
+        assert!(matches!(
+            plan(&[s.clone()]),
+            Err(PlanError::NoEgress { .. })
+        ));
         s = s.egress(ip("10.0.0.50"), eth(2));
         assert_eq!(
             owners(&plan(&[s]).unwrap())
@@ -623,22 +648,32 @@ mod tests {
         let mut s = web(Scheduler::RoundRobin, &[1]);
         s.dr.egress.clear();
         assert!(validate(&[s.clone()]).is_ok());
-        assert!(matches!(plan(&[s.clone()]), Err(PlanError::NoEgress { .. })));
+        assert!(matches!(
+            plan(&[s.clone()]),
+            Err(PlanError::NoEgress { .. })
+        ));
         s.dr.ingress.clear();
         assert!(matches!(plan(&[s]), Err(PlanError::NoIngress(_))));
     }
 
     #[test]
     fn the_dr_table_is_replaced_whole_when_it_changes_and_deleted_when_empty() {
-        let nat = Service::nat(ip("10.0.0.100"), 443, Protocol::Tcp, Scheduler::RoundRobin)
-            .server(ip("10.0.1.1"), 443, 1);
+        let nat = Service::nat(ip("10.0.0.100"), 443, Protocol::Tcp, Scheduler::RoundRobin).server(
+            ip("10.0.1.1"),
+            443,
+            1,
+        );
         let both = plan(&[nat.clone(), web(Scheduler::RoundRobin, &[1, 1])]).unwrap();
         let first = diff(None, &both);
         assert!(matches!(first.last(), Some(Op::ReplaceDr(_))));
         assert!(diff(Some(&both), &both).is_empty());
         let fewer = plan(&[nat.clone(), web(Scheduler::RoundRobin, &[1])]).unwrap();
         let ops = diff(Some(&both), &fewer);
-        assert_eq!(ops, vec![Op::ReplaceDr(fewer.dr.clone())], "the NAT table is untouched");
+        assert_eq!(
+            ops,
+            vec![Op::ReplaceDr(fewer.dr.clone())],
+            "the NAT table is untouched"
+        );
         let none = plan(&[nat]).unwrap();
         assert_eq!(diff(Some(&fewer), &none), vec![Op::DeleteDrTable]);
         // At start a stale table of an earlier run goes too.
@@ -656,12 +691,11 @@ mod tests {
         };
         b.dr.ingress = vec!["eth0".into(), "vrrp.51".into()];
         let r = plan(&[a, b]).unwrap();
-        let chains: Vec<(&str, usize)> = r
-            .dr
-            .ingress
-            .iter()
-            .map(|c| (c.device.as_str(), c.rules.len()))
-            .collect();
+        let chains: Vec<(&str, usize)> =
+            r.dr.ingress
+                .iter()
+                .map(|c| (c.device.as_str(), c.rules.len()))
+                .collect();
         assert_eq!(chains, vec![("eth0", 2), ("vrrp.51", 1)]);
     }
 }

@@ -151,14 +151,24 @@ virtual_server 10.0.0.101 80 {
     let t = &c.services[0].templates[0];
     assert_eq!(t.forwarding, Forwarding::DirectRouting);
     assert_eq!(t.dr.ingress, vec!["eth0".to_string()]);
-    assert_eq!(c.services[1].templates[0].dr.ingress, vec!["eth1".to_string()]);
+    assert_eq!(
+        c.services[1].templates[0].dr.ingress,
+        vec!["eth1".to_string()]
+    );
     // wrr becomes a per-flow hash (warned); mh keeps its contract (not warned).
-    assert!(warned_at(&c, 9, "with lb_kind DR each connection is placed by a hash"));
+    assert!(warned_at(
+        &c,
+        9,
+        "with lb_kind DR each connection is placed by a hash"
+    ));
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
     // With use_vmac the address lives on the macvlan.
     let vmac = text.replace("    interface eth0\n", "    interface eth0\n    use_vmac\n");
     let c = convert(&parse(&vmac));
-    assert_eq!(c.services[0].templates[0].dr.ingress, vec!["vrrp.51".to_string()]);
+    assert_eq!(
+        c.services[0].templates[0].dr.ingress,
+        vec!["vrrp.51".to_string()]
+    );
 }
 
 #[test]
@@ -198,7 +208,11 @@ virtual_server fwmark 5 {
         c.warnings
     );
     assert!(
-        warned_at(&c, 15, "DR forwarding is not available with the nftables backend: a firewall mark"),
+        warned_at(
+            &c,
+            15,
+            "DR forwarding is not available with the nftables backend: a firewall mark"
+        ),
         "{:?}",
         c.warnings
     );
