@@ -11,8 +11,11 @@ pub mod reg {
     pub const CLIENT: u32 = 16;
     /// Slot number from `numgen`/`jhash`: `NFT_REG32_13`.
     pub const SLOT: u32 = 21;
-    /// Scratch for matches: `NFT_REG32_14`..
-    pub const MATCH: u32 = 22;
+    /// Scratch for the dispatch rule's matches: `NFT_REG32_00`..`03`, wide
+    /// enough for an IPv6 address (from `NFT_REG32_14` one would run past the
+    /// last register and the kernel refuses the rule with ERANGE); the rule
+    /// only jumps, so nothing after it reads them.
+    pub const MATCH: u32 = 8;
 }
 
 /// `meta` keys tandem reads.
