@@ -30,7 +30,8 @@ pub trait Backend {
     fn clear(&mut self) -> Result<(), Error>;
 }
 
-/// nftables: table `inet tandem_lb`, applied through netlink.
+/// nftables: tables `inet tandem_lb` (NAT) and `netdev tandem_lb_dr` (direct
+/// routing), applied through netlink.
 pub struct Nftables {
     nl: NfTables,
     applied: Option<Ruleset>,
@@ -59,7 +60,8 @@ impl Nftables {
 
     /// Whether the table `family`/`name` is one this backend made.
     pub fn owns(&self, family: u8, name: &str) -> bool {
-        family == NFPROTO_INET && name == crate::TABLE
+        (family == NFPROTO_INET && name == crate::TABLE)
+            || (family == NFPROTO_NETDEV && name == crate::DR_TABLE)
     }
 
     /// Forgets what was applied, so the next [`Backend::apply`] replaces the whole table:
@@ -72,6 +74,8 @@ impl Nftables {
 
 /// The `inet` family's number in nf_tables messages (NFPROTO_INET).
 const NFPROTO_INET: u8 = 1;
+/// The `netdev` family's number (NFPROTO_NETDEV).
+const NFPROTO_NETDEV: u8 = 5;
 
 impl Backend for Nftables {
     fn apply(&mut self, services: &[Service]) -> Result<(), Error> {
@@ -85,7 +89,7 @@ impl Backend for Nftables {
     }
 
     fn clear(&mut self) -> Result<(), Error> {
-        self.nl.apply(&[Op::DeleteTable])?;
+        self.nl.apply(&[Op::DeleteTable, Op::DeleteDrTable])?;
         self.applied = None;
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! Tables, chains, sets, elements, rules and the expressions `meta`,
 //! `payload`, `cmp`, `bitwise`, `lookup` and `immediate` use
 //! netlink-packet-netfilter's typed messages. That crate has no type for
-//! `numgen`, `hash`, `dynset`, `nat` and `reject`: those are encoded here
+//! `numgen`, `hash`, `dynset`, `nat`, `reject` and `fwd`: those are encoded here
 //! on its `Expressions::Other` escape hatch, attribute numbers from the
 //! kernel's uapi `nf_tables.h`.
 
@@ -12,19 +12,20 @@ use netlink_packet_core::{
     NLM_F_CREATE, NLM_F_REQUEST,
 };
 use netlink_packet_netfilter::nftables::{
-    Bitwise, ChainAttribute, ChainMessage, Cmp, DataAttribute, ExpressionAttribute, Expressions,
-    Hook as NlHook, HookNumber, Immediate, InetHookNumber, ListAttribute, Lookup, Meta,
-    MetaKey as NlMetaKey, NfTablesMessage, Operator, Payload, Register, RuleAttribute, RuleMessage,
-    SetAttribute, SetElementAttribute, SetElementList, SetElementMessage, SetFlags, SetMessage,
-    TableAttribute, TableMessage, Verdict, VerdictAttribute,
+    Bitwise, ChainAttribute, ChainMessage, Cmp, DataAttribute, DevHookNumber, ExpressionAttribute,
+    Expressions, Hook as NlHook, HookNumber, Immediate, InetHookNumber, ListAttribute, Lookup,
+    Meta, MetaKey as NlMetaKey, NfTablesMessage, Operator, Payload, Register, RuleAttribute,
+    RuleMessage, SetAttribute, SetElementAttribute, SetElementList, SetElementMessage, SetFlags,
+    SetMessage, TableAttribute, TableMessage, Verdict, VerdictAttribute,
 };
 use netlink_packet_netfilter::none::ControlMessage;
 use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
 };
 
+use crate::objects::DrRuleset;
 use crate::objects::{DynsetOp, ElementData, Expr, MetaKey, PayloadBase, Set, SetData};
-use crate::plan::{Op, TABLE};
+use crate::plan::{Op, DR_TABLE, TABLE};
 
 /// `NFNL_SUBSYS_NFTABLES`: the batch's resource id.
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -58,6 +59,9 @@ const NFTA_REJECT_TYPE: u16 = 1;
 const NFTA_REJECT_ICMP_CODE: u16 = 2;
 const NFT_REJECT_ICMPX_UNREACH: u32 = 2;
 const NFT_REJECT_ICMPX_PORT_UNREACH: u8 = 1;
+const NFTA_FWD_SREG_DEV: u16 = 1;
+const NFTA_FWD_SREG_ADDR: u16 = 2;
+const NFTA_FWD_NFPROTO: u16 = 3;
 const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 
@@ -85,6 +89,8 @@ pub fn expression(e: &Expr) -> Expressions {
                 MetaKey::Nfproto => NlMetaKey::Nfproto,
                 MetaKey::L4proto => NlMetaKey::L4Proto,
                 MetaKey::Mark => NlMetaKey::Mark,
+                MetaKey::Protocol => NlMetaKey::EtherTypeProtocol,
+                MetaKey::PktType => NlMetaKey::PacketType,
             }),
         ]),
         Expr::Payload {
@@ -204,6 +210,21 @@ pub fn expression(e: &Expr) -> Expressions {
                 DefaultNla::new(NFTA_REJECT_ICMP_CODE, vec![NFT_REJECT_ICMPX_PORT_UNREACH]),
             ],
         ),
+        Expr::Fwd {
+            ipv6,
+            addr_reg,
+            dev_reg,
+        } => other(
+            "fwd",
+            vec![
+                be32(NFTA_FWD_SREG_DEV, *dev_reg),
+                be32(NFTA_FWD_SREG_ADDR, *addr_reg),
+                be32(
+                    NFTA_FWD_NFPROTO,
+                    if *ipv6 { NFPROTO_IPV6 } else { NFPROTO_IPV4 },
+                ),
+            ],
+        ),
         Expr::Jump(chain) => verdict(Verdict::Jump, chain),
         Expr::Goto(chain) => verdict(Verdict::Goto, chain),
     }
@@ -226,7 +247,7 @@ fn verdict(code: Verdict, chain: &str) -> Expressions {
 /// `NFT_DATA_VERDICT`: the data type of a verdict map.
 const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
 
-fn set_message(set: &Set, id: u32) -> SetMessage {
+fn set_message(set: &Set, id: u32, table: &str) -> SetMessage {
     let mut flags = SetFlags::empty();
     if set.data == SetData::Verdict {
         flags |= SetFlags::Map;
@@ -235,7 +256,7 @@ fn set_message(set: &Set, id: u32) -> SetMessage {
         flags |= SetFlags::Timeout | SetFlags::Eval;
     }
     let mut attributes = vec![
-        SetAttribute::Table(TABLE.to_string()),
+        SetAttribute::Table(table.to_string()),
         SetAttribute::Name(set.name.clone()),
         SetAttribute::Flags(flags),
         SetAttribute::KeyType(set.key_type),
@@ -252,9 +273,13 @@ fn set_message(set: &Set, id: u32) -> SetMessage {
     SetMessage { attributes }
 }
 
-fn elements_message(set: &str, elements: &[(Vec<u8>, ElementData)]) -> SetElementMessage {
+fn elements_message(
+    table: &str,
+    set: &str,
+    elements: &[(Vec<u8>, ElementData)],
+) -> SetElementMessage {
     let mut attributes = vec![
-        SetElementList::Table(TABLE.to_string()),
+        SetElementList::Table(table.to_string()),
         SetElementList::Set(set.to_string()),
     ];
     if !elements.is_empty() {
@@ -278,43 +303,136 @@ fn elements_message(set: &str, elements: &[(Vec<u8>, ElementData)]) -> SetElemen
 }
 
 /// What one message of the batch does, for error reports.
-pub type Described = (NfTablesMessage, u16, String);
+pub type Described = (NfTablesMessage, NetfilterProtoFamily, u16, String);
+
+/// Which of tandem's two tables a message is about.
+#[derive(Clone, Copy)]
+struct Table {
+    family: NetfilterProtoFamily,
+    family_name: &'static str,
+    name: &'static str,
+}
+
+const INET: Table = Table {
+    family: NetfilterProtoFamily::Inet,
+    family_name: "inet",
+    name: TABLE,
+};
+
+const NETDEV: Table = Table {
+    family: NetfilterProtoFamily::NetDev,
+    family_name: "netdev",
+    name: DR_TABLE,
+};
 
 /// The nf_tables messages (with their extra netlink flags) for `ops`.
 pub fn messages(ops: &[Op]) -> Vec<Described> {
-    let table = || vec![TableAttribute::Name(TABLE.to_string())];
     let mut out: Vec<Described> = Vec::new();
     let mut set_id = 0u32;
     for op in ops {
+        table_messages(op, INET, &mut set_id, &mut out);
+    }
+    out
+}
+
+/// The messages that replace the direct-routing table with `dr`.
+fn dr_messages(dr: &DrRuleset, set_id: &mut u32, out: &mut Vec<Described>) {
+    let mut ops = vec![Op::ResetTable];
+    for s in &dr.services {
+        ops.extend(s.sets.iter().map(|x| Op::AddSet(x.definition())));
+        ops.extend(s.chains.iter().map(|c| Op::AddChain {
+            name: c.name.clone(),
+            hook: None,
+        }));
+    }
+    for s in &dr.services {
+        ops.extend(s.sets.iter().map(|x| Op::AddElements {
+            set: x.name.clone(),
+            elements: x.elements.clone(),
+        }));
+        for c in &s.chains {
+            ops.extend(c.rules.iter().map(|r| Op::AddRule {
+                chain: c.name.clone(),
+                exprs: r.clone(),
+            }));
+        }
+    }
+    for op in &ops {
+        table_messages(op, NETDEV, set_id, out);
+    }
+    for chain in &dr.ingress {
+        out.push((
+            NfTablesMessage::NewChain(ChainMessage {
+                attributes: vec![
+                    ChainAttribute::Table(DR_TABLE.to_string()),
+                    ChainAttribute::Name(chain.name.clone()),
+                    ChainAttribute::Hook(vec![
+                        NlHook::Number(HookNumber::Dev(DevHookNumber::Ingress)),
+                        NlHook::Priority(0),
+                        NlHook::NetDeviceName(chain.device.clone()),
+                    ]),
+                    ChainAttribute::Policy(1), // NF_ACCEPT
+                    ChainAttribute::Type("filter".to_string()),
+                ],
+            }),
+            NetfilterProtoFamily::NetDev,
+            NLM_F_CREATE,
+            format!(
+                "add chain netdev {DR_TABLE} {} {{ type filter hook ingress device {} priority 0; }}",
+                chain.name, chain.device
+            ),
+        ));
+        for rule in &chain.rules {
+            table_messages(
+                &Op::AddRule {
+                    chain: chain.name.clone(),
+                    exprs: rule.clone(),
+                },
+                NETDEV,
+                set_id,
+                out,
+            );
+        }
+    }
+}
+
+/// The messages of one operation on table `t` (the direct-routing operations name theirs).
+fn table_messages(op: &Op, t: Table, set_id: &mut u32, out: &mut Vec<Described>) {
+    let table = || vec![TableAttribute::Name(t.name.to_string())];
+    let (family, fam, tn) = (t.family, t.family_name, t.name);
+    {
         match op {
             Op::ResetTable | Op::DeleteTable => {
                 out.push((
                     NfTablesMessage::NewTable(TableMessage {
                         attributes: table(),
                     }),
+                    family,
                     NLM_F_CREATE,
-                    format!("add table inet {TABLE}"),
+                    format!("add table {fam} {tn}"),
                 ));
                 out.push((
                     NfTablesMessage::DeleteTable(TableMessage {
                         attributes: table(),
                     }),
+                    family,
                     0,
-                    format!("delete table inet {TABLE}"),
+                    format!("delete table {fam} {tn}"),
                 ));
                 if *op == Op::ResetTable {
                     out.push((
                         NfTablesMessage::NewTable(TableMessage {
                             attributes: table(),
                         }),
+                        family,
                         NLM_F_CREATE,
-                        format!("add table inet {TABLE}"),
+                        format!("add table {fam} {tn}"),
                     ));
                 }
             }
             Op::AddChain { name, hook } => {
                 let mut attributes = vec![
-                    ChainAttribute::Table(TABLE.to_string()),
+                    ChainAttribute::Table(tn.to_string()),
                     ChainAttribute::Name(name.clone()),
                 ];
                 if let Some(h) = hook {
@@ -334,66 +452,73 @@ pub fn messages(ops: &[Op]) -> Vec<Described> {
                 }
                 out.push((
                     NfTablesMessage::NewChain(ChainMessage { attributes }),
+                    family,
                     NLM_F_CREATE,
-                    format!("add chain inet {TABLE} {name}"),
+                    format!("add chain {fam} {tn} {name}"),
                 ));
             }
             Op::FlushChain(name) => out.push((
                 NfTablesMessage::DeleteRule(RuleMessage {
                     attributes: vec![
-                        RuleAttribute::Table(TABLE.to_string()),
+                        RuleAttribute::Table(tn.to_string()),
                         RuleAttribute::Chain(name.clone()),
                     ],
                 }),
+                family,
                 0,
-                format!("flush chain inet {TABLE} {name}"),
+                format!("flush chain {fam} {tn} {name}"),
             )),
             Op::DeleteChain(name) => out.push((
                 NfTablesMessage::DeleteChain(ChainMessage {
                     attributes: vec![
-                        ChainAttribute::Table(TABLE.to_string()),
+                        ChainAttribute::Table(tn.to_string()),
                         ChainAttribute::Name(name.clone()),
                     ],
                 }),
+                family,
                 0,
-                format!("delete chain inet {TABLE} {name}"),
+                format!("delete chain {fam} {tn} {name}"),
             )),
             Op::AddSet(set) => {
-                set_id += 1;
+                *set_id += 1;
                 out.push((
-                    NfTablesMessage::NewSet(set_message(set, set_id)),
+                    NfTablesMessage::NewSet(set_message(set, *set_id, tn)),
+                    family,
                     NLM_F_CREATE,
-                    format!("add set inet {TABLE} {}", set.name),
+                    format!("add set {fam} {tn} {}", set.name),
                 ));
             }
             Op::FlushSet(name) => out.push((
-                NfTablesMessage::DeleteSetElement(elements_message(name, &[])),
+                NfTablesMessage::DeleteSetElement(elements_message(tn, name, &[])),
+                family,
                 0,
-                format!("flush set inet {TABLE} {name}"),
+                format!("flush set {fam} {tn} {name}"),
             )),
             Op::DeleteSet(name) => out.push((
                 NfTablesMessage::DeleteSet(SetMessage {
                     attributes: vec![
-                        SetAttribute::Table(TABLE.to_string()),
+                        SetAttribute::Table(tn.to_string()),
                         SetAttribute::Name(name.clone()),
                     ],
                 }),
+                family,
                 0,
-                format!("delete set inet {TABLE} {name}"),
+                format!("delete set {fam} {tn} {name}"),
             )),
             Op::AddElements { set, elements } => {
                 for chunk in elements.chunks(ELEMENTS_PER_MESSAGE) {
                     out.push((
-                        NfTablesMessage::NewSetElement(elements_message(set, chunk)),
+                        NfTablesMessage::NewSetElement(elements_message(tn, set, chunk)),
+                        family,
                         NLM_F_CREATE,
-                        format!("add element inet {TABLE} {set} ({} elements)", chunk.len()),
+                        format!("add element {fam} {tn} {set} ({} elements)", chunk.len()),
                     ));
                 }
             }
             Op::AddRule { chain, exprs } => out.push((
                 NfTablesMessage::NewRule(RuleMessage {
                     attributes: vec![
-                        RuleAttribute::Table(TABLE.to_string()),
+                        RuleAttribute::Table(tn.to_string()),
                         RuleAttribute::Chain(chain.clone()),
                         RuleAttribute::Expressions(
                             exprs
@@ -403,12 +528,14 @@ pub fn messages(ops: &[Op]) -> Vec<Described> {
                         ),
                     ],
                 }),
+                family,
                 NLM_F_CREATE | NLM_F_APPEND,
-                format!("add rule inet {TABLE} {chain} {exprs:?}"),
+                format!("add rule {fam} {tn} {chain} {exprs:?}"),
             )),
+            Op::ReplaceDr(dr) => dr_messages(dr, set_id, out),
+            Op::DeleteDrTable => table_messages(&Op::DeleteTable, NETDEV, set_id, out),
         }
     }
-    out
 }
 
 fn netlink(
@@ -446,15 +573,9 @@ pub fn batch(ops: &[Op], first_seq: u32) -> (Vec<u8>, Vec<(u32, String)>) {
         0,
         seq,
     ));
-    for (m, flags, what) in messages(ops) {
+    for (m, family, flags, what) in messages(ops) {
         seq = seq.wrapping_add(1);
-        msgs.push(netlink(
-            m.into(),
-            NetfilterProtoFamily::Inet,
-            0,
-            flags | NLM_F_ACK,
-            seq,
-        ));
+        msgs.push(netlink(m.into(), family, 0, flags | NLM_F_ACK, seq));
         described.push((seq, what));
     }
     seq = seq.wrapping_add(1);
@@ -546,5 +667,70 @@ mod tests {
         };
         assert_eq!(attributes[1], be32(NFTA_NAT_FAMILY, NFPROTO_IPV6));
         assert_eq!(attributes[3], be32(NFTA_NAT_REG_PROTO_MIN, 12));
+    }
+
+    #[test]
+    fn the_dr_table_goes_to_the_netdev_family_with_a_device_hook_and_fwd() {
+        let s = Service::dr(
+            "10.0.0.100".parse().unwrap(),
+            80,
+            Protocol::Tcp,
+            Scheduler::RoundRobin,
+            &["eth0"],
+        )
+        .server("10.0.0.11".parse().unwrap(), 80, 1)
+        .egress(
+            "10.0.0.11".parse().unwrap(),
+            crate::Link {
+                name: "eth0".into(),
+                index: 2,
+            },
+        );
+        let ops = diff(None, &plan(&[s]).unwrap());
+        let (bytes, described) = batch(&ops, 1);
+        // nfgenmsg's family byte, per message (after the 16-byte netlink header).
+        let mut families = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let b = NetlinkBuffer::new_checked(&bytes[at..]).unwrap();
+            families.push(bytes[at + 16]);
+            at += (b.length() as usize + 3) & !3;
+        }
+        let netdev = families[1..families.len() - 1]
+            .iter()
+            .zip(&described)
+            .filter(|(&f, _)| f == 5) // NFPROTO_NETDEV
+            .map(|(_, (_, what))| what.as_str())
+            .collect::<Vec<_>>();
+        assert!(
+            netdev[0].starts_with("add table netdev tandem_lb_dr"),
+            "{netdev:?}"
+        );
+        assert!(netdev
+            .iter()
+            .any(|w| w.contains("hook ingress device eth0")));
+        assert!(families[1..families.len() - 1]
+            .iter()
+            .all(|&f| f == 1 || f == 5)); // NFPROTO_INET or NETDEV
+        let Expressions::Other {
+            expression_type,
+            attributes,
+        } = expression(&Expr::Fwd {
+            ipv6: false,
+            addr_reg: 8,
+            dev_reg: 21,
+        })
+        else {
+            panic!("fwd is encoded here");
+        };
+        assert_eq!(expression_type, "fwd");
+        assert_eq!(
+            attributes,
+            vec![
+                be32(NFTA_FWD_SREG_DEV, 21),
+                be32(NFTA_FWD_SREG_ADDR, 8),
+                be32(NFTA_FWD_NFPROTO, NFPROTO_IPV4)
+            ]
+        );
     }
 }

@@ -10,6 +10,11 @@
 //! weight) takes effect atomically. Balanced connections are DNAT entries
 //! in conntrack, which tandem already replicates to the peer director.
 //!
+//! Direct-routing services (`lb_kind DR`) go to a second table,
+//! `netdev tandem_lb_dr` ([`plan::dr`]): an ingress chain on the device the
+//! VIP arrives on sends each flow, chosen by a hash of the packet that both
+//! directors compute alike, unchanged to its real server's MAC (`fwd`).
+//!
 //! ```no_run
 //! use tandem_lb::{Backend, Nftables, Protocol, Scheduler, Service};
 //! # fn main() -> Result<(), tandem_lb::Error> {
@@ -35,6 +40,8 @@ mod watch;
 
 pub use backend::{Backend, Error, Ipvs, Nftables, IPVS_PROC};
 pub use netlink::{NetlinkError, NfTables};
-pub use plan::{PlanError, TABLE};
-pub use service::{Forwarding, Persistence, Protocol, Scheduler, Server, Service, ServiceKey};
+pub use plan::{PlanError, DR_TABLE, TABLE};
+pub use service::{
+    DrPaths, Forwarding, Link, Persistence, Protocol, Scheduler, Server, Service, ServiceKey,
+};
 pub use watch::{foreign_changes, ForeignChange, TableWatch};

@@ -11,8 +11,11 @@ pub mod reg {
     pub const CLIENT: u32 = 16;
     /// Slot number from `numgen`/`jhash`: `NFT_REG32_13`.
     pub const SLOT: u32 = 21;
-    /// Scratch for matches: `NFT_REG32_14`..
-    pub const MATCH: u32 = 22;
+    /// Scratch for the dispatch rule's matches: `NFT_REG32_00`..`03`, wide
+    /// enough for an IPv6 address (from `NFT_REG32_14` one would run past the
+    /// last register and the kernel refuses the rule with ERANGE); the rule
+    /// only jumps, so nothing after it reads them.
+    pub const MATCH: u32 = 8;
 }
 
 /// `meta` keys tandem reads.
@@ -24,6 +27,10 @@ pub enum MetaKey {
     L4proto,
     /// `meta mark`.
     Mark,
+    /// `meta protocol`: the EtherType (netdev family, before the IP stack).
+    Protocol,
+    /// `meta pkttype`: 0 (host) when the frame is addressed to this machine's MAC.
+    PktType,
 }
 
 /// Header a `payload` load is relative to.
@@ -142,6 +149,16 @@ pub enum Expr {
     },
     /// Rejects with ICMP(v6) port unreachable, as IPVS does without servers.
     Reject,
+    /// Sends the unchanged IP packet out of the device whose index is at `dev_reg`, to the
+    /// MAC of the address at `addr_reg` (a neighbour lookup): direct routing.
+    Fwd {
+        /// IPv6 (neighbour discovery) rather than IPv4 (ARP).
+        ipv6: bool,
+        /// Register holding the next hop, the real server's address.
+        addr_reg: u32,
+        /// Register holding the egress interface index.
+        dev_reg: u32,
+    },
     /// Jumps to a chain of the same table.
     Jump(String),
     /// Goes to a chain of the same table (no return).
@@ -246,9 +263,39 @@ pub struct ServiceObjects {
     pub dispatch: Vec<Expr>,
 }
 
-/// The whole table tandem owns.
+/// A netdev base chain on one device's ingress hook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngressChain {
+    /// Chain name.
+    pub name: String,
+    /// The device whose ingress it hooks.
+    pub device: String,
+    /// The dispatch rules of the services arriving on this device.
+    pub rules: Vec<Vec<Expr>>,
+}
+
+/// The direct-routing table (family `netdev`): planned whole, replaced whole.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DrRuleset {
+    /// One base chain per ingress device.
+    pub ingress: Vec<IngressChain>,
+    /// Per service: its chain, one chain per server, the scheduler's map
+    /// (`dispatch` is the rule found in the ingress chains).
+    pub services: Vec<ServiceObjects>,
+}
+
+impl DrRuleset {
+    /// No direct-routing service.
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+}
+
+/// Both tables tandem owns.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ruleset {
-    /// Per service, in the order given.
+    /// NAT services (table `inet tandem_lb`), in the order given.
     pub services: Vec<ServiceObjects>,
+    /// Direct-routing services (table `netdev tandem_lb_dr`).
+    pub dr: DrRuleset,
 }

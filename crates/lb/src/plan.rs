@@ -19,6 +19,9 @@
 //! set <svc>_p_<server>: clients, timeout            (persistence; filled by packets)
 //! ```
 //!
+//! Direct-routing services live in a second table, `netdev tandem_lb_dr`,
+//! planned by [`dr`] and replaced whole in the same batch when they change.
+//!
 //! Every rule is one `nft` can print: the scheduler's choice is a verdict
 //! (a `goto`), not a number fed to a second lookup. Persistence sets are
 //! per server, so a server that leaves takes its clients' entries with it
@@ -28,14 +31,19 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use crate::objects::{
-    datatype, reg, Chain, DynsetOp, ElementData, Expr, Hook, MetaKey, PayloadBase, Ruleset,
-    ServiceObjects, Set, SetData,
+    datatype, reg, Chain, DrRuleset, DynsetOp, ElementData, Expr, Hook, MetaKey, PayloadBase,
+    Ruleset, ServiceObjects, Set, SetData,
 };
 use crate::schedule;
 use crate::service::{Forwarding, Scheduler, Server, Service, ServiceKey};
 
+pub mod dr;
+
 /// The table tandem owns (family `inet`); nothing else is ever touched.
 pub const TABLE: &str = "tandem_lb";
+
+/// The direct-routing table tandem owns (family `netdev`).
+pub const DR_TABLE: &str = "tandem_lb_dr";
 
 /// Base chains that dispatch to the services: prerouting for forwarded
 /// traffic, output for clients on the director itself.
@@ -82,6 +90,17 @@ pub enum PlanError {
         /// What is missing.
         why: &'static str,
     },
+    /// A direct-routing server whose egress device the caller did not give.
+    #[error("virtual service {service}: no device is known to reach real server {server} on-link (direct routing)")]
+    NoEgress {
+        /// The service.
+        service: String,
+        /// The server.
+        server: IpAddr,
+    },
+    /// A direct-routing service with no device to hook.
+    #[error("virtual service {0}: no device is known where its packets arrive (direct routing)")]
+    NoIngress(String),
     /// A real server without a port where the service has none either.
     #[error("virtual service {service}: real server {server} needs a port (the service has none to keep)")]
     PortNeeded {
@@ -118,14 +137,14 @@ pub fn chain_name(key: &ServiceKey) -> String {
     }
 }
 
-fn addr_bytes(addr: IpAddr) -> Vec<u8> {
+pub(crate) fn addr_bytes(addr: IpAddr) -> Vec<u8> {
     match addr {
         IpAddr::V4(a) => a.octets().to_vec(),
         IpAddr::V6(a) => a.octets().to_vec(),
     }
 }
 
-fn server_name(sv: &Server) -> String {
+pub(crate) fn server_name(sv: &Server) -> String {
     format!(
         "{}_{}",
         sv.addr.to_string().replace(['.', ':'], "_"),
@@ -133,36 +152,46 @@ fn server_name(sv: &Server) -> String {
     )
 }
 
-/// Plans the table for `services`.
+/// Plans both tables for `services`.
 pub fn plan(services: &[Service]) -> Result<Ruleset, PlanError> {
+    plan_with(services, true)
+}
+
+/// Checks that `services` can be planned, without the devices direct
+/// routing needs (the configuration layer knows them only at run time).
+pub fn validate(services: &[Service]) -> Result<(), PlanError> {
+    plan_with(services, false).map(|_| ())
+}
+
+fn plan_with(services: &[Service], need_devices: bool) -> Result<Ruleset, PlanError> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::with_capacity(services.len());
+    let mut direct = Vec::new();
     for s in services {
         let name = chain_name(&s.key);
         if !seen.insert(name.clone()) {
             return Err(PlanError::Duplicate(name));
         }
-        out.push(service_objects(s, name)?);
+        if s.forwarding == Forwarding::DirectRouting {
+            direct.push(dr::service_objects(s, name, need_devices)?);
+        } else {
+            out.push(service_objects(s, name)?);
+        }
     }
-    Ok(Ruleset { services: out })
+    Ok(Ruleset {
+        services: out,
+        dr: dr::ruleset(direct),
+    })
 }
 
 fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanError> {
     match s.forwarding {
-        Forwarding::Nat => {}
-        Forwarding::DirectRouting => {
-            return Err(PlanError::Unsupported {
-                service: name,
-                method: "DR",
-                why: "direct routing needs a netdev ingress chain per interface; \
-                      this backend forwards with NAT only (use lb_kind NAT)",
-            })
-        }
+        Forwarding::Nat | Forwarding::DirectRouting => {}
         Forwarding::Tunnel => {
             return Err(PlanError::Unsupported {
                 service: name,
                 method: "TUN",
-                why: "nftables cannot encapsulate IP in IP (use lb_kind NAT)",
+                why: "the nftables backend does not encapsulate IP in IP (use lb_kind NAT or DR)",
             })
         }
     }
@@ -458,7 +487,7 @@ pub fn persistent_clients_are_hashed(s: &Service) -> bool {
         )
 }
 
-fn prefix_mask(len: usize, prefix_len: u8) -> Vec<u8> {
+pub(crate) fn prefix_mask(len: usize, prefix_len: u8) -> Vec<u8> {
     (0..len)
         .map(|i| {
             let bits = (usize::from(prefix_len)).saturating_sub(i * 8).min(8);
@@ -570,6 +599,10 @@ pub enum Op {
         /// Its expressions.
         exprs: Vec<Expr>,
     },
+    /// Replaces the direct-routing table (family `netdev`) with this one, whole.
+    ReplaceDr(DrRuleset),
+    /// Removes the direct-routing table if it exists.
+    DeleteDrTable,
 }
 
 fn add_elements(out: &mut Vec<Op>, s: &Set) {
@@ -653,6 +686,19 @@ fn change_service(out: &mut Vec<Op>, old: &ServiceObjects, new: &ServiceObjects)
 /// the old services or the new ones, never a mix. Persistence entries
 /// survive a change of weights or of other servers.
 pub fn diff(old: Option<&Ruleset>, new: &Ruleset) -> Vec<Op> {
+    let mut out = diff_inet(old, new);
+    // The direct-routing table holds no state packets fill: it is replaced whole.
+    if old.map(|o| &o.dr) != Some(&new.dr) {
+        out.push(if new.dr.is_empty() {
+            Op::DeleteDrTable
+        } else {
+            Op::ReplaceDr(new.dr.clone())
+        });
+    }
+    out
+}
+
+fn diff_inet(old: Option<&Ruleset>, new: &Ruleset) -> Vec<Op> {
     let mut out = Vec::new();
     let Some(old) = old else {
         out.push(Op::ResetTable);
@@ -813,10 +859,16 @@ mod tests {
 
     #[test]
     fn bad_services_are_refused_with_the_reason() {
-        let mut dr = web(Scheduler::RoundRobin, &[1]);
-        dr.forwarding = Forwarding::DirectRouting;
+        let dr = Service {
+            key: ServiceKey::Fwmark {
+                mark: 5,
+                ipv6: false,
+            },
+            forwarding: Forwarding::DirectRouting,
+            ..web(Scheduler::RoundRobin, &[1])
+        };
         assert!(matches!(
-            plan(&[dr]),
+            validate(&[dr]),
             Err(PlanError::Unsupported { method: "DR", .. })
         ));
         let mut tun = web(Scheduler::RoundRobin, &[1]);

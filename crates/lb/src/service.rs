@@ -192,6 +192,37 @@ pub struct Service {
     pub servers: Vec<Server>,
     /// Answers when no server has a positive weight (`sorry_server`).
     pub sorry: Option<Server>,
+    /// Direct routing only: the devices packets arrive on and leave by, which the daemon
+    /// finds (VRRP instance, route lookups) so that planning stays free of I/O.
+    pub dr: DrPaths,
+}
+
+/// A network device, by name (hooks) and index (`fwd` takes an index).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Link {
+    /// Interface name.
+    pub name: String,
+    /// Interface index.
+    pub index: u32,
+}
+
+/// Where a direct-routing service's packets come in and go out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DrPaths {
+    /// Devices on which packets for the virtual address arrive (each gets an ingress chain).
+    pub ingress: Vec<String>,
+    /// Per real (or sorry) server address: the device it is reached on, on-link.
+    pub egress: Vec<(IpAddr, Link)>,
+}
+
+impl DrPaths {
+    /// The device that reaches `server`, if known.
+    pub fn egress_for(&self, server: IpAddr) -> Option<&Link> {
+        self.egress
+            .iter()
+            .find(|(a, _)| *a == server)
+            .map(|(_, l)| l)
+    }
 }
 
 impl Service {
@@ -208,7 +239,33 @@ impl Service {
             persistence: None,
             servers: Vec::new(),
             sorry: None,
+            dr: DrPaths::default(),
         }
+    }
+
+    /// A direct-routing service on `vip:port` arriving on `ingress` (builder style); the
+    /// servers' egress devices are added with [`Service::egress`].
+    pub fn dr(
+        vip: IpAddr,
+        port: u16,
+        protocol: Protocol,
+        scheduler: Scheduler,
+        ingress: &[&str],
+    ) -> Service {
+        Service {
+            forwarding: Forwarding::DirectRouting,
+            dr: DrPaths {
+                ingress: ingress.iter().map(|d| d.to_string()).collect(),
+                egress: Vec::new(),
+            },
+            ..Service::nat(vip, port, protocol, scheduler)
+        }
+    }
+
+    /// Records the device that reaches `server` (builder style).
+    pub fn egress(mut self, server: IpAddr, link: Link) -> Service {
+        self.dr.egress.push((server, link));
+        self
     }
 
     /// Adds a real server (builder style, for tests and examples).

@@ -471,3 +471,25 @@ fn bench_service_against_direct() -> anyhow::Result<()> {
     assert!(s_rate > 0.0 && d_rate > 0.0);
     Ok(())
 }
+
+/// An IPv6 service's dispatch rule matches a 16-byte address: its registers must fit (the
+/// kernel refused it with ERANGE when the match started at `NFT_REG32_14`).
+#[test]
+fn an_ipv6_service_is_accepted_by_the_kernel() -> anyhow::Result<()> {
+    tandem_lab::require_root!(Ok(()));
+    let mut lab = Lab::new("lbv6")?;
+    let director = lab.netns("director")?;
+    let mut lb = director.enter(Nftables::open)??;
+    let s = Service::nat(ip("fd00::100"), 80, Protocol::Tcp, Scheduler::RoundRobin).server(
+        ip("fd00:1::11"),
+        8080,
+        1,
+    );
+    lb.apply(&[s])?;
+    let listing = nft(&director, "list table inet tandem_lb")?;
+    assert!(
+        listing.contains("ip6 daddr fd00::100 tcp dport 80 jump tcp_fd00__100_80"),
+        "{listing}"
+    );
+    Ok(())
+}

@@ -39,7 +39,7 @@ pub use gratuitous::{send_gratuitous_arp, send_unsolicited_na, ArpSender, NaSend
 pub use interfaces::{interface, interface_exists, InterfaceInfo};
 pub use links::{watch_links, LinkEvent};
 pub use proc_events::{ProcEvent, ProcEvents};
-pub use routes::{route_type, RouteSpec, RuleSpec};
+pub use routes::{next_hop, route_type, NextHop, RouteSpec, RuleSpec};
 pub use vmac::{virtual_mac, Vmac};
 pub use vrrp_socket::{
     Burst, BurstBuffer, Received, VrrpSocket, IPPROTO_VRRP, VRRP_GROUP_V4, VRRP_GROUP_V6,

@@ -240,3 +240,65 @@ pub(crate) fn rule_request(spec: &RuleSpec, add: bool) -> NetlinkMessage<RouteNe
     msg.header.flags = flags;
     msg
 }
+
+/// What the kernel's route lookup (`ip route get`) answers for one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHop {
+    /// `RTN_*` type ([`route_type`]): unicast for a reachable destination.
+    pub kind: u8,
+    /// The output interface's index and name.
+    pub oif: Option<(u32, String)>,
+    /// The gateway, when the destination is not on-link.
+    pub gateway: Option<IpAddr>,
+}
+
+/// Looks up the route the kernel would use for `destination` (in the calling thread's
+/// namespace), and the name of its output interface.
+pub async fn next_hop(
+    handle: &rtnetlink::Handle,
+    destination: IpAddr,
+) -> Result<NextHop, crate::SysError> {
+    use futures::TryStreamExt;
+    let op = format!("looking up the route to {destination}");
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = family(destination.is_ipv6());
+    msg.header.destination_prefix_length = if destination.is_ipv6() { 128 } else { 32 };
+    msg.attributes
+        .push(RouteAttribute::Destination(RouteAddress::from(destination)));
+    let mut answers = handle.route().get(msg).execute();
+    let route = match answers.try_next().await {
+        Ok(Some(route)) => route,
+        Ok(None) => {
+            return Err(crate::SysError::NetlinkProtocol {
+                op,
+                detail: "no answer".into(),
+            })
+        }
+        Err(e) => return Err(crate::SysError::netlink(op, e)),
+    };
+    let mut hop = NextHop {
+        kind: u8::from(route.header.kind),
+        oif: None,
+        gateway: None,
+    };
+    let mut index = None;
+    for a in &route.attributes {
+        match a {
+            RouteAttribute::Oif(i) => index = Some(*i),
+            RouteAttribute::Gateway(RouteAddress::Inet(g)) => hop.gateway = Some(IpAddr::V4(*g)),
+            RouteAttribute::Gateway(RouteAddress::Inet6(g)) => hop.gateway = Some(IpAddr::V6(*g)),
+            _ => {}
+        }
+    }
+    if let Some(index) = index {
+        let op = format!("looking up interface index {index}");
+        let mut links = handle.link().get().match_index(index).execute();
+        let link = links
+            .try_next()
+            .await
+            .map_err(|e| crate::SysError::netlink(op, e))?;
+        let name = link.and_then(|l| crate::interfaces::link_name(&l));
+        hop.oif = name.map(|n| (index, n));
+    }
+    Ok(hop)
+}

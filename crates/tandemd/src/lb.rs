@@ -1,6 +1,7 @@
 //! The LVS director half of tandemd: keepalived's `virtual_server` blocks balanced through the
-//! nftables backend (table `inet tandem_lb`), their real servers checked by keepalived's
-//! checkers.
+//! nftables backend (table `inet tandem_lb` for NAT, `netdev tandem_lb_dr` for DR), their real
+//! servers checked by keepalived's checkers. For DR the device that reaches each real server
+//! comes from the kernel's route lookup, made before every apply.
 //!
 //! ```text
 //!  daemon loop ──start / reload / stop──▶ balancer task
@@ -17,11 +18,12 @@
 
 mod convert;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use tandem_lb::check::{runner, Action, Destination, Notification, Script};
-use tandem_lb::{Backend, ForeignChange, Nftables, TableWatch};
+use tandem_lb::{Backend, ForeignChange, Forwarding, Link, Nftables, TableWatch};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
@@ -117,6 +119,10 @@ struct Balancer {
     users: HashMap<String, Option<ScriptUser>>,
     /// A pool changed since the last apply.
     dirty: bool,
+    /// Route lookups for DR servers (`None`: rtnetlink could not be opened).
+    routes: Option<rtnetlink::Handle>,
+    /// DR servers already reported as not reachable on-link, and why.
+    unreachable: HashMap<IpAddr, String>,
 }
 
 impl Balancer {
@@ -129,7 +135,19 @@ impl Balancer {
             }
         };
         let (actions_tx, actions_rx) = mpsc::unbounded_channel();
+        let routes = match rtnetlink::new_connection() {
+            Ok((connection, handle, _)) => {
+                tokio::spawn(connection);
+                Some(handle)
+            }
+            Err(e) => {
+                error!("load balancing: cannot open rtnetlink for DR route lookups: {e}");
+                None
+            }
+        };
         Balancer {
+            routes,
+            unreachable: HashMap::new(),
             backend,
             active: Vec::new(),
             next_id: 0,
@@ -161,7 +179,7 @@ impl Balancer {
                     while let Ok((id, action)) = self.actions_rx.try_recv() {
                         self.on_action(id, action).await;
                     }
-                    self.apply_if_ready();
+                    self.apply_if_ready().await;
                 }
                 command = commands.recv() => match command {
                     Some(Command::Reload(plan, answer)) => {
@@ -235,7 +253,7 @@ impl Balancer {
             warn!(
                 "load balancing: another program changed table {} ({} by netlink port {}, {} \
                  change(s)): putting the table back",
-                tandem_lb::TABLE,
+                first.table,
                 first.what,
                 first.port,
                 ours.len()
@@ -243,7 +261,7 @@ impl Balancer {
         }
         backend.forget();
         self.dirty = true;
-        self.apply_if_ready();
+        self.apply_if_ready().await;
     }
 
     /// Starts the checker runner of one virtual server.
@@ -298,20 +316,72 @@ impl Balancer {
 
     /// Applies every pool in one batch, once every runner has reported its first pool (so the
     /// start, and a reload, is one change too).
-    fn apply_if_ready(&mut self) {
+    async fn apply_if_ready(&mut self) {
         if !self.dirty || self.active.iter().any(|a| a.pool.is_none()) {
             return;
         }
         self.dirty = false;
+        if self.backend.is_none() {
+            return;
+        }
+        let mut services: Vec<tandem_lb::Service> = (self.active.iter())
+            .flat_map(|a| a.planned.services(a.pool.as_deref().unwrap_or_default()))
+            .collect();
+        for service in &mut services {
+            if service.forwarding == Forwarding::DirectRouting {
+                self.find_egress(service).await;
+            }
+        }
         let Some(backend) = self.backend.as_mut() else {
             return;
         };
-        let services: Vec<tandem_lb::Service> = (self.active.iter())
-            .flat_map(|a| a.planned.services(a.pool.as_deref().unwrap_or_default()))
-            .collect();
         match backend.apply(&services) {
             Ok(()) => debug!("load balancing: {} service(s) applied", services.len()),
             Err(e) => error!("load balancing: applying the pools: {e} (the previous pools stay)"),
+        }
+    }
+
+    /// Fills a DR service's egress devices from the kernel's routes; a server that is not
+    /// on-link cannot be reached by its MAC, so it is left out (and said so once).
+    async fn find_egress(&mut self, service: &mut tandem_lb::Service) {
+        let Some(handle) = &self.routes else {
+            service.servers.clear();
+            service.sorry = None;
+            return;
+        };
+        let addresses: HashSet<IpAddr> = (service.servers.iter())
+            .chain(service.sorry.iter())
+            .map(|s| s.addr)
+            .collect();
+        let mut lost = Vec::new();
+        for addr in addresses {
+            let why = match tandem_sys::next_hop(handle, addr).await {
+                Ok(hop) => match (hop.kind, hop.gateway, hop.oif) {
+                    (tandem_sys::route_type::UNICAST, None, Some((index, name))) => {
+                        service.dr.egress.push((addr, Link { name, index }));
+                        self.unreachable.remove(&addr);
+                        continue;
+                    }
+                    (_, Some(gateway), _) => format!(
+                        "it is reached through gateway {gateway}, not on-link: direct routing \
+                         needs the real server on a segment of the director"
+                    ),
+                    (kind, None, _) => format!("its route is not a unicast route (type {kind})"),
+                },
+                Err(e) => e.to_string(),
+            };
+            lost.push(addr);
+            if self.unreachable.get(&addr) != Some(&why) {
+                error!(
+                    "load balancing: {} (DR): real server {addr} is left out: {why}",
+                    convert::key_name(&service.key)
+                );
+                self.unreachable.insert(addr, why);
+            }
+        }
+        service.servers.retain(|s| !lost.contains(&s.addr));
+        if service.sorry.is_some_and(|s| lost.contains(&s.addr)) {
+            service.sorry = None;
         }
     }
 
@@ -404,7 +474,7 @@ impl Balancer {
             info!("load balancing: {started} new or changed virtual server(s): their checkers restart from keepalived's initial state");
         }
         self.dirty = true;
-        self.apply_if_ready();
+        self.apply_if_ready().await;
         format!(
             "load balancing: {kept} virtual server(s) kept with their checker state, \
              {started} (re)started, {removed} removed"
@@ -427,9 +497,10 @@ impl Balancer {
             }
         }
         if let Some(backend) = self.backend.as_mut() {
+            let tables = format!("tables {} and {}", tandem_lb::TABLE, tandem_lb::DR_TABLE);
             match backend.clear() {
-                Ok(()) => info!("load balancing: table {} removed", tandem_lb::TABLE),
-                Err(e) => error!("load balancing: removing table {}: {e}", tandem_lb::TABLE),
+                Ok(()) => info!("load balancing: {tables} removed"),
+                Err(e) => error!("load balancing: removing {tables}: {e}"),
             }
         }
     }

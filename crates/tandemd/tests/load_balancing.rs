@@ -1,10 +1,11 @@
 //! tandemd as an LVS director, end to end in the gateway lab: keepalived.conf's
 //! `virtual_server` balanced through nftables, real servers checked with HTTP_GET / TCP_CHECK,
 //! notify and quorum scripts, the sorry server, and 50 balanced connections across the death
-//! of the master director.
+//! of the master director, in NAT mode and in DR mode.
 //!
 //! ```text
-//!  client 10.1.0.100 ── VIP 10.1.0.254 ── director a / b ── 10.2.0.0/24 ── real servers
+//!  NAT: client 10.1.0.100 ── VIP 10.1.0.254 ── director a / b ── 10.2.0.0/24 ── real servers
+//!  DR:  client, director a / b (VIP 10.5.0.100), real servers (VIP on lo): one switch
 //! ```
 
 mod common;
@@ -21,7 +22,7 @@ use anyhow::{Context, Result};
 use common::*;
 use nix::sys::signal::Signal;
 use tandem_lab::{
-    example_config, require_root, wait_until, EchoServer, FlowOptions, Gateway, Netns, Side,
+    example_config, require_root, wait_until, EchoServer, FlowOptions, Gateway, Lab, Netns, Side,
     TcpFlows, SIDE_A, SIDE_B,
 };
 
@@ -469,6 +470,157 @@ fn persistent_clients_keep_their_server_across_the_master_directors_death() -> R
          (after: {after:?})",
         clients.len()
     );
+    assert_eq!(before, after);
+    Ok(())
+}
+
+/// One-armed DR directors: client, directors a (10.5.0.1) and b (10.5.0.3) and three real
+/// servers on one switch; the servers hold the VIP on `lo` and keep quiet about it in ARP.
+struct DrLab {
+    lab: Lab,
+    client: Netns,
+    a: Netns,
+    b: Netns,
+    servers: Vec<Netns>,
+}
+
+const DR_VIP: &str = "10.5.0.100";
+
+impl DrLab {
+    fn new(tag: &str) -> Result<DrLab> {
+        let mut lab = Lab::new(tag)?;
+        let switch = lab.netns("sw")?;
+        lab.bridge(&switch, "br0")?;
+        let host = |lab: &mut Lab, name: &str, addr: &str| -> Result<Netns> {
+            let ns = lab.netns(name)?;
+            let port = format!("p{name}");
+            lab.veth((&ns, "eth0"), (&switch, &port))?;
+            switch.ip(&format!("link set {port} master br0"))?;
+            ns.ip(&format!("addr add {addr}/24 dev eth0"))?;
+            Ok(ns)
+        };
+        let client = host(&mut lab, "c", "10.5.0.2")?;
+        let a = host(&mut lab, "da", "10.5.0.1")?;
+        let b = host(&mut lab, "db", "10.5.0.3")?;
+        let mut servers = Vec::new();
+        for i in 1..=3 {
+            let ns = host(&mut lab, &format!("rs{i}"), &format!("10.5.0.1{i}"))?;
+            for (key, value) in [("arp_ignore", "1"), ("arp_announce", "2")] {
+                ns.sysctl(&format!("net.ipv4.conf.all.{key}"), value)?;
+                ns.sysctl(&format!("net.ipv4.conf.eth0.{key}"), value)?;
+            }
+            ns.ip(&format!("addr add {DR_VIP}/32 dev lo"))?;
+            servers.push(ns);
+        }
+        Ok(DrLab {
+            lab,
+            client,
+            a,
+            b,
+            servers,
+        })
+    }
+
+    /// tandemd on director `ns` with VRRP `priority` and the DR `virtual_server` `vs`.
+    fn start(&self, ns: &Netns, priority: u8, vs: &str) -> Result<Daemon> {
+        let conf = format!(
+            "vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    \
+             priority {priority}\n    advert_int 1\n    virtual_ipaddress {{\n        {DR_VIP}/32\n    }}\n}}\n{vs}"
+        );
+        start_tandemd_in(&self.lab, ns, &conf, &[])
+    }
+}
+
+fn dr_table(ns: &Netns) -> String {
+    ns.exec(&["nft", "list", "table", "netdev", "tandem_lb_dr"])
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Two tandemd directors with `lb_kind DR`, 50 long-lived connections through the VIP to
+/// three real servers, the master SIGKILLed mid-stream: the backup, which never saw the
+/// connections (no connection table, no replication), hashes each one to the same server.
+#[test]
+fn dr_connections_survive_the_master_directors_death() -> Result<()> {
+    require_root!(Ok(()));
+    const FLOWS: usize = 50;
+    const PORT: u16 = 7000;
+    let t = DrLab::new("lbdr")?;
+    let servers: Vec<EchoServer> = (t.servers.iter())
+        .map(|ns| EchoServer::start(ns, PORT))
+        .collect::<Result<_>>()?;
+    let real: String = (11..=13)
+        .map(|h| {
+            format!(
+                "    real_server 10.5.0.{h} {PORT} {{\n        weight 1\n        TCP_CHECK {{\n            connect_timeout 1\n        }}\n    }}\n"
+            )
+        })
+        .collect();
+    let vs = format!(
+        "virtual_server {DR_VIP} {PORT} {{\n    delay_loop 1\n    lb_algo wrr\n    lb_kind DR\n    protocol TCP\n{real}}}\n"
+    );
+    let mut a = t.start(&t.a, 150, &vs)?;
+    let b = t.start(&t.b, 100, &vs)?;
+    wait_until("a holds the VIP", Duration::from_secs(15), ms(5), || {
+        t.a.has_address(DR_VIP).unwrap_or(false).then_some(())
+    })?;
+    // Both directors forward to every server, the backup too.
+    for (name, ns) in [("a", &t.a), ("b", &t.b)] {
+        wait_until(
+            &format!("{name}'s DR table"),
+            Duration::from_secs(10),
+            ms(50),
+            || {
+                let table = dr_table(ns);
+                (11..=13)
+                    .all(|h| table.contains(&format!("fwd ip to 10.5.0.{h} device \"eth0\"")))
+                    .then_some(())
+            },
+        )
+        .with_context(|| format!("{}\n{}", a.child.log(), b.child.log()))?;
+    }
+    let to = SocketAddr::new(DR_VIP.parse::<IpAddr>()?, PORT);
+    let opts = FlowOptions {
+        interval: ms(20),
+        dead_after: Duration::from_secs(10),
+        ..FlowOptions::default()
+    };
+    let tcp = TcpFlows::start_with(&t.client, to, FLOWS, opts)?;
+    tcp.wait_all_progress(Duration::from_secs(10))?;
+    let per_server = |s: &EchoServer| {
+        (s.peers().iter())
+            .filter(|p| p.ip().to_string() == "10.5.0.2")
+            .count()
+    };
+    let before: Vec<usize> = servers.iter().map(per_server).collect();
+    assert_eq!(before.iter().sum::<usize>(), FLOWS, "{before:?}");
+    assert!(
+        before.iter().all(|&n| n >= 5),
+        "per-flow spread: {before:?}"
+    );
+
+    tcp.mark();
+    a.child.kill()?;
+    t.a.link_set("eth0", false)?;
+    let started = Instant::now();
+    wait_until("b holds the VIP", Duration::from_secs(5), ms(5), || {
+        t.b.has_address(DR_VIP).unwrap_or(false).then_some(())
+    })?;
+    let took = started.elapsed();
+    tcp.wait_all_progress(Duration::from_secs(10))
+        .with_context(|| format!("{}\n{}", tcp.report(), b.child.log()))?;
+    let report = tcp.report();
+    let after: Vec<usize> = servers.iter().map(per_server).collect();
+    println!(
+        "DR director a killed: b took the VIP after {} ms; {}/{} connections alive, longest \
+         stall {} ms; per server before {before:?}, after {after:?}",
+        took.as_millis(),
+        report.alive,
+        report.total,
+        report.longest_stall.as_millis()
+    );
+    assert_eq!(report.alive, FLOWS, "{report}");
+    // No connection was opened again: each server holds exactly the ones it had.
     assert_eq!(before, after);
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! keepalived.conf's LVS side (the configuration model) turned into what the load balancer
 //! runs: one checker spec and one or more nftables services per `virtual_server`, and a located
-//! warning for everything that will not happen as written (DR/TUN forwarding, checkers tandem
-//! does not run, schedulers nftables approximates, settings not applied).
+//! warning for everything that will not happen as written (TUN forwarding, DR where it cannot
+//! be done, checkers tandem does not run, schedulers nftables approximates, settings not
+//! applied).
 //!
 //! Pure: no sockets, no files; the daemon's load balancer starts what this returns.
 
@@ -16,7 +17,9 @@ use tandem_lb::check::{
     HttpSpec, MiscSpec, RealServerSpec, Script, SmtpSpec, SorryServer, Timing, UdpSpec, UrlSpec,
     VirtualServerSpec,
 };
-use tandem_lb::{Forwarding, Persistence, Protocol, Scheduler, Server, Service, ServiceKey};
+use tandem_lb::{
+    DrPaths, Forwarding, Persistence, Protocol, Scheduler, Server, Service, ServiceKey,
+};
 
 /// The most addresses one `virtual_server_group` range may expand to (keepalived's ranges
 /// vary the last byte only, so 256 covers every range it accepts).
@@ -105,7 +108,7 @@ pub fn convert(config: &Config) -> Conversion {
                     }),
             )
             .collect();
-        if let Err(e) = tandem_lb::plan::plan(&planned.services(&everyone)) {
+        if let Err(e) = tandem_lb::plan::validate(&planned.services(&everyone)) {
             warnings.push(warn(
                 &vs.location,
                 "virtual_server",
@@ -145,7 +148,7 @@ fn convert_one(
         LbKind::Dr => Forwarding::DirectRouting,
         LbKind::Tun(_) => Forwarding::Tunnel,
     };
-    let scheduler = scheduler(vs, warnings);
+    let scheduler = scheduler(vs, forwarding, warnings);
     let protocol = match vs.protocol {
         Some(tandem_config::Protocol::Udp) => Protocol::Udp,
         Some(tandem_config::Protocol::Sctp) => Protocol::Sctp,
@@ -163,20 +166,40 @@ fn convert_one(
         },
     });
     not_applied(vs, warnings);
-    let templates: Vec<Service> = (keys.iter())
-        .map(|&key| Service {
+    let vs_port = match vs.service {
+        ServiceAddress::Socket { port, .. } => port,
+        _ => 0,
+    };
+    let mut templates = Vec::with_capacity(keys.len());
+    for &key in &keys {
+        let mut dr = DrPaths::default();
+        if forwarding == Forwarding::DirectRouting {
+            if let ServiceKey::Addr { vip, .. } = key {
+                dr.ingress = vip_devices(config, vip);
+                if dr.ingress.is_empty() {
+                    warnings.push(warn(
+                        &vs.location,
+                        "virtual_server",
+                        format!(
+                            "lb_kind DR: no vrrp_instance holds {vip}, so tandem does not know                              the interface its packets arrive on: this virtual server is not                              balanced and its real servers are not checked"
+                        ),
+                    ));
+                    return None;
+                }
+            }
+        }
+        templates.push(Service {
             key,
             scheduler,
             forwarding,
             persistence,
             servers: Vec::new(),
             sorry: None,
-        })
-        .collect();
-    let vs_port = match vs.service {
-        ServiceAddress::Socket { port, .. } => port,
-        _ => 0,
-    };
+            dr,
+        });
+    }
+    // A DR server's port other than the service's is refused by the configuration layer (the
+    // packet keeps the client's destination port), so nothing is left to warn about here.
     let name = keys.first().map(key_name).unwrap_or_default();
     let mut spec = VirtualServerSpec::new(&name, Vec::new());
     spec.quorum = vs.quorum;
@@ -198,7 +221,32 @@ fn convert_one(
     })
 }
 
-fn scheduler(vs: &VirtualServer, warnings: &mut Vec<Diagnostic>) -> Scheduler {
+/// The interfaces the VRRP instances put `vip` on (its `dev`, else the instance's macvlan
+/// with `use_vmac`, else its interface): where the VIP's packets arrive, on the master.
+fn vip_devices(config: &Config, vip: IpAddr) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for i in &config.instances {
+        let held = (i.virtual_addresses.iter()).chain(i.excluded_addresses.iter());
+        for a in held.filter(|a| a.address == vip) {
+            let device = match (&a.dev, &i.use_vmac) {
+                (Some(dev), _) => dev.clone(),
+                (None, Some(vmac)) if vmac.is_empty() => format!("vrrp.{}", i.virtual_router_id),
+                (None, Some(vmac)) => vmac.clone(),
+                (None, None) => i.interface.clone(),
+            };
+            if !out.contains(&device) {
+                out.push(device);
+            }
+        }
+    }
+    out
+}
+
+fn scheduler(
+    vs: &VirtualServer,
+    forwarding: Forwarding,
+    warnings: &mut Vec<Diagnostic>,
+) -> Scheduler {
     let Some(scheduler) = Scheduler::from_name(vs.lb_algo.name()) else {
         warnings.push(warn(
             &vs.location,
@@ -211,7 +259,13 @@ fn scheduler(vs: &VirtualServer, warnings: &mut Vec<Diagnostic>) -> Scheduler {
         ));
         return Scheduler::WeightedRoundRobin;
     };
-    if let Some(why) = scheduler.approximation() {
+    let approximation = match forwarding {
+        Forwarding::DirectRouting => {
+            tandem_lb::plan::dr::approximation(scheduler, vs.persistence_timeout.is_some())
+        }
+        _ => scheduler.approximation(),
+    };
+    if let Some(why) = approximation {
         warnings.push(warn(
             &vs.location,
             "virtual_server",

@@ -120,7 +120,59 @@ fn a_pool_fills_every_template() {
 }
 
 #[test]
-fn dr_and_tun_are_located_warnings_and_not_balanced() {
+fn dr_hooks_the_interface_its_vrrp_instance_puts_the_vip_on() {
+    let text = "\
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+    virtual_ipaddress {
+        10.0.0.100/24
+        10.0.0.101/24 dev eth1
+    }
+}
+virtual_server 10.0.0.100 80 {
+    lb_kind DR
+    lb_algo wrr
+    protocol TCP
+    sorry_server 10.0.0.9 80
+    real_server 10.0.0.11 80 {
+    }
+}
+virtual_server 10.0.0.101 80 {
+    lb_kind DR
+    lb_algo mh
+    protocol TCP
+    real_server 10.0.0.11 80 {
+    }
+}
+";
+    let c = convert(&parse(text));
+    assert_eq!(c.services.len(), 2, "{:?}", c.warnings);
+    let t = &c.services[0].templates[0];
+    assert_eq!(t.forwarding, Forwarding::DirectRouting);
+    assert_eq!(t.dr.ingress, vec!["eth0".to_string()]);
+    assert_eq!(
+        c.services[1].templates[0].dr.ingress,
+        vec!["eth1".to_string()]
+    );
+    // wrr becomes a per-flow hash (warned); mh keeps its contract (not warned).
+    assert!(warned_at(
+        &c,
+        9,
+        "with lb_kind DR each connection is placed by a hash"
+    ));
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    // With use_vmac the address lives on the macvlan.
+    let vmac = text.replace("    interface eth0\n", "    interface eth0\n    use_vmac\n");
+    let c = convert(&parse(&vmac));
+    assert_eq!(
+        c.services[0].templates[0].dr.ingress,
+        vec!["vrrp.51".to_string()]
+    );
+}
+
+#[test]
+fn dr_without_a_vrrp_address_or_on_a_fwmark_and_tun_are_located_warnings() {
     let text = "\
 virtual_server 10.0.0.100 80 {
     lb_kind DR
@@ -136,16 +188,31 @@ virtual_server 10.0.0.101 80 {
     real_server 10.0.1.1 80 {
     }
 }
+virtual_server fwmark 5 {
+    lb_kind DR
+    lb_algo rr
+    real_server 10.0.1.1 {
+    }
+}
 ";
     let c = convert(&parse(text));
     assert!(c.services.is_empty());
     assert!(
-        warned_at(&c, 1, "DR forwarding is not available"),
+        warned_at(&c, 1, "no vrrp_instance holds 10.0.0.100"),
         "{:?}",
         c.warnings
     );
     assert!(
         warned_at(&c, 8, "TUN forwarding is not available"),
+        "{:?}",
+        c.warnings
+    );
+    assert!(
+        warned_at(
+            &c,
+            15,
+            "DR forwarding is not available with the nftables backend: a firewall mark"
+        ),
         "{:?}",
         c.warnings
     );
