@@ -35,4 +35,6 @@ mod service;
 pub use backend::{Backend, Error, Ipvs, Nftables, IPVS_PROC};
 pub use netlink::{NetlinkError, NfTables};
 pub use plan::{PlanError, TABLE};
-pub use service::{Forwarding, Persistence, Protocol, Scheduler, Server, Service, ServiceKey};
+pub use service::{
+    Forwarding, Load, Persistence, Protocol, Scheduler, Server, Service, ServiceKey,
+};

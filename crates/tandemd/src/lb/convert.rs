@@ -171,6 +171,7 @@ fn convert_one(
             persistence,
             servers: Vec::new(),
             sorry: None,
+            loads: Default::default(),
         })
         .collect();
     let vs_port = match vs.service {
