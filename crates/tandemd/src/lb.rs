@@ -8,7 +8,11 @@
 //!                                          │    (tandem_lb::check: Monitor + probes)
 //!                                          │        │ SetPool / Notify / Log
 //!                                          │        ▼
+//!                                          ├─ every 2 s, for least-connection services:
+//!                                          │    one filtered conntrack dump per service,
+//!                                          │    connections per real server (loads.rs)
 //!                                          └─ Nftables: one netlink batch per pool change
+//!                                               (or per real change of those counts)
 //! ```
 //!
 //! Load balancing runs whatever the VRRP state, as keepalived's checker process does: the
@@ -16,12 +20,15 @@
 //! replicated conntrack entries keep their server) from the moment it takes the addresses.
 
 mod convert;
+mod loads;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use tandem_ctnetlink::Conntrack;
 use tandem_lb::check::{runner, Action, Destination, Notification, Script};
-use tandem_lb::{Backend, Nftables};
+use tandem_lb::{Backend, Load, Nftables, ServiceKey};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
@@ -102,6 +109,33 @@ struct Active {
     pool: Option<Vec<Destination>>,
     running: runner::Running,
     forwarder: tokio::task::JoinHandle<()>,
+    /// Connections per real server of each least-connection service, as last counted:
+    /// a pool change programs these.
+    loads: HashMap<ServiceKey, BTreeMap<SocketAddr, Load>>,
+    /// The counts the schedules in the kernel were planned from: new counts are compared
+    /// with these, so a slow drift adds up to a change instead of never being applied.
+    applied_loads: HashMap<ServiceKey, BTreeMap<SocketAddr, Load>>,
+}
+
+impl Active {
+    /// The services to program now: the pool's servers, and the last counts.
+    fn services(&self) -> Vec<tandem_lb::Service> {
+        self.services_with(&self.loads)
+    }
+
+    /// The services with `loads` as their counts.
+    fn services_with(
+        &self,
+        loads: &HashMap<ServiceKey, BTreeMap<SocketAddr, Load>>,
+    ) -> Vec<tandem_lb::Service> {
+        let mut services = self
+            .planned
+            .services(self.pool.as_deref().unwrap_or_default());
+        for s in &mut services {
+            s.loads = loads.get(&s.key).cloned().unwrap_or_default();
+        }
+        services
+    }
 }
 
 struct Balancer {
@@ -114,6 +148,10 @@ struct Balancer {
     users: HashMap<String, Option<ScriptUser>>,
     /// A pool changed since the last apply.
     dirty: bool,
+    /// The socket that counts connections; `None` until needed, or after it failed.
+    conntrack: Option<Conntrack>,
+    /// Counting fails (said once, not every period, until it works again).
+    counting_failed: bool,
 }
 
 impl Balancer {
@@ -134,6 +172,8 @@ impl Balancer {
             actions_rx,
             users: HashMap::new(),
             dirty: false,
+            conntrack: None,
+            counting_failed: false,
         }
     }
 
@@ -146,8 +186,14 @@ impl Balancer {
         for planned in plan.services {
             self.start_one(planned);
         }
+        let mut refresh = tokio::time::interval(loads::REFRESH);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = refresh.tick(), if self.counts_connections() => {
+                    self.refresh_loads().await;
+                    self.apply_if_ready();
+                }
                 Some((id, action)) = self.actions_rx.recv() => {
                     self.on_action(id, action).await;
                     // What is already queued belongs to the same change (a runner's start).
@@ -202,7 +248,106 @@ impl Balancer {
             pool: None,
             running,
             forwarder,
+            loads: HashMap::new(),
+            applied_loads: HashMap::new(),
         });
+    }
+
+    /// Whether some running service spreads by connection counts.
+    fn counts_connections(&self) -> bool {
+        (self.active.iter()).any(|a| {
+            (a.planned.templates.iter())
+                .any(|t| tandem_lb::plan::new_connection_weights(t).is_some())
+        })
+    }
+
+    /// Counts the connections of every least-connection service (one conntrack dump each,
+    /// filtered by the kernel) and marks the pools dirty when a schedule would really
+    /// change.
+    async fn refresh_loads(&mut self) {
+        let mut wanted: Vec<(usize, tandem_lb::Service)> = Vec::new();
+        for (i, a) in self.active.iter().enumerate() {
+            if a.pool.is_none() {
+                continue;
+            }
+            let counted = a.services_with(&a.applied_loads).into_iter();
+            wanted.extend(
+                counted
+                    .filter(|s| tandem_lb::plan::new_connection_weights(s).is_some())
+                    .map(|s| (i, s)),
+            );
+        }
+        if wanted.is_empty() {
+            return;
+        }
+        // One dump per distinct query (services of one mark family share theirs).
+        let mut queries: Vec<loads::Query> = Vec::new();
+        let which: Vec<usize> = (wanted.iter())
+            .map(|(_, s)| {
+                let q = loads::query(&s.key);
+                queries.iter().position(|&k| k == q).unwrap_or_else(|| {
+                    queries.push(q);
+                    queries.len() - 1
+                })
+            })
+            .collect();
+        let conntrack = self.conntrack.take();
+        let dumped = tokio::task::spawn_blocking(move || {
+            let mut ct = match conntrack {
+                Some(ct) => ct,
+                None => Conntrack::open()?,
+            };
+            let mut flows = Vec::with_capacity(queries.len());
+            for q in &queries {
+                flows.push(match q {
+                    loads::Query::Filtered(f) => ct.dump_matching(f)?,
+                    loads::Query::Family(family) => ct.dump(Some(*family))?,
+                });
+            }
+            Ok::<_, tandem_ctnetlink::Error>((ct, flows))
+        })
+        .await;
+        let failure = match dumped {
+            Ok(Ok((ct, flows))) => {
+                self.conntrack = Some(ct);
+                if std::mem::take(&mut self.counting_failed) {
+                    info!("load balancing: counting connections works again");
+                }
+                Ok(flows)
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let flows = match failure {
+            Ok(flows) => flows,
+            Err(e) => {
+                if !std::mem::replace(&mut self.counting_failed, true) {
+                    error!(
+                        "load balancing: counting connections for the least-connection \
+                         schedulers: {e}; they keep their last weights (retried every {:?})",
+                        loads::REFRESH
+                    );
+                }
+                return;
+            }
+        };
+        let mut changed = false;
+        for ((i, applied), q) in wanted.into_iter().zip(which) {
+            let mut next = applied.clone();
+            next.loads = loads::count(&flows[q], &applied.servers);
+            self.active[i].loads.insert(next.key, next.loads.clone());
+            if !loads::worth_applying(&applied, &next) {
+                continue;
+            }
+            info!(
+                "load balancing: {}: connections per server (active/inactive) and the \
+                 weights new connections now follow: {}",
+                convert::key_name(&next.key),
+                loads::describe(&next)
+            );
+            changed = true;
+        }
+        self.dirty |= changed;
     }
 
     async fn on_action(&mut self, id: u64, action: Action) {
@@ -235,11 +380,22 @@ impl Balancer {
         let Some(backend) = self.backend.as_mut() else {
             return;
         };
-        let services: Vec<tandem_lb::Service> = (self.active.iter())
-            .flat_map(|a| a.planned.services(a.pool.as_deref().unwrap_or_default()))
-            .collect();
+        let services: Vec<tandem_lb::Service> =
+            self.active.iter().flat_map(Active::services).collect();
         match backend.apply(&services) {
-            Ok(()) => debug!("load balancing: {} service(s) applied", services.len()),
+            Ok(()) => {
+                debug!("load balancing: {} service(s) applied", services.len());
+                for s in services.iter().filter(|s| !s.loads.is_empty()) {
+                    debug!(
+                        "load balancing: {}: new connections follow {}",
+                        convert::key_name(&s.key),
+                        loads::describe(s)
+                    );
+                }
+                for a in &mut self.active {
+                    a.applied_loads = a.loads.clone();
+                }
+            }
             Err(e) => error!("load balancing: applying the pools: {e} (the previous pools stay)"),
         }
     }

@@ -473,6 +473,89 @@ fn persistent_clients_keep_their_server_across_the_master_directors_death() -> R
     Ok(())
 }
 
+/// `lb_algo lc` on one director: 20 long connections held by the only server up, then two
+/// idle servers join; once tandem has counted the conntrack entries per server, 30 new
+/// connections go (nearly) all to the idle two, where round robin would give the busy one a
+/// third.
+#[test]
+fn least_connection_sends_new_connections_to_the_idle_servers() -> Result<()> {
+    require_root!(Ok(()));
+    const HELD: usize = 20;
+    const NEW: usize = 30;
+    const PORT: u16 = 7000;
+    const PORTS: [u16; 3] = [7101, 7102, 7103];
+    let gw = Gateway::new("lblc")?;
+    let busy = EchoServer::start(&gw.server, PORTS[0])?;
+    let reals: Vec<(String, u16)> = PORTS.iter().map(|&p| ("10.2.0.100".into(), p)).collect();
+    // alpha: a server is in only once its check has passed, so the two not yet listening
+    // stay out.
+    let vs = rr_tcp_checked(&format!("{VIP} {PORT}"), &reals, "    alpha\n")
+        .replace("lb_algo rr", "lb_algo lc");
+    let a = start_director(&gw, &gw.a, SIDE_A, &vs)?;
+    let added = |port: u16| format!("Adding service [10.2.0.100]:tcp:{port} to VS");
+    let log_has = |what: &str| a.child.log().contains(what);
+    wait_until(
+        "the busy server in the pool",
+        Duration::from_secs(15),
+        ms(20),
+        || (gw.a.has_address(VIP).unwrap_or(false) && log_has(&added(PORTS[0]))).then_some(()),
+    )
+    .with_context(|| a.child.log())?;
+    let to = SocketAddr::new(VIP.parse::<IpAddr>()?, PORT);
+    let opts = FlowOptions {
+        interval: ms(100),
+        dead_after: Duration::from_secs(10),
+        ..FlowOptions::default()
+    };
+    let held = TcpFlows::start_with(&gw.client, to, HELD, opts)?;
+    held.wait_all_progress(Duration::from_secs(10))?;
+    let from_clients = |s: &EchoServer| {
+        (s.peers().iter())
+            .filter(|p| p.ip().to_string() == SNAT)
+            .count()
+    };
+    assert_eq!(from_clients(&busy), HELD);
+    let idle = [
+        EchoServer::start(&gw.server, PORTS[1])?,
+        EchoServer::start(&gw.server, PORTS[2])?,
+    ];
+    // Both join, and a count after they did has put the busy server's weight down.
+    let counted = format!("10.2.0.100:{} {HELD}/0 → 1,", PORTS[0]);
+    let t = Instant::now();
+    wait_until(
+        "the counts applied",
+        Duration::from_secs(20),
+        ms(20),
+        || {
+            let log = a.child.log();
+            let joined = log
+                .rfind(&added(PORTS[1]))?
+                .max(log.rfind(&added(PORTS[2]))?);
+            (log[joined..].contains(&counted)).then_some(())
+        },
+    )
+    .with_context(|| a.child.log())?;
+    println!(
+        "counts applied {} ms after the idle servers started",
+        t.elapsed().as_millis()
+    );
+    let fresh = TcpFlows::start_with(&gw.client, to, NEW, opts)?;
+    fresh.wait_all_progress(Duration::from_secs(10))?;
+    let to_busy = from_clients(&busy) - HELD;
+    let to_idle: Vec<usize> = idle.iter().map(from_clients).collect();
+    println!(
+        "{NEW} new connections: {to_busy} to the server holding {HELD}, {to_idle:?} to the \
+         idle ones (round robin: {} each)",
+        NEW / 3
+    );
+    assert_eq!(to_busy + to_idle.iter().sum::<usize>(), NEW);
+    assert!(to_busy <= 2, "the busy server took {to_busy} of {NEW}");
+    assert!(to_idle.iter().all(|&n| n >= 12), "{to_idle:?}");
+    held.stop();
+    fresh.stop();
+    Ok(())
+}
+
 /// A `virtual_server` (address and port in `service`) balancing `reals` round robin in NAT
 /// mode with a TCP_CHECK each, plus `extra` lines.
 fn rr_tcp_checked(service: &str, reals: &[(String, u16)], extra: &str) -> String {
