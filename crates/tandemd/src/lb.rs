@@ -20,6 +20,7 @@
 //! replicated conntrack entries keep their server) from the moment it takes the addresses.
 
 mod convert;
+mod files;
 mod loads;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,12 +28,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tandem_ctnetlink::Conntrack;
-use tandem_lb::check::{runner, Action, Destination, Notification, Script};
+use tandem_lb::check::{runner, Action, CheckKind, Destination, Notification, Script};
 use tandem_lb::{Backend, Load, Nftables, ServiceKey};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::tracking::{Policy, ScriptUser};
+use crate::tracking::{located, FileSpec, Policy, ScriptUser};
 pub use convert::{convert, Conversion, PlannedService};
 
 /// How long stopping waits for the omega scripts (keepalived waits for them too).
@@ -44,15 +45,33 @@ pub struct LbPlan {
     pub services: Vec<PlannedService>,
     /// The script policy of global_defs (script_user, enable_script_security).
     pub policy: Policy,
+    /// The `track_file`s some FILE_CHECK follows.
+    pub files: Vec<FileSpec>,
 }
 
 impl LbPlan {
     /// Converts `config` (its warnings go to the caller through `warnings`).
     pub fn from_config(config: &tandem_config::Config) -> (LbPlan, Vec<tandem_config::Diagnostic>) {
         let Conversion { services, warnings } = convert(config);
+        let followed = |name: &str| {
+            (services.iter())
+                .flat_map(|s| &s.spec.real_servers)
+                .flat_map(|r| &r.checkers)
+                .any(|c| matches!(&c.kind, CheckKind::File(f) if f.track_file == name))
+        };
+        let files = (config.track_files.iter())
+            .filter(|f| followed(&f.name))
+            .map(|f| FileSpec {
+                name: f.name.clone(),
+                path: f.file.clone(),
+                init: f.init,
+                location: located(&f.location),
+            })
+            .collect();
         let plan = LbPlan {
             services,
             policy: Policy::from_global(&config.global),
+            files,
         };
         (plan, warnings)
     }
@@ -109,6 +128,8 @@ struct Active {
     pool: Option<Vec<Destination>>,
     running: runner::Running,
     forwarder: tokio::task::JoinHandle<()>,
+    /// Where the `track_file` values its FILE_CHECKs follow go.
+    files_tx: mpsc::UnboundedSender<(String, i64)>,
     /// Connections per real server of each least-connection service, as last counted:
     /// a pool change programs these.
     loads: HashMap<ServiceKey, BTreeMap<SocketAddr, Load>>,
@@ -152,6 +173,8 @@ struct Balancer {
     conntrack: Option<Conntrack>,
     /// Counting fails (said once, not every period, until it works again).
     counting_failed: bool,
+    /// The `track_file`s FILE_CHECK follows.
+    files: files::FileWatchers,
 }
 
 impl Balancer {
@@ -174,6 +197,7 @@ impl Balancer {
             dirty: false,
             conntrack: None,
             counting_failed: false,
+            files: files::FileWatchers::new(),
         }
     }
 
@@ -183,6 +207,7 @@ impl Balancer {
             plan.services.len()
         );
         self.secure_scripts(&plan);
+        let _ = self.files.follow(&plan.files);
         for planned in plan.services {
             self.start_one(planned);
         }
@@ -190,6 +215,11 @@ impl Balancer {
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                (name, value) = self.files.changed() => {
+                    for a in &self.active {
+                        let _ = a.files_tx.send((name.clone(), value));
+                    }
+                }
                 _ = refresh.tick(), if self.counts_connections() => {
                     self.refresh_loads().await;
                     self.apply_if_ready();
@@ -233,7 +263,12 @@ impl Balancer {
         let id = self.next_id;
         self.next_id += 1;
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let running = runner::start(specs, probes, rand::random(), tx);
+        let (files_tx, updates) = mpsc::unbounded_channel();
+        let files = runner::FileValues {
+            initial: self.files.values().clone(),
+            updates,
+        };
+        let running = runner::start(specs, probes, rand::random(), files, tx);
         let shared = self.actions_tx.clone();
         let forwarder = tokio::spawn(async move {
             while let Some(action) = rx.recv().await {
@@ -248,6 +283,7 @@ impl Balancer {
             pool: None,
             running,
             forwarder,
+            files_tx,
             loads: HashMap::new(),
             applied_loads: HashMap::new(),
         });
@@ -462,6 +498,12 @@ impl Balancer {
     async fn reload(&mut self, plan: LbPlan) -> String {
         self.users.clear();
         self.secure_scripts(&plan);
+        // Runners kept through the reload learn the values of files read anew.
+        for (name, value) in self.files.follow(&plan.files) {
+            for a in &self.active {
+                let _ = a.files_tx.send((name.clone(), value));
+            }
+        }
         let mut old = std::mem::take(&mut self.active);
         let (mut kept, mut started) = (0, 0);
         for planned in plan.services {
@@ -497,6 +539,7 @@ impl Balancer {
     }
 
     async fn stop(&mut self) {
+        self.files.stop();
         let stopping = std::mem::take(&mut self.active);
         let ids: Vec<u64> = stopping.iter().map(|a| a.id).collect();
         for active in stopping {
