@@ -93,12 +93,17 @@ impl FileWatchers {
     /// The next change of a watched file's value (cancel-safe: usable in `select!`).
     pub async fn changed(&mut self) -> (String, i64) {
         loop {
+            let event = self.rx.recv().await;
             let Some(Event::File {
                 name,
                 generation,
                 value,
-            }) = self.rx.recv().await
+            }) = event
             else {
+                if event.is_none() {
+                    // Cannot happen (this struct holds a sender); never spin on it.
+                    std::future::pending::<()>().await;
+                }
                 continue;
             };
             let current = self.watchers.get(&name).map(|w| w.generation);
