@@ -132,6 +132,13 @@ const CTA_NAT_DST: u16 = 13;
 const CTA_ZONE: u16 = 18;
 const CTA_LABELS: u16 = 22;
 const CTA_LABELS_MASK: u16 = 23;
+const CTA_FILTER: u16 = 25;
+// ctattr_filter
+const CTA_FILTER_ORIG_FLAGS: u16 = 1;
+// the kernel's CTA_FILTER_F_* bits (which fields of the filter tuple must match)
+const FILTER_IP_DST: u32 = 1 << 1;
+const FILTER_PROTO_NUM: u32 = 1 << 3;
+const FILTER_PROTO_DST_PORT: u32 = 1 << 5;
 // ctattr_tuple
 const CTA_TUPLE_IP: u16 = 1;
 const CTA_TUPLE_PROTO: u16 = 2;
@@ -509,6 +516,59 @@ pub fn encode_request(buf: &mut Vec<u8>, flow: &Flow, req: Request, flags: u16, 
 /// Appends a ctnetlink message with no attributes (a dump or flush request) to `buf`.
 pub fn encode_empty(buf: &mut Vec<u8>, op: Op, flags: u16, seq: u32, family: Option<Family>) {
     encode_message(buf, op, flags, seq, family.map_or(0, Family::af), |_| {});
+}
+
+/// What a filtered dump keeps: entries whose original direction goes to `dst` (and `port`,
+/// when given) over `proto`. The kernel applies it (`CTA_FILTER`, Linux 5.8 and later), so
+/// only the matching entries cross the socket; older kernels ignore it and send everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DumpFilter {
+    /// Original destination address; its family is the dump's family.
+    pub dst: IpAddr,
+    /// IP protocol number.
+    pub proto: u8,
+    /// Original destination port (TCP, UDP, SCTP), if it must match too.
+    pub port: Option<u16>,
+}
+
+impl DumpFilter {
+    /// Whether `flow` passes the filter (for callers that check again what the kernel sent,
+    /// since a kernel without `CTA_FILTER` sends every entry).
+    pub fn matches(&self, flow: &Flow) -> bool {
+        let port_ok = match (self.port, flow.orig.l4) {
+            (None, _) => true,
+            (Some(p), L4::Ports { dst, .. }) => p == dst,
+            (Some(_), _) => false,
+        };
+        flow.orig.dst == self.dst && flow.orig.proto == self.proto && port_ok
+    }
+}
+
+/// Appends a dump request that the kernel filters by `filter` to `buf`.
+pub fn encode_filtered_dump(buf: &mut Vec<u8>, seq: u32, filter: &DumpFilter) {
+    let flags = NLM_F_REQUEST | NLM_F_DUMP;
+    let family = Family::of(&filter.dst);
+    encode_message(buf, Op::Get, flags, seq, family.af(), |w| {
+        let mut bits = FILTER_IP_DST | FILTER_PROTO_NUM;
+        if filter.port.is_some() {
+            bits |= FILTER_PROTO_DST_PORT;
+        }
+        w.nest(CTA_FILTER, |w| {
+            w.bytes(CTA_FILTER_ORIG_FLAGS, &bits.to_ne_bytes())
+        });
+        w.nest(CTA_TUPLE_ORIG, |w| {
+            w.nest(CTA_TUPLE_IP, |w| match filter.dst {
+                IpAddr::V4(d) => w.bytes(CTA_IP_V4_DST, &d.octets()),
+                IpAddr::V6(d) => w.bytes(CTA_IP_V6_DST, &d.octets()),
+            });
+            w.nest(CTA_TUPLE_PROTO, |w| {
+                w.u8(CTA_PROTO_NUM, filter.proto);
+                if let Some(port) = filter.port {
+                    w.be16(CTA_PROTO_DST_PORT, port);
+                }
+            });
+        });
+    });
 }
 
 fn encode_message(

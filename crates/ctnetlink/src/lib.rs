@@ -29,7 +29,7 @@ mod flow;
 mod record;
 mod socket;
 
-pub use codec::DecodeError;
+pub use codec::{DecodeError, DumpFilter};
 pub use flow::{Family, Flow, FlowKey, Status, TcpInfo, Tuple, L4};
 #[doc(hidden)]
 pub use record::fuzz_record;

@@ -10,9 +10,9 @@ use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 use nix::sys::socket::{setsockopt, sockopt};
 
 use crate::codec::{
-    encode_empty, encode_request, messages, DecodeError, Message, Op, Request,
-    NFNLGRP_CONNTRACK_DESTROY, NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE, NLM_F_ACK,
-    NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+    encode_empty, encode_filtered_dump, encode_request, messages, DecodeError, DumpFilter, Message,
+    Op, Request, NFNLGRP_CONNTRACK_DESTROY, NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 };
 use crate::flow::{Family, Flow};
 
@@ -171,6 +171,30 @@ impl Conntrack {
     pub fn dump(&mut self, family: Option<Family>) -> Result<Vec<Flow>, Error> {
         let op = "dump";
         let seq = self.request_dump(op, family)?;
+        self.collect_dump(op, seq)
+    }
+
+    /// The entries that pass `filter`, filtered by the kernel where it can (Linux 5.8+) and
+    /// checked again here, so the answer is the same on older kernels, only costlier.
+    pub fn dump_matching(&mut self, filter: &DumpFilter) -> Result<Vec<Flow>, Error> {
+        let mut flows = self.dump_kernel_filtered(filter)?;
+        flows.retain(|f| filter.matches(f));
+        Ok(flows)
+    }
+
+    /// What the kernel sends for a filtered dump, unchecked (tests prove the kernel filters).
+    #[doc(hidden)]
+    pub fn dump_kernel_filtered(&mut self, filter: &DumpFilter) -> Result<Vec<Flow>, Error> {
+        let op = "filtered dump";
+        let seq = self.next_seq(1);
+        self.tx.clear();
+        encode_filtered_dump(&mut self.tx, seq, filter);
+        self.send(op)?;
+        self.collect_dump(op, seq)
+    }
+
+    /// Receives the answers to dump `seq` up to its end.
+    fn collect_dump(&mut self, op: &'static str, seq: u32) -> Result<Vec<Flow>, Error> {
         let mut out = Vec::new();
         loop {
             self.recv(op)?;

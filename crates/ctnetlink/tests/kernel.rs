@@ -4,7 +4,8 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use tandem_ctnetlink::{
-    Conntrack, Event, EventKind, Events, Family, Flow, Groups, Status, TcpInfo, Tuple, L4,
+    Conntrack, DumpFilter, Event, EventKind, Events, Family, Flow, Groups, Status, TcpInfo, Tuple,
+    L4,
 };
 use tandem_lab::{Lab, Netns};
 
@@ -98,6 +99,49 @@ fn dump_reads_what_conntrack_inserted() {
     assert_eq!(all.len(), 2);
     let v6 = all.iter().find(|f| f.family() == Family::Ipv6).unwrap();
     assert_eq!((v6.zone, v6.orig.proto), (3, 17));
+}
+
+/// The kernel itself drops what the filter excludes (other address, port, protocol,
+/// family), so a director counting one service's entries does not copy the whole table.
+#[test]
+fn filtered_dump_is_filtered_by_the_kernel() {
+    tandem_lab::require_root!();
+    let (_lab, ns) = ns("ctfilt");
+    let flows = vec![
+        tcp("10.9.0.1", "10.0.0.10", 40001, 80),
+        tcp("10.9.0.2", "10.0.0.10", 40002, 80),
+        tcp("10.9.0.3", "10.0.0.10", 40003, 443),
+        tcp("10.9.0.4", "10.0.0.11", 40004, 80),
+        udp("10.9.0.5", "10.0.0.10", 40005, 80),
+        tcp("fd00::1", "fd00::10", 40006, 80),
+    ];
+    let filter = DumpFilter {
+        dst: ip("10.0.0.10"),
+        proto: 6,
+        port: Some(80),
+    };
+    let (sent, kept) = with_ct(&ns, |ct| {
+        let report = ct.create_batch(&flows).unwrap();
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        (
+            ct.dump_kernel_filtered(&filter).unwrap(),
+            ct.dump_matching(&filter).unwrap(),
+        )
+    });
+    let mut sources: Vec<String> = sent.iter().map(|f| f.orig.src.to_string()).collect();
+    sources.sort();
+    assert_eq!(
+        sources,
+        ["10.9.0.1", "10.9.0.2"],
+        "the kernel sent {sent:?}"
+    );
+    assert_eq!(kept.len(), 2);
+    let any_port = DumpFilter {
+        port: None,
+        ..filter
+    };
+    let n = with_ct(&ns, |ct| ct.dump_kernel_filtered(&any_port).unwrap().len());
+    assert_eq!(n, 3, "without a port: both port-80 entries and the 443 one");
 }
 
 #[test]

@@ -42,6 +42,6 @@ pub use backend::{Backend, Error, Ipvs, Nftables, IPVS_PROC};
 pub use netlink::{NetlinkError, NfTables};
 pub use plan::{PlanError, DR_TABLE, TABLE};
 pub use service::{
-    DrPaths, Forwarding, Link, Persistence, Protocol, Scheduler, Server, Service, ServiceKey,
+    DrPaths, Forwarding, Link, Load, Persistence, Protocol, Scheduler, Server, Service, ServiceKey,
 };
 pub use watch::{foreign_changes, ForeignChange, TableWatch};

@@ -227,16 +227,7 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
         }
     }
 
-    // The pool that takes new connections: servers of positive weight, else the sorry server.
-    let mut pool: Vec<Server> = s
-        .servers
-        .iter()
-        .filter(|sv| sv.weight > 0)
-        .copied()
-        .collect();
-    if pool.is_empty() {
-        pool.extend(s.sorry.iter().map(|sv| Server { weight: 1, ..*sv }));
-    }
+    let pool = new_connection_pool(s);
     // Quiesced servers (weight 0) keep their chain, so persistent clients stay (as IPVS).
     let mut known: Vec<Server> = Vec::new();
     for sv in s.servers.iter().chain(pool.iter()) {
@@ -258,13 +249,16 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
             };
             schedule::rendezvous_table(&names, &shares, schedule::PERSISTENCE_BUCKETS)
         }
-        Scheduler::RoundRobin | Scheduler::LeastConnection => schedule::rr_cycle(&weights),
-        Scheduler::WeightedRoundRobin
+        Scheduler::RoundRobin => schedule::rr_cycle(&weights),
+        Scheduler::WeightedRoundRobin => schedule::wrr_cycle(&weights),
+        Scheduler::LeastConnection
         | Scheduler::WeightedLeastConnection
         | Scheduler::ShortestExpectedDelay
         | Scheduler::NeverQueue
         | Scheduler::LocalityLeastConnection
-        | Scheduler::LocalityLeastConnectionReplicated => schedule::wrr_cycle(&weights),
+        | Scheduler::LocalityLeastConnectionReplicated => {
+            schedule::wrr_cycle(&new_connection_weights(s).unwrap_or_default())
+        }
         Scheduler::SourceHash | Scheduler::DestinationHash => schedule::hash_buckets(&weights),
         Scheduler::MaglevHash => {
             let names: Vec<Vec<u8>> = pool.iter().map(|sv| server_name(sv).into_bytes()).collect();
@@ -459,6 +453,40 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
         chains,
         sets,
     })
+}
+
+/// The servers that take new connections: those of positive weight, else the sorry server.
+fn new_connection_pool(s: &Service) -> Vec<Server> {
+    let mut pool: Vec<Server> = (s.servers.iter())
+        .filter(|sv| sv.weight > 0)
+        .copied()
+        .collect();
+    if pool.is_empty() {
+        pool.extend(s.sorry.iter().map(|sv| Server { weight: 1, ..*sv }));
+    }
+    pool
+}
+
+/// For a least-connection service that is not persistent, the weights its schedule is
+/// filled with, one per server of the new-connection pool in order:
+/// [`schedule::effective_weights`] of the configured weights and [`Service::loads`].
+/// `None` for other services (their schedule follows the configured weights).
+///
+/// Persistent services keep their configured weights: their first choice is a hash table
+/// both directors must compute alike (see [`persistent_clients_are_hashed`]).
+pub fn new_connection_weights(s: &Service) -> Option<Vec<u32>> {
+    if !s.scheduler.uses_connection_counts() || persistent_clients_are_hashed(s) {
+        return None;
+    }
+    let pool = new_connection_pool(s);
+    let weights: Vec<u32> = pool.iter().map(|sv| sv.weight).collect();
+    let loads: Vec<crate::Load> = (pool.iter())
+        .map(|sv| {
+            let at = std::net::SocketAddr::new(sv.addr, sv.port);
+            s.loads.get(&at).copied().unwrap_or_default()
+        })
+        .collect();
+    Some(schedule::effective_weights(s.scheduler, &weights, &loads))
 }
 
 /// Whether a persistent service picks a new client's first server by a
@@ -1010,6 +1038,28 @@ mod tests {
             sched_targets(&plan(&[sh]).unwrap()).len(),
             schedule::HASH_BUCKETS
         );
+    }
+
+    #[test]
+    fn least_connection_schedules_follow_the_counted_loads() {
+        let mut lc = web(Scheduler::LeastConnection, &[1, 1, 1]);
+        let idle = sched_targets(&plan(&[lc.clone()]).unwrap());
+        assert_eq!(idle.len(), 3, "no connections: a round robin {idle:?}");
+        let busy: std::net::SocketAddr = "10.0.1.11:8080".parse().unwrap();
+        let load = crate::Load {
+            active: 20,
+            inactive: 0,
+        };
+        lc.loads.insert(busy, load);
+        let t = sched_targets(&plan(&[lc.clone()]).unwrap());
+        assert_eq!(count(&t, "10_0_1_11"), 1, "{t:?}");
+        assert_eq!(count(&t, "10_0_1_12"), 64);
+        // A persistent service keeps its configured weights (both directors hash alike).
+        let mut p = persistent(&[1, 1, 1]);
+        p.scheduler = Scheduler::LeastConnection;
+        let without = bucket_owners(&plan(&[p.clone()]).unwrap());
+        p.loads.insert(busy, load);
+        assert_eq!(without, bucket_owners(&plan(&[p]).unwrap()));
     }
 
     #[test]

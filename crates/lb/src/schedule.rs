@@ -207,18 +207,41 @@ pub fn rendezvous_table(names: &[Vec<u8>], weights: &[u32], size: usize) -> Vec<
 /// connections each server holds now (conntrack entries DNATed to it).
 ///
 /// IPVS sends each new connection to the server with the fewest
-/// connections per unit of weight. A map refreshed every few seconds cannot
-/// choose per connection, so instead each server's share of the next
-/// connections is made proportional to `weight / (1 + connections)`:
-/// idle servers get more, loaded ones less. `weighted` false treats every
-/// positive weight as 1 (`lc`). Results are scaled to at most 64.
+/// connections per unit of weight (C / W). A map refreshed every few seconds
+/// cannot choose per connection, so instead each server's share of the next
+/// connections is `W × W / (W + C)`: idle servers get more, loaded ones
+/// less, and when every server holds the same connections per unit of
+/// weight the shares are the weights, so the counts stay in proportion to
+/// the weights (as IPVS keeps them) rather than drifting. `weighted` false
+/// treats every positive weight as 1 (`lc`: 1 / (1 + C)). Results are
+/// scaled to at most 64; a positive weight keeps at least 1.
 pub fn least_connection_weights(weights: &[u32], connections: &[u64], weighted: bool) -> Vec<u32> {
+    scaled_shares(weights, connections, |w, c| w * w / (w + c), weighted)
+}
+
+/// Shares by IPVS's shortest-expected-delay metric `(C + 1) / W`: each
+/// server's share is `W / ((C + 1) / W)`, so equal expected delays share by
+/// weight. Scaled like [`least_connection_weights`].
+pub fn shortest_delay_weights(weights: &[u32], connections: &[u64]) -> Vec<u32> {
+    scaled_shares(weights, connections, |w, c| w * w / (c + 1.0), true)
+}
+
+fn scaled_shares(
+    weights: &[u32],
+    connections: &[u64],
+    share: impl Fn(f64, f64) -> f64,
+    weighted: bool,
+) -> Vec<u32> {
     let shares: Vec<f64> = weights
         .iter()
         .zip(connections.iter().chain(std::iter::repeat(&0)))
         .map(|(&w, &c)| {
             let w = if weighted { w } else { u32::from(w > 0) };
-            f64::from(w) / (1.0 + c as f64)
+            if w == 0 {
+                0.0
+            } else {
+                share(f64::from(w), c as f64)
+            }
         })
         .collect();
     let max = shares.iter().copied().fold(0.0, f64::max);
@@ -235,6 +258,63 @@ pub fn least_connection_weights(weights: &[u32], connections: &[u64], weighted: 
             }
         })
         .collect()
+}
+
+/// The weights the next connections of a least-connection service are spread by (a
+/// weighted round robin over them), from the configured `weights` and each server's
+/// `loads`, following IPVS's choice for `scheduler`:
+///
+/// - lc: share ∝ 1 / (1 + overhead), overhead = 256 × active + inactive;
+/// - wlc, lblc, lblcr: share ∝ W² / (W + overhead) ([`least_connection_weights`]);
+/// - sed: share ∝ W² / (1 + active) ([`shortest_delay_weights`], IPVS's `(C + 1) / W`);
+/// - nq: the idle servers (no active connection) share by weight, the others get none;
+///   with no idle server, as sed.
+///
+/// With no connection anywhere the configured weights stand (lc: every positive weight
+/// equal). A positive weight never becomes 0 except under nq's idle rule, so the pool
+/// keeps its members. Other schedulers get `weights` unchanged.
+pub fn effective_weights(
+    scheduler: crate::Scheduler,
+    weights: &[u32],
+    loads: &[crate::Load],
+) -> Vec<u32> {
+    use crate::Scheduler::*;
+    let load = |i: usize| loads.get(i).copied().unwrap_or_default();
+    let plain = |weighted: bool| -> Vec<u32> {
+        if weighted {
+            weights.to_vec()
+        } else {
+            weights.iter().map(|&w| u32::from(w > 0)).collect()
+        }
+    };
+    let idle = (0..weights.len()).all(|i| load(i) == crate::Load::default());
+    match scheduler {
+        LeastConnection
+        | WeightedLeastConnection
+        | LocalityLeastConnection
+        | LocalityLeastConnectionReplicated => {
+            let weighted = scheduler != LeastConnection;
+            if idle {
+                return plain(weighted);
+            }
+            let overhead: Vec<u64> = (0..weights.len()).map(|i| load(i).overhead()).collect();
+            least_connection_weights(weights, &overhead, weighted)
+        }
+        ShortestExpectedDelay | NeverQueue => {
+            let active: Vec<u64> = (0..weights.len()).map(|i| load(i).active).collect();
+            if active.iter().all(|&c| c == 0) {
+                return plain(true);
+            }
+            let has_idle = (0..weights.len()).any(|i| weights[i] > 0 && active[i] == 0);
+            if scheduler == NeverQueue && has_idle {
+                return (0..weights.len())
+                    .map(|i| if active[i] == 0 { weights[i] } else { 0 })
+                    .collect();
+            }
+            shortest_delay_weights(weights, &active)
+        }
+        _ => weights.to_vec(),
+    }
 }
 
 #[cfg(test)]
@@ -357,6 +437,69 @@ mod tests {
         // Back again, it takes back exactly its own buckets.
         let back = rendezvous_table(&all, &[1, 2, 1, 3, 1], PERSISTENCE_BUCKETS);
         assert_eq!(before, back);
+    }
+
+    fn loads(active: &[u64]) -> Vec<crate::Load> {
+        (active.iter())
+            .map(|&active| crate::Load {
+                active,
+                inactive: 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn effective_weights_follow_ipvs_per_scheduler() {
+        use crate::Scheduler::*;
+        // Nobody holds a connection: the configured weights (lc: all equal).
+        assert_eq!(effective_weights(LeastConnection, &[1, 3], &[]), [1, 1]);
+        assert_eq!(
+            effective_weights(WeightedLeastConnection, &[1, 3], &[]),
+            [1, 3]
+        );
+        // lc: 20 active connections on the first server, the idle ones take nearly all.
+        let w = effective_weights(LeastConnection, &[5, 1, 1], &loads(&[20, 0, 0]));
+        assert_eq!(w, [1, 64, 64]);
+        // An active connection weighs 256 inactive ones (IPVS's overhead).
+        let mixed = [
+            crate::Load {
+                active: 1,
+                inactive: 0,
+            },
+            crate::Load {
+                active: 0,
+                inactive: 100,
+            },
+        ];
+        let w = effective_weights(LeastConnection, &[1, 1], &mixed);
+        assert!(w[0] < w[1], "{w:?}");
+        // wlc: equal load per weight, shares by weight.
+        let w = effective_weights(WeightedLeastConnection, &[1, 2], &loads(&[10, 20]));
+        assert!(
+            (f64::from(w[1]) / f64::from(w[0]) - 2.0).abs() < 0.2,
+            "{w:?}"
+        );
+        // sed: (C + 1) / W, so 3 connections on weight 4 equal 0 on weight 1: shares by
+        // weight; 7 on weight 4 is twice the delay: only twice the share.
+        let w = effective_weights(ShortestExpectedDelay, &[4, 1], &loads(&[3, 0]));
+        assert_eq!(w, [64, 16]);
+        let w = effective_weights(ShortestExpectedDelay, &[4, 1], &loads(&[7, 0]));
+        assert_eq!(w, [64, 32]);
+        // nq: an idle server takes everything while there is one.
+        assert_eq!(
+            effective_weights(NeverQueue, &[4, 1, 2], &loads(&[3, 0, 0])),
+            [0, 1, 2]
+        );
+        let w = effective_weights(NeverQueue, &[4, 1], &loads(&[3, 1]));
+        assert_eq!(
+            w,
+            effective_weights(ShortestExpectedDelay, &[4, 1], &loads(&[3, 1]))
+        );
+        // Other schedulers ignore loads.
+        assert_eq!(
+            effective_weights(WeightedRoundRobin, &[2, 3], &loads(&[9, 0])),
+            [2, 3]
+        );
     }
 
     #[test]

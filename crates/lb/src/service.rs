@@ -1,7 +1,8 @@
 //! The input: virtual services as the backend needs them, independent of
 //! how keepalived.conf spells them (the configuration layer converts).
 
-use std::net::IpAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// Transport protocol of a virtual service (`protocol TCP|UDP|SCTP`).
@@ -75,13 +76,13 @@ pub enum Scheduler {
     RoundRobin,
     /// Weighted round robin, in IPVS's interleaved order.
     WeightedRoundRobin,
-    /// Least connection (approximated, see [`crate::schedule::least_connection_weights`]).
+    /// Least connection (approximated, see [`crate::schedule::effective_weights`]).
     LeastConnection,
     /// Weighted least connection (approximated likewise).
     WeightedLeastConnection,
-    /// Shortest expected delay (approximated as weighted least connection).
+    /// Shortest expected delay (approximated with IPVS's `(C + 1) / W`).
     ShortestExpectedDelay,
-    /// Never queue (approximated as weighted least connection).
+    /// Never queue (approximated: idle servers first, else as sed).
     NeverQueue,
     /// Locality-based least connection (approximated as weighted least connection).
     LocalityLeastConnection,
@@ -120,6 +121,20 @@ impl Scheduler {
         })
     }
 
+    /// Whether new connections are spread by the connections each server holds (the
+    /// least-connection family): the daemon counts them and fills [`Service::loads`].
+    pub fn uses_connection_counts(self) -> bool {
+        matches!(
+            self,
+            Scheduler::LeastConnection
+                | Scheduler::WeightedLeastConnection
+                | Scheduler::ShortestExpectedDelay
+                | Scheduler::NeverQueue
+                | Scheduler::LocalityLeastConnection
+                | Scheduler::LocalityLeastConnectionReplicated
+        )
+    }
+
     /// Whether nftables can only approximate this scheduler (the
     /// configuration layer turns this into a located warning).
     pub fn approximation(self) -> Option<&'static str> {
@@ -130,8 +145,11 @@ impl Scheduler {
             | Scheduler::NeverQueue
             | Scheduler::LocalityLeastConnection
             | Scheduler::LocalityLeastConnectionReplicated => Some(
-                "least-connection schedulers run as weighted round robin over weights \
-                 derived from the conntrack count per server, refreshed by the daemon",
+                "new connections are not placed one by one on the least loaded server: \
+                 every 2 s tandem counts each real server's conntrack entries and spreads \
+                 the next connections by weights derived from those counts (IPVS's \
+                 formulas; lblc/lblcr without locality, as wlc; persistent services keep \
+                 their configured weights)",
             ),
             Scheduler::WeightedOverflow => {
                 Some("ovf runs as fo: the highest weight takes every new connection")
@@ -174,6 +192,25 @@ pub struct Server {
     pub weight: u32,
 }
 
+/// Connections a real server holds now, counted as IPVS counts them: TCP entries in
+/// ESTABLISHED are active, every other entry (other TCP states, UDP, SCTP) inactive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Load {
+    /// Established TCP connections.
+    pub active: u64,
+    /// Every other entry.
+    pub inactive: u64,
+}
+
+impl Load {
+    /// IPVS's overhead of a server for lc/wlc: an active connection weighs 256 inactive ones.
+    pub fn overhead(self) -> u64 {
+        self.active
+            .saturating_mul(256)
+            .saturating_add(self.inactive)
+    }
+}
+
 /// One virtual service with its current real servers.
 ///
 /// The daemon passes the servers that are up (checkers decide); a server
@@ -195,6 +232,9 @@ pub struct Service {
     /// Direct routing only: the devices packets arrive on and leave by, which the daemon
     /// finds (VRRP instance, route lookups) so that planning stays free of I/O.
     pub dr: DrPaths,
+    /// Connections each real server (by address and port) holds now, for the
+    /// least-connection family; a server not listed holds none.
+    pub loads: BTreeMap<SocketAddr, Load>,
 }
 
 /// A network device, by name (hooks) and index (`fwd` takes an index).
@@ -240,6 +280,7 @@ impl Service {
             servers: Vec::new(),
             sorry: None,
             dr: DrPaths::default(),
+            loads: BTreeMap::new(),
         }
     }
 

@@ -136,7 +136,7 @@ fn measure_tandem(dir: &Netns, rs: &Netns) -> Figures {
                 let (specs, probes, skipped) = runner::prepare(specs());
                 assert!(skipped.is_empty());
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-                let running = runner::start(specs, probes, 1, tx);
+                let running = runner::start(specs, probes, 1, runner::FileValues::none(), tx);
                 let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
                 // Warm up past the bootstrap delay and warmup spread.
                 tokio::time::sleep(Duration::from_secs(4)).await;

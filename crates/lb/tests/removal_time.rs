@@ -57,7 +57,7 @@ fn start_tandem(ns: &Netns) -> mpsc::Receiver<(Instant, usize)> {
             rt.block_on(async move {
                 let (specs, probes, _) = runner::prepare(spec());
                 let (atx, mut arx) = tokio::sync::mpsc::unbounded_channel();
-                let _running = runner::start(specs, probes, 7, atx);
+                let _running = runner::start(specs, probes, 7, runner::FileValues::none(), atx);
                 while let Some(action) = arx.recv().await {
                     if let Action::SetPool { destinations, .. } = action {
                         if tx.send((Instant::now(), destinations.len())).is_err() {

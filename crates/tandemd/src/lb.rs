@@ -9,7 +9,11 @@
 //!                                          │    (tandem_lb::check: Monitor + probes)
 //!                                          │        │ SetPool / Notify / Log
 //!                                          │        ▼
+//!                                          ├─ every 2 s, for least-connection services:
+//!                                          │    one filtered conntrack dump per service,
+//!                                          │    connections per real server (loads.rs)
 //!                                          └─ Nftables: one netlink batch per pool change
+//!                                               (or per real change of those counts)
 //! ```
 //!
 //! Load balancing runs whatever the VRRP state, as keepalived's checker process does: the
@@ -17,17 +21,20 @@
 //! replicated conntrack entries keep their server) from the moment it takes the addresses.
 
 mod convert;
+mod files;
+mod loads;
 
-use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use tandem_lb::check::{runner, Action, Destination, Notification, Script};
-use tandem_lb::{Backend, ForeignChange, Forwarding, Link, Nftables, TableWatch};
+use tandem_ctnetlink::Conntrack;
+use tandem_lb::check::{runner, Action, CheckKind, Destination, Notification, Script};
+use tandem_lb::{Backend, ForeignChange, Forwarding, Link, Load, Nftables, ServiceKey, TableWatch};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::tracking::{Policy, ScriptUser};
+use crate::tracking::{located, FileSpec, Policy, ScriptUser};
 pub use convert::{convert, Conversion, PlannedService};
 
 /// How long a burst of nf_tables changes may pause before the table is put back.
@@ -42,15 +49,33 @@ pub struct LbPlan {
     pub services: Vec<PlannedService>,
     /// The script policy of global_defs (script_user, enable_script_security).
     pub policy: Policy,
+    /// The `track_file`s some FILE_CHECK follows.
+    pub files: Vec<FileSpec>,
 }
 
 impl LbPlan {
     /// Converts `config` (its warnings go to the caller through `warnings`).
     pub fn from_config(config: &tandem_config::Config) -> (LbPlan, Vec<tandem_config::Diagnostic>) {
         let Conversion { services, warnings } = convert(config);
+        let followed = |name: &str| {
+            (services.iter())
+                .flat_map(|s| &s.spec.real_servers)
+                .flat_map(|r| &r.checkers)
+                .any(|c| matches!(&c.kind, CheckKind::File(f) if f.track_file == name))
+        };
+        let files = (config.track_files.iter())
+            .filter(|f| followed(&f.name))
+            .map(|f| FileSpec {
+                name: f.name.clone(),
+                path: f.file.clone(),
+                init: f.init,
+                location: located(&f.location),
+            })
+            .collect();
         let plan = LbPlan {
             services,
             policy: Policy::from_global(&config.global),
+            files,
         };
         (plan, warnings)
     }
@@ -107,6 +132,35 @@ struct Active {
     pool: Option<Vec<Destination>>,
     running: runner::Running,
     forwarder: tokio::task::JoinHandle<()>,
+    /// Where the `track_file` values its FILE_CHECKs follow go.
+    files_tx: mpsc::UnboundedSender<(String, i64)>,
+    /// Connections per real server of each least-connection service, as last counted:
+    /// a pool change programs these.
+    loads: HashMap<ServiceKey, BTreeMap<SocketAddr, Load>>,
+    /// The counts the schedules in the kernel were planned from: new counts are compared
+    /// with these, so a slow drift adds up to a change instead of never being applied.
+    applied_loads: HashMap<ServiceKey, BTreeMap<SocketAddr, Load>>,
+}
+
+impl Active {
+    /// The services to program now: the pool's servers, and the last counts.
+    fn services(&self) -> Vec<tandem_lb::Service> {
+        self.services_with(&self.loads)
+    }
+
+    /// The services with `loads` as their counts.
+    fn services_with(
+        &self,
+        loads: &HashMap<ServiceKey, BTreeMap<SocketAddr, Load>>,
+    ) -> Vec<tandem_lb::Service> {
+        let mut services = self
+            .planned
+            .services(self.pool.as_deref().unwrap_or_default());
+        for s in &mut services {
+            s.loads = loads.get(&s.key).cloned().unwrap_or_default();
+        }
+        services
+    }
 }
 
 struct Balancer {
@@ -123,6 +177,12 @@ struct Balancer {
     routes: Option<rtnetlink::Handle>,
     /// DR servers already reported as not reachable on-link, and why.
     unreachable: HashMap<IpAddr, String>,
+    /// The socket that counts connections; `None` until needed, or after it failed.
+    conntrack: Option<Conntrack>,
+    /// Counting fails (said once, not every period, until it works again).
+    counting_failed: bool,
+    /// The `track_file`s FILE_CHECK follows.
+    files: files::FileWatchers,
 }
 
 impl Balancer {
@@ -155,6 +215,9 @@ impl Balancer {
             actions_rx,
             users: HashMap::new(),
             dirty: false,
+            conntrack: None,
+            counting_failed: false,
+            files: files::FileWatchers::new(),
         }
     }
 
@@ -164,14 +227,26 @@ impl Balancer {
             plan.services.len()
         );
         self.secure_scripts(&plan);
+        let _ = self.files.follow(&plan.files);
         for planned in plan.services {
             self.start_one(planned);
         }
         let mut watch = self.watch_tables();
+        let mut refresh = tokio::time::interval(loads::REFRESH);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 changes = async { watch.as_mut()?.next().await.ok() }, if watch.is_some() => {
                     self.on_table_changes(changes, watch.as_mut()).await;
+                }
+                (name, value) = self.files.changed() => {
+                    for a in &self.active {
+                        let _ = a.files_tx.send((name.clone(), value));
+                    }
+                }
+                _ = refresh.tick(), if self.counts_connections() => {
+                    self.refresh_loads().await;
+                    self.apply_if_ready().await;
                 }
                 Some((id, action)) = self.actions_rx.recv() => {
                     self.on_action(id, action).await;
@@ -276,7 +351,12 @@ impl Balancer {
         let id = self.next_id;
         self.next_id += 1;
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let running = runner::start(specs, probes, rand::random(), tx);
+        let (files_tx, updates) = mpsc::unbounded_channel();
+        let files = runner::FileValues {
+            initial: self.files.values().clone(),
+            updates,
+        };
+        let running = runner::start(specs, probes, rand::random(), files, tx);
         let shared = self.actions_tx.clone();
         let forwarder = tokio::spawn(async move {
             while let Some(action) = rx.recv().await {
@@ -291,7 +371,107 @@ impl Balancer {
             pool: None,
             running,
             forwarder,
+            files_tx,
+            loads: HashMap::new(),
+            applied_loads: HashMap::new(),
         });
+    }
+
+    /// Whether some running service spreads by connection counts.
+    fn counts_connections(&self) -> bool {
+        (self.active.iter()).any(|a| {
+            (a.planned.templates.iter())
+                .any(|t| tandem_lb::plan::new_connection_weights(t).is_some())
+        })
+    }
+
+    /// Counts the connections of every least-connection service (one conntrack dump each,
+    /// filtered by the kernel) and marks the pools dirty when a schedule would really
+    /// change.
+    async fn refresh_loads(&mut self) {
+        let mut wanted: Vec<(usize, tandem_lb::Service)> = Vec::new();
+        for (i, a) in self.active.iter().enumerate() {
+            if a.pool.is_none() {
+                continue;
+            }
+            let counted = a.services_with(&a.applied_loads).into_iter();
+            wanted.extend(
+                counted
+                    .filter(|s| tandem_lb::plan::new_connection_weights(s).is_some())
+                    .map(|s| (i, s)),
+            );
+        }
+        if wanted.is_empty() {
+            return;
+        }
+        // One dump per distinct query (services of one mark family share theirs).
+        let mut queries: Vec<loads::Query> = Vec::new();
+        let which: Vec<usize> = (wanted.iter())
+            .map(|(_, s)| {
+                let q = loads::query(&s.key);
+                queries.iter().position(|&k| k == q).unwrap_or_else(|| {
+                    queries.push(q);
+                    queries.len() - 1
+                })
+            })
+            .collect();
+        let conntrack = self.conntrack.take();
+        let dumped = tokio::task::spawn_blocking(move || {
+            let mut ct = match conntrack {
+                Some(ct) => ct,
+                None => Conntrack::open()?,
+            };
+            let mut flows = Vec::with_capacity(queries.len());
+            for q in &queries {
+                flows.push(match q {
+                    loads::Query::Filtered(f) => ct.dump_matching(f)?,
+                    loads::Query::Family(family) => ct.dump(Some(*family))?,
+                });
+            }
+            Ok::<_, tandem_ctnetlink::Error>((ct, flows))
+        })
+        .await;
+        let failure = match dumped {
+            Ok(Ok((ct, flows))) => {
+                self.conntrack = Some(ct);
+                if std::mem::take(&mut self.counting_failed) {
+                    info!("load balancing: counting connections works again");
+                }
+                Ok(flows)
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let flows = match failure {
+            Ok(flows) => flows,
+            Err(e) => {
+                if !std::mem::replace(&mut self.counting_failed, true) {
+                    error!(
+                        "load balancing: counting connections for the least-connection \
+                         schedulers: {e}; they keep their last weights (retried every {:?})",
+                        loads::REFRESH
+                    );
+                }
+                return;
+            }
+        };
+        let mut changed = false;
+        for ((i, applied), q) in wanted.into_iter().zip(which) {
+            let mut next = applied.clone();
+            next.loads = loads::count(&flows[q], &applied.servers);
+            self.active[i].loads.insert(next.key, next.loads.clone());
+            if !loads::worth_applying(&applied, &next) {
+                continue;
+            }
+            info!(
+                "load balancing: {}: connections per server (active/inactive) and the \
+                 weights new connections now follow: {}",
+                convert::key_name(&next.key),
+                loads::describe(&next)
+            );
+            changed = true;
+        }
+        self.dirty |= changed;
     }
 
     async fn on_action(&mut self, id: u64, action: Action) {
@@ -324,9 +504,8 @@ impl Balancer {
         if self.backend.is_none() {
             return;
         }
-        let mut services: Vec<tandem_lb::Service> = (self.active.iter())
-            .flat_map(|a| a.planned.services(a.pool.as_deref().unwrap_or_default()))
-            .collect();
+        let mut services: Vec<tandem_lb::Service> =
+            self.active.iter().flat_map(Active::services).collect();
         for service in &mut services {
             if service.forwarding == Forwarding::DirectRouting {
                 self.find_egress(service).await;
@@ -336,7 +515,19 @@ impl Balancer {
             return;
         };
         match backend.apply(&services) {
-            Ok(()) => debug!("load balancing: {} service(s) applied", services.len()),
+            Ok(()) => {
+                debug!("load balancing: {} service(s) applied", services.len());
+                for s in services.iter().filter(|s| !s.loads.is_empty()) {
+                    debug!(
+                        "load balancing: {}: new connections follow {}",
+                        convert::key_name(&s.key),
+                        loads::describe(s)
+                    );
+                }
+                for a in &mut self.active {
+                    a.applied_loads = a.loads.clone();
+                }
+            }
             Err(e) => error!("load balancing: applying the pools: {e} (the previous pools stay)"),
         }
     }
@@ -447,6 +638,12 @@ impl Balancer {
     async fn reload(&mut self, plan: LbPlan) -> String {
         self.users.clear();
         self.secure_scripts(&plan);
+        // Runners kept through the reload learn the values of files read anew.
+        for (name, value) in self.files.follow(&plan.files) {
+            for a in &self.active {
+                let _ = a.files_tx.send((name.clone(), value));
+            }
+        }
         let mut old = std::mem::take(&mut self.active);
         let (mut kept, mut started) = (0, 0);
         for planned in plan.services {
@@ -482,6 +679,7 @@ impl Balancer {
     }
 
     async fn stop(&mut self) {
+        self.files.stop();
         let stopping = std::mem::take(&mut self.active);
         let ids: Vec<u64> = stopping.iter().map(|a| a.id).collect();
         for active in stopping {

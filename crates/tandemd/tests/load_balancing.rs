@@ -625,6 +625,198 @@ fn dr_connections_survive_the_master_directors_death() -> Result<()> {
     Ok(())
 }
 
+/// `lb_algo lc` on one director: 20 long connections held by the only server up, then two
+/// idle servers join; once tandem has counted the conntrack entries per server, 30 new
+/// connections go (nearly) all to the idle two, where round robin would give the busy one a
+/// third.
+#[test]
+fn least_connection_sends_new_connections_to_the_idle_servers() -> Result<()> {
+    require_root!(Ok(()));
+    const HELD: usize = 20;
+    const NEW: usize = 30;
+    const PORT: u16 = 7000;
+    const PORTS: [u16; 3] = [7101, 7102, 7103];
+    let gw = Gateway::new("lblc")?;
+    let busy = EchoServer::start(&gw.server, PORTS[0])?;
+    let reals: Vec<(String, u16)> = PORTS.iter().map(|&p| ("10.2.0.100".into(), p)).collect();
+    // alpha: a server is in only once its check has passed, so the two not yet listening
+    // stay out.
+    let vs = rr_tcp_checked(&format!("{VIP} {PORT}"), &reals, "    alpha\n")
+        .replace("lb_algo rr", "lb_algo lc");
+    let a = start_director(&gw, &gw.a, SIDE_A, &vs)?;
+    let added = |port: u16| format!("Adding service [10.2.0.100]:tcp:{port} to VS");
+    let log_has = |what: &str| a.child.log().contains(what);
+    wait_until(
+        "the busy server in the pool",
+        Duration::from_secs(15),
+        ms(20),
+        || (gw.a.has_address(VIP).unwrap_or(false) && log_has(&added(PORTS[0]))).then_some(()),
+    )
+    .with_context(|| a.child.log())?;
+    let to = SocketAddr::new(VIP.parse::<IpAddr>()?, PORT);
+    let opts = FlowOptions {
+        interval: ms(100),
+        dead_after: Duration::from_secs(10),
+        ..FlowOptions::default()
+    };
+    let held = TcpFlows::start_with(&gw.client, to, HELD, opts)?;
+    held.wait_all_progress(Duration::from_secs(10))?;
+    let from_clients = |s: &EchoServer| {
+        (s.peers().iter())
+            .filter(|p| p.ip().to_string() == SNAT)
+            .count()
+    };
+    assert_eq!(from_clients(&busy), HELD);
+    let idle = [
+        EchoServer::start(&gw.server, PORTS[1])?,
+        EchoServer::start(&gw.server, PORTS[2])?,
+    ];
+    // Both join, and a count after they did has put the busy server's weight down.
+    let counted = format!("10.2.0.100:{} {HELD}/0 → 1,", PORTS[0]);
+    let t = Instant::now();
+    wait_until(
+        "the counts applied",
+        Duration::from_secs(20),
+        ms(20),
+        || {
+            let log = a.child.log();
+            let joined = log
+                .rfind(&added(PORTS[1]))?
+                .max(log.rfind(&added(PORTS[2]))?);
+            (log[joined..].contains(&counted)).then_some(())
+        },
+    )
+    .with_context(|| a.child.log())?;
+    println!(
+        "counts applied {} ms after the idle servers started",
+        t.elapsed().as_millis()
+    );
+    let fresh = TcpFlows::start_with(&gw.client, to, NEW, opts)?;
+    fresh.wait_all_progress(Duration::from_secs(10))?;
+    let to_busy = from_clients(&busy) - HELD;
+    let to_idle: Vec<usize> = idle.iter().map(from_clients).collect();
+    println!(
+        "{NEW} new connections: {to_busy} to the server holding {HELD}, {to_idle:?} to the \
+         idle ones (round robin: {} each)",
+        NEW / 3
+    );
+    assert_eq!(to_busy + to_idle.iter().sum::<usize>(), NEW);
+    assert!(to_busy <= 2, "the busy server took {to_busy} of {NEW}");
+    assert!(to_idle.iter().all(|&n| n >= 12), "{to_idle:?}");
+    held.stop();
+    fresh.stop();
+    Ok(())
+}
+
+/// FILE_CHECK on real files: rs1 follows `down` (track_file weight 0: any number but 0
+/// takes it out), rs2 follows `boost` with `weight 2` (its weight becomes 1 + 2 × the
+/// number). Each write is seen by inotify and applied to the pool at once.
+#[test]
+fn file_check_numbers_take_a_server_out_and_move_a_weight() -> Result<()> {
+    require_root!(Ok(()));
+    let gw = Gateway::new("lbfile")?;
+    for host in [11, 12] {
+        gw.server
+            .ip(&format!("addr add 10.2.0.{host}/24 dev eth0"))?;
+    }
+    let _webs = [
+        Web::start(&gw.server, "10.2.0.11", "rs1")?,
+        Web::start(&gw.server, "10.2.0.12", "rs2")?,
+    ];
+    let down = gw.lab.log_dir().join("down");
+    let boost = gw.lab.log_dir().join("boost");
+    std::fs::write(&down, "0\n")?;
+    let (conf, _) = example_config(&etc(), SIDE_A, gw.lab.log_dir())?;
+    let conf = format!(
+        "{conf}
+track_file down {{
+    file {down}
+    weight 0
+}}
+track_file boost {{
+    file {boost}
+    init_file 0
+}}
+virtual_server {VIP} 80 {{
+    delay_loop 1
+    lb_algo wrr
+    lb_kind NAT
+    protocol TCP
+    real_server 10.2.0.11 8080 {{
+        FILE_CHECK {{
+            track_file down
+        }}
+    }}
+    real_server 10.2.0.12 8080 {{
+        FILE_CHECK {{
+            track_file boost
+            weight 2
+        }}
+    }}
+}}
+",
+        down = down.display(),
+        boost = boost.display(),
+    );
+    let d = start_tandemd_in(&gw.lab, &gw.a, &conf, &[])?;
+    wait_has(&gw.a, VIP, Duration::from_secs(15))?;
+    wait_until("the VIP answers", Duration::from_secs(10), ms(100), || {
+        get(&gw.client).ok()
+    })
+    .with_context(|| d.child.log())?;
+    let log = d.child.log();
+    assert!(!log.contains("FILE_CHECK is not run"), "{log}");
+    assert_eq!(std::fs::read_to_string(&boost)?.trim(), "0", "init_file");
+    let t = tally(&gw.client, 20)?;
+    assert_eq!((count(&t, "rs1"), count(&t, "rs2")), (10, 10), "{t:?}");
+
+    // boost 2: rs2's weight 1 + 2 × 2 = 5.
+    let t0 = Instant::now();
+    std::fs::write(&boost, "2\n")?;
+    wait_until("rs2 weighs 5", Duration::from_secs(5), ms(5), || {
+        d.child
+            .log()
+            .contains("Changing weight from 1 to 5")
+            .then_some(())
+    })?;
+    println!(
+        "boost written: weight changed after {} ms",
+        t0.elapsed().as_millis()
+    );
+    let t = tally(&gw.client, 60)?;
+    println!("weights 1:5 over 60 requests: {t:?}");
+    assert_eq!((count(&t, "rs1"), count(&t, "rs2")), (10, 50), "{t:?}");
+
+    // down 1: rs1 leaves; down 0: it returns.
+    let t0 = Instant::now();
+    std::fs::write(&down, "1\n")?;
+    wait_until("rs1 out", Duration::from_secs(5), ms(5), || {
+        d.child
+            .log()
+            .contains("Removing service [10.2.0.11]:tcp:8080")
+            .then_some(())
+    })?;
+    println!(
+        "down written: rs1 removed after {} ms",
+        t0.elapsed().as_millis()
+    );
+    let t = tally(&gw.client, 12)?;
+    assert_eq!(count(&t, "rs2"), 12, "{t:?}");
+    std::fs::remove_file(&down)?;
+    wait_until("rs1 back", Duration::from_secs(5), ms(5), || {
+        d.child
+            .log()
+            .contains("Adding service [10.2.0.11]:tcp:8080")
+            .then_some(())
+    })?;
+    let t = tally(&gw.client, 12)?;
+    assert!(
+        count(&t, "rs1") >= 1,
+        "a deleted file reads 0: rs1 is back {t:?}"
+    );
+    Ok(())
+}
+
 /// A `virtual_server` (address and port in `service`) balancing `reals` round robin in NAT
 /// mode with a TCP_CHECK each, plus `extra` lines.
 fn rr_tcp_checked(service: &str, reals: &[(String, u16)], extra: &str) -> String {

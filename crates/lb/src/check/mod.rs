@@ -6,7 +6,8 @@
 //!   (retries, alpha/omega, quorum with hysteresis, sorry server,
 //!   inhibit_on_failure, misc_dynamic weights), tested with a simulated clock;
 //! - [`probe`]: the async probes (TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK);
-//! - [`runner`]: a tokio task joining the two and reporting [`Action`]s.
+//! - [`runner`]: a tokio task joining the two (and the `track_file` values of
+//!   FILE_CHECK, which has no probe) and reporting [`Action`]s.
 
 mod action;
 pub mod digest;
@@ -18,8 +19,9 @@ pub mod spec;
 pub use action::{Action, CheckerId, Destination, Notification, NotifyKind, Outcome};
 pub use monitor::Monitor;
 pub use spec::{
-    CheckKind, CheckerSpec, Connect, DnsSpec, HttpProtocol, HttpSpec, MiscSpec, RealServerSpec,
-    Script, SmtpSpec, SorryServer, Timing, TimingOverrides, UdpSpec, UrlSpec, VirtualServerSpec,
+    CheckKind, CheckerSpec, Connect, DnsSpec, FileCheckSpec, HttpProtocol, HttpSpec, MiscSpec,
+    RealServerSpec, Script, SmtpSpec, SorryServer, Timing, TimingOverrides, UdpSpec, UrlSpec,
+    VirtualServerSpec,
 };
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! ```
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -36,6 +36,8 @@ struct CheckerState {
     cur_weight: i64,
     /// Last exit status that set a dynamic weight.
     last_status: Option<u8>,
+    /// FILE_CHECK: the track_file's number last applied.
+    file_value: i64,
 }
 
 /// One real server's state (keepalived's `real_server_t`).
@@ -90,16 +92,45 @@ impl Monitor {
     /// Returns the initial pools (and the quorum_down notifies keepalived
     /// runs at start when the sorry server is needed).
     pub fn new(specs: Vec<VirtualServerSpec>, now: Instant, seed: u64) -> (Monitor, Vec<Action>) {
+        Monitor::with_files(specs, now, seed, &HashMap::new())
+    }
+
+    /// [`Monitor::new`] with the `track_file` numbers FILE_CHECK follows as read at start
+    /// (a file not listed reads 0): as keepalived's start, a checker whose number means
+    /// fault starts down and a weighted one starts with its share of the server's weight.
+    pub fn with_files(
+        specs: Vec<VirtualServerSpec>,
+        now: Instant,
+        seed: u64,
+        files: &HashMap<String, i64>,
+    ) -> (Monitor, Vec<Action>) {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut state = Vec::with_capacity(specs.len());
         for vs in &specs {
             let mut real_servers = Vec::with_capacity(vs.real_servers.len());
             for rs in &vs.real_servers {
                 let mut failed = 0;
+                let mut file_weight = 0;
                 let checkers = rs
                     .checkers
                     .iter()
                     .map(|c| {
+                        if let CheckKind::File(f) = &c.kind {
+                            let value = files.get(&f.track_file).copied().unwrap_or(0);
+                            let status = f.status(value);
+                            failed += u32::from(status.is_none());
+                            file_weight += status.unwrap_or(0);
+                            // Never probed: no due time; it has "run" (the file was read).
+                            return CheckerState {
+                                is_up: status.is_some(),
+                                has_run: true,
+                                retry_it: 0,
+                                next_due: None,
+                                cur_weight: status.unwrap_or(0),
+                                last_status: None,
+                                file_value: value,
+                            };
+                        }
                         let t = &c.timing;
                         let jitter = t.warmup.mul_f64(rng.random::<f64>());
                         if t.alpha {
@@ -113,6 +144,7 @@ impl Monitor {
                             next_due: Some(now + BOOTSTRAP_DELAY + jitter),
                             cur_weight: 0,
                             last_status: None,
+                            file_value: 0,
                         }
                     })
                     .collect();
@@ -120,7 +152,7 @@ impl Monitor {
                 real_servers.push(RealServerState {
                     alive: failed == 0,
                     initial_weight: weight,
-                    effective_weight: weight,
+                    effective_weight: weight + file_weight,
                     failed_checkers: failed,
                     checkers,
                 });
@@ -246,6 +278,63 @@ impl Monitor {
         checker.has_run = true;
         checker.next_due = Some(now + delay);
         self.queue.push(Reverse((now + delay, id)));
+        self.flush_pools(&mut actions);
+        actions
+    }
+
+    /// A `track_file`'s number changed: every FILE_CHECK following `name` applies it as
+    /// keepalived does (`process_update_checker_track_file_status`): a number meaning fault
+    /// takes the checker down (its weight share leaves the server), leaving fault brings it
+    /// back with its share, otherwise the server's weight moves by the change of share.
+    pub fn on_file_value(&mut self, name: &str, value: i64) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let mut followers = Vec::new();
+        for (vs, v) in self.specs.iter().enumerate() {
+            for (rs, r) in v.real_servers.iter().enumerate() {
+                for (check, c) in r.checkers.iter().enumerate() {
+                    if let CheckKind::File(f) = &c.kind {
+                        if f.track_file == name {
+                            followers.push((CheckerId { vs, rs, check }, f.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        for (id, f) in followers {
+            let previous = std::mem::replace(&mut self.checker_mut(id).file_value, value);
+            let (was, now) = (f.status(previous), f.status(value));
+            if was == now {
+                continue;
+            }
+            match (was, now) {
+                (_, None) => {
+                    actions.push(Action::Log(format!(
+                        "{}: tracked file {name} now FAULT state",
+                        self.describe(id)
+                    )));
+                    self.update_checker_state(id, false, &mut actions);
+                    let share = std::mem::take(&mut self.checker_mut(id).cur_weight);
+                    self.state[id.vs].real_servers[id.rs].effective_weight -= share;
+                    self.state[id.vs].pool_dirty = true;
+                }
+                (None, Some(share)) => {
+                    actions.push(Action::Log(format!(
+                        "{}: tracked file {name} leaving FAULT state",
+                        self.describe(id)
+                    )));
+                    self.checker_mut(id).cur_weight = share;
+                    self.state[id.vs].real_servers[id.rs].effective_weight += share;
+                    self.state[id.vs].pool_dirty = true;
+                    self.update_checker_state(id, true, &mut actions);
+                }
+                (Some(old), Some(share)) => {
+                    let weight =
+                        self.state[id.vs].real_servers[id.rs].effective_weight + share - old;
+                    self.update_weight(id.vs, id.rs, weight, &mut actions);
+                    self.checker_mut(id).cur_weight = share;
+                }
+            }
+        }
         self.flush_pools(&mut actions);
         actions
     }

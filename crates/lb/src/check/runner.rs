@@ -48,6 +48,11 @@ pub fn prepare(
         for (rs_i, rs) in vs.real_servers.iter_mut().enumerate() {
             let mut kept = Vec::new();
             for checker in rs.checkers.drain(..) {
+                if matches!(checker.kind, super::spec::CheckKind::File(_)) {
+                    // No probe: the file's values drive it.
+                    kept.push(checker);
+                    continue;
+                }
                 match Probe::new(&checker, None, delay_loop) {
                     Ok(probe) => {
                         let id = CheckerId {
@@ -87,16 +92,35 @@ impl Running {
     }
 }
 
+/// The `track_file` values FILE_CHECK follows: those read at start, then each change.
+pub struct FileValues {
+    /// Value of each track_file (by name) when the checks start; a file not listed reads 0.
+    pub initial: HashMap<String, i64>,
+    /// `(name, value)` each time a file's number changes.
+    pub updates: mpsc::UnboundedReceiver<(String, i64)>,
+}
+
+impl FileValues {
+    /// No file followed.
+    pub fn none() -> FileValues {
+        FileValues {
+            initial: HashMap::new(),
+            updates: mpsc::unbounded_channel().1,
+        }
+    }
+}
+
 /// Starts checking `specs` (already [`prepare`]d) on the current tokio
 /// runtime; actions arrive on `actions`, the initial pools first.
 pub fn start(
     specs: Vec<VirtualServerSpec>,
     probes: HashMap<CheckerId, Arc<Probe>>,
     seed: u64,
+    files: FileValues,
     actions: mpsc::UnboundedSender<Action>,
 ) -> Running {
     let (stop_tx, stop_rx) = oneshot::channel();
-    let task = tokio::spawn(run(specs, probes, seed, actions, stop_rx));
+    let task = tokio::spawn(run(specs, probes, seed, files, actions, stop_rx));
     Running {
         stop: Some(stop_tx),
         task,
@@ -113,10 +137,11 @@ async fn run(
     specs: Vec<VirtualServerSpec>,
     probes: HashMap<CheckerId, Arc<Probe>>,
     seed: u64,
+    mut files: FileValues,
     actions: mpsc::UnboundedSender<Action>,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let (mut monitor, initial) = Monitor::new(specs, Instant::now(), seed);
+    let (mut monitor, initial) = Monitor::with_files(specs, Instant::now(), seed, &files.initial);
     send_all(&actions, initial);
     // The probes in flight run inside this task rather than one spawned
     // task each: at a thousand checks a second the spawns, their result
@@ -144,6 +169,9 @@ async fn run(
             _ = &mut sleep => {}
             Some((id, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
                 send_all(&actions, monitor.on_outcome(Instant::now(), id, outcome));
+            }
+            Some((name, value)) = files.updates.recv() => {
+                send_all(&actions, monitor.on_file_value(&name, value));
             }
             _ = &mut stop => {
                 send_all(&actions, monitor.stop());

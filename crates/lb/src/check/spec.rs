@@ -255,8 +255,37 @@ pub enum CheckKind {
     Udp(UdpSpec),
     /// `PING_CHECK`: an ICMP echo answered within `connect_timeout`.
     Ping,
-    /// `FILE_CHECK` / `BFD_CHECK` and other kinds tandem does not run.
+    /// `FILE_CHECK`: no probe; the number in a `track_file` sets the server's weight or
+    /// takes it out, as the daemon's file watcher reports it.
+    File(FileCheckSpec),
+    /// `BFD_CHECK` and other kinds tandem does not run.
     Other(String),
+}
+
+/// `FILE_CHECK { track_file NAME weight W [reverse] }`, with the track_file's own weight
+/// when the checker gives none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileCheckSpec {
+    /// The `track_file` block's name (the value reported under it).
+    pub track_file: String,
+    /// Multiplier of the file's number; 0: the number only says up (0) or down (not 0).
+    pub weight: i32,
+    /// The number counts negated (with weight 0: 0 means down).
+    pub reverse: bool,
+}
+
+impl FileCheckSpec {
+    /// What file value `value` does to the checker (keepalived's `update_track_file_status`):
+    /// `None` takes it down (fault), `Some(w)` adds `w` to its server's weight.
+    pub fn status(&self, value: i64) -> Option<i64> {
+        if self.weight == 0 {
+            return ((value != 0) == self.reverse).then_some(0);
+        }
+        let sign = if self.reverse { -1 } else { 1 };
+        let status =
+            (value * i64::from(self.weight) * sign).clamp(i64::from(i32::MIN), i64::from(i32::MAX));
+        (status > i64::from(i32::MIN)).then_some(status)
+    }
 }
 
 impl CheckKind {
@@ -271,6 +300,7 @@ impl CheckKind {
             CheckKind::Dns(_) => "DNS_CHECK",
             CheckKind::Udp(_) => "UDP_CHECK",
             CheckKind::Ping => "PING_CHECK",
+            CheckKind::File(_) => "FILE_CHECK",
             CheckKind::Other(k) => k,
         }
     }

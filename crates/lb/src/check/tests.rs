@@ -478,3 +478,109 @@ fn status_code_ranges_and_default_2xx() {
     url.status_codes = vec![(200, 200), (300, 399)];
     assert!(url.accepts(200) && url.accepts(302) && !url.accepts(204));
 }
+
+/// A real server (weight 4) whose only checker is FILE_CHECK on track_file `f`.
+fn file_checked(last: u8, weight: i32, reverse: bool) -> RealServerSpec {
+    let mut rs = RealServerSpec::new(addr(last));
+    rs.weight = 4;
+    rs.checkers.push(CheckerSpec {
+        kind: CheckKind::File(FileCheckSpec {
+            track_file: "f".into(),
+            weight,
+            reverse,
+        }),
+        connect: Connect {
+            to: addr(last),
+            bind: None,
+        },
+        timing: timing(),
+    });
+    rs.notify_down = Some(Script::from_line(&format!("/bin/down {last}")));
+    rs.notify_up = Some(Script::from_line(&format!("/bin/up {last}")));
+    rs
+}
+
+fn files(value: i64) -> std::collections::HashMap<String, i64> {
+    [("f".to_string(), value)].into()
+}
+
+#[test]
+fn file_check_of_weight_zero_is_up_at_zero_and_down_otherwise() {
+    let t0 = Instant::now();
+    let vs = service(vec![file_checked(2, 0, false), server(3, 1)]);
+    let (mut m, actions) = Monitor::with_files(vec![vs.clone()], t0, 1, &files(0));
+    assert_eq!(pool_addrs(&actions), Some(vec![(addr(2), 4), (addr(3), 1)]));
+    assert_eq!(
+        m.due(t0 + 100 * S),
+        vec![id(1)],
+        "FILE_CHECK is never probed"
+    );
+    let actions = m.on_file_value("f", 1);
+    assert!(!m.is_alive(0, 0));
+    assert_eq!(pool_addrs(&actions), Some(vec![(addr(3), 1)]));
+    assert!(notifies(&actions).contains(&(
+        NotifyKind::RealServerDown,
+        vec!["/bin/down".into(), "2".into()]
+    )));
+    assert!(m.on_file_value("f", 7).is_empty(), "still not 0: no change");
+    let actions = m.on_file_value("f", 0);
+    assert!(m.is_alive(0, 0));
+    assert_eq!(pool_addrs(&actions), Some(vec![(addr(2), 4), (addr(3), 1)]));
+    assert!(m.on_file_value("other", 5).is_empty(), "another track_file");
+    // Read non-zero at start: down from the start.
+    let (m, actions) = Monitor::with_files(vec![vs], t0, 1, &files(3));
+    assert!(!m.is_alive(0, 0));
+    assert_eq!(pool_addrs(&actions), Some(vec![(addr(3), 1)]));
+}
+
+#[test]
+fn file_check_reverse_of_weight_zero_is_down_at_zero() {
+    let t0 = Instant::now();
+    let vs = service(vec![file_checked(2, 0, true), server(3, 1)]);
+    let (mut m, _) = Monitor::with_files(vec![vs], t0, 1, &files(0));
+    assert!(!m.is_alive(0, 0));
+    m.on_file_value("f", 1);
+    assert!(m.is_alive(0, 0));
+}
+
+#[test]
+fn file_check_weight_times_the_number_moves_the_server_weight() {
+    let t0 = Instant::now();
+    let vs = service(vec![file_checked(2, 2, false)]);
+    let (mut m, actions) = Monitor::with_files(vec![vs.clone()], t0, 1, &files(3));
+    assert_eq!(pool_addrs(&actions), Some(vec![(addr(2), 10)]), "4 + 3 × 2");
+    let actions = m.on_file_value("f", 1);
+    assert_eq!(m.weight(0, 0), 6);
+    assert_eq!(pool_addrs(&actions), Some(vec![(addr(2), 6)]));
+    assert!(actions.iter().any(|a| matches!(a,
+        Action::Log(l) if l.starts_with("Changing weight from 10 to 6 for active service"))));
+    // Below zero the server stays in with weight 0 (quiesced), as keepalived's real_weight.
+    m.on_file_value("f", -5);
+    assert_eq!(m.weight(0, 0), 0);
+    assert!(m.is_alive(0, 0));
+    // A deleted file reads 0: the configured weight.
+    m.on_file_value("f", 0);
+    assert_eq!(m.weight(0, 0), 4);
+    // reverse: the number counts negated.
+    let mut rev = vs;
+    rev.real_servers[0] = file_checked(2, 2, true);
+    let (m, _) = Monitor::with_files(vec![rev], t0, 1, &files(1));
+    assert_eq!(m.weight(0, 0), 2);
+}
+
+#[test]
+fn file_check_status_follows_keepalived() {
+    let f = |weight, reverse| FileCheckSpec {
+        track_file: "f".into(),
+        weight,
+        reverse,
+    };
+    assert_eq!(f(0, false).status(0), Some(0));
+    assert_eq!(f(0, false).status(-2), None);
+    assert_eq!(f(0, true).status(0), None);
+    assert_eq!(f(0, true).status(9), Some(0));
+    assert_eq!(f(5, false).status(3), Some(15));
+    assert_eq!(f(5, true).status(3), Some(-15));
+    // Far enough below: fault, as keepalived's IPVS_WEIGHT_FAULT.
+    assert_eq!(f(-2, false).status(i64::from(i32::MAX)), None);
+}

@@ -141,7 +141,7 @@ impl Checking {
                     let (specs, probes, skipped) = runner::prepare(specs);
                     assert!(skipped.is_empty(), "{skipped:?}");
                     let (atx, mut arx) = tokio::sync::mpsc::unbounded_channel();
-                    let running = runner::start(specs, probes, 42, atx);
+                    let running = runner::start(specs, probes, 42, runner::FileValues::none(), atx);
                     let forward = async {
                         while let Some(action) = arx.recv().await {
                             if let Action::Notify(n) = &action {

@@ -13,9 +13,9 @@ use tandem_config::{
     HttpCheck, LbKind, Location, RealServer, ServiceAddress, VirtualServer,
 };
 use tandem_lb::check::{
-    spec::DEFAULT_CONNECT_TIMEOUT, CheckKind, CheckerSpec, Connect, DnsSpec, HttpProtocol,
-    HttpSpec, MiscSpec, RealServerSpec, Script, SmtpSpec, SorryServer, Timing, UdpSpec, UrlSpec,
-    VirtualServerSpec,
+    spec::DEFAULT_CONNECT_TIMEOUT, CheckKind, CheckerSpec, Connect, DnsSpec, FileCheckSpec,
+    HttpProtocol, HttpSpec, MiscSpec, RealServerSpec, Script, SmtpSpec, SorryServer, Timing,
+    UdpSpec, UrlSpec, VirtualServerSpec,
 };
 use tandem_lb::{
     DrPaths, Forwarding, Persistence, Protocol, Scheduler, Server, Service, ServiceKey,
@@ -181,7 +181,9 @@ fn convert_one(
                         &vs.location,
                         "virtual_server",
                         format!(
-                            "lb_kind DR: no vrrp_instance holds {vip}, so tandem does not know                              the interface its packets arrive on: this virtual server is not                              balanced and its real servers are not checked"
+                            "lb_kind DR: no vrrp_instance holds {vip}, so tandem does not know \
+                             the interface its packets arrive on: this virtual server is not \
+                             balanced and its real servers are not checked"
                         ),
                     ));
                     return None;
@@ -196,6 +198,7 @@ fn convert_one(
             servers: Vec::new(),
             sorry: None,
             dr,
+            loads: Default::default(),
         });
     }
     // A DR server's port other than the service's is refused by the configuration layer (the
@@ -212,7 +215,7 @@ fn convert_one(
         inhibit: s.inhibit,
     });
     spec.real_servers = (vs.real_servers.iter())
-        .map(|rs| real_server(vs, rs, warnings))
+        .map(|rs| real_server(vs, rs, config, warnings))
         .collect();
     Some(PlannedService {
         spec,
@@ -395,6 +398,7 @@ fn not_applied(vs: &VirtualServer, warnings: &mut Vec<Diagnostic>) {
 fn real_server(
     vs: &VirtualServer,
     rs: &RealServer,
+    config: &Config,
     warnings: &mut Vec<Diagnostic>,
 ) -> RealServerSpec {
     let vhost = rs.virtualhost.as_deref().or(vs.virtualhost.as_deref());
@@ -411,7 +415,7 @@ fn real_server(
                 ));
             }
         }
-        match checker_spec(rs, checker, vhost, vs.delay_loop) {
+        match checker_spec(rs, checker, vhost, vs.delay_loop, config) {
             Ok(spec) => checkers.push(spec),
             Err(why) => warnings.push(warn(checker.location(), checker.keyword(), why)),
         }
@@ -421,7 +425,7 @@ fn real_server(
                 let mut one = c.clone();
                 one.connection = host.clone();
                 one.hosts.clear();
-                match checker_spec(rs, &Checker::Smtp(one), vhost, vs.delay_loop) {
+                match checker_spec(rs, &Checker::Smtp(one), vhost, vs.delay_loop, config) {
                     Ok(spec) => checkers.push(spec),
                     Err(why) => warnings.push(warn(checker.location(), checker.keyword(), why)),
                 }
@@ -461,6 +465,7 @@ fn checker_spec(
     checker: &Checker,
     vhost: Option<&str>,
     vs_delay_loop: std::time::Duration,
+    config: &Config,
 ) -> Result<CheckerSpec, String> {
     let not_run = |what: &str| {
         Err(format!(
@@ -527,7 +532,36 @@ fn checker_spec(
             timing: timing(&c.timing, c.connection.timeout),
         },
         Checker::Bfd(_) => return not_run("tandem has no BFD"),
-        Checker::File(_) => return not_run("not implemented yet"),
+        Checker::File(c) => {
+            let Some(file) = (config.track_files.iter()).find(|t| t.name == c.track_file) else {
+                return not_run("its track_file is not defined");
+            };
+            // keepalived: a FILE_CHECK without a weight (or with weight 0) takes the
+            // track_file's weight and direction.
+            let (weight, reverse) = match c.weight {
+                Some((w, reverse)) if w != 0 => (w, reverse),
+                _ => (file.weight, file.reverse),
+            };
+            CheckerSpec {
+                kind: CheckKind::File(FileCheckSpec {
+                    track_file: c.track_file.clone(),
+                    weight,
+                    reverse,
+                }),
+                connect: Connect {
+                    to: SocketAddr::new(rs.address, rs.port),
+                    bind: None,
+                },
+                timing: Timing {
+                    delay_loop: vs_delay_loop,
+                    retry: 0,
+                    delay_before_retry: vs_delay_loop,
+                    warmup: std::time::Duration::ZERO,
+                    connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                    alpha: false,
+                },
+            }
+        }
     })
 }
 

@@ -221,15 +221,12 @@ virtual_server fwmark 5 {
 #[test]
 fn checkers_tandem_does_not_run_are_warned_where_written() {
     let text = "\
-track_file f {
-    file /run/tandem-test-weight
-}
 virtual_server 10.0.0.100 53 {
     protocol UDP
     lb_algo rr
     lb_kind NAT
     real_server 10.0.1.1 53 {
-        FILE_CHECK { track_file f }
+        BFD_CHECK { name b }
         PING_CHECK {
         }
         TCP_CHECK {
@@ -239,11 +236,11 @@ virtual_server 10.0.0.100 53 {
 ";
     let c = convert(&parse(text));
     assert!(
-        warned_at(&c, 9, "FILE_CHECK is not run by tandem"),
+        warned_at(&c, 6, "BFD_CHECK is not run by tandem"),
         "{:?}",
         c.warnings
     );
-    assert!(!warned_at(&c, 10, "PING_CHECK"), "PING_CHECK runs");
+    assert!(!warned_at(&c, 7, "PING_CHECK"), "PING_CHECK runs");
     let rs = &c.services[0].spec.real_servers[0];
     assert_eq!(rs.checkers.len(), 2, "PING_CHECK and TCP_CHECK run");
     assert_eq!(rs.checkers[0].kind, CheckKind::Ping);
@@ -255,6 +252,57 @@ virtual_server 10.0.0.100 53 {
             ..
         }
     ));
+}
+
+#[test]
+fn file_check_runs_with_its_weight_or_the_track_files() {
+    let text = "\
+track_file f {
+    file /run/tandem-test-weight
+    weight 3 reverse
+}
+virtual_server 10.0.0.100 80 {
+    protocol TCP
+    lb_algo rr
+    lb_kind NAT
+    real_server 10.0.1.1 80 {
+        FILE_CHECK { track_file f }
+    }
+    real_server 10.0.1.2 80 {
+        FILE_CHECK {
+            track_file f
+            weight 0
+        }
+    }
+    real_server 10.0.1.3 80 {
+        FILE_CHECK {
+            track_file f
+            weight -2
+        }
+    }
+}
+";
+    let c = convert(&parse(text));
+    assert!(
+        !c.warnings.iter().any(|w| w.message.contains("FILE_CHECK")),
+        "{:?}",
+        c.warnings
+    );
+    let kind = |i: usize| c.services[0].spec.real_servers[i].checkers[0].kind.clone();
+    let file = |weight, reverse| {
+        CheckKind::File(tandem_lb::check::FileCheckSpec {
+            track_file: "f".into(),
+            weight,
+            reverse,
+        })
+    };
+    assert_eq!(kind(0), file(3, true), "the track_file's weight");
+    assert_eq!(
+        kind(1),
+        file(3, true),
+        "weight 0 is no weight, as keepalived"
+    );
+    assert_eq!(kind(2), file(-2, false));
 }
 
 #[test]
