@@ -1,4 +1,5 @@
-//! The [`Backend`] trait and its two implementations.
+//! The [`Backend`] trait and the nftables implementation (IPVS's is in
+//! [`crate::ipvs`]).
 
 use crate::netlink::{NetlinkError, NfTables};
 use crate::objects::Ruleset;
@@ -14,6 +15,10 @@ pub enum Error {
     /// The kernel refused or did not answer (nothing was changed).
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
+    /// IPVS refused a request or did not answer (the services before it in
+    /// the same apply did take effect).
+    #[error(transparent)]
+    Ipvs(#[from] crate::ipvs::IpvsError),
     /// This backend cannot run on this kernel.
     #[error("{0}")]
     Unavailable(String),
@@ -67,38 +72,6 @@ impl Backend for Nftables {
     fn clear(&mut self) -> Result<(), Error> {
         self.nl.apply(&[Op::DeleteTable])?;
         self.applied = None;
-        Ok(())
-    }
-}
-
-/// Where the kernel shows IPVS when the `ip_vs` module is loaded.
-pub const IPVS_PROC: &str = "/proc/net/ip_vs";
-
-/// IPVS through generic netlink: not built yet; this kernel has no `ip_vs`
-/// (the nftables backend is the one built and tested here).
-pub struct Ipvs;
-
-impl Ipvs {
-    /// Fails with a clear reason: no `ip_vs` here, or not implemented yet.
-    pub fn open() -> Result<Ipvs, Error> {
-        if !std::path::Path::new(IPVS_PROC).exists() {
-            return Err(Error::Unavailable(format!(
-                "IPVS is not available: {IPVS_PROC} does not exist (no ip_vs module); \
-                 use the nftables backend"
-            )));
-        }
-        Err(Error::Unavailable(
-            "the IPVS backend is not implemented yet; use the nftables backend".to_string(),
-        ))
-    }
-}
-
-impl Backend for Ipvs {
-    fn apply(&mut self, _services: &[Service]) -> Result<(), Error> {
-        Err(Error::Unavailable("ip_vs not available".to_string()))
-    }
-
-    fn clear(&mut self) -> Result<(), Error> {
         Ok(())
     }
 }

@@ -26,13 +26,15 @@
 mod backend;
 pub mod check;
 pub mod encode;
+pub mod ipvs;
 mod netlink;
 pub mod objects;
 pub mod plan;
 pub mod schedule;
 mod service;
 
-pub use backend::{Backend, Error, Ipvs, Nftables, IPVS_PROC};
+pub use backend::{Backend, Error, Nftables};
+pub use ipvs::{Ipvs, IPVS_PROC};
 pub use netlink::{NetlinkError, NfTables};
 pub use plan::{PlanError, TABLE};
 pub use service::{Forwarding, Persistence, Protocol, Scheduler, Server, Service, ServiceKey};
