@@ -343,3 +343,78 @@ fn decodes_dest_and_daemon_dump_replies() {
         })
     );
 }
+
+/// Replies captured from Debian's 6.1 kernel in the ipvs_kernel VM test
+/// (the first message of each dump, family id 0x20).
+const CAPTURED_SERVICE: &[&str] = &[
+    "400100002000020009d005005d000000010100002c01010006000100020000000600020006000000140003000a000001",
+    "000000000000000000000000060004000050000008000600777272000c00070002000000ffffffff0800080000000000",
+    "08000900ffffffff5c000a000800010000000000080002000000000008000300000000000c0004000000000000000000",
+    "0c0005000000000000000000080006000000000008000700000000000800080000000000080009000000000008000a00",
+    "000000007c000c000c00010000000000000000000c00020000000000000000000c00030000000000000000000c000400",
+    "00000000000000000c00050000000000000000000c00060000000000000000000c00070000000000000000000c000800",
+    "00000000000000000c00090000000000000000000c000a000000000000000000",
+];
+const CAPTURED_DEST: &[&str] = &[
+    "64010000200002000ad005005d0000000501000050010200140001000a00010200000000000000000000000006000200",
+    "1f9000000800030000000000080004000200000005000d000000000006000e000000000006000f000000000008000500",
+    "00000000080006000000000008000700000000000800080000000000080009000000000006000b00020000005c000a00",
+    "0800010000000000080002000000000008000300000000000c00040000000000000000000c0005000000000000000000",
+    "080006000000000008000700000000000800080000000000080009000000000008000a00000000007c000c000c000100",
+    "00000000000000000c00020000000000000000000c00030000000000000000000c00040000000000000000000c000500",
+    "00000000000000000c00060000000000000000000c00070000000000000000000c00080000000000000000000c000900",
+    "00000000000000000c000a000000000000000000",
+];
+const CAPTURED_DAEMON: &[&str] = &[
+    "500000002000020017d005005d000000090100003c0003000800010001000000070002006c6f00000800030033000000",
+    "06000400c00500000600070090220000050008000100000008000500e0000051",
+];
+
+fn unhex(lines: &[&str]) -> Vec<u8> {
+    let s: String = lines.concat();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn decodes_dump_replies_captured_from_a_real_kernel() {
+    let msg = parse(&unhex(CAPTURED_SERVICE));
+    assert_eq!(msg.cmd, Command::NewService);
+    assert_eq!(
+        VirtualService::from_attrs(msg.service().unwrap()),
+        Some(VirtualService {
+            key: web_key(),
+            scheduler: "wrr".into(),
+            persistence: None,
+        })
+    );
+    let msg = parse(&unhex(CAPTURED_DEST));
+    assert_eq!(msg.cmd, Command::NewDest);
+    assert_eq!(
+        RealServer::from_attrs(false, msg.dest().unwrap()),
+        Some(RealServer {
+            addr: ip("10.0.1.2"),
+            port: 8080,
+            forwarding: Forwarding::Nat,
+            weight: 2
+        })
+    );
+    let msg = parse(&unhex(CAPTURED_DAEMON));
+    assert_eq!(msg.cmd, Command::NewDaemon);
+    assert_eq!(
+        RunningDaemon::from_attrs(msg.daemon().unwrap()),
+        Some(RunningDaemon {
+            state: DaemonState::Master,
+            interface: "lo".into(),
+            sync_id: 51
+        })
+    );
+    // The kernel's defaults, reported back: maxlen 1472, port 8848, TTL 1, 224.0.0.81.
+    let daemon = msg.daemon().unwrap();
+    assert!(daemon.contains(&DaemonAttr::SyncMaxlen(1472)));
+    assert!(daemon.contains(&DaemonAttr::McastPort(8848)));
+    assert!(daemon.contains(&DaemonAttr::McastTtl(1)));
+    assert!(daemon.contains(&DaemonAttr::McastGroup([224, 0, 0, 81])));
+}
