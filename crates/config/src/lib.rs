@@ -27,6 +27,7 @@ mod lexer;
 pub mod lvs;
 mod lvs_checkers;
 mod lvs_parse;
+mod lvs_syncd;
 pub mod model;
 mod native;
 mod parser;
