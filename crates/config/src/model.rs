@@ -51,6 +51,8 @@ pub struct Config {
     pub sync: Option<crate::sync::SyncConfig>,
     /// Where Prometheus scrapes tandemd (tandem's TOML `[metrics]`); None: no listener.
     pub metrics: Option<crate::native::MetricsConfig>,
+    /// Which forwarding backend balances `virtual_server`s (tandem's TOML `[lb] backend`).
+    pub lb_backend: crate::native::LbBackend,
     /// Things that parsed but that tandem does not act on (yet): shown at check time and at start.
     pub warnings: Vec<crate::Diagnostic>,
 }

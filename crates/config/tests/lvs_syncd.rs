@@ -64,3 +64,36 @@ fn bad_lines_are_located_errors() {
         ]
     );
 }
+
+/// `[lb] backend` in tandem's TOML picks the forwarding backend; auto by default.
+#[test]
+fn lb_backend_is_read_from_tandem_toml() {
+    use tandem_config::{load_files, LbBackend};
+    let dir = std::env::temp_dir().join(format!("tandem-config-lb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("keepalived.conf");
+    std::fs::write(&conf, VI_1).unwrap();
+    let toml = dir.join("tandem.toml");
+    std::fs::write(&toml, "[lb]\nbackend = \"ipvs\"\n").unwrap();
+    assert_eq!(
+        load_files(&[conf.clone()]).unwrap().lb_backend,
+        LbBackend::Auto
+    );
+    // Either order: the TOML's choice survives the keepalived.conf read after it.
+    assert_eq!(
+        load_files(&[toml.clone(), conf.clone()])
+            .unwrap()
+            .lb_backend,
+        LbBackend::Ipvs
+    );
+    assert_eq!(
+        load_files(&[conf.clone(), toml.clone()])
+            .unwrap()
+            .lb_backend,
+        LbBackend::Ipvs
+    );
+    std::fs::write(&toml, "[lb]\nbackend = \"lvs\"\n").unwrap();
+    let e = load_files(&[conf, toml]).unwrap_err().to_string();
+    assert!(e.contains("tandem.toml:2:1") && e.contains("lvs"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
