@@ -1,6 +1,6 @@
 //! The LVS director half of tandemd: keepalived's `virtual_server` blocks balanced through the
-//! nftables backend (table `inet tandem_lb`), their real servers checked by keepalived's
-//! checkers.
+//! nftables backend (table `inet tandem_lb`), or IPVS when tandem.toml says
+//! `[lb] backend = "ipvs"`, their real servers checked by keepalived's checkers.
 //!
 //! ```text
 //!  daemon loop ──start / reload / stop──▶ balancer task
@@ -9,6 +9,7 @@
 //!                                          │        │ SetPool / Notify / Log
 //!                                          │        ▼
 //!                                          └─ Nftables: one netlink batch per pool change
+//!                                             (or Ipvs: one request per changed service/server)
 //! ```
 //!
 //! Load balancing runs whatever the VRRP state, as keepalived's checker process does: the
@@ -20,8 +21,9 @@ mod convert;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use tandem_config::LbBackend;
 use tandem_lb::check::{runner, Action, Destination, Notification, Script};
-use tandem_lb::{Backend, Nftables};
+use tandem_lb::{Backend, Ipvs, Nftables};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
@@ -37,6 +39,8 @@ pub struct LbPlan {
     pub services: Vec<PlannedService>,
     /// The script policy of global_defs (script_user, enable_script_security).
     pub policy: Policy,
+    /// The forwarding backend (`[lb] backend`; read at start only).
+    pub backend: LbBackend,
 }
 
 impl LbPlan {
@@ -46,6 +50,7 @@ impl LbPlan {
         let plan = LbPlan {
             services,
             policy: Policy::from_global(&config.global),
+            backend: config.lb_backend,
         };
         (plan, warnings)
     }
@@ -69,7 +74,7 @@ impl LoadBalancer {
             return None;
         }
         let (commands, rx) = mpsc::unbounded_channel();
-        tokio::spawn(Balancer::new().run(plan, rx));
+        tokio::spawn(Balancer::new(plan.backend).run(plan, rx));
         Some(LoadBalancer { commands })
     }
 
@@ -105,7 +110,7 @@ struct Active {
 }
 
 struct Balancer {
-    backend: Option<Nftables>,
+    backend: Option<Box<dyn Backend + Send + Sync>>,
     active: Vec<Active>,
     next_id: u64,
     actions_tx: mpsc::UnboundedSender<(u64, Action)>,
@@ -117,14 +122,8 @@ struct Balancer {
 }
 
 impl Balancer {
-    fn new() -> Balancer {
-        let backend = match Nftables::open() {
-            Ok(backend) => Some(backend),
-            Err(e) => {
-                error!("load balancing: cannot open nf_tables: {e}; real servers are checked but nothing is balanced");
-                None
-            }
-        };
+    fn new(choice: LbBackend) -> Balancer {
+        let backend = open_backend(choice);
         let (actions_tx, actions_rx) = mpsc::unbounded_channel();
         Balancer {
             backend,
@@ -357,9 +356,33 @@ impl Balancer {
         }
         if let Some(backend) = self.backend.as_mut() {
             match backend.clear() {
-                Ok(()) => info!("load balancing: table {} removed", tandem_lb::TABLE),
-                Err(e) => error!("load balancing: removing table {}: {e}", tandem_lb::TABLE),
+                Ok(()) => info!("load balancing: tandem's services removed"),
+                Err(e) => error!("load balancing: removing tandem's services: {e}"),
             }
+        }
+    }
+}
+
+/// Opens the chosen backend: nftables unless tandem.toml asks for IPVS. A backend that
+/// cannot open leaves the checkers running with nothing balanced (said in the log).
+fn open_backend(choice: LbBackend) -> Option<Box<dyn Backend + Send + Sync>> {
+    let opened: Result<Box<dyn Backend + Send + Sync>, _> = match choice {
+        LbBackend::Auto | LbBackend::Nftables => Nftables::open().map(|b| Box::new(b) as _),
+        LbBackend::Ipvs => Ipvs::open().map(|b| Box::new(b) as _),
+    };
+    match opened {
+        Ok(backend) => {
+            let name = if choice == LbBackend::Ipvs {
+                "IPVS".to_string()
+            } else {
+                format!("nftables (table {})", tandem_lb::TABLE)
+            };
+            info!("load balancing: forwarding through {name}");
+            Some(backend)
+        }
+        Err(e) => {
+            error!("load balancing: cannot open the forwarding backend: {e}; real servers are checked but nothing is balanced");
+            None
         }
     }
 }
