@@ -105,7 +105,13 @@ pub fn convert(config: &Config) -> Conversion {
                     }),
             )
             .collect();
-        if let Err(e) = tandem_lb::plan::plan(&planned.services(&everyone)) {
+        // What nftables cannot express (DR, TUN) IPVS does: only the nftables backend checks.
+        let nftables = config.lb_backend != tandem_config::LbBackend::Ipvs;
+        let planned_ok = match nftables {
+            true => tandem_lb::plan::plan(&planned.services(&everyone)).map(drop),
+            false => Ok(()),
+        };
+        if let Err(e) = planned_ok {
             warnings.push(warn(
                 &vs.location,
                 "virtual_server",
@@ -145,7 +151,7 @@ fn convert_one(
         LbKind::Dr => Forwarding::DirectRouting,
         LbKind::Tun(_) => Forwarding::Tunnel,
     };
-    let scheduler = scheduler(vs, warnings);
+    let scheduler = scheduler(vs, config.lb_backend, warnings);
     let protocol = match vs.protocol {
         Some(tandem_config::Protocol::Udp) => Protocol::Udp,
         Some(tandem_config::Protocol::Sctp) => Protocol::Sctp,
@@ -198,7 +204,11 @@ fn convert_one(
     })
 }
 
-fn scheduler(vs: &VirtualServer, warnings: &mut Vec<Diagnostic>) -> Scheduler {
+fn scheduler(
+    vs: &VirtualServer,
+    backend: tandem_config::LbBackend,
+    warnings: &mut Vec<Diagnostic>,
+) -> Scheduler {
     let Some(scheduler) = Scheduler::from_name(vs.lb_algo.name()) else {
         warnings.push(warn(
             &vs.location,
@@ -211,7 +221,11 @@ fn scheduler(vs: &VirtualServer, warnings: &mut Vec<Diagnostic>) -> Scheduler {
         ));
         return Scheduler::WeightedRoundRobin;
     };
-    if let Some(why) = scheduler.approximation() {
+    // IPVS runs every scheduler as itself.
+    let approximated = scheduler
+        .approximation()
+        .filter(|_| backend != tandem_config::LbBackend::Ipvs);
+    if let Some(why) = approximated {
         warnings.push(warn(
             &vs.location,
             "virtual_server",
