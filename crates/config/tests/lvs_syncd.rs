@@ -76,7 +76,7 @@ fn lb_backend_is_read_from_tandem_toml() {
     let toml = dir.join("tandem.toml");
     std::fs::write(&toml, "[lb]\nbackend = \"ipvs\"\n").unwrap();
     assert_eq!(
-        load_files(&[conf.clone()]).unwrap().lb_backend,
+        load_files(std::slice::from_ref(&conf)).unwrap().lb_backend,
         LbBackend::Auto
     );
     // Either order: the TOML's choice survives the keepalived.conf read after it.
