@@ -54,7 +54,6 @@ pub(crate) const GLOBAL_UNSUPPORTED: &[&str] = &[
     "lvs_notify_fifo",
     "lvs_notify_fifo_script",
     "lvs_process_name",
-    "lvs_sync_daemon",
     "lvs_timeouts",
     "max_auto_priority",
     "min_auto_priority_delay",

@@ -27,6 +27,7 @@ mod lexer;
 pub mod lvs;
 mod lvs_checkers;
 mod lvs_parse;
+mod lvs_syncd;
 pub mod model;
 mod native;
 mod parser;
@@ -42,7 +43,7 @@ use std::path::{Path, PathBuf};
 pub use diagnostic::{Diagnostic, Severity};
 pub use lvs::*;
 pub use model::*;
-pub use native::MetricsConfig;
+pub use native::{LbBackend, MetricsConfig};
 pub use sync::{FilterConfig, ListFilter, Policy, SyncConfig, Transport};
 
 /// Why a configuration could not be loaded.
@@ -185,6 +186,9 @@ pub fn load_files_with(paths: &[PathBuf], options: &LoadOptions) -> Result<Confi
                             }
                             config.metrics = native.metrics;
                         }
+                        if let Some(b) = native.lb_backend {
+                            config.lb_backend = b;
+                        }
                         native.sync
                     }
                     Err(e) => {
@@ -209,9 +213,11 @@ pub fn load_files_with(paths: &[PathBuf], options: &LoadOptions) -> Result<Confi
                     match parse_with_id(&text, path, config_id.as_deref()) {
                         Ok(vrrp) => {
                             let (sync, metrics) = (config.sync.take(), config.metrics.take());
+                            let lb_backend = config.lb_backend;
                             config = vrrp;
                             config.sync = sync;
                             config.metrics = metrics;
+                            config.lb_backend = lb_backend;
                         }
                         Err(ConfigError::Invalid {
                             errors: e,

@@ -51,6 +51,8 @@ pub struct Config {
     pub sync: Option<crate::sync::SyncConfig>,
     /// Where Prometheus scrapes tandemd (tandem's TOML `[metrics]`); None: no listener.
     pub metrics: Option<crate::native::MetricsConfig>,
+    /// Which forwarding backend balances `virtual_server`s (tandem's TOML `[lb] backend`).
+    pub lb_backend: crate::native::LbBackend,
     /// Things that parsed but that tandem does not act on (yet): shown at check time and at start.
     pub warnings: Vec<crate::Diagnostic>,
 }
@@ -58,6 +60,8 @@ pub struct Config {
 /// `global_defs`: settings shared by all instances.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GlobalDefs {
+    /// `lvs_sync_daemon`: IPVS's connection sync daemon, following a VRRP instance.
+    pub lvs_sync_daemon: Option<LvsSyncDaemon>,
     /// `router_id`, used in notification e-mails and logs.
     pub router_id: Option<String>,
     /// `vrrp_mcast_group4`, default 224.0.0.18.
@@ -129,6 +133,29 @@ pub struct GlobalDefs {
     pub higher_prio_send_advert: bool,
 }
 
+/// `lvs_sync_daemon INTERFACE INSTANCE [id N] [maxlen N] [port N] [ttl N] [group IP]`:
+/// IPVS's connection sync daemon, in master state while INSTANCE is MASTER and in
+/// backup state otherwise (keepalived's rule).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LvsSyncDaemon {
+    /// The interface the daemon sends (master) or listens (backup) on.
+    pub interface: String,
+    /// The VRRP instance whose state the daemon follows.
+    pub instance: String,
+    /// Where the instance is named, for errors about it.
+    pub instance_location: Location,
+    /// `id`: the sync id; after loading, the instance's virtual router id when not given.
+    pub sync_id: Option<u8>,
+    /// `maxlen`: the largest sync message payload (kernel default otherwise).
+    pub maxlen: Option<u16>,
+    /// `port`: the UDP port (kernel default 8848 otherwise).
+    pub port: Option<u16>,
+    /// `ttl`: the multicast TTL (kernel default 1 otherwise).
+    pub ttl: Option<u8>,
+    /// `group`: the multicast group (kernel default 224.0.0.81 / ff02::8151 otherwise).
+    pub group: Option<std::net::IpAddr>,
+}
+
 impl GlobalDefs {
     /// keepalived's precedence for whether mail is sent for an instance or group whose own
     /// `smtp_alert` is `own`: its own setting, else `smtp_alert_vrrp`, else `smtp_alert`,
@@ -143,6 +170,7 @@ impl GlobalDefs {
 impl Default for GlobalDefs {
     fn default() -> Self {
         GlobalDefs {
+            lvs_sync_daemon: None,
             router_id: None,
             mcast_group4: Ipv4Addr::new(224, 0, 0, 18),
             mcast_group6: Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12),

@@ -32,6 +32,26 @@ use crate::sync::{FilterConfig, ListFilter, Policy, SyncConfig, Transport, DEFAU
 struct File {
     sync: Option<Sync>,
     metrics: Option<Metrics>,
+    lb: Option<Lb>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Lb {
+    backend: Option<LbBackend>,
+}
+
+/// Which forwarding backend balances the virtual services (`[lb] backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LbBackend {
+    /// nftables, the tested one (the default).
+    #[default]
+    Auto,
+    /// nftables: table `inet tandem_lb`, conntrack-based NAT.
+    Nftables,
+    /// IPVS through generic netlink, where the kernel has `ip_vs`.
+    Ipvs,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +74,7 @@ pub struct MetricsConfig {
 pub(crate) struct Native {
     pub sync: Option<SyncConfig>,
     pub metrics: Option<MetricsConfig>,
+    pub lb_backend: Option<LbBackend>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,12 +132,12 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Native, Vec<Diagnostic>> 
             e.message().to_string(),
         )]);
     }
-    // Only TANDEM_SYNC__* and TANDEM_METRICS__* variables: others (TANDEM_CONTROL,
+    // Only TANDEM_SYNC__*, TANDEM_METRICS__* and TANDEM_LB__* variables: others (TANDEM_CONTROL,
     // TANDEM_LOG) are not settings.
     let env = Env::prefixed("TANDEM_")
         .filter(|key| {
             let key = key.as_str().to_ascii_lowercase();
-            key.starts_with("sync__") || key.starts_with("metrics__")
+            key.starts_with("sync__") || key.starts_with("metrics__") || key.starts_with("lb__")
         })
         .split("__");
     let figment = Figment::from(Toml::string(text)).merge(env);
@@ -146,10 +167,12 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Native, Vec<Diagnostic>> 
             location: at(line, column),
         }
     });
+    let lb_backend = parsed.lb.and_then(|lb| lb.backend);
     let Some(sync) = parsed.sync else {
         return Ok(Native {
             sync: None,
             metrics,
+            lb_backend,
         });
     };
     let (line, column) = find_key(text, "[sync]").unwrap_or((1, 1));
@@ -229,6 +252,7 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Native, Vec<Diagnostic>> 
     Ok(Native {
         sync: Some(config),
         metrics,
+        lb_backend,
     })
 }
 

@@ -137,6 +137,7 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
     );
     config.instances = instances.into_iter().map(|p| p.instance).collect();
     config.sync_groups = check_groups(groups, &config, ctx);
+    crate::lvs_syncd::resolve(&mut config, ctx);
     let (servers, groups) = crate::lvs_parse::finish(virtual_servers, vs_groups, &config, ctx);
     config.virtual_servers = servers;
     config.virtual_server_groups = groups;
@@ -161,6 +162,9 @@ fn global_defs(stmts: &[Stmt], g: &mut GlobalDefs, mail: &mut MailWords, ctx: &m
             );
         }
         match k {
+            "lvs_sync_daemon" => {
+                g.lvs_sync_daemon = crate::lvs_syncd::parse(stmt, ctx);
+            }
             "router_id" => {
                 if let Some(w) = ctx.one(stmt, "a name") {
                     g.router_id = Some(w.text.clone());

@@ -16,6 +16,7 @@ const ACTED_ON: &[(&str, &str)] = &[
     ("top", "track_file"),
     ("top", "vrrp_track_file"),
     ("global_defs", "router_id"),
+    ("global_defs", "lvs_sync_daemon"),
     ("global_defs", "vrrp_mcast_group4"),
     ("global_defs", "vrrp_mcast_group6"),
     ("global_defs", "vrrp_check_unicast_src"),
@@ -140,6 +141,7 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("vrrp_instance", "version", " 2"),
     ("vrrp_instance", "state", " BACKUP"),
     ("vrrp_sync_group", "track_script", " {\n  chk\n }"),
+    ("global_defs", "lvs_sync_daemon", " eth1 VI_1"),
     ("global_defs", "vrrp_mcast_group4", " 224.0.0.18"),
     ("global_defs", "vrrp_mcast_group6", " ff02::12"),
     ("global_defs", "vrrp_version", " 2"),
@@ -177,6 +179,11 @@ fn placed(block: &str, line: &str) -> (String, u32) {
     let instance_vip = " virtual_ipaddress {\n  10.0.0.1\n }\n";
     match block {
         "top" => (format!("{line}\n"), 1),
+        // It names a VRRP instance, which must exist.
+        "global_defs" if line.starts_with("lvs_sync_daemon") => (
+            format!("global_defs {{\n {line}\n}}\n{instance_head}{instance_vip}}}\n"),
+            2,
+        ),
         "global_defs" => (format!("global_defs {{\n {line}\n}}\n"), 2),
         "vrrp_instance" => (
             format!("{script}{instance_head}{instance_vip} {line}\n}}\n"),

@@ -1,4 +1,5 @@
-//! The [`Backend`] trait and its two implementations.
+//! The [`Backend`] trait and the nftables implementation (IPVS's is in
+//! [`crate::ipvs`]).
 
 use crate::netlink::{NetlinkError, NfTables};
 use crate::objects::Ruleset;
@@ -14,6 +15,10 @@ pub enum Error {
     /// The kernel refused or did not answer (nothing was changed).
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
+    /// IPVS refused a request or did not answer (the services before it in
+    /// the same apply did take effect).
+    #[error(transparent)]
+    Ipvs(#[from] crate::ipvs::IpvsError),
     /// This backend cannot run on this kernel.
     #[error("{0}")]
     Unavailable(String),
@@ -28,6 +33,21 @@ pub trait Backend {
     fn apply(&mut self, services: &[Service]) -> Result<(), Error>;
     /// Removes everything this backend created (and nothing else).
     fn clear(&mut self) -> Result<(), Error>;
+    /// What [`Backend::clear`] removes, in words for the log.
+    fn holdings(&self) -> String;
+    /// The netlink port changes are made through, when the backend keeps its state in
+    /// nf_tables tables that another program could remove (see [`crate::TableWatch`]).
+    fn nf_tables_port(&self) -> Option<u32> {
+        None
+    }
+    /// Whether the nf_tables table `family`/`name` is one this backend made.
+    fn owns_table(&self, _family: u8, _name: &str) -> bool {
+        false
+    }
+    /// Forgets what was applied, so the next [`Backend::apply`] replaces everything: after
+    /// another program changed or removed it, a difference from the last plan would not
+    /// put it back.
+    fn forget(&mut self) {}
 }
 
 /// nftables: tables `inet tandem_lb` (NAT) and `netdev tandem_lb_dr` (direct
@@ -52,24 +72,6 @@ impl Nftables {
     pub fn applied(&self) -> Option<&Ruleset> {
         self.applied.as_ref()
     }
-
-    /// The netlink port of the socket changes are made through (see [`crate::TableWatch`]).
-    pub fn port(&self) -> u32 {
-        self.nl.port()
-    }
-
-    /// Whether the table `family`/`name` is one this backend made.
-    pub fn owns(&self, family: u8, name: &str) -> bool {
-        (family == NFPROTO_INET && name == crate::TABLE)
-            || (family == NFPROTO_NETDEV && name == crate::DR_TABLE)
-    }
-
-    /// Forgets what was applied, so the next [`Backend::apply`] replaces the whole table:
-    /// after another program changed or removed it, a difference from the last plan would
-    /// not put it back.
-    pub fn forget(&mut self) {
-        self.applied = None;
-    }
 }
 
 /// The `inet` family's number in nf_tables messages (NFPROTO_INET).
@@ -93,36 +95,21 @@ impl Backend for Nftables {
         self.applied = None;
         Ok(())
     }
-}
 
-/// Where the kernel shows IPVS when the `ip_vs` module is loaded.
-pub const IPVS_PROC: &str = "/proc/net/ip_vs";
-
-/// IPVS through generic netlink: not built yet; this kernel has no `ip_vs`
-/// (the nftables backend is the one built and tested here).
-pub struct Ipvs;
-
-impl Ipvs {
-    /// Fails with a clear reason: no `ip_vs` here, or not implemented yet.
-    pub fn open() -> Result<Ipvs, Error> {
-        if !std::path::Path::new(IPVS_PROC).exists() {
-            return Err(Error::Unavailable(format!(
-                "IPVS is not available: {IPVS_PROC} does not exist (no ip_vs module); \
-                 use the nftables backend"
-            )));
-        }
-        Err(Error::Unavailable(
-            "the IPVS backend is not implemented yet; use the nftables backend".to_string(),
-        ))
-    }
-}
-
-impl Backend for Ipvs {
-    fn apply(&mut self, _services: &[Service]) -> Result<(), Error> {
-        Err(Error::Unavailable("ip_vs not available".to_string()))
+    fn holdings(&self) -> String {
+        format!("tables {} and {}", crate::TABLE, crate::DR_TABLE)
     }
 
-    fn clear(&mut self) -> Result<(), Error> {
-        Ok(())
+    fn nf_tables_port(&self) -> Option<u32> {
+        Some(self.nl.port())
+    }
+
+    fn owns_table(&self, family: u8, name: &str) -> bool {
+        (family == NFPROTO_INET && name == crate::TABLE)
+            || (family == NFPROTO_NETDEV && name == crate::DR_TABLE)
+    }
+
+    fn forget(&mut self) {
+        self.applied = None;
     }
 }

@@ -31,6 +31,7 @@
 mod backend;
 pub mod check;
 pub mod encode;
+pub mod ipvs;
 mod netlink;
 pub mod objects;
 pub mod plan;
@@ -38,7 +39,8 @@ pub mod schedule;
 mod service;
 mod watch;
 
-pub use backend::{Backend, Error, Ipvs, Nftables, IPVS_PROC};
+pub use backend::{Backend, Error, Nftables};
+pub use ipvs::{Ipvs, IPVS_PROC};
 pub use netlink::{NetlinkError, NfTables};
 pub use plan::{PlanError, DR_TABLE, TABLE};
 pub use service::{

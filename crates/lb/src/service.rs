@@ -135,6 +135,25 @@ impl Scheduler {
         )
     }
 
+    /// IPVS's name of the scheduler (the inverse of [`Scheduler::from_name`]).
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheduler::RoundRobin => "rr",
+            Scheduler::WeightedRoundRobin => "wrr",
+            Scheduler::LeastConnection => "lc",
+            Scheduler::WeightedLeastConnection => "wlc",
+            Scheduler::ShortestExpectedDelay => "sed",
+            Scheduler::NeverQueue => "nq",
+            Scheduler::LocalityLeastConnection => "lblc",
+            Scheduler::LocalityLeastConnectionReplicated => "lblcr",
+            Scheduler::SourceHash => "sh",
+            Scheduler::DestinationHash => "dh",
+            Scheduler::MaglevHash => "mh",
+            Scheduler::WeightedFailover => "fo",
+            Scheduler::WeightedOverflow => "ovf",
+        }
+    }
+
     /// Whether nftables can only approximate this scheduler (the
     /// configuration layer turns this into a located warning).
     pub fn approximation(self) -> Option<&'static str> {

@@ -46,6 +46,10 @@ pub struct Running {
     pub sync: Option<tandem_config::SyncConfig>,
     /// The metrics listener in force (changes need a restart).
     pub metrics: Option<tandem_config::MetricsConfig>,
+    /// `lvs_sync_daemon` in force (changes need a restart).
+    pub lvs_sync_daemon: Option<tandem_config::LvsSyncDaemon>,
+    /// `[lb] backend` in force (changes need a restart).
+    pub lb_backend: tandem_config::LbBackend,
     /// Where the signal-triggered dumps go.
     pub dumps: DumpPaths,
     /// [`fingerprint`] of the configuration in force.
@@ -93,6 +97,8 @@ pub struct Daemon {
     alerts: crate::alerts::Alerts,
     /// The LVS director half: checkers and the nftables services (none configured: `None`).
     lb: Option<crate::lb::LoadBalancer>,
+    /// IPVS's connection sync daemon, following one instance (`lvs_sync_daemon`).
+    syncd: Option<crate::lvs_syncd::SyncDaemonDriver>,
 }
 
 /// The failover sequence as the daemon runs it: the coordinator, and the steps it sent to
@@ -166,10 +172,21 @@ impl Daemon {
             trackers: Default::default(),
             alerts: Default::default(),
             lb: None,
+            syncd: None,
         })
     }
 
     /// Hands over the running load balancer, stopped (and its table removed) at shutdown.
+    /// Hands over the running IPVS sync daemon, stopped at shutdown.
+    pub fn set_sync_daemon(&mut self, syncd: Option<crate::lvs_syncd::SyncDaemonDriver>) {
+        self.syncd = syncd;
+    }
+
+    /// The settings the daemon was started with.
+    pub fn running(&self) -> &Running {
+        &self.running
+    }
+
     pub fn set_load_balancer(&mut self, lb: Option<crate::lb::LoadBalancer>) {
         self.lb = lb;
     }
@@ -334,6 +351,9 @@ impl Daemon {
         let actions = self.plan.router.handle(Instant::now(), Input::Shutdown);
         self.execute(actions).await;
         self.alerts.shutdown().await;
+        if let Some(mut syncd) = self.syncd.take() {
+            syncd.stop();
+        }
         if let Some(lb) = self.lb.take() {
             lb.stop().await;
         }
@@ -698,6 +718,9 @@ impl Daemon {
                     priority,
                 );
                 (self.alerts).transition(Subject::Instance, &plan.name, to, priority);
+                if let Some(syncd) = self.syncd.as_mut() {
+                    syncd.on_transition(&plan.name, to);
+                }
             }
         }
     }

@@ -1,7 +1,8 @@
 //! The LVS director half of tandemd: keepalived's `virtual_server` blocks balanced through the
-//! nftables backend (table `inet tandem_lb` for NAT, `netdev tandem_lb_dr` for DR), their real
-//! servers checked by keepalived's checkers. For DR the device that reaches each real server
-//! comes from the kernel's route lookup, made before every apply.
+//! nftables backend (table `inet tandem_lb` for NAT, `netdev tandem_lb_dr` for DR), or IPVS
+//! when tandem.toml says `[lb] backend = "ipvs"`, their real servers checked by keepalived's
+//! checkers. For DR the device that reaches each real server comes from the kernel's route
+//! lookup, made before every apply.
 //!
 //! ```text
 //!  daemon loop ──start / reload / stop──▶ balancer task
@@ -14,6 +15,7 @@
 //!                                          │    connections per real server (loads.rs)
 //!                                          └─ Nftables: one netlink batch per pool change
 //!                                               (or per real change of those counts)
+//!                                             (or Ipvs: one request per changed service/server)
 //! ```
 //!
 //! Load balancing runs whatever the VRRP state, as keepalived's checker process does: the
@@ -28,9 +30,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use tandem_config::LbBackend;
 use tandem_ctnetlink::Conntrack;
 use tandem_lb::check::{runner, Action, CheckKind, Destination, Notification, Script};
-use tandem_lb::{Backend, ForeignChange, Forwarding, Link, Load, Nftables, ServiceKey, TableWatch};
+use tandem_lb::{
+    Backend, ForeignChange, Forwarding, Ipvs, Link, Load, Nftables, ServiceKey, TableWatch,
+};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
@@ -51,6 +56,8 @@ pub struct LbPlan {
     pub policy: Policy,
     /// The `track_file`s some FILE_CHECK follows.
     pub files: Vec<FileSpec>,
+    /// The forwarding backend (`[lb] backend`; read at start only).
+    pub backend: LbBackend,
 }
 
 impl LbPlan {
@@ -76,6 +83,7 @@ impl LbPlan {
             services,
             policy: Policy::from_global(&config.global),
             files,
+            backend: config.lb_backend,
         };
         (plan, warnings)
     }
@@ -99,7 +107,7 @@ impl LoadBalancer {
             return None;
         }
         let (commands, rx) = mpsc::unbounded_channel();
-        tokio::spawn(Balancer::new().run(plan, rx));
+        tokio::spawn(Balancer::new(plan.backend).run(plan, rx));
         Some(LoadBalancer { commands })
     }
 
@@ -164,7 +172,7 @@ impl Active {
 }
 
 struct Balancer {
-    backend: Option<Nftables>,
+    backend: Option<Box<dyn Backend + Send + Sync>>,
     active: Vec<Active>,
     next_id: u64,
     actions_tx: mpsc::UnboundedSender<(u64, Action)>,
@@ -186,14 +194,8 @@ struct Balancer {
 }
 
 impl Balancer {
-    fn new() -> Balancer {
-        let backend = match Nftables::open() {
-            Ok(backend) => Some(backend),
-            Err(e) => {
-                error!("load balancing: cannot open nf_tables: {e}; real servers are checked but nothing is balanced");
-                None
-            }
-        };
+    fn new(choice: LbBackend) -> Balancer {
+        let backend = open_backend(choice);
         let (actions_tx, actions_rx) = mpsc::unbounded_channel();
         let routes = match rtnetlink::new_connection() {
             Ok((connection, handle, _)) => {
@@ -278,8 +280,8 @@ impl Balancer {
     /// Subscribes to nf_tables changes, to notice another program removing or editing the
     /// table (a firewall reload's `flush ruleset`); without it that goes unnoticed.
     fn watch_tables(&self) -> Option<TableWatch> {
-        let backend = self.backend.as_ref()?;
-        match TableWatch::open(backend.port()) {
+        let port = self.backend.as_ref()?.nf_tables_port()?;
+        match TableWatch::open(port) {
             Ok(watch) => Some(watch),
             Err(e) => {
                 warn!(
@@ -314,7 +316,7 @@ impl Balancer {
         let ours: Vec<&ForeignChange> = match &changes {
             Some(all) => all
                 .iter()
-                .filter(|c| backend.owns(c.family, &c.table))
+                .filter(|c| backend.owns_table(c.family, &c.table))
                 .collect(),
             None => {
                 warn!("load balancing: nf_tables change notifications were lost: re-applying the table");
@@ -695,11 +697,35 @@ impl Balancer {
             }
         }
         if let Some(backend) = self.backend.as_mut() {
-            let tables = format!("tables {} and {}", tandem_lb::TABLE, tandem_lb::DR_TABLE);
+            let tables = backend.holdings();
             match backend.clear() {
                 Ok(()) => info!("load balancing: {tables} removed"),
                 Err(e) => error!("load balancing: removing {tables}: {e}"),
             }
+        }
+    }
+}
+
+/// Opens the chosen backend: nftables unless tandem.toml asks for IPVS. A backend that
+/// cannot open leaves the checkers running with nothing balanced (said in the log).
+fn open_backend(choice: LbBackend) -> Option<Box<dyn Backend + Send + Sync>> {
+    let opened: Result<Box<dyn Backend + Send + Sync>, _> = match choice {
+        LbBackend::Auto | LbBackend::Nftables => Nftables::open().map(|b| Box::new(b) as _),
+        LbBackend::Ipvs => Ipvs::open().map(|b| Box::new(b) as _),
+    };
+    match opened {
+        Ok(backend) => {
+            let name = if choice == LbBackend::Ipvs {
+                "IPVS".to_string()
+            } else {
+                format!("nftables (table {})", tandem_lb::TABLE)
+            };
+            info!("load balancing: forwarding through {name}");
+            Some(backend)
+        }
+        Err(e) => {
+            error!("load balancing: cannot open the forwarding backend: {e}; real servers are checked but nothing is balanced");
+            None
         }
     }
 }

@@ -11,6 +11,7 @@ mod dump;
 mod lb;
 mod log_limit;
 mod logging;
+mod lvs_syncd;
 mod metrics;
 mod notify;
 mod panic_guard;
@@ -196,6 +197,8 @@ async fn run_with(
         config_id: args.config_id.clone(),
         sync: config.sync.clone(),
         metrics: config.metrics.clone(),
+        lvs_sync_daemon: config.global.lvs_sync_daemon.clone(),
+        lb_backend: config.lb_backend,
         dumps: daemon::DumpPaths {
             data: args.data_file.clone(),
             stats: args.stats_file.clone(),
@@ -226,6 +229,9 @@ async fn run_with(
     let mut daemon = daemon::Daemon::new(plan, handle, replication, running)?;
     // The director's half runs in every VRRP state (see lb.rs).
     daemon.set_load_balancer(lb::LoadBalancer::start(lb_plan));
+    // IPVS's sync daemon follows one instance's state (see lvs_syncd.rs).
+    let syncd = lvs_syncd::SyncDaemonDriver::start(daemon.running().lvs_sync_daemon.as_ref());
+    daemon.set_sync_daemon(syncd);
     info!(
         "Starting tandemd {} with {} instance(s)",
         env!("CARGO_PKG_VERSION"),

@@ -142,3 +142,32 @@ fn json_to_syslog_is_refused_with_the_reason() -> Result<()> {
     );
     Ok(())
 }
+
+/// `lvs_sync_daemon` on a kernel without ip_vs (these machines): a warning naming the
+/// configuration line and what will not happen; the instance still becomes master.
+/// (The daemon's start/stop against a real ip_vs is in crates/lb/tests/ipvs_kernel.rs.)
+#[test]
+fn lvs_sync_daemon_without_ip_vs_is_a_located_warning() -> Result<()> {
+    require_root!(Ok(()));
+    if std::path::Path::new("/proc/net/ip_vs").exists() {
+        eprintln!("skipped: this kernel has ip_vs (the test is about one without)");
+        return Ok(());
+    }
+    let pair = Pair::new("logsyncd")?;
+    let conf = format!(
+        "global_defs {{\n    lvs_sync_daemon eth0 VI_1\n}}\n{}",
+        vi_1_v3(51, 150)
+    );
+    let d = start_tandemd(&pair, &pair.a, &conf)?;
+    wait_has(&pair.a, "10.0.0.254", Duration::from_secs(10))
+        .with_context(|| format!("tandemd did not become master:\n{}", d.child.log()))?;
+    let warning = wait_line(&d.child, "lvs_sync_daemon:")?;
+    let at = format!("{}:2:", d.config.display());
+    assert!(warning.contains(&at), "not located at {at}: {warning}");
+    assert!(
+        warning.contains("IPVS is not available")
+            && warning.contains("IPVS connections are not synchronised"),
+        "{warning}"
+    );
+    Ok(())
+}

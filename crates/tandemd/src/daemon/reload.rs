@@ -118,6 +118,16 @@ impl Daemon {
             warn!("{note}");
             let _ = writeln!(notes, "warning: {note}");
         }
+        if config.global.lvs_sync_daemon != self.running.lvs_sync_daemon {
+            let note = "lvs_sync_daemon changed: it takes effect at the next restart";
+            warn!("{note}");
+            let _ = writeln!(notes, "warning: {note}");
+        }
+        if config.lb_backend != self.running.lb_backend {
+            let note = "[lb] backend changed: it takes effect at the next restart";
+            warn!("{note}");
+            let _ = writeln!(notes, "warning: {note}");
+        }
         if config.metrics != self.running.metrics {
             let note = "[metrics] changed: the listener changes at the next restart";
             warn!("{note}");

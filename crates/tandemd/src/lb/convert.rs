@@ -108,7 +108,13 @@ pub fn convert(config: &Config) -> Conversion {
                     }),
             )
             .collect();
-        if let Err(e) = tandem_lb::plan::validate(&planned.services(&everyone)) {
+        // What nftables cannot express (TUN) IPVS does: only the nftables backend checks.
+        let nftables = config.lb_backend != tandem_config::LbBackend::Ipvs;
+        let planned_ok = match nftables {
+            true => tandem_lb::plan::validate(&planned.services(&everyone)),
+            false => Ok(()),
+        };
+        if let Err(e) = planned_ok {
             warnings.push(warn(
                 &vs.location,
                 "virtual_server",
@@ -148,7 +154,7 @@ fn convert_one(
         LbKind::Dr => Forwarding::DirectRouting,
         LbKind::Tun(_) => Forwarding::Tunnel,
     };
-    let scheduler = scheduler(vs, forwarding, warnings);
+    let scheduler = scheduler(vs, forwarding, config.lb_backend, warnings);
     let protocol = match vs.protocol {
         Some(tandem_config::Protocol::Udp) => Protocol::Udp,
         Some(tandem_config::Protocol::Sctp) => Protocol::Sctp,
@@ -173,7 +179,9 @@ fn convert_one(
     let mut templates = Vec::with_capacity(keys.len());
     for &key in &keys {
         let mut dr = DrPaths::default();
-        if forwarding == Forwarding::DirectRouting {
+        // nftables' DR hooks the interface the VIP arrives on; IPVS needs no device.
+        let nftables = config.lb_backend != tandem_config::LbBackend::Ipvs;
+        if forwarding == Forwarding::DirectRouting && nftables {
             if let ServiceKey::Addr { vip, .. } = key {
                 dr.ingress = vip_devices(config, vip);
                 if dr.ingress.is_empty() {
@@ -248,6 +256,7 @@ fn vip_devices(config: &Config, vip: IpAddr) -> Vec<String> {
 fn scheduler(
     vs: &VirtualServer,
     forwarding: Forwarding,
+    backend: tandem_config::LbBackend,
     warnings: &mut Vec<Diagnostic>,
 ) -> Scheduler {
     let Some(scheduler) = Scheduler::from_name(vs.lb_algo.name()) else {
@@ -263,6 +272,8 @@ fn scheduler(
         return Scheduler::WeightedRoundRobin;
     };
     let approximation = match forwarding {
+        // IPVS runs every scheduler as itself.
+        _ if backend == tandem_config::LbBackend::Ipvs => None,
         Forwarding::DirectRouting => {
             tandem_lb::plan::dr::approximation(scheduler, vs.persistence_timeout.is_some())
         }

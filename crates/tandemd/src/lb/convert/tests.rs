@@ -219,6 +219,35 @@ virtual_server fwmark 5 {
 }
 
 #[test]
+fn with_the_ipvs_backend_dr_tun_and_lc_are_balanced_as_written() {
+    let text = "\
+virtual_server 10.0.0.100 80 {
+    lb_kind DR
+    lb_algo wlc
+    protocol TCP
+    real_server 10.0.1.1 80 {
+    }
+}
+virtual_server 10.0.0.101 80 {
+    lb_kind TUN
+    lb_algo rr
+    protocol TCP
+    real_server 10.0.1.1 80 {
+    }
+}
+";
+    let mut config = parse(text);
+    config.lb_backend = tandem_config::LbBackend::Ipvs;
+    let c = convert(&config);
+    assert_eq!(c.services.len(), 2, "{:?}", c.warnings);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let forwarding: Vec<Forwarding> = (c.services.iter())
+        .map(|p| p.services(&[])[0].forwarding)
+        .collect();
+    assert_eq!(forwarding, [Forwarding::DirectRouting, Forwarding::Tunnel]);
+}
+
+#[test]
 fn checkers_tandem_does_not_run_are_warned_where_written() {
     let text = "\
 virtual_server 10.0.0.100 53 {
