@@ -316,20 +316,12 @@ fn batches_answer_per_address_in_order(tag: &str, in_runtime: bool) {
             let again = addrs.add_all(&batch).await;
             assert!(again[0].is_ok() && again[2].is_ok() && again[6].is_ok());
 
-            // Removing, with one address already gone and one never there (both
-            // success); only the missing interface is an error.
+            // Removing, with one address already gone, one never there and one on an
+            // interface that does not exist: all success, since none of them is there now
+            // (an interface deleted with its addresses is how the last one happens).
             addrs.remove(&batch[5]).await.unwrap();
             let gone = addrs.remove_all(&batch).await;
-            let failed: Vec<usize> = (0..gone.len()).filter(|&i| gone[i].is_err()).collect();
-            assert_eq!(failed, vec![1], "{gone:?}");
-            assert!(
-                gone[1]
-                    .as_ref()
-                    .unwrap_err()
-                    .to_string()
-                    .starts_with("removing 10.9.9.9/24 from index 999: "),
-                "{gone:?}"
-            );
+            assert!(gone.iter().all(Result::is_ok), "{gone:?}");
             for s in &batch {
                 assert!(!addrs.present(s).await.unwrap_or(false), "{s} left behind");
             }
