@@ -20,13 +20,10 @@ use crate::signals::Signalled;
 mod control;
 mod effects;
 mod failover_steps;
-mod metrics;
 mod processes;
 mod reload;
 pub use reload::fingerprint;
 mod restore;
-mod status_json;
-mod status_tracking;
 
 use failover_steps::Failover;
 

@@ -1,30 +1,31 @@
 //! Requests from outside the loop: control-socket verbs (status, metrics, dumps, reload and
 //! the replication verbs) and the signal-triggered keepalived dumps.
 
-use std::fmt::Write as _;
 use std::time::Instant;
 
-use tandem_vrrp::{DropReason, State};
+use tandem_control::KeepalivedDump;
 use tracing::{info, warn};
 
 use super::Daemon;
 use crate::conntrack::{self, ControlCommand, Refusal};
 use crate::control::Request;
 use crate::signals::Signalled;
+use crate::snapshot::Snapshot;
+use crate::{dump, metrics, status};
 
 impl Daemon {
     /// Writes one of keepalived's dumps where the operator expects it.
     pub(super) fn write_dump(&mut self, which: Signalled) {
         let paths = &self.running.dumps;
         let (path, text) = match which {
-            Signalled::DumpData => (&paths.data, crate::dump::data(&self.plan, Instant::now())),
-            Signalled::DumpJson => (&paths.json, crate::dump::json(&self.plan)),
+            Signalled::DumpData => (&paths.data, dump::data(&self.snapshot())),
+            Signalled::DumpJson => (&paths.json, dump::json(&self.snapshot())),
             Signalled::DumpStats | Signalled::DumpStatsAndClear => {
-                (&paths.stats, crate::dump::stats(&self.plan))
+                (&paths.stats, dump::stats(&self.snapshot()))
             }
             Signalled::Stop(_) | Signalled::Reload => return,
         };
-        match crate::dump::write(path, &text) {
+        match dump::write(path, &text) {
             Ok(()) => info!("Wrote {}", path.display()),
             Err(e) => warn!("writing {}: {e}", path.display()),
         }
@@ -54,15 +55,17 @@ impl Daemon {
                 return;
             }
             (ControlCommand::Reload, _) => self.reload().await,
-            (ControlCommand::StatusJson, _) => self.status_json(),
-            (ControlCommand::Metrics, _) => self.metrics_text(),
+            (ControlCommand::StatusJson, _) => status::json(&self.snapshot()),
+            (ControlCommand::Metrics, _) => metrics::render(&self.snapshot(), &self.recorder),
             (ControlCommand::KeepalivedDump(which), _) => match which {
-                tandem_control::KeepalivedDump::Data => crate::dump::data(&self.plan, Instant::now()),
-                tandem_control::KeepalivedDump::Stats => crate::dump::stats(&self.plan),
-                tandem_control::KeepalivedDump::Json => crate::dump::json(&self.plan) + "\n",
+                KeepalivedDump::Data => dump::data(&self.snapshot()),
+                KeepalivedDump::Stats => dump::stats(&self.snapshot()),
+                KeepalivedDump::Json => dump::json(&self.snapshot()) + "\n",
             },
             (ControlCommand::Status, _)
-            | (ControlCommand::Replication(conntrack::Request::Stats), None) => self.status(),
+            | (ControlCommand::Replication(conntrack::Request::Stats), None) => {
+                status::text(&self.snapshot())
+            }
             (ControlCommand::Replication(_), None) => {
                 "error: conntrack replication is not configured (add conntrackd.conf or a [sync] section)\n"
                     .into()
@@ -71,90 +74,12 @@ impl Daemon {
         let _ = request.reply.send(reply);
     }
 
-    pub(super) fn status(&self) -> String {
-        let mut out = String::new();
-        for (id, instance) in self.plan.router.instances() {
-            let s = instance.stats();
-            let _ = write!(
-                out,
-                "instance={} state={} priority={} vrid={} master={} adverts_rx={} adverts_tx={} \
-                 priority_zero_rx={} priority_zero_tx={} became_master={} drops={}",
-                self.plan.instances[id].name,
-                instance.state(),
-                instance.priority(),
-                instance.config().vrid,
-                instance
-                    .master()
-                    .map_or_else(|| "-".to_string(), |m| m.to_string()),
-                s.adverts_received,
-                s.adverts_sent,
-                s.priority_zero_received,
-                s.priority_zero_sent,
-                s.became_master,
-                s.total_drops(),
-            );
-            for (name, n) in s.drop_counts() {
-                let _ = write!(out, " drop_{name}={n}");
-            }
-            out.push('\n');
-            self.tracker_lines(id, &mut out);
-        }
-        let u = self.plan.router.unclaimed_stats();
-        let _ = write!(
-            out,
-            "unclaimed drops={} unknown_vrid={}",
-            u.total_drops(),
-            u.drops(DropReason::UnknownVrid)
-        );
-        for (name, n) in u.drop_counts() {
-            let _ = write!(out, " drop_{name}={n}");
-        }
-        out.push('\n');
-        if let Some(f) = &self.failover {
-            let yes_no = |b: bool| if b { "yes" } else { "no" };
-            let _ = write!(
-                out,
-                "failover waiting_for_commit={} holding_preemption={} steps_pending={} warnings={}",
-                yes_no(f.coordinator.waiting_for_commit()),
-                yes_no(f.coordinator.holding_preemption()),
-                f.steps.len(),
-                f.warnings,
-            );
-            if let Some(w) = &f.last_warning {
-                let _ = write!(out, " last_warning={w}");
-            }
-            out.push('\n');
-        }
-        self.health_lines(&mut out);
-        out
-    }
-
-    /// What needs attention: `fault=NAME` per instance in FAULT, `sync=silent`.
-    pub(super) fn failing(&self, now: Instant) -> Vec<String> {
-        let mut failing: Vec<String> = (self.plan.router.instances())
-            .filter(|(_, instance)| instance.state() == State::Fault)
-            .map(|(id, _)| format!("fault={}", self.plan.instances[id].name))
-            .collect();
-        let health = self.replication.as_ref().and_then(|r| r.handle.health());
-        if health.is_some_and(|h| h.is_silent(now)) {
-            failing.push("sync=silent".into());
-        }
-        failing
-    }
-
-    /// The sync peer's line and a verdict line (`health=ok`, or `health=failing` with the
-    /// reasons: an instance in FAULT, a silent sync peer), which makes `tandemctl status`
-    /// usable as a monitoring check.
-    fn health_lines(&self, out: &mut String) {
-        let now = Instant::now();
-        if let Some(health) = self.replication.as_ref().and_then(|r| r.handle.health()) {
-            let _ = writeln!(out, "{}", health.describe(now));
-        }
-        let failing = self.failing(now);
-        if failing.is_empty() {
-            out.push_str("health=ok\n");
-        } else {
-            let _ = writeln!(out, "health=failing {}", failing.join(" "));
-        }
+    /// The node as every status output shows it, read once.
+    pub(super) fn snapshot(&self) -> Snapshot {
+        let mut snapshot =
+            Snapshot::take(&self.plan, &self.recorder, &self.trackers, Instant::now());
+        snapshot.sync = self.replication.as_ref().and_then(|r| r.handle.health());
+        snapshot.failover = self.failover.as_ref().map(|f| f.snapshot());
+        snapshot
     }
 }

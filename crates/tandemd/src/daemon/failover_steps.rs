@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use super::Daemon;
 use crate::conntrack::{self, Answer, Notice, Refusal};
+use crate::snapshot::FailoverSnapshot;
 
 /// The failover sequence as the daemon runs it: the coordinator, and the steps it sent to
 /// the replication service whose answers are still to come.
@@ -35,6 +36,17 @@ impl Failover {
             steps: VecDeque::new(),
             warnings: 0,
             last_warning: None,
+        }
+    }
+
+    /// What the status shows of the sequence.
+    pub(super) fn snapshot(&self) -> FailoverSnapshot {
+        FailoverSnapshot {
+            waiting_for_commit: self.coordinator.waiting_for_commit(),
+            holding_preemption: self.coordinator.holding_preemption(),
+            steps_pending: self.steps.len(),
+            warnings: self.warnings,
+            last_warning: self.last_warning.clone(),
         }
     }
 }
