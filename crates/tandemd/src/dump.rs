@@ -5,59 +5,48 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::time::Instant;
 
-use tandem_vrrp::{Auth, DropReason, State, Version};
+use tandem_vrrp::{DropReason, State, TrackerKind};
 
-use crate::plan::Plan;
+use crate::snapshot::{InstanceSnapshot, Snapshot};
 
 /// The data dump: global settings, every instance and every sync group.
-pub fn data(plan: &Plan, now: Instant) -> String {
+pub fn data(snapshot: &Snapshot) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "------< Global definitions >------");
-    let _ = writeln!(out, " Router ID = {}", plan.router_id);
-    let _ = writeln!(out, " Gratuitous ARP repeat = {}", plan.garp_repeat);
+    let _ = writeln!(out, " Router ID = {}", snapshot.router_id);
+    let _ = writeln!(out, " Gratuitous ARP repeat = {}", snapshot.garp_repeat);
     let _ = writeln!(out, "------< VRRP Topology >------");
-    for (id, instance) in plan.router.instances() {
-        let ip = &plan.instances[id];
-        let config = instance.config();
-        let _ = writeln!(out, " VRRP Instance = {}", config.name);
-        let version = match config.version {
-            Version::V2 => 2,
-            Version::V3 => 3,
-        };
-        let _ = writeln!(out, "   VRRP Version = {version}");
-        if let Some(group) = plan.router.group_of(id) {
-            let _ = writeln!(out, "   Sync group = {}", plan.router.group_name(group));
+    for i in &snapshot.instances {
+        let _ = writeln!(out, " VRRP Instance = {}", i.name);
+        let _ = writeln!(out, "   VRRP Version = {}", i.version);
+        if let Some(group) = &i.group {
+            let _ = writeln!(out, "   Sync group = {group}");
         }
-        let _ = writeln!(out, "   State = {}", instance.state());
-        if let Some(master) = instance.master() {
+        let _ = writeln!(out, "   State = {}", i.state);
+        if let Some(master) = i.master {
             let _ = writeln!(out, "   Master router = {master}");
         }
-        if let Some(deadline) = instance
-            .next_deadline()
-            .filter(|_| instance.state() == State::Backup)
-        {
-            let left = deadline.saturating_duration_since(now).as_micros();
+        if let Some(deadline) = i.master_down_at {
+            let left = deadline
+                .saturating_duration_since(snapshot.taken)
+                .as_micros();
             let _ = writeln!(out, "   Master down timer = {left} usecs");
         }
-        let ifname = plan
-            .sockets
-            .get(&ip.socket)
-            .map_or("?", |s| s.ifname.as_str());
+        let ifname = i.interface.as_deref().unwrap_or("?");
         let _ = writeln!(out, "   Interface = {ifname}");
-        let _ = writeln!(out, "   Using src_ip = {}", config.source);
-        for to in &config.destinations {
+        let _ = writeln!(out, "   Using src_ip = {}", i.source);
+        for to in &i.destinations {
             if to.is_multicast() {
                 let _ = writeln!(out, "   Multicast address {to}");
             } else {
                 let _ = writeln!(out, "   Unicast peer = {to}");
             }
         }
-        let _ = writeln!(out, "   Virtual Router ID = {}", config.vrid);
-        let _ = writeln!(out, "   Priority = {}", config.priority);
-        let _ = writeln!(out, "   Effective priority = {}", instance.priority());
-        let interval = config.advert_interval;
+        let _ = writeln!(out, "   Virtual Router ID = {}", i.vrid);
+        let _ = writeln!(out, "   Priority = {}", i.base_priority);
+        let _ = writeln!(out, "   Effective priority = {}", i.priority);
+        let interval = i.advert_interval;
         if interval.subsec_millis() == 0 {
             let _ = writeln!(out, "   Advert interval = {} sec", interval.as_secs());
         } else {
@@ -68,57 +57,41 @@ pub fn data(plan: &Plan, now: Instant) -> String {
             );
         }
         let enabled = |on: bool| if on { "enabled" } else { "disabled" };
-        let _ = writeln!(out, "   Preempt = {}", enabled(config.preempt));
-        if !config.preempt_delay.is_zero() {
-            let _ = writeln!(
-                out,
-                "   Preempt delay = {} secs",
-                config.preempt_delay.as_secs()
-            );
+        let _ = writeln!(out, "   Preempt = {}", enabled(i.preempt));
+        if !i.preempt_delay.is_zero() {
+            let _ = writeln!(out, "   Preempt delay = {} secs", i.preempt_delay.as_secs());
         }
-        let auth = match config.auth {
-            Auth::None => "none",
-            _ => "SIMPLE_PASSWORD",
+        let auth = if i.authentication {
+            "SIMPLE_PASSWORD"
+        } else {
+            "none"
         };
         let _ = writeln!(out, "   Authentication type = {auth}");
-        let _ = writeln!(out, "   Virtual IP ({}):", ip.addresses.len());
-        for line in vip_lines(plan, id) {
+        let _ = writeln!(out, "   Virtual IP ({}):", i.vips.len());
+        for line in vip_lines(i) {
             let _ = writeln!(out, "     {line}");
         }
-        tracked_lines(plan, id, &mut out);
+        tracked_lines(i, &mut out);
     }
     let _ = writeln!(out, "------< VRRP Sync groups >------");
-    for (g, group) in plan.groups.iter().enumerate() {
-        let members: Vec<&str> = (plan.router.instances())
-            .filter(|(id, _)| plan.router.group_of(*id) == Some(g))
-            .map(|(_, i)| i.config().name.as_str())
-            .collect();
-        let state = plan.router.group_state(g);
-        let _ = writeln!(out, " VRRP Sync Group = {}, {state}", group.name);
+    for group in &snapshot.groups {
+        let _ = writeln!(out, " VRRP Sync Group = {}, {}", group.name, group.state);
         let _ = writeln!(out, "   VRRP member instances :");
-        for m in members {
+        for m in &group.members {
             let _ = writeln!(out, "     {m}");
         }
     }
     out
 }
 
-/// `10.0.0.254/24 dev eth0 scope global set` for each address of instance `id` (`set` while
+/// `10.0.0.254/24 dev eth0 scope global set` for each address of the instance (`set` while
 /// it holds them).
-fn vip_lines(plan: &Plan, id: usize) -> Vec<String> {
-    let held = plan.router.instance(id).state() == State::Master;
-    (plan.instances[id].addresses.iter())
-        .map(|spec| {
-            let dev = (plan.interfaces.values())
-                .find(|i| i.index == spec.ifindex)
-                .map_or("?", |i| i.name.as_str());
-            let scope = match spec.scope {
-                Some(253) => "link",
-                Some(254) => "host",
-                _ => "global",
-            };
+fn vip_lines(i: &InstanceSnapshot) -> Vec<String> {
+    let held = i.state == State::Master;
+    (i.vips.iter())
+        .map(|v| {
             let set = if held { " set" } else { "" };
-            format!("{spec} dev {dev} scope {scope}{set}")
+            format!("{} dev {} scope {}{set}", v.address, v.dev, v.scope)
         })
         .collect()
 }
@@ -135,14 +108,11 @@ fn state_number(state: State) -> u8 {
 }
 
 /// The JSON dump: one object per instance with keepalived's `data` and `stats` field names.
-pub fn json(plan: &Plan) -> String {
-    let instances: Vec<serde_json::Value> = (plan.router.instances())
-        .map(|(id, instance)| {
-            let config = instance.config();
-            let s = instance.stats();
+pub fn json(snapshot: &Snapshot) -> String {
+    let instances: Vec<serde_json::Value> = (snapshot.instances.iter())
+        .map(|i| {
+            let s = &i.stats;
             let d = |r: DropReason| s.drops(r);
-            let ifname =
-                (plan.sockets.get(&plan.instances[id].socket)).map_or("", |sp| sp.ifname.as_str());
             let interval = |t: std::time::Duration| {
                 if t.subsec_millis() == 0 {
                     serde_json::json!(t.as_secs())
@@ -152,20 +122,20 @@ pub fn json(plan: &Plan) -> String {
             };
             serde_json::json!({
                 "data": {
-                    "iname": config.name,
-                    "ifp_ifname": ifname,
-                    "vrid": config.vrid,
-                    "base_priority": config.priority,
-                    "effective_priority": instance.priority(),
-                    "vipset": instance.state() == State::Master,
-                    "adver_int": interval(config.advert_interval),
-                    "master_adver_int": interval(instance.master_adver_interval()),
-                    "nopreempt": !config.preempt,
-                    "preempt_delay": config.preempt_delay.as_secs(),
-                    "state": state_number(instance.state()),
-                    "version": match config.version { Version::V2 => 2, Version::V3 => 3 },
-                    "vips": vip_lines(plan, id),
-                    "auth_type": match config.auth { Auth::None => 0, _ => 1 },
+                    "iname": i.name,
+                    "ifp_ifname": i.interface.as_deref().unwrap_or(""),
+                    "vrid": i.vrid,
+                    "base_priority": i.base_priority,
+                    "effective_priority": i.priority,
+                    "vipset": i.state == State::Master,
+                    "adver_int": interval(i.advert_interval),
+                    "master_adver_int": interval(i.master_advert_interval),
+                    "nopreempt": !i.preempt,
+                    "preempt_delay": i.preempt_delay.as_secs(),
+                    "state": state_number(i.state),
+                    "version": i.version,
+                    "vips": vip_lines(i),
+                    "auth_type": u8::from(i.authentication),
                 },
                 "stats": {
                     "advert_rcvd": s.adverts_received,
@@ -190,12 +160,12 @@ pub fn json(plan: &Plan) -> String {
 }
 
 /// The statistics dump: keepalived's per-instance counters.
-pub fn stats(plan: &Plan) -> String {
+pub fn stats(snapshot: &Snapshot) -> String {
     let mut out = String::new();
-    for (_, instance) in plan.router.instances() {
-        let s = instance.stats();
+    for i in &snapshot.instances {
+        let s = &i.stats;
         let d = |r: DropReason| s.drops(r);
-        let _ = writeln!(out, "VRRP Instance: {}", instance.config().name);
+        let _ = writeln!(out, "VRRP Instance: {}", i.name);
         let _ = writeln!(out, "  Advertisements:");
         let _ = writeln!(out, "    Received: {}", s.adverts_received);
         let _ = writeln!(out, "    Sent: {}", s.adverts_sent);
@@ -245,25 +215,22 @@ pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
     result
 }
 
-/// keepalived's "Tracked scripts" / "Tracked files" / "Tracked processes" lists of one instance, with each
-/// reference's weight and the tracker's state.
-fn tracked_lines(plan: &Plan, id: usize, out: &mut String) {
-    let trackers: Vec<_> = plan.router.trackers().collect();
+/// keepalived's "Tracked scripts" / "Tracked files" / "Tracked processes" lists of one
+/// instance, with each reference's weight and the tracker's state.
+fn tracked_lines(i: &InstanceSnapshot, out: &mut String) {
     for (kind, title) in [
-        (tandem_vrrp::TrackerKind::Script, "Tracked scripts"),
-        (tandem_vrrp::TrackerKind::File, "Tracked files"),
-        (tandem_vrrp::TrackerKind::Process, "Tracked processes"),
+        (TrackerKind::Script, "Tracked scripts"),
+        (TrackerKind::File, "Tracked files"),
+        (TrackerKind::Process, "Tracked processes"),
     ] {
-        let rows: Vec<String> = (plan.router.tracking_of(id).into_iter())
-            .filter_map(|t| {
-                let &(_, name, k, state) = trackers.get(t.tracking.tracker)?;
-                let reverse = if t.tracking.reverse { " reverse" } else { "" };
-                (k == kind).then(|| {
-                    format!(
-                        "{name} weight {}{reverse} (state {state})",
-                        t.tracking.weight
-                    )
-                })
+        let rows: Vec<String> = (i.trackers.iter())
+            .filter(|t| t.kind == kind)
+            .map(|t| {
+                let reverse = if t.reverse { " reverse" } else { "" };
+                format!(
+                    "{} weight {}{reverse} (state {})",
+                    t.name, t.weight, t.state
+                )
             })
             .collect();
         if !rows.is_empty() {

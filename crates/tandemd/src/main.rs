@@ -18,6 +18,8 @@ mod panic_guard;
 mod plan;
 mod signals;
 mod single;
+mod snapshot;
+mod status;
 mod track_process;
 mod tracking;
 mod vmacs;

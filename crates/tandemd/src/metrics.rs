@@ -4,6 +4,7 @@
 //! verb `metrics`.
 
 pub mod server;
+mod sync;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -15,6 +16,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use tandem_vrrp::State;
+
+use crate::snapshot::Snapshot;
 
 /// Labels of a per-instance series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -138,56 +142,8 @@ impl Recorder {
     }
 }
 
-/// One instance as the exposition shows it.
-#[derive(Debug, Default)]
-pub struct InstanceSample {
-    /// Name.
-    pub name: String,
-    /// keepalived's numbering, as keepalived's exporters use it: 0 INIT, 1 BACKUP, 2 MASTER,
-    /// 3 FAULT.
-    pub state: i64,
-    /// Effective priority.
-    pub priority: i64,
-    /// Configured priority.
-    pub base_priority: i64,
-    /// Adverts accepted.
-    pub adverts_received: u64,
-    /// Adverts sent.
-    pub adverts_sent: u64,
-    /// Priority-0 adverts received.
-    pub priority_zero_received: u64,
-    /// Priority-0 adverts sent.
-    pub priority_zero_sent: u64,
-    /// Drops by reason.
-    pub drops: Vec<(&'static str, u64)>,
-}
-
-/// The replication side as the exposition shows it.
-#[derive(Debug, Default)]
-pub struct SyncSample {
-    /// Counters of the sync channel and caches.
-    pub counters: Vec<(&'static str, &'static str, u64)>,
-    /// Gauges: name, help, value.
-    pub gauges: Vec<(&'static str, &'static str, f64)>,
-    /// Drops by reason.
-    pub drops: Vec<(&'static str, u64)>,
-}
-
-/// Everything scraped at one moment.
-#[derive(Debug, Default)]
-pub struct Sample {
-    /// Every instance.
-    pub instances: Vec<InstanceSample>,
-    /// Drops of packets no instance claimed.
-    pub unclaimed_drops: Vec<(&'static str, u64)>,
-    /// Replication, when configured.
-    pub sync: Option<SyncSample>,
-    /// Warnings of the failover sequence.
-    pub failover_warnings: Option<u64>,
-}
-
-/// The text exposition (OpenMetrics) of `sample` and what `recorder` kept.
-pub fn render(sample: &Sample, recorder: &Recorder) -> String {
+/// The text exposition (OpenMetrics) of `snapshot` and what `recorder` kept.
+pub fn render(snapshot: &Snapshot, recorder: &Recorder) -> String {
     let mut registry = Registry::with_prefix("tandem");
     let gauge = |registry: &mut Registry, name: &str, help: &str| {
         let family = Family::<InstanceLabel, Gauge>::default();
@@ -224,20 +180,21 @@ pub fn render(sample: &Sample, recorder: &Recorder) -> String {
         "Adverts dropped, by instance (- for none) and reason",
         drops.clone(),
     );
-    for i in &sample.instances {
+    for i in &snapshot.instances {
         let label = InstanceLabel {
             instance: i.name.clone(),
         };
-        state.get_or_create(&label).set(i.state);
-        priority.get_or_create(&label).set(i.priority);
-        base.get_or_create(&label).set(i.base_priority);
-        adverts_rx.get_or_create(&label).inc_by(i.adverts_received);
-        adverts_tx.get_or_create(&label).inc_by(i.adverts_sent);
+        let s = &i.stats;
+        state.get_or_create(&label).set(state_number(i.state));
+        priority.get_or_create(&label).set(i64::from(i.priority));
+        base.get_or_create(&label).set(i64::from(i.base_priority));
+        adverts_rx.get_or_create(&label).inc_by(s.adverts_received);
+        adverts_tx.get_or_create(&label).inc_by(s.adverts_sent);
         zero_rx
             .get_or_create(&label)
-            .inc_by(i.priority_zero_received);
-        zero_tx.get_or_create(&label).inc_by(i.priority_zero_sent);
-        for &(reason, n) in &i.drops {
+            .inc_by(s.priority_zero_received);
+        zero_tx.get_or_create(&label).inc_by(s.priority_zero_sent);
+        for (reason, n) in s.drop_counts() {
             drops
                 .get_or_create(&DropLabels {
                     instance: i.name.clone(),
@@ -246,7 +203,7 @@ pub fn render(sample: &Sample, recorder: &Recorder) -> String {
                 .inc_by(n);
         }
     }
-    for &(reason, n) in &sample.unclaimed_drops {
+    for (reason, n) in snapshot.unclaimed.drop_counts() {
         drops
             .get_or_create(&DropLabels {
                 instance: "-".into(),
@@ -274,7 +231,7 @@ pub fn render(sample: &Sample, recorder: &Recorder) -> String {
         };
         restored.get_or_create(&label).inc_by(n);
     }
-    if let Some(sync) = &sample.sync {
+    if let Some(sync) = (snapshot.sync.as_ref()).map(|h| sync::sample(h, snapshot.taken)) {
         for &(name, help, n) in &sync.counters {
             let c = Counter::<u64>::default();
             c.inc_by(n);
@@ -299,7 +256,7 @@ pub fn render(sample: &Sample, recorder: &Recorder) -> String {
                 .inc_by(n);
         }
     }
-    if let Some(n) = sample.failover_warnings {
+    if let Some(n) = snapshot.failover.as_ref().map(|f| f.warnings) {
         let c = Counter::<u64>::default();
         c.inc_by(n);
         registry.register("failover_warnings", "Failover steps refused or failed", c);
@@ -313,4 +270,14 @@ pub fn render(sample: &Sample, recorder: &Recorder) -> String {
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
     out
+}
+
+/// keepalived's numbering of states, which its exporters publish.
+fn state_number(state: State) -> i64 {
+    match state {
+        State::Init | State::Stop => 0,
+        State::Backup => 1,
+        State::Master => 2,
+        State::Fault => 3,
+    }
 }

@@ -10,6 +10,7 @@ mod warm;
 
 use std::net::IpAddr;
 
+pub use health::PeerHealth;
 pub use service::{start, Answer, Handle, Notice};
 pub use tandem_control::{parse, render, ControlCommand, Refusal, Request};
 
