@@ -15,7 +15,7 @@ use netlink_packet_netfilter::nftables::{
     Bitwise, ChainAttribute, ChainMessage, Cmp, DataAttribute, DevHookNumber, ExpressionAttribute,
     Expressions, Hook as NlHook, HookNumber, Immediate, InetHookNumber, ListAttribute, Lookup,
     Meta, MetaKey as NlMetaKey, NfTablesMessage, Operator, Payload, Register, RuleAttribute,
-    RuleMessage, SetAttribute, SetElementAttribute, SetElementList, SetElementMessage, SetFlags,
+    RuleMessage, SetAttribute, SetDescription, SetElementAttribute, SetElementList, SetElementMessage, SetFlags,
     SetMessage, TableAttribute, TableMessage, Verdict, VerdictAttribute,
 };
 use netlink_packet_netfilter::none::ControlMessage;
@@ -23,7 +23,6 @@ use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
 };
 
-use crate::objects::DrRuleset;
 use crate::objects::{DynsetOp, ElementData, Expr, MetaKey, PayloadBase, Set, SetData};
 use crate::plan::{Op, DR_TABLE, TABLE};
 
@@ -48,6 +47,7 @@ const NFT_HASH_JENKINS: u32 = 0;
 const NFTA_DYNSET_SET_NAME: u16 = 1;
 const NFTA_DYNSET_OP: u16 = 3;
 const NFTA_DYNSET_SREG_KEY: u16 = 4;
+const NFTA_DYNSET_SREG_DATA: u16 = 5;
 const NFTA_NAT_TYPE: u16 = 1;
 const NFTA_NAT_FAMILY: u16 = 2;
 const NFTA_NAT_REG_ADDR_MIN: u16 = 3;
@@ -162,12 +162,15 @@ pub fn expression(e: &Expr) -> Expressions {
             }
             Expressions::Lookup(attrs)
         }
-        Expr::Dynset { op, set, sreg_key } => {
+        Expr::Dynset {
+            op,
+            set,
+            sreg_key,
+            sreg_data,
+        } => {
             let mut name = set.as_bytes().to_vec();
             name.push(0);
-            other(
-                "dynset",
-                vec![
+            let mut attrs = vec![
                     DefaultNla::new(NFTA_DYNSET_SET_NAME, name),
                     be32(
                         NFTA_DYNSET_OP,
@@ -177,9 +180,12 @@ pub fn expression(e: &Expr) -> Expressions {
                             DynsetOp::Delete => 2,
                         },
                     ),
-                    be32(NFTA_DYNSET_SREG_KEY, *sreg_key),
-                ],
-            )
+                be32(NFTA_DYNSET_SREG_KEY, *sreg_key),
+            ];
+            if let Some(data) = sreg_data {
+                attrs.push(be32(NFTA_DYNSET_SREG_DATA, *data));
+            }
+            other("dynset", attrs)
         }
         Expr::Immediate { dreg, data } => Expressions::Immediate(vec![
             Immediate::DestinationRegister(register(*dreg)),
@@ -249,7 +255,7 @@ const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
 
 fn set_message(set: &Set, id: u32, table: &str) -> SetMessage {
     let mut flags = SetFlags::empty();
-    if set.data == SetData::Verdict {
+    if set.data != SetData::None {
         flags |= SetFlags::Map;
     }
     if set.timeout.is_some() {
@@ -262,9 +268,19 @@ fn set_message(set: &Set, id: u32, table: &str) -> SetMessage {
         SetAttribute::KeyType(set.key_type),
         SetAttribute::KeyLen(set.key_len),
     ];
-    if set.data == SetData::Verdict {
-        attributes.push(SetAttribute::DataType(NFT_DATA_VERDICT));
-        attributes.push(SetAttribute::DataLen(0));
+    match set.data {
+        SetData::None => {}
+        SetData::Verdict => {
+            attributes.push(SetAttribute::DataType(NFT_DATA_VERDICT));
+            attributes.push(SetAttribute::DataLen(0));
+        }
+        SetData::Value { data_type, len } => {
+            attributes.push(SetAttribute::DataType(data_type));
+            attributes.push(SetAttribute::DataLen(len));
+        }
+    }
+    if let Some(size) = set.size {
+        attributes.push(SetAttribute::Description(vec![SetDescription::Size(size)]));
     }
     attributes.push(SetAttribute::Id(id));
     if let Some(t) = set.timeout {
@@ -288,11 +304,14 @@ fn elements_message(
                 .iter()
                 .map(|(k, d)| {
                     let mut e = vec![SetElementAttribute::Key(DataAttribute::Value(k.clone()))];
-                    if let ElementData::Goto(chain) = d {
-                        e.push(SetElementAttribute::Data(verdict_data(
-                            Verdict::Goto,
-                            chain,
-                        )));
+                    match d {
+                        ElementData::None => {}
+                        ElementData::Goto(chain) => e.push(SetElementAttribute::Data(
+                            verdict_data(Verdict::Goto, chain),
+                        )),
+                        ElementData::Value(v) => e.push(SetElementAttribute::Data(
+                            DataAttribute::Value(v.clone()),
+                        )),
                     }
                     ListAttribute::Element(e)
                 })
@@ -335,65 +354,28 @@ pub fn messages(ops: &[Op]) -> Vec<Described> {
     out
 }
 
-/// The messages that replace the direct-routing table with `dr`.
-fn dr_messages(dr: &DrRuleset, set_id: &mut u32, out: &mut Vec<Described>) {
-    let mut ops = vec![Op::ResetTable];
-    for s in &dr.services {
-        ops.extend(s.sets.iter().map(|x| Op::AddSet(x.definition())));
-        ops.extend(s.chains.iter().map(|c| Op::AddChain {
-            name: c.name.clone(),
-            hook: None,
-        }));
-    }
-    for s in &dr.services {
-        ops.extend(s.sets.iter().map(|x| Op::AddElements {
-            set: x.name.clone(),
-            elements: x.elements.clone(),
-        }));
-        for c in &s.chains {
-            ops.extend(c.rules.iter().map(|r| Op::AddRule {
-                chain: c.name.clone(),
-                exprs: r.clone(),
-            }));
-        }
-    }
-    for op in &ops {
-        table_messages(op, NETDEV, set_id, out);
-    }
-    for chain in &dr.ingress {
-        out.push((
-            NfTablesMessage::NewChain(ChainMessage {
-                attributes: vec![
-                    ChainAttribute::Table(DR_TABLE.to_string()),
-                    ChainAttribute::Name(chain.name.clone()),
-                    ChainAttribute::Hook(vec![
-                        NlHook::Number(HookNumber::Dev(DevHookNumber::Ingress)),
-                        NlHook::Priority(0),
-                        NlHook::NetDeviceName(chain.device.clone()),
-                    ]),
-                    ChainAttribute::Policy(1), // NF_ACCEPT
-                    ChainAttribute::Type("filter".to_string()),
-                ],
-            }),
-            NetfilterProtoFamily::NetDev,
-            NLM_F_CREATE,
-            format!(
-                "add chain netdev {DR_TABLE} {} {{ type filter hook ingress device {} priority 0; }}",
-                chain.name, chain.device
-            ),
-        ));
-        for rule in &chain.rules {
-            table_messages(
-                &Op::AddRule {
-                    chain: chain.name.clone(),
-                    exprs: rule.clone(),
-                },
-                NETDEV,
-                set_id,
-                out,
-            );
-        }
-    }
+/// The message that creates `netdev` base chain `name` on `device`'s ingress hook.
+fn ingress_chain(name: &str, device: &str) -> Described {
+    (
+        NfTablesMessage::NewChain(ChainMessage {
+            attributes: vec![
+                ChainAttribute::Table(DR_TABLE.to_string()),
+                ChainAttribute::Name(name.to_string()),
+                ChainAttribute::Hook(vec![
+                    NlHook::Number(HookNumber::Dev(DevHookNumber::Ingress)),
+                    NlHook::Priority(0),
+                    NlHook::NetDeviceName(device.to_string()),
+                ]),
+                ChainAttribute::Policy(1), // NF_ACCEPT
+                ChainAttribute::Type("filter".to_string()),
+            ],
+        }),
+        NetfilterProtoFamily::NetDev,
+        NLM_F_CREATE,
+        format!(
+            "add chain netdev {DR_TABLE} {name} {{ type filter hook ingress device {device} priority 0; }}"
+        ),
+    )
 }
 
 /// The messages of one operation on table `t` (the direct-routing operations name theirs).
@@ -532,7 +514,12 @@ fn table_messages(op: &Op, t: Table, set_id: &mut u32, out: &mut Vec<Described>)
                 NLM_F_CREATE | NLM_F_APPEND,
                 format!("add rule {fam} {tn} {chain} {exprs:?}"),
             )),
-            Op::ReplaceDr(dr) => dr_messages(dr, set_id, out),
+            Op::AddIngressChain { name, device } => out.push(ingress_chain(name, device)),
+            Op::Dr(ops) => {
+                for op in ops {
+                    table_messages(op, NETDEV, set_id, out);
+                }
+            }
             Op::DeleteDrTable => table_messages(&Op::DeleteTable, NETDEV, set_id, out),
         }
     }

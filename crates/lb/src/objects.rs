@@ -129,6 +129,10 @@ pub enum Expr {
         set: String,
         /// Key register.
         sreg_key: u32,
+        /// Data register, for a map: the value the element maps to (the kernel wants it on
+        /// every operation on a map, delete included, and keeps an existing element's value
+        /// on add and update).
+        sreg_data: Option<u32>,
     },
     /// Loads constant bytes into `dreg`.
     Immediate {
@@ -208,6 +212,13 @@ pub enum SetData {
     None,
     /// A verdict map (`vmap`).
     Verdict,
+    /// A map to values of nft type `data_type`, `len` bytes each.
+    Value {
+        /// nft type of the values.
+        data_type: u32,
+        /// Bytes per value.
+        len: u32,
+    },
 }
 
 /// What one element maps to.
@@ -217,6 +228,8 @@ pub enum ElementData {
     None,
     /// `goto` a chain (verdict map).
     Goto(String),
+    /// A value (map to values).
+    Value(Vec<u8>),
 }
 
 /// A set or verdict map.
@@ -233,6 +246,8 @@ pub struct Set {
     /// `Some` for a dynamic set whose elements expire (persistence): the
     /// packet path fills it and a change of servers keeps it.
     pub timeout: Option<Duration>,
+    /// Most elements the packet path may add (`None`: the kernel's default).
+    pub size: Option<u32>,
     /// Static elements (key, data).
     pub elements: Vec<(Vec<u8>, ElementData)>,
 }
@@ -274,7 +289,8 @@ pub struct IngressChain {
     pub rules: Vec<Vec<Expr>>,
 }
 
-/// The direct-routing table (family `netdev`): planned whole, replaced whole.
+/// The direct-routing table (family `netdev`), planned whole; a change touches only what
+/// changed, so the flow maps the packets fill survive it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DrRuleset {
     /// One base chain per ingress device.

@@ -31,13 +31,18 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::{addr_bytes, prefix_mask, server_name, PlanError};
+use super::{
+    add_service, addr_bytes, change_service, prefix_mask, remove_service, server_name, Op,
+    PlanError,
+};
+use std::time::Duration;
+
 use crate::objects::{
-    datatype, reg, Chain, DrRuleset, ElementData, Expr, IngressChain, MetaKey, PayloadBase,
-    ServiceObjects, Set, SetData,
+    datatype, reg, Chain, DrRuleset, DynsetOp, ElementData, Expr, IngressChain, MetaKey,
+    PayloadBase, ServiceObjects, Set, SetData,
 };
 use crate::schedule;
-use crate::service::{Link, Scheduler, Server, Service, ServiceKey};
+use crate::service::{Link, Protocol, Scheduler, Server, Service, ServiceKey};
 
 /// `PACKET_HOST`: the frame is addressed to this machine (not flooded, not promiscuous).
 const PACKET_HOST: u8 = 0;
@@ -168,27 +173,37 @@ pub fn service_objects(
     if pool.is_empty() {
         pool.extend(s.sorry.iter().map(|sv| Server { weight: 1, ..*sv }));
     }
-    let mut egress: Vec<Link> = Vec::with_capacity(pool.len());
-    for sv in &pool {
+    // The servers flows remembered by the director may still go to: the pool, and the
+    // quiesced servers (weight 0), which keep their connections as under IPVS.
+    let mut known: Vec<(Server, Link)> = Vec::new();
+    for sv in pool.iter().chain(s.servers.iter()) {
+        if known.iter().any(|(k, _)| k.addr == sv.addr) {
+            continue;
+        }
+        let in_pool = pool.iter().any(|p| p.addr == sv.addr);
         match s.dr.egress_for(sv.addr) {
-            Some(link) => egress.push(link.clone()),
-            None if need_devices => {
+            Some(link) => known.push((*sv, link.clone())),
+            None if need_devices && in_pool => {
                 return Err(PlanError::NoEgress {
                     service: name,
                     server: sv.addr,
                 })
             }
-            None => egress.push(Link {
-                name: String::new(),
-                index: 0,
-            }),
+            // A quiesced server the daemon found no device for: nothing to keep.
+            None if need_devices => {}
+            None => known.push((
+                *sv,
+                Link {
+                    name: String::new(),
+                    index: 0,
+                },
+            )),
         }
     }
 
     let to_chain = |sv: &Server| format!("{name}_to_{}", server_name(&Server { port: 0, ..*sv }));
-    let server_chains: Vec<Chain> = pool
+    let server_chains: Vec<Chain> = known
         .iter()
-        .zip(&egress)
         .map(|(sv, link)| Chain {
             name: to_chain(sv),
             hook: None,
@@ -225,38 +240,87 @@ pub fn service_objects(
         }
     };
 
-    let mut rules = Vec::new();
+    let addr_type = if v6 {
+        datatype::IP6ADDR
+    } else {
+        datatype::IPADDR
+    };
+    let servers = Set {
+        name: format!("{name}_servers"),
+        key_type: addr_type,
+        key_len: alen,
+        data: SetData::Verdict,
+        timeout: None,
+        size: None,
+        elements: known
+            .iter()
+            .map(|(sv, _)| (addr_bytes(sv.addr), ElementData::Goto(to_chain(sv))))
+            .collect(),
+    };
+    let memory = flow_memory(s, &name, v6);
+    let to_server = Expr::Lookup {
+        set: servers.name.clone(),
+        sreg: reg::ADDR,
+        dreg: Some(0),
+        invert: false,
+    };
+    let remember = |op: DynsetOp| Expr::Dynset {
+        op,
+        set: memory.set.name.clone(),
+        sreg_key: reg::CLIENT,
+        sreg_data: Some(reg::ADDR),
+    };
+
+    // A flow the director remembers goes back to its server while that server is known.
+    let mut rules = vec![{
+        let mut known_flow = memory.load.clone();
+        known_flow.extend([
+            Expr::Lookup {
+                set: memory.set.name.clone(),
+                sreg: reg::CLIENT,
+                dreg: Some(reg::ADDR),
+                invert: false,
+            },
+            remember(DynsetOp::Update),
+            to_server.clone(),
+        ]);
+        known_flow
+    }];
     let mut sets = Vec::new();
-    match (mapped, slots.as_slice()) {
-        (_, []) => {}
-        (None, [only]) => rules.push(vec![Expr::Goto(to_chain(&pool[*only]))]),
+    // Any other flow takes the choice of the pool (its server's address into reg::ADDR).
+    let choice: Option<Vec<Expr>> = match (mapped, slots.as_slice()) {
+        (_, []) => None,
+        (None, [only]) => Some(vec![Expr::Immediate {
+            dreg: reg::ADDR,
+            data: addr_bytes(pool[*only].addr),
+        }]),
         (None, _) => unreachable!("failover_target picks one server"),
         (Some((key, _)), _) => {
             let sched = Set {
                 name: format!("{name}_sched"),
                 key_type: datatype::MARK,
                 key_len: 4,
-                data: SetData::Verdict,
+                data: SetData::Value {
+                    data_type: addr_type,
+                    len: alen,
+                },
                 timeout: None,
+                size: None,
                 elements: slots
                     .iter()
                     .enumerate()
                     .map(|(slot, &i)| {
                         (
                             (slot as u32).to_ne_bytes().to_vec(),
-                            ElementData::Goto(to_chain(&pool[i])),
+                            ElementData::Value(addr_bytes(pool[i].addr)),
                         )
                     })
                     .collect(),
             };
             let mut rule = load_key(key, v6, s.persistence.map(|p| p.prefix_len));
-            let len = match key {
-                HashKey::Flow => alen + 4,
-                HashKey::Client | HashKey::Destination => alen,
-            };
             rule.push(Expr::Jhash {
                 sreg: reg::CLIENT,
-                len,
+                len: key_len(key, v6),
                 dreg: reg::SLOT,
                 modulus: slots.len() as u32,
                 seed: schedule::fnv1a64(0x6472, name.as_bytes()) as u32,
@@ -264,13 +328,31 @@ pub fn service_objects(
             rule.push(Expr::Lookup {
                 set: sched.name.clone(),
                 sreg: reg::SLOT,
-                dreg: Some(0),
+                dreg: Some(reg::ADDR),
                 invert: false,
             });
-            rules.push(rule);
             sets.push(sched);
+            Some(rule)
         }
+    };
+    if let Some(choice) = choice {
+        // Recorded: a remembered flow whose server left is replaced (an add keeps an
+        // existing element's value, so the stale one goes first).
+        let mut new_flow = choice.clone();
+        new_flow.extend(memory.load.iter().cloned());
+        new_flow.extend([
+            remember(DynsetOp::Delete),
+            remember(DynsetOp::Add),
+            to_server.clone(),
+        ]);
+        rules.push(new_flow);
+        // The memory is full: forwarded all the same, by the pool's choice alone.
+        let mut unrecorded = choice;
+        unrecorded.push(to_server);
+        rules.push(unrecorded);
     }
+    sets.push(servers);
+    sets.push(memory.set);
 
     let mut chains = vec![Chain {
         name: name.clone(),
@@ -288,6 +370,69 @@ pub fn service_objects(
         },
         s.dr.ingress.clone(),
     ))
+}
+
+/// Most flows a service's memory holds. A flow beyond it is forwarded by the buckets alone.
+pub const FLOW_MEMORY_SIZE: u32 = 262_144;
+
+/// How long a flow is remembered after its last packet, by protocol (IPVS's defaults for
+/// an established TCP connection and for UDP); a persistent service's clients are
+/// remembered for `persistence_timeout` instead.
+pub fn flow_timeout(protocol: Protocol) -> Duration {
+    match protocol {
+        Protocol::Tcp | Protocol::Sctp => Duration::from_secs(900),
+        Protocol::Udp => Duration::from_secs(300),
+    }
+}
+
+/// A service's flow memory: the map, and the expressions that load its key.
+struct FlowMemory {
+    set: Set,
+    load: Vec<Expr>,
+}
+
+/// The map from a flow (or, with persistence, a masked client) to its server's address,
+/// filled by the packets: the director's connection table.
+fn flow_memory(s: &Service, name: &str, v6: bool) -> FlowMemory {
+    let addr_type = if v6 {
+        datatype::IP6ADDR
+    } else {
+        datatype::IPADDR
+    };
+    let (key, key_type, timeout) = match (s.persistence, s.key) {
+        (Some(p), _) => (HashKey::Client, addr_type, p.timeout),
+        (None, ServiceKey::Addr { protocol, .. }) => (
+            HashKey::Flow,
+            datatype::concat(addr_type, datatype::INET_SERVICE),
+            flow_timeout(protocol),
+        ),
+        (None, ServiceKey::Fwmark { .. }) => unreachable!("refused before: no DR by mark"),
+    };
+    FlowMemory {
+        set: Set {
+            name: format!("{name}_flows"),
+            key_type,
+            key_len: key_len(key, v6),
+            data: SetData::Value {
+                data_type: addr_type,
+                len: if v6 { 16 } else { 4 },
+            },
+            // The kernel refuses a timeout of zero; a second is the least nft offers.
+            timeout: Some(timeout.max(Duration::from_secs(1))),
+            size: Some(FLOW_MEMORY_SIZE),
+            elements: Vec::new(),
+        },
+        load: load_key(key, v6, s.persistence.map(|p| p.prefix_len)),
+    }
+}
+
+/// Bytes of `key` in the registers (the port padded to a register).
+fn key_len(key: HashKey, v6: bool) -> u32 {
+    let alen: u32 = if v6 { 16 } else { 4 };
+    match key {
+        HashKey::Flow => alen + 4,
+        HashKey::Client | HashKey::Destination => alen,
+    }
 }
 
 /// Loads the hash key into `reg::CLIENT` onwards.
@@ -408,11 +553,79 @@ pub fn ruleset(planned: Vec<Planned>) -> DrRuleset {
     }
 }
 
+/// The operations (on the direct-routing table) that turn `old` into `new` (`None`: not
+/// known, e.g. at start; the table is then created afresh, replacing a copy an earlier run
+/// left). The table stays: services, server chains and maps that changed are flushed and
+/// refilled, those that went are deleted, and the flow maps of the services that stay are
+/// kept, so the director goes on sending remembered flows to their servers.
+pub fn diff(old: Option<&DrRuleset>, new: &DrRuleset) -> Vec<Op> {
+    let mut out = Vec::new();
+    let Some(old) = old else {
+        out.push(Op::ResetTable);
+        new.services.iter().for_each(|s| add_service(&mut out, s));
+        for chain in &new.ingress {
+            add_ingress(&mut out, chain);
+        }
+        return out;
+    };
+    let ingress = |r: &DrRuleset, name: &str| r.ingress.iter().find(|c| c.name == name).cloned();
+    // Dispatch rules jump to service chains: they go before a service chain can.
+    for chain in &old.ingress {
+        if ingress(new, &chain.name).as_ref() != Some(chain) {
+            out.push(Op::FlushChain(chain.name.clone()));
+        }
+        if ingress(new, &chain.name).is_none() {
+            out.push(Op::DeleteChain(chain.name.clone()));
+        }
+    }
+    let service = |r: &DrRuleset, name: &str| {
+        r.services
+            .iter()
+            .find(|s| s.chains[0].name == name)
+            .cloned()
+    };
+    for o in &old.services {
+        if service(new, &o.chains[0].name).is_none() {
+            remove_service(&mut out, o);
+        }
+    }
+    for n in &new.services {
+        match service(old, &n.chains[0].name) {
+            Some(o) if &o == n => {}
+            Some(o) => change_service(&mut out, &o, n),
+            None => add_service(&mut out, n),
+        }
+    }
+    for chain in &new.ingress {
+        match ingress(old, &chain.name) {
+            Some(o) if &o == chain => {}
+            Some(_) => add_rules(&mut out, &chain.name, &chain.rules),
+            None => add_ingress(&mut out, chain),
+        }
+    }
+    out
+}
+
+fn add_ingress(out: &mut Vec<Op>, chain: &IngressChain) {
+    out.push(Op::AddIngressChain {
+        name: chain.name.clone(),
+        device: chain.device.clone(),
+    });
+    add_rules(out, &chain.name, &chain.rules);
+}
+
+fn add_rules(out: &mut Vec<Op>, chain: &str, rules: &[Vec<Expr>]) {
+    out.extend(rules.iter().map(|r| Op::AddRule {
+        chain: chain.to_string(),
+        exprs: r.clone(),
+    }));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::objects::Ruleset;
-    use crate::plan::{diff, plan, validate, Op};
+    use crate::plan::{diff, plan, validate};
     use crate::service::{Persistence, Protocol};
     use std::time::Duration;
 
@@ -436,15 +649,29 @@ mod tests {
         s
     }
 
+    fn addr_of(bytes: &[u8]) -> IpAddr {
+        match bytes.len() {
+            4 => <[u8; 4]>::try_from(bytes).unwrap().into(),
+            _ => <[u8; 16]>::try_from(bytes).unwrap().into(),
+        }
+    }
+
+    fn set<'a>(svc: &'a ServiceObjects, suffix: &str) -> &'a Set {
+        svc.sets.iter().find(|x| x.name.ends_with(suffix)).unwrap()
+    }
+
     /// The server each bucket sends to.
     fn owners(r: &Ruleset) -> Vec<String> {
-        let svc = &r.dr.services[0];
-        svc.sets[0]
+        set(&r.dr.services[0], "_sched")
             .elements
             .iter()
             .map(|(_, d)| match d {
-                ElementData::Goto(c) => c.rsplit("_to_").next().unwrap().to_string(),
-                ElementData::None => panic!("sched is a verdict map"),
+                ElementData::Value(a) => server_name(&Server {
+                    addr: addr_of(a),
+                    port: 0,
+                    weight: 0,
+                }),
+                _ => panic!("sched maps buckets to addresses"),
             })
             .collect()
     }
@@ -463,7 +690,8 @@ mod tests {
         for (server, want) in [("10_0_0_11", 1.0 / 6.0), ("10_0_0_13", 0.5)] {
             assert!((share(&o, server) - want).abs() < 0.03, "{server}");
         }
-        let rule = &svc.chains[0].rules[0];
+        // rules[0]: remembered flows; rules[1]: new flows, placed by the buckets.
+        let rule = &svc.chains[0].rules[1];
         // Source address then source port, hashed together: one choice per connection.
         assert_eq!(
             rule[..2],
@@ -566,9 +794,9 @@ mod tests {
     fn each_scheduler_hashes_its_own_key() {
         let key_len = |s: Service| {
             let r = plan(&[s]).unwrap();
-            let rule = r.dr.services[0].chains[0].rules[0].clone();
-            rule.iter().find_map(|e| match e {
-                Expr::Jhash { len, .. } => Some(*len),
+            let rules = r.dr.services[0].chains[0].rules.clone();
+            rules.into_iter().flatten().find_map(|e| match e {
+                Expr::Jhash { len, .. } => Some(len),
                 _ => None,
             })
         };
@@ -590,10 +818,15 @@ mod tests {
         assert!((share(&rr, "10_0_0_12") - 0.5).abs() < 0.03);
         // fo: everything to the highest weight, no hash.
         let fo = plan(&[web(Scheduler::WeightedFailover, &[1, 5])]).unwrap();
+        let new_flows = &fo.dr.services[0].chains[0].rules[1];
         assert_eq!(
-            fo.dr.services[0].chains[0].rules,
-            vec![vec![Expr::Goto("tcp_10_0_0_100_80_to_10_0_0_12_0".into())]]
+            new_flows[0],
+            Expr::Immediate {
+                dreg: reg::ADDR,
+                data: vec![10, 0, 0, 12]
+            }
         );
+        assert!(!new_flows.iter().any(|e| matches!(e, Expr::Jhash { .. })));
         // IPv6: ND instead of ARP, the address fills four registers before the port.
         let mut v6 = Service::dr(
             ip("fd00::100"),
@@ -623,7 +856,11 @@ mod tests {
     fn no_server_leaves_the_packet_to_the_director_and_the_sorry_server_takes_over() {
         let mut s = web(Scheduler::RoundRobin, &[0, 0]);
         let r = plan(&[s.clone()]).unwrap();
-        assert!(r.dr.services[0].chains[0].rules.is_empty());
+        // Only remembered flows are forwarded (to the quiesced servers); new ones are not.
+        let svc = &r.dr.services[0];
+        assert_eq!(svc.chains[0].rules.len(), 1);
+        assert_eq!(set(svc, "_servers").elements.len(), 2);
+        assert!(!svc.sets.iter().any(|x| x.name.ends_with("_sched")));
         s.sorry = Some(Server {
             addr: ip("10.0.0.50"),
             port: 80,
@@ -656,27 +893,263 @@ mod tests {
         assert!(matches!(plan(&[s]), Err(PlanError::NoIngress(_))));
     }
 
+    /// The operations on the direct-routing table in `ops`.
+    fn dr_ops(ops: &[Op]) -> Vec<Op> {
+        match ops.last() {
+            Some(Op::Dr(dr)) => dr.clone(),
+            other => panic!("no direct-routing change: {other:?}"),
+        }
+    }
+
     #[test]
-    fn the_dr_table_is_replaced_whole_when_it_changes_and_deleted_when_empty() {
+    fn a_known_flow_goes_back_to_its_server_and_a_new_one_is_recorded() {
+        let r = plan(&[web(Scheduler::WeightedRoundRobin, &[1, 2])]).unwrap();
+        let svc = &r.dr.services[0];
+        let flows = set(svc, "_flows");
+        assert_eq!(flows.name, "tcp_10_0_0_100_80_flows");
+        // Source address . source port (the port padded to a register) -> server address.
+        assert_eq!(
+            (flows.key_type, flows.key_len),
+            (datatype::concat(datatype::IPADDR, datatype::INET_SERVICE), 8)
+        );
+        assert_eq!(
+            flows.data,
+            SetData::Value {
+                data_type: datatype::IPADDR,
+                len: 4
+            }
+        );
+        assert_eq!(flows.timeout, Some(Duration::from_secs(900)));
+        assert_eq!(flows.size, Some(FLOW_MEMORY_SIZE));
+        assert!(flows.is_dynamic() && flows.elements.is_empty());
+        let servers = set(svc, "_servers");
+        assert_eq!(
+            servers.elements,
+            vec![
+                (
+                    vec![10, 0, 0, 11],
+                    ElementData::Goto("tcp_10_0_0_100_80_to_10_0_0_11_0".into())
+                ),
+                (
+                    vec![10, 0, 0, 12],
+                    ElementData::Goto("tcp_10_0_0_100_80_to_10_0_0_12_0".into())
+                ),
+            ]
+        );
+        let flow = |op| Expr::Dynset {
+            op,
+            set: flows.name.clone(),
+            sreg_key: reg::CLIENT,
+            sreg_data: Some(reg::ADDR),
+        };
+        let to_server = Expr::Lookup {
+            set: servers.name.clone(),
+            sreg: reg::ADDR,
+            dreg: Some(0),
+            invert: false,
+        };
+        let rules = &svc.chains[0].rules;
+        assert_eq!(rules.len(), 3);
+        // 1. Known: its server's address from the memory, the entry refreshed, its chain.
+        assert_eq!(
+            rules[0][2..],
+            [
+                Expr::Lookup {
+                    set: flows.name.clone(),
+                    sreg: reg::CLIENT,
+                    dreg: Some(reg::ADDR),
+                    invert: false
+                },
+                flow(DynsetOp::Update),
+                to_server.clone()
+            ]
+        );
+        // 2. Unknown (or its server left): the bucket's server, recorded in place of any
+        // stale entry.
+        assert!(rules[1].contains(&Expr::Lookup {
+            set: "tcp_10_0_0_100_80_sched".into(),
+            sreg: reg::SLOT,
+            dreg: Some(reg::ADDR),
+            invert: false
+        }));
+        assert_eq!(
+            rules[1][rules[1].len() - 3..],
+            [
+                flow(DynsetOp::Delete),
+                flow(DynsetOp::Add),
+                to_server.clone()
+            ]
+        );
+        // 3. The memory is full: the bucket's server all the same.
+        assert_eq!(rules[2], {
+            let mut r = rules[1][..rules[1].len() - 5].to_vec();
+            r.push(to_server);
+            r
+        });
+        // UDP flows are forgotten sooner, as in IPVS.
+        let mut udp = web(Scheduler::RoundRobin, &[1]);
+        udp.key = ServiceKey::Addr {
+            vip: ip("10.0.0.100"),
+            port: 53,
+            protocol: Protocol::Udp,
+        };
+        let r = plan(&[udp]).unwrap();
+        assert_eq!(
+            set(&r.dr.services[0], "_flows").timeout,
+            Some(Duration::from_secs(300))
+        );
+    }
+
+    #[test]
+    fn persistence_remembers_the_masked_client_for_the_persistence_timeout() {
+        let mut p = web(Scheduler::WeightedRoundRobin, &[1, 1]);
+        p.persistence = Some(Persistence {
+            timeout: Duration::from_secs(60),
+            prefix_len: 24,
+        });
+        let r = plan(&[p]).unwrap();
+        let svc = &r.dr.services[0];
+        let flows = set(svc, "_flows");
+        assert_eq!((flows.key_type, flows.key_len), (datatype::IPADDR, 4));
+        assert_eq!(flows.timeout, Some(Duration::from_secs(60)));
+        let known = &svc.chains[0].rules[0];
+        assert_eq!(
+            known[..2],
+            [
+                Expr::Payload {
+                    base: PayloadBase::Network,
+                    offset: 12,
+                    len: 4,
+                    dreg: reg::CLIENT
+                },
+                Expr::And {
+                    reg: reg::CLIENT,
+                    mask: vec![255, 255, 255, 0]
+                }
+            ]
+        );
+        // IPv6: 16-byte keys and values.
+        let mut v6 = Service::dr(
+            ip("fd00::100"),
+            443,
+            Protocol::Tcp,
+            Scheduler::RoundRobin,
+            &["eth0"],
+        )
+        .server(ip("fd00::11"), 443, 1)
+        .egress(ip("fd00::11"), eth(3));
+        let r = plan(&[v6.clone()]).unwrap();
+        let flows = set(&r.dr.services[0], "_flows");
+        assert_eq!(flows.key_len, 20);
+        assert_eq!(
+            flows.data,
+            SetData::Value {
+                data_type: datatype::IP6ADDR,
+                len: 16
+            }
+        );
+        v6.persistence = Some(Persistence {
+            timeout: Duration::from_secs(600),
+            prefix_len: 64,
+        });
+        let r = plan(&[v6]).unwrap();
+        assert_eq!(set(&r.dr.services[0], "_flows").key_len, 16);
+    }
+
+    #[test]
+    fn a_quiesced_server_keeps_its_remembered_flows_but_takes_no_new_ones() {
+        let r = plan(&[web(Scheduler::WeightedRoundRobin, &[1, 0, 2])]).unwrap();
+        let svc = &r.dr.services[0];
+        assert!(set(svc, "_servers")
+            .elements
+            .iter()
+            .any(|(k, _)| k == &vec![10, 0, 0, 12]));
+        assert!(svc
+            .chains
+            .iter()
+            .any(|c| c.name == "tcp_10_0_0_100_80_to_10_0_0_12_0"));
+        assert!(!owners(&r).iter().any(|o| o.starts_with("10_0_0_12")));
+    }
+
+    #[test]
+    fn a_pool_change_keeps_the_table_and_the_flow_memory() {
         let nat = Service::nat(ip("10.0.0.100"), 443, Protocol::Tcp, Scheduler::RoundRobin).server(
             ip("10.0.1.1"),
             443,
             1,
         );
-        let both = plan(&[nat.clone(), web(Scheduler::RoundRobin, &[1, 1])]).unwrap();
-        let first = diff(None, &both);
-        assert!(matches!(first.last(), Some(Op::ReplaceDr(_))));
-        assert!(diff(Some(&both), &both).is_empty());
-        let fewer = plan(&[nat.clone(), web(Scheduler::RoundRobin, &[1])]).unwrap();
-        let ops = diff(Some(&both), &fewer);
-        assert_eq!(
-            ops,
-            vec![Op::ReplaceDr(fewer.dr.clone())],
-            "the NAT table is untouched"
+        let two = plan(&[nat.clone(), web(Scheduler::RoundRobin, &[1, 1])]).unwrap();
+        // At start the table is created afresh (a stale copy of an earlier run goes).
+        let first = dr_ops(&diff(None, &two));
+        assert_eq!(first[0], Op::ResetTable);
+        assert!(first.contains(&Op::AddIngressChain {
+            name: "ingress_eth0".into(),
+            device: "eth0".into()
+        }));
+        assert!(diff(Some(&two), &two).is_empty());
+
+        // A third server joins: only the service's chains and static maps change.
+        let three = plan(&[nat.clone(), web(Scheduler::RoundRobin, &[1, 1, 1])]).unwrap();
+        let all = diff(Some(&two), &three);
+        assert_eq!(all.len(), 1, "the NAT table is untouched: {all:?}");
+        let ops = dr_ops(&all);
+        let flows = "tcp_10_0_0_100_80_flows".to_string();
+        for op in &ops {
+            assert!(
+                !matches!(op, Op::ResetTable | Op::DeleteTable | Op::AddIngressChain { .. }),
+                "{op:?}"
+            );
+            assert_ne!(op, &Op::FlushChain("ingress_eth0".into()));
+            assert_ne!(op, &Op::DeleteSet(flows.clone()));
+            assert_ne!(op, &Op::FlushSet(flows.clone()));
+            assert!(!matches!(op, Op::AddSet(x) if x.name == flows));
+        }
+        for map in ["tcp_10_0_0_100_80_sched", "tcp_10_0_0_100_80_servers"] {
+            assert!(ops.contains(&Op::FlushSet(map.into())), "{map}");
+        }
+        assert!(ops.contains(&Op::AddChain {
+            name: "tcp_10_0_0_100_80_to_10_0_0_13_0".into(),
+            hook: None
+        }));
+
+        // A server leaves: its chain goes, after the map that pointed at it was flushed.
+        let ops = dr_ops(&diff(Some(&three), &two));
+        let at = |op: &Op| ops.iter().position(|o| o == op).unwrap();
+        let gone = Op::DeleteChain("tcp_10_0_0_100_80_to_10_0_0_13_0".into());
+        assert!(at(&Op::FlushSet("tcp_10_0_0_100_80_servers".into())) < at(&gone));
+        assert!(!ops.contains(&Op::DeleteSet(flows.clone())));
+
+        // Another persistence: the memory's key changes, so the map is made anew.
+        let mut p = web(Scheduler::RoundRobin, &[1, 1]);
+        p.persistence = Some(Persistence {
+            timeout: Duration::from_secs(60),
+            prefix_len: 32,
+        });
+        let persistent = plan(&[nat.clone(), p]).unwrap();
+        let ops = dr_ops(&diff(Some(&two), &persistent));
+        assert!(ops.contains(&Op::DeleteSet(flows.clone())));
+        assert!(ops.iter().any(|o| matches!(o, Op::AddSet(x) if x.name == flows)));
+
+        // The service goes: its dispatch rule first, then its objects; the last one takes
+        // the table with it.
+        let mut b = web(Scheduler::RoundRobin, &[1]);
+        b.key = ServiceKey::Addr {
+            vip: ip("10.0.0.101"),
+            port: 80,
+            protocol: Protocol::Tcp,
+        };
+        let both = plan(&[nat.clone(), web(Scheduler::RoundRobin, &[1, 1]), b.clone()]).unwrap();
+        let only_b = plan(&[nat.clone(), b]).unwrap();
+        let ops = dr_ops(&diff(Some(&both), &only_b));
+        let at = |op: &Op| ops.iter().position(|o| o == op).unwrap();
+        assert!(
+            at(&Op::FlushChain("ingress_eth0".into()))
+                < at(&Op::DeleteChain("tcp_10_0_0_100_80".into()))
         );
+        assert!(ops.contains(&Op::DeleteSet(flows)));
+        assert!(!ops.contains(&Op::FlushChain("tcp_10_0_0_101_80".into())));
         let none = plan(&[nat]).unwrap();
-        assert_eq!(diff(Some(&fewer), &none), vec![Op::DeleteDrTable]);
-        // At start a stale table of an earlier run goes too.
+        assert_eq!(diff(Some(&only_b), &none), vec![Op::DeleteDrTable]);
         assert_eq!(diff(None, &none).last(), Some(&Op::DeleteDrTable));
     }
 
