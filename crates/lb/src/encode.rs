@@ -47,7 +47,6 @@ const NFT_HASH_JENKINS: u32 = 0;
 const NFTA_DYNSET_SET_NAME: u16 = 1;
 const NFTA_DYNSET_OP: u16 = 3;
 const NFTA_DYNSET_SREG_KEY: u16 = 4;
-const NFTA_DYNSET_SREG_DATA: u16 = 5;
 const NFTA_NAT_TYPE: u16 = 1;
 const NFTA_NAT_FAMILY: u16 = 2;
 const NFTA_NAT_REG_ADDR_MIN: u16 = 3;
@@ -162,15 +161,12 @@ pub fn expression(e: &Expr) -> Expressions {
             }
             Expressions::Lookup(attrs)
         }
-        Expr::Dynset {
-            op,
-            set,
-            sreg_key,
-            sreg_data,
-        } => {
+        Expr::Dynset { op, set, sreg_key } => {
             let mut name = set.as_bytes().to_vec();
             name.push(0);
-            let mut attrs = vec![
+            other(
+                "dynset",
+                vec![
                     DefaultNla::new(NFTA_DYNSET_SET_NAME, name),
                     be32(
                         NFTA_DYNSET_OP,
@@ -180,12 +176,9 @@ pub fn expression(e: &Expr) -> Expressions {
                             DynsetOp::Delete => 2,
                         },
                     ),
-                be32(NFTA_DYNSET_SREG_KEY, *sreg_key),
-            ];
-            if let Some(data) = sreg_data {
-                attrs.push(be32(NFTA_DYNSET_SREG_DATA, *data));
-            }
-            other("dynset", attrs)
+                    be32(NFTA_DYNSET_SREG_KEY, *sreg_key),
+                ],
+            )
         }
         Expr::Immediate { dreg, data } => Expressions::Immediate(vec![
             Immediate::DestinationRegister(register(*dreg)),
@@ -255,7 +248,7 @@ const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
 
 fn set_message(set: &Set, id: u32, table: &str) -> SetMessage {
     let mut flags = SetFlags::empty();
-    if set.data != SetData::None {
+    if set.data == SetData::Verdict {
         flags |= SetFlags::Map;
     }
     if set.timeout.is_some() {
@@ -268,16 +261,9 @@ fn set_message(set: &Set, id: u32, table: &str) -> SetMessage {
         SetAttribute::KeyType(set.key_type),
         SetAttribute::KeyLen(set.key_len),
     ];
-    match set.data {
-        SetData::None => {}
-        SetData::Verdict => {
-            attributes.push(SetAttribute::DataType(NFT_DATA_VERDICT));
-            attributes.push(SetAttribute::DataLen(0));
-        }
-        SetData::Value { data_type, len } => {
-            attributes.push(SetAttribute::DataType(data_type));
-            attributes.push(SetAttribute::DataLen(len));
-        }
+    if set.data == SetData::Verdict {
+        attributes.push(SetAttribute::DataType(NFT_DATA_VERDICT));
+        attributes.push(SetAttribute::DataLen(0));
     }
     if let Some(size) = set.size {
         attributes.push(SetAttribute::Description(vec![SetDescription::Size(size)]));
@@ -304,14 +290,11 @@ fn elements_message(
                 .iter()
                 .map(|(k, d)| {
                     let mut e = vec![SetElementAttribute::Key(DataAttribute::Value(k.clone()))];
-                    match d {
-                        ElementData::None => {}
-                        ElementData::Goto(chain) => e.push(SetElementAttribute::Data(
-                            verdict_data(Verdict::Goto, chain),
-                        )),
-                        ElementData::Value(v) => e.push(SetElementAttribute::Data(
-                            DataAttribute::Value(v.clone()),
-                        )),
+                    if let ElementData::Goto(chain) = d {
+                        e.push(SetElementAttribute::Data(verdict_data(
+                            Verdict::Goto,
+                            chain,
+                        )));
                     }
                     ListAttribute::Element(e)
                 })

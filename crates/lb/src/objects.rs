@@ -129,10 +129,6 @@ pub enum Expr {
         set: String,
         /// Key register.
         sreg_key: u32,
-        /// Data register, for a map: the value the element maps to (the kernel wants it on
-        /// every operation on a map, delete included, and keeps an existing element's value
-        /// on add and update).
-        sreg_data: Option<u32>,
     },
     /// Loads constant bytes into `dreg`.
     Immediate {
@@ -212,13 +208,6 @@ pub enum SetData {
     None,
     /// A verdict map (`vmap`).
     Verdict,
-    /// A map to values of nft type `data_type`, `len` bytes each.
-    Value {
-        /// nft type of the values.
-        data_type: u32,
-        /// Bytes per value.
-        len: u32,
-    },
 }
 
 /// What one element maps to.
@@ -228,8 +217,6 @@ pub enum ElementData {
     None,
     /// `goto` a chain (verdict map).
     Goto(String),
-    /// A value (map to values).
-    Value(Vec<u8>),
 }
 
 /// A set or verdict map.

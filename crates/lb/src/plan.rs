@@ -321,7 +321,6 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
                 op: DynsetOp::Add,
                 set: persist_set(sv),
                 sreg_key: reg::CLIENT,
-                sreg_data: None,
             });
         }
         if port != 0 {
@@ -369,7 +368,6 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
                 op: DynsetOp::Update,
                 set: persist_set(sv),
                 sreg_key: reg::CLIENT,
-                sreg_data: None,
             });
             known_client.push(Expr::Goto(to_chain(sv)));
             persist_rules.push(known_client);
@@ -823,7 +821,7 @@ mod tests {
             .iter()
             .map(|(_, d)| match d {
                 ElementData::Goto(c) => c.rsplit("_to_").next().unwrap().to_string(),
-                _ => panic!("sched is a verdict map"),
+                ElementData::None => panic!("sched is a verdict map"),
             })
             .collect()
     }

@@ -202,29 +202,59 @@ pub fn service_objects(
     }
 
     let to_chain = |sv: &Server| format!("{name}_to_{}", server_name(&Server { port: 0, ..*sv }));
-    let server_chains: Vec<Chain> = known
-        .iter()
-        .map(|(sv, link)| Chain {
+    let memory = FlowMemory::new(s, protocol, v6);
+    let flows_of = |sv: &Server| format!("{name}_f_{}", server_name(&Server { port: 0, ..*sv }));
+    let mut sets = Vec::new();
+    let mut rules = Vec::new();
+    let mut server_chains = Vec::new();
+    for (sv, link) in &known {
+        let flows = flows_of(sv);
+        // A flow this director remembers goes back to its server.
+        let mut known_flow = memory.load.clone();
+        known_flow.extend([
+            Expr::Lookup {
+                set: flows.clone(),
+                sreg: reg::CLIENT,
+                dreg: None,
+                invert: false,
+            },
+            Expr::Goto(to_chain(sv)),
+        ]);
+        rules.push(known_flow);
+        // Every packet sent to the server records its flow or refreshes the entry; when
+        // the memory is full that rule stops short and the packet is forwarded all the same.
+        let mut record = memory.load.clone();
+        record.push(Expr::Dynset {
+            op: DynsetOp::Update,
+            set: flows.clone(),
+            sreg_key: reg::CLIENT,
+        });
+        server_chains.push(Chain {
             name: to_chain(sv),
             hook: None,
-            rules: vec![vec![
-                Expr::Immediate {
-                    dreg: reg::ADDR,
-                    data: addr_bytes(sv.addr),
-                },
-                Expr::Immediate {
-                    dreg: DEV_REG,
-                    data: link.index.to_ne_bytes().to_vec(),
-                },
-                Expr::Fwd {
-                    ipv6: v6,
-                    addr_reg: reg::ADDR,
-                    dev_reg: DEV_REG,
-                },
-            ]],
-        })
-        .collect();
+            rules: vec![
+                record,
+                vec![
+                    Expr::Immediate {
+                        dreg: reg::ADDR,
+                        data: addr_bytes(sv.addr),
+                    },
+                    Expr::Immediate {
+                        dreg: DEV_REG,
+                        data: link.index.to_ne_bytes().to_vec(),
+                    },
+                    Expr::Fwd {
+                        ipv6: v6,
+                        addr_reg: reg::ADDR,
+                        dev_reg: DEV_REG,
+                    },
+                ],
+            ],
+        });
+        sets.push(memory.set(flows));
+    }
 
+    // Any other flow: the pool's choice.
     let weights: Vec<u32> = pool.iter().map(|sv| sv.weight).collect();
     let mapped = mapping(s.scheduler, s.persistence.is_some());
     let slots: Vec<usize> = match mapped {
@@ -239,71 +269,16 @@ pub fn service_objects(
             schedule::rendezvous_table(&names, &shares, schedule::PERSISTENCE_BUCKETS)
         }
     };
-
-    let addr_type = if v6 {
-        datatype::IP6ADDR
-    } else {
-        datatype::IPADDR
-    };
-    let servers = Set {
-        name: format!("{name}_servers"),
-        key_type: addr_type,
-        key_len: alen,
-        data: SetData::Verdict,
-        timeout: None,
-        size: None,
-        elements: known
-            .iter()
-            .map(|(sv, _)| (addr_bytes(sv.addr), ElementData::Goto(to_chain(sv))))
-            .collect(),
-    };
-    let memory = flow_memory(s, &name, v6);
-    let to_server = Expr::Lookup {
-        set: servers.name.clone(),
-        sreg: reg::ADDR,
-        dreg: Some(0),
-        invert: false,
-    };
-    let remember = |op: DynsetOp| Expr::Dynset {
-        op,
-        set: memory.set.name.clone(),
-        sreg_key: reg::CLIENT,
-        sreg_data: Some(reg::ADDR),
-    };
-
-    // A flow the director remembers goes back to its server while that server is known.
-    let mut rules = vec![{
-        let mut known_flow = memory.load.clone();
-        known_flow.extend([
-            Expr::Lookup {
-                set: memory.set.name.clone(),
-                sreg: reg::CLIENT,
-                dreg: Some(reg::ADDR),
-                invert: false,
-            },
-            remember(DynsetOp::Update),
-            to_server.clone(),
-        ]);
-        known_flow
-    }];
-    let mut sets = Vec::new();
-    // Any other flow takes the choice of the pool (its server's address into reg::ADDR).
-    let choice: Option<Vec<Expr>> = match (mapped, slots.as_slice()) {
-        (_, []) => None,
-        (None, [only]) => Some(vec![Expr::Immediate {
-            dreg: reg::ADDR,
-            data: addr_bytes(pool[*only].addr),
-        }]),
+    match (mapped, slots.as_slice()) {
+        (_, []) => {}
+        (None, [only]) => rules.push(vec![Expr::Goto(to_chain(&pool[*only]))]),
         (None, _) => unreachable!("failover_target picks one server"),
         (Some((key, _)), _) => {
             let sched = Set {
                 name: format!("{name}_sched"),
                 key_type: datatype::MARK,
                 key_len: 4,
-                data: SetData::Value {
-                    data_type: addr_type,
-                    len: alen,
-                },
+                data: SetData::Verdict,
                 timeout: None,
                 size: None,
                 elements: slots
@@ -312,7 +287,7 @@ pub fn service_objects(
                     .map(|(slot, &i)| {
                         (
                             (slot as u32).to_ne_bytes().to_vec(),
-                            ElementData::Value(addr_bytes(pool[i].addr)),
+                            ElementData::Goto(to_chain(&pool[i])),
                         )
                     })
                     .collect(),
@@ -328,31 +303,13 @@ pub fn service_objects(
             rule.push(Expr::Lookup {
                 set: sched.name.clone(),
                 sreg: reg::SLOT,
-                dreg: Some(reg::ADDR),
+                dreg: Some(0),
                 invert: false,
             });
-            sets.push(sched);
-            Some(rule)
+            rules.push(rule);
+            sets.insert(0, sched);
         }
-    };
-    if let Some(choice) = choice {
-        // Recorded: a remembered flow whose server left is replaced (an add keeps an
-        // existing element's value, so the stale one goes first).
-        let mut new_flow = choice.clone();
-        new_flow.extend(memory.load.iter().cloned());
-        new_flow.extend([
-            remember(DynsetOp::Delete),
-            remember(DynsetOp::Add),
-            to_server.clone(),
-        ]);
-        rules.push(new_flow);
-        // The memory is full: forwarded all the same, by the pool's choice alone.
-        let mut unrecorded = choice;
-        unrecorded.push(to_server);
-        rules.push(unrecorded);
     }
-    sets.push(servers);
-    sets.push(memory.set);
 
     let mut chains = vec![Chain {
         name: name.clone(),
@@ -372,7 +329,8 @@ pub fn service_objects(
     ))
 }
 
-/// Most flows a service's memory holds. A flow beyond it is forwarded by the buckets alone.
+/// Most flows the director remembers per real server of a service; beyond it a flow is
+/// forwarded by the buckets alone, unremembered.
 pub const FLOW_MEMORY_SIZE: u32 = 262_144;
 
 /// How long a flow is remembered after its last packet, by protocol (IPVS's defaults for
@@ -385,44 +343,50 @@ pub fn flow_timeout(protocol: Protocol) -> Duration {
     }
 }
 
-/// A service's flow memory: the map, and the expressions that load its key.
+/// What a service's flow memory is keyed by: one set per real server, filled by the
+/// packets sent to it (the director's connection table, IPVS's templates with persistence).
 struct FlowMemory {
-    set: Set,
+    key_type: u32,
+    key_len: u32,
+    timeout: Duration,
+    /// Loads the key into `reg::CLIENT` onwards.
     load: Vec<Expr>,
 }
 
-/// The map from a flow (or, with persistence, a masked client) to its server's address,
-/// filled by the packets: the director's connection table.
-fn flow_memory(s: &Service, name: &str, v6: bool) -> FlowMemory {
-    let addr_type = if v6 {
-        datatype::IP6ADDR
-    } else {
-        datatype::IPADDR
-    };
-    let (key, key_type, timeout) = match (s.persistence, s.key) {
-        (Some(p), _) => (HashKey::Client, addr_type, p.timeout),
-        (None, ServiceKey::Addr { protocol, .. }) => (
-            HashKey::Flow,
-            datatype::concat(addr_type, datatype::INET_SERVICE),
-            flow_timeout(protocol),
-        ),
-        (None, ServiceKey::Fwmark { .. }) => unreachable!("refused before: no DR by mark"),
-    };
-    FlowMemory {
-        set: Set {
-            name: format!("{name}_flows"),
+impl FlowMemory {
+    fn new(s: &Service, protocol: Protocol, v6: bool) -> FlowMemory {
+        let addr_type = if v6 {
+            datatype::IP6ADDR
+        } else {
+            datatype::IPADDR
+        };
+        let (key, key_type, timeout) = match s.persistence {
+            Some(p) => (HashKey::Client, addr_type, p.timeout),
+            None => (
+                HashKey::Flow,
+                datatype::concat(addr_type, datatype::INET_SERVICE),
+                flow_timeout(protocol),
+            ),
+        };
+        FlowMemory {
             key_type,
             key_len: key_len(key, v6),
-            data: SetData::Value {
-                data_type: addr_type,
-                len: if v6 { 16 } else { 4 },
-            },
-            // The kernel refuses a timeout of zero; a second is the least nft offers.
-            timeout: Some(timeout.max(Duration::from_secs(1))),
+            // The kernel takes no zero timeout; a second is the least nft offers.
+            timeout: timeout.max(Duration::from_secs(1)),
+            load: load_key(key, v6, s.persistence.map(|p| p.prefix_len)),
+        }
+    }
+
+    fn set(&self, name: String) -> Set {
+        Set {
+            name,
+            key_type: self.key_type,
+            key_len: self.key_len,
+            data: SetData::None,
+            timeout: Some(self.timeout),
             size: Some(FLOW_MEMORY_SIZE),
             elements: Vec::new(),
-        },
-        load: load_key(key, v6, s.persistence.map(|p| p.prefix_len)),
+        }
     }
 }
 
@@ -649,29 +613,18 @@ mod tests {
         s
     }
 
-    fn addr_of(bytes: &[u8]) -> IpAddr {
-        match bytes.len() {
-            4 => <[u8; 4]>::try_from(bytes).unwrap().into(),
-            _ => <[u8; 16]>::try_from(bytes).unwrap().into(),
-        }
-    }
-
-    fn set<'a>(svc: &'a ServiceObjects, suffix: &str) -> &'a Set {
-        svc.sets.iter().find(|x| x.name.ends_with(suffix)).unwrap()
+    fn set<'a>(svc: &'a ServiceObjects, name: &str) -> &'a Set {
+        svc.sets.iter().find(|x| x.name == name).unwrap()
     }
 
     /// The server each bucket sends to.
     fn owners(r: &Ruleset) -> Vec<String> {
-        set(&r.dr.services[0], "_sched")
+        set(&r.dr.services[0], "tcp_10_0_0_100_80_sched")
             .elements
             .iter()
             .map(|(_, d)| match d {
-                ElementData::Value(a) => server_name(&Server {
-                    addr: addr_of(a),
-                    port: 0,
-                    weight: 0,
-                }),
-                _ => panic!("sched maps buckets to addresses"),
+                ElementData::Goto(c) => c.rsplit("_to_").next().unwrap().to_string(),
+                ElementData::None => panic!("sched is a verdict map"),
             })
             .collect()
     }
@@ -690,8 +643,8 @@ mod tests {
         for (server, want) in [("10_0_0_11", 1.0 / 6.0), ("10_0_0_13", 0.5)] {
             assert!((share(&o, server) - want).abs() < 0.03, "{server}");
         }
-        // rules[0]: remembered flows; rules[1]: new flows, placed by the buckets.
-        let rule = &svc.chains[0].rules[1];
+        // rules[..3]: flows remembered on each server; rules[3]: new flows, by the buckets.
+        let rule = &svc.chains[0].rules[3];
         // Source address then source port, hashed together: one choice per connection.
         assert_eq!(
             rule[..2],
@@ -722,14 +675,14 @@ mod tests {
         let to = &svc.chains[1];
         assert_eq!(to.name, "tcp_10_0_0_100_80_to_10_0_0_11_0");
         assert_eq!(
-            to.rules[0][2],
+            to.rules[1][2],
             Expr::Fwd {
                 ipv6: false,
                 addr_reg: reg::ADDR,
                 dev_reg: DEV_REG
             }
         );
-        assert!(to.rules[0].contains(&Expr::Immediate {
+        assert!(to.rules[1].contains(&Expr::Immediate {
             dreg: DEV_REG,
             data: 2u32.to_ne_bytes().to_vec()
         }));
@@ -818,15 +771,10 @@ mod tests {
         assert!((share(&rr, "10_0_0_12") - 0.5).abs() < 0.03);
         // fo: everything to the highest weight, no hash.
         let fo = plan(&[web(Scheduler::WeightedFailover, &[1, 5])]).unwrap();
-        let new_flows = &fo.dr.services[0].chains[0].rules[1];
         assert_eq!(
-            new_flows[0],
-            Expr::Immediate {
-                dreg: reg::ADDR,
-                data: vec![10, 0, 0, 12]
-            }
+            fo.dr.services[0].chains[0].rules[2],
+            vec![Expr::Goto("tcp_10_0_0_100_80_to_10_0_0_12_0".into())]
         );
-        assert!(!new_flows.iter().any(|e| matches!(e, Expr::Jhash { .. })));
         // IPv6: ND instead of ARP, the address fills four registers before the port.
         let mut v6 = Service::dr(
             ip("fd00::100"),
@@ -841,7 +789,7 @@ mod tests {
         let r = plan(&[v6]).unwrap();
         let svc = &r.dr.services[0];
         assert!(matches!(
-            svc.chains[1].rules[0][2],
+            svc.chains[1].rules[1][2],
             Expr::Fwd { ipv6: true, .. }
         ));
         assert!(svc.chains[0].rules[0].contains(&Expr::Payload {
@@ -858,9 +806,8 @@ mod tests {
         let r = plan(&[s.clone()]).unwrap();
         // Only remembered flows are forwarded (to the quiesced servers); new ones are not.
         let svc = &r.dr.services[0];
-        assert_eq!(svc.chains[0].rules.len(), 1);
-        assert_eq!(set(svc, "_servers").elements.len(), 2);
-        assert!(!svc.sets.iter().any(|x| x.name.ends_with("_sched")));
+        assert_eq!(svc.chains[0].rules.len(), 2);
+        assert!(svc.sets.iter().all(|x| x.is_dynamic()));
         s.sorry = Some(Server {
             addr: ip("10.0.0.50"),
             port: 80,
@@ -905,87 +852,46 @@ mod tests {
     fn a_known_flow_goes_back_to_its_server_and_a_new_one_is_recorded() {
         let r = plan(&[web(Scheduler::WeightedRoundRobin, &[1, 2])]).unwrap();
         let svc = &r.dr.services[0];
-        let flows = set(svc, "_flows");
-        assert_eq!(flows.name, "tcp_10_0_0_100_80_flows");
-        // Source address . source port (the port padded to a register) -> server address.
+        let flows = set(svc, "tcp_10_0_0_100_80_f_10_0_0_11_0");
+        // Source address . source port (the port padded to a register), per server.
         assert_eq!(
             (flows.key_type, flows.key_len),
             (datatype::concat(datatype::IPADDR, datatype::INET_SERVICE), 8)
         );
-        assert_eq!(
-            flows.data,
-            SetData::Value {
-                data_type: datatype::IPADDR,
-                len: 4
-            }
-        );
+        assert_eq!(flows.data, SetData::None);
         assert_eq!(flows.timeout, Some(Duration::from_secs(900)));
         assert_eq!(flows.size, Some(FLOW_MEMORY_SIZE));
         assert!(flows.is_dynamic() && flows.elements.is_empty());
-        let servers = set(svc, "_servers");
-        assert_eq!(
-            servers.elements,
-            vec![
-                (
-                    vec![10, 0, 0, 11],
-                    ElementData::Goto("tcp_10_0_0_100_80_to_10_0_0_11_0".into())
-                ),
-                (
-                    vec![10, 0, 0, 12],
-                    ElementData::Goto("tcp_10_0_0_100_80_to_10_0_0_12_0".into())
-                ),
-            ]
-        );
-        let flow = |op| Expr::Dynset {
-            op,
-            set: flows.name.clone(),
-            sreg_key: reg::CLIENT,
-            sreg_data: Some(reg::ADDR),
-        };
-        let to_server = Expr::Lookup {
-            set: servers.name.clone(),
-            sreg: reg::ADDR,
-            dreg: Some(0),
-            invert: false,
-        };
+        let flow_key = load_key(HashKey::Flow, false, None);
         let rules = &svc.chains[0].rules;
         assert_eq!(rules.len(), 3);
-        // 1. Known: its server's address from the memory, the entry refreshed, its chain.
-        assert_eq!(
-            rules[0][2..],
-            [
+        // 1, 2. A flow remembered on a server goes back to it, before any hashing.
+        for (rule, server) in rules.iter().zip(["10_0_0_11_0", "10_0_0_12_0"]) {
+            let mut want = flow_key.clone();
+            want.extend([
                 Expr::Lookup {
-                    set: flows.name.clone(),
+                    set: format!("tcp_10_0_0_100_80_f_{server}"),
                     sreg: reg::CLIENT,
-                    dreg: Some(reg::ADDR),
-                    invert: false
+                    dreg: None,
+                    invert: false,
                 },
-                flow(DynsetOp::Update),
-                to_server.clone()
-            ]
-        );
-        // 2. Unknown (or its server left): the bucket's server, recorded in place of any
-        // stale entry.
-        assert!(rules[1].contains(&Expr::Lookup {
-            set: "tcp_10_0_0_100_80_sched".into(),
-            sreg: reg::SLOT,
-            dreg: Some(reg::ADDR),
-            invert: false
-        }));
-        assert_eq!(
-            rules[1][rules[1].len() - 3..],
-            [
-                flow(DynsetOp::Delete),
-                flow(DynsetOp::Add),
-                to_server.clone()
-            ]
-        );
-        // 3. The memory is full: the bucket's server all the same.
-        assert_eq!(rules[2], {
-            let mut r = rules[1][..rules[1].len() - 5].to_vec();
-            r.push(to_server);
-            r
+                Expr::Goto(format!("tcp_10_0_0_100_80_to_{server}")),
+            ]);
+            assert_eq!(rule, &want);
+        }
+        // 3. Any other flow: the buckets.
+        assert!(matches!(rules[2].last(), Some(Expr::Lookup { set, .. }) if set.ends_with("_sched")));
+        // Each packet sent to a server records its flow (or refreshes it), in a rule of
+        // its own: a full memory stops that rule, not the forwarding.
+        let to = &svc.chains[1];
+        let mut record = flow_key.clone();
+        record.push(Expr::Dynset {
+            op: DynsetOp::Update,
+            set: flows.name.clone(),
+            sreg_key: reg::CLIENT,
         });
+        assert_eq!(to.rules[0], record);
+        assert!(matches!(to.rules[1].last(), Some(Expr::Fwd { .. })));
         // UDP flows are forgotten sooner, as in IPVS.
         let mut udp = web(Scheduler::RoundRobin, &[1]);
         udp.key = ServiceKey::Addr {
@@ -995,7 +901,7 @@ mod tests {
         };
         let r = plan(&[udp]).unwrap();
         assert_eq!(
-            set(&r.dr.services[0], "_flows").timeout,
+            r.dr.services[0].sets[1].timeout,
             Some(Duration::from_secs(300))
         );
     }
@@ -1009,7 +915,7 @@ mod tests {
         });
         let r = plan(&[p]).unwrap();
         let svc = &r.dr.services[0];
-        let flows = set(svc, "_flows");
+        let flows = set(svc, "tcp_10_0_0_100_80_f_10_0_0_12_0");
         assert_eq!((flows.key_type, flows.key_len), (datatype::IPADDR, 4));
         assert_eq!(flows.timeout, Some(Duration::from_secs(60)));
         let known = &svc.chains[0].rules[0];
@@ -1028,7 +934,7 @@ mod tests {
                 }
             ]
         );
-        // IPv6: 16-byte keys and values.
+        // IPv6: the address fills four registers, the port a fifth.
         let mut v6 = Service::dr(
             ip("fd00::100"),
             443,
@@ -1039,35 +945,33 @@ mod tests {
         .server(ip("fd00::11"), 443, 1)
         .egress(ip("fd00::11"), eth(3));
         let r = plan(&[v6.clone()]).unwrap();
-        let flows = set(&r.dr.services[0], "_flows");
+        let flows = set(&r.dr.services[0], "tcp_fd00__100_443_f_fd00__11_0");
         assert_eq!(flows.key_len, 20);
         assert_eq!(
-            flows.data,
-            SetData::Value {
-                data_type: datatype::IP6ADDR,
-                len: 16
-            }
+            flows.key_type,
+            datatype::concat(datatype::IP6ADDR, datatype::INET_SERVICE)
         );
         v6.persistence = Some(Persistence {
             timeout: Duration::from_secs(600),
             prefix_len: 64,
         });
         let r = plan(&[v6]).unwrap();
-        assert_eq!(set(&r.dr.services[0], "_flows").key_len, 16);
+        assert_eq!(
+            set(&r.dr.services[0], "tcp_fd00__100_443_f_fd00__11_0").key_len,
+            16
+        );
     }
 
     #[test]
     fn a_quiesced_server_keeps_its_remembered_flows_but_takes_no_new_ones() {
         let r = plan(&[web(Scheduler::WeightedRoundRobin, &[1, 0, 2])]).unwrap();
         let svc = &r.dr.services[0];
-        assert!(set(svc, "_servers")
-            .elements
-            .iter()
-            .any(|(k, _)| k == &vec![10, 0, 0, 12]));
         assert!(svc
-            .chains
+            .sets
             .iter()
-            .any(|c| c.name == "tcp_10_0_0_100_80_to_10_0_0_12_0"));
+            .any(|x| x.name == "tcp_10_0_0_100_80_f_10_0_0_12_0"));
+        assert!(svc.chains[0].rules.iter().any(|r| r.last()
+            == Some(&Expr::Goto("tcp_10_0_0_100_80_to_10_0_0_12_0".into()))));
         assert!(!owners(&r).iter().any(|o| o.starts_with("10_0_0_12")));
     }
 
@@ -1093,7 +997,7 @@ mod tests {
         let all = diff(Some(&two), &three);
         assert_eq!(all.len(), 1, "the NAT table is untouched: {all:?}");
         let ops = dr_ops(&all);
-        let flows = "tcp_10_0_0_100_80_flows".to_string();
+        let flows = "tcp_10_0_0_100_80_f_10_0_0_11_0".to_string();
         for op in &ops {
             assert!(
                 !matches!(op, Op::ResetTable | Op::DeleteTable | Op::AddIngressChain { .. }),
@@ -1104,19 +1008,22 @@ mod tests {
             assert_ne!(op, &Op::FlushSet(flows.clone()));
             assert!(!matches!(op, Op::AddSet(x) if x.name == flows));
         }
-        for map in ["tcp_10_0_0_100_80_sched", "tcp_10_0_0_100_80_servers"] {
-            assert!(ops.contains(&Op::FlushSet(map.into())), "{map}");
-        }
+        assert!(ops.contains(&Op::FlushSet("tcp_10_0_0_100_80_sched".into())));
         assert!(ops.contains(&Op::AddChain {
             name: "tcp_10_0_0_100_80_to_10_0_0_13_0".into(),
             hook: None
         }));
+        assert!(ops
+            .iter()
+            .any(|o| matches!(o, Op::AddSet(x) if x.name == "tcp_10_0_0_100_80_f_10_0_0_13_0")));
 
-        // A server leaves: its chain goes, after the map that pointed at it was flushed.
+        // A server leaves: its memory goes with its chain, in the same batch, after the
+        // map that pointed at the chain was flushed; the others' memories stay.
         let ops = dr_ops(&diff(Some(&three), &two));
         let at = |op: &Op| ops.iter().position(|o| o == op).unwrap();
         let gone = Op::DeleteChain("tcp_10_0_0_100_80_to_10_0_0_13_0".into());
-        assert!(at(&Op::FlushSet("tcp_10_0_0_100_80_servers".into())) < at(&gone));
+        assert!(at(&Op::FlushSet("tcp_10_0_0_100_80_sched".into())) < at(&gone));
+        assert!(ops.contains(&Op::DeleteSet("tcp_10_0_0_100_80_f_10_0_0_13_0".into())));
         assert!(!ops.contains(&Op::DeleteSet(flows.clone())));
 
         // Another persistence: the memory's key changes, so the map is made anew.
