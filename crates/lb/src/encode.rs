@@ -15,8 +15,9 @@ use netlink_packet_netfilter::nftables::{
     Bitwise, ChainAttribute, ChainMessage, Cmp, DataAttribute, DevHookNumber, ExpressionAttribute,
     Expressions, Hook as NlHook, HookNumber, Immediate, InetHookNumber, ListAttribute, Lookup,
     Meta, MetaKey as NlMetaKey, NfTablesMessage, Operator, Payload, Register, RuleAttribute,
-    RuleMessage, SetAttribute, SetDescription, SetElementAttribute, SetElementList, SetElementMessage, SetFlags,
-    SetMessage, TableAttribute, TableMessage, Verdict, VerdictAttribute,
+    RuleMessage, SetAttribute, SetDescription, SetElementAttribute, SetElementList,
+    SetElementMessage, SetFlags, SetMessage, TableAttribute, TableMessage, Verdict,
+    VerdictAttribute,
 };
 use netlink_packet_netfilter::none::ControlMessage;
 use netlink_packet_netfilter::{
@@ -637,6 +638,29 @@ mod tests {
         };
         assert_eq!(attributes[1], be32(NFTA_NAT_FAMILY, NFPROTO_IPV6));
         assert_eq!(attributes[3], be32(NFTA_NAT_REG_PROTO_MIN, 12));
+    }
+
+    #[test]
+    fn a_bounded_dynamic_set_carries_its_size_and_timeout() {
+        let set = Set {
+            name: "flows".into(),
+            key_type: crate::objects::datatype::concat(7, 13),
+            key_len: 8,
+            data: SetData::None,
+            timeout: Some(std::time::Duration::from_secs(900)),
+            size: Some(262_144),
+            elements: Vec::new(),
+        };
+        let m = set_message(&set, 1, DR_TABLE);
+        assert!(m
+            .attributes
+            .contains(&SetAttribute::Flags(SetFlags::Timeout | SetFlags::Eval)));
+        assert!(m
+            .attributes
+            .contains(&SetAttribute::Description(vec![SetDescription::Size(
+                262_144
+            )])));
+        assert!(m.attributes.contains(&SetAttribute::Timeout(900_000)));
     }
 
     #[test]

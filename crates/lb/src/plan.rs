@@ -20,7 +20,7 @@
 //! ```
 //!
 //! Direct-routing services live in a second table, `netdev tandem_lb_dr`,
-//! planned by [`dr`] and replaced whole in the same batch when they change.
+//! planned and diffed by [`dr`], changed in the same batch.
 //!
 //! Every rule is one `nft` can print: the scheduler's choice is a verdict
 //! (a `goto`), not a number fed to a second lookup. Persistence sets are
@@ -31,8 +31,8 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use crate::objects::{
-    datatype, reg, Chain, DynsetOp, ElementData, Expr, Hook, MetaKey, PayloadBase,
-    Ruleset, ServiceObjects, Set, SetData,
+    datatype, reg, Chain, DynsetOp, ElementData, Expr, Hook, MetaKey, PayloadBase, Ruleset,
+    ServiceObjects, Set, SetData,
 };
 use crate::schedule;
 use crate::service::{Forwarding, Scheduler, Server, Service, ServiceKey};

@@ -393,7 +393,10 @@ impl Held {
 }
 
 fn echo_servers(t: &Topology) -> anyhow::Result<Vec<EchoServer>> {
-    t.servers.iter().map(|ns| EchoServer::start(ns, ECHO)).collect()
+    t.servers
+        .iter()
+        .map(|ns| EchoServer::start(ns, ECHO))
+        .collect()
 }
 
 /// Empties the director's flow memory of the service on `ECHO` by hand: what a director
@@ -460,7 +463,10 @@ fn dr_connections_stay_on_their_server_when_a_server_joins_or_a_weight_changes(
         reweighted.is_empty(),
         "reset when rs1's weight changed: {reweighted:?}"
     );
-    assert!(fresh_spread[2] > 0, "rs3 takes new connections: {fresh_spread:?}");
+    assert!(
+        fresh_spread[2] > 0,
+        "rs3 takes new connections: {fresh_spread:?}"
+    );
     // The buckets did move: without the memory some connections are reset.
     assert!(
         !forgotten.is_empty(),
@@ -489,7 +495,10 @@ fn dr_a_leaving_server_moves_only_its_connections() -> anyhow::Result<()> {
     lb.apply(&[service(&SERVERS, &[1, 0, 1])])?;
     let quiesced = held.settle();
     let fresh = Held::open(&t, &echo, 30)?;
-    assert!(quiesced.is_empty(), "reset when rs2 was quiesced: {quiesced:?}");
+    assert!(
+        quiesced.is_empty(),
+        "reset when rs2 was quiesced: {quiesced:?}"
+    );
     assert_eq!(fresh.spread()[1], 0, "{:?}", fresh.spread());
 
     // rs2 leaves: exactly its connections move (to servers that reset them).

@@ -1,20 +1,23 @@
 //! Direct routing (`lb_kind DR`): the packet goes to the real server unchanged, only its
 //! destination MAC becomes the server's, and the server answers the client itself.
 //!
-//! Table `netdev tandem_lb_dr`, replaced whole when it changes:
+//! Table `netdev tandem_lb_dr`, changed in place ([`diff`]) so the flow sets survive:
 //!
 //! ```text
 //! chain ingress_<dev> (hook ingress, device <dev>, priority 0):     per device the VIP arrives on
 //!     pkttype host  <ether proto>  daddr <vip>  <proto> dport <port>  jump <svc>
 //! chain <svc>:
+//!     <flow> in @<svc>_f_<server>  goto <svc>_to_<server>   per server: flows it already has
 //!     jhash(<key>) mod 4093  vmap @<svc>_sched      (no server: no rule, the director's
 //!                                                    own stack answers, as for NAT's reject)
 //! map <svc>_sched: bucket -> goto <svc>_to_<server>  weighted rendezvous table
+//! set <svc>_f_<server>: flows, timeout, size 262144  filled by the packets
 //! chain <svc>_to_<server>:
+//!     update @<svc>_f_<server> { <flow> }            (records the flow, refreshes its entry)
 //!     fwd ip to <server> device <egress>             (neighbour lookup: the server's MAC)
 //! ```
 //!
-//! There is no connection table before routing, so the server is chosen per flow by a hash
+//! There is no connection table before routing, so a new flow's server is chosen by a hash
 //! of the packet, never by a counter: every packet of a TCP connection picks the same bucket,
 //! and both directors of a pair, planning the same pool, own the same table, so a connection
 //! keeps its server when the other director takes the address. The key is the flow
@@ -22,11 +25,18 @@
 //! (`saddr`, masked by the persistence granularity) for sh and mh and for any persistent
 //! service, the destination for dh; fo and ovf send everything to the highest weight.
 //!
+//! The director also remembers, per server, the flows it sent there (the client with
+//! persistence), so a pool change moves no open connection: a joining server or a new
+//! weight only places new flows. A leaving server's set goes with its chain in the same
+//! batch, so its flows are placed afresh and nothing sends to it. One set per server rather
+//! than one map from flow to server: deleting the set drops exactly that server's entries,
+//! and nft (1.0.6) aborts listing a lookup keyed by another map's value.
+//!
 //! Buckets are handed out by weighted rendezvous hashing ([`schedule::rendezvous_table`])
-//! rather than by IPVS's mh Maglev table: without a connection table, a bucket that changes
-//! owner resets the connections hashed to it. Rendezvous moves exactly the buckets of a
-//! server that leaves (Maglev also moves a few of the others), and a server that joins takes
-//! buckets only for itself.
+//! rather than by IPVS's mh Maglev table: a director without the flows in its sets (a backup
+//! that just took over) resets the connections of a bucket that changes owner. Rendezvous
+//! moves exactly the buckets of a server that leaves (Maglev also moves a few of the
+//! others), and a server that joins takes buckets only for itself.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -856,7 +866,10 @@ mod tests {
         // Source address . source port (the port padded to a register), per server.
         assert_eq!(
             (flows.key_type, flows.key_len),
-            (datatype::concat(datatype::IPADDR, datatype::INET_SERVICE), 8)
+            (
+                datatype::concat(datatype::IPADDR, datatype::INET_SERVICE),
+                8
+            )
         );
         assert_eq!(flows.data, SetData::None);
         assert_eq!(flows.timeout, Some(Duration::from_secs(900)));
@@ -880,7 +893,9 @@ mod tests {
             assert_eq!(rule, &want);
         }
         // 3. Any other flow: the buckets.
-        assert!(matches!(rules[2].last(), Some(Expr::Lookup { set, .. }) if set.ends_with("_sched")));
+        assert!(
+            matches!(rules[2].last(), Some(Expr::Lookup { set, .. }) if set.ends_with("_sched"))
+        );
         // Each packet sent to a server records its flow (or refreshes it), in a rule of
         // its own: a full memory stops that rule, not the forwarding.
         let to = &svc.chains[1];
@@ -970,8 +985,10 @@ mod tests {
             .sets
             .iter()
             .any(|x| x.name == "tcp_10_0_0_100_80_f_10_0_0_12_0"));
-        assert!(svc.chains[0].rules.iter().any(|r| r.last()
-            == Some(&Expr::Goto("tcp_10_0_0_100_80_to_10_0_0_12_0".into()))));
+        assert!(svc.chains[0]
+            .rules
+            .iter()
+            .any(|r| r.last() == Some(&Expr::Goto("tcp_10_0_0_100_80_to_10_0_0_12_0".into()))));
         assert!(!owners(&r).iter().any(|o| o.starts_with("10_0_0_12")));
     }
 
@@ -1000,7 +1017,10 @@ mod tests {
         let flows = "tcp_10_0_0_100_80_f_10_0_0_11_0".to_string();
         for op in &ops {
             assert!(
-                !matches!(op, Op::ResetTable | Op::DeleteTable | Op::AddIngressChain { .. }),
+                !matches!(
+                    op,
+                    Op::ResetTable | Op::DeleteTable | Op::AddIngressChain { .. }
+                ),
                 "{op:?}"
             );
             assert_ne!(op, &Op::FlushChain("ingress_eth0".into()));
@@ -1035,7 +1055,9 @@ mod tests {
         let persistent = plan(&[nat.clone(), p]).unwrap();
         let ops = dr_ops(&diff(Some(&two), &persistent));
         assert!(ops.contains(&Op::DeleteSet(flows.clone())));
-        assert!(ops.iter().any(|o| matches!(o, Op::AddSet(x) if x.name == flows)));
+        assert!(ops
+            .iter()
+            .any(|o| matches!(o, Op::AddSet(x) if x.name == flows)));
 
         // The service goes: its dispatch rule first, then its objects; the last one takes
         // the table with it.
