@@ -15,15 +15,15 @@ use netlink_packet_netfilter::nftables::{
     Bitwise, ChainAttribute, ChainMessage, Cmp, DataAttribute, DevHookNumber, ExpressionAttribute,
     Expressions, Hook as NlHook, HookNumber, Immediate, InetHookNumber, ListAttribute, Lookup,
     Meta, MetaKey as NlMetaKey, NfTablesMessage, Operator, Payload, Register, RuleAttribute,
-    RuleMessage, SetAttribute, SetElementAttribute, SetElementList, SetElementMessage, SetFlags,
-    SetMessage, TableAttribute, TableMessage, Verdict, VerdictAttribute,
+    RuleMessage, SetAttribute, SetDescription, SetElementAttribute, SetElementList,
+    SetElementMessage, SetFlags, SetMessage, TableAttribute, TableMessage, Verdict,
+    VerdictAttribute,
 };
 use netlink_packet_netfilter::none::ControlMessage;
 use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
 };
 
-use crate::objects::DrRuleset;
 use crate::objects::{DynsetOp, ElementData, Expr, MetaKey, PayloadBase, Set, SetData};
 use crate::plan::{Op, DR_TABLE, TABLE};
 
@@ -266,6 +266,9 @@ fn set_message(set: &Set, id: u32, table: &str) -> SetMessage {
         attributes.push(SetAttribute::DataType(NFT_DATA_VERDICT));
         attributes.push(SetAttribute::DataLen(0));
     }
+    if let Some(size) = set.size {
+        attributes.push(SetAttribute::Description(vec![SetDescription::Size(size)]));
+    }
     attributes.push(SetAttribute::Id(id));
     if let Some(t) = set.timeout {
         attributes.push(SetAttribute::Timeout(t.as_millis() as u64));
@@ -335,65 +338,28 @@ pub fn messages(ops: &[Op]) -> Vec<Described> {
     out
 }
 
-/// The messages that replace the direct-routing table with `dr`.
-fn dr_messages(dr: &DrRuleset, set_id: &mut u32, out: &mut Vec<Described>) {
-    let mut ops = vec![Op::ResetTable];
-    for s in &dr.services {
-        ops.extend(s.sets.iter().map(|x| Op::AddSet(x.definition())));
-        ops.extend(s.chains.iter().map(|c| Op::AddChain {
-            name: c.name.clone(),
-            hook: None,
-        }));
-    }
-    for s in &dr.services {
-        ops.extend(s.sets.iter().map(|x| Op::AddElements {
-            set: x.name.clone(),
-            elements: x.elements.clone(),
-        }));
-        for c in &s.chains {
-            ops.extend(c.rules.iter().map(|r| Op::AddRule {
-                chain: c.name.clone(),
-                exprs: r.clone(),
-            }));
-        }
-    }
-    for op in &ops {
-        table_messages(op, NETDEV, set_id, out);
-    }
-    for chain in &dr.ingress {
-        out.push((
-            NfTablesMessage::NewChain(ChainMessage {
-                attributes: vec![
-                    ChainAttribute::Table(DR_TABLE.to_string()),
-                    ChainAttribute::Name(chain.name.clone()),
-                    ChainAttribute::Hook(vec![
-                        NlHook::Number(HookNumber::Dev(DevHookNumber::Ingress)),
-                        NlHook::Priority(0),
-                        NlHook::NetDeviceName(chain.device.clone()),
-                    ]),
-                    ChainAttribute::Policy(1), // NF_ACCEPT
-                    ChainAttribute::Type("filter".to_string()),
-                ],
-            }),
-            NetfilterProtoFamily::NetDev,
-            NLM_F_CREATE,
-            format!(
-                "add chain netdev {DR_TABLE} {} {{ type filter hook ingress device {} priority 0; }}",
-                chain.name, chain.device
-            ),
-        ));
-        for rule in &chain.rules {
-            table_messages(
-                &Op::AddRule {
-                    chain: chain.name.clone(),
-                    exprs: rule.clone(),
-                },
-                NETDEV,
-                set_id,
-                out,
-            );
-        }
-    }
+/// The message that creates `netdev` base chain `name` on `device`'s ingress hook.
+fn ingress_chain(name: &str, device: &str) -> Described {
+    (
+        NfTablesMessage::NewChain(ChainMessage {
+            attributes: vec![
+                ChainAttribute::Table(DR_TABLE.to_string()),
+                ChainAttribute::Name(name.to_string()),
+                ChainAttribute::Hook(vec![
+                    NlHook::Number(HookNumber::Dev(DevHookNumber::Ingress)),
+                    NlHook::Priority(0),
+                    NlHook::NetDeviceName(device.to_string()),
+                ]),
+                ChainAttribute::Policy(1), // NF_ACCEPT
+                ChainAttribute::Type("filter".to_string()),
+            ],
+        }),
+        NetfilterProtoFamily::NetDev,
+        NLM_F_CREATE,
+        format!(
+            "add chain netdev {DR_TABLE} {name} {{ type filter hook ingress device {device} priority 0; }}"
+        ),
+    )
 }
 
 /// The messages of one operation on table `t` (the direct-routing operations name theirs).
@@ -532,7 +498,12 @@ fn table_messages(op: &Op, t: Table, set_id: &mut u32, out: &mut Vec<Described>)
                 NLM_F_CREATE | NLM_F_APPEND,
                 format!("add rule {fam} {tn} {chain} {exprs:?}"),
             )),
-            Op::ReplaceDr(dr) => dr_messages(dr, set_id, out),
+            Op::AddIngressChain { name, device } => out.push(ingress_chain(name, device)),
+            Op::Dr(ops) => {
+                for op in ops {
+                    table_messages(op, NETDEV, set_id, out);
+                }
+            }
             Op::DeleteDrTable => table_messages(&Op::DeleteTable, NETDEV, set_id, out),
         }
     }
@@ -667,6 +638,29 @@ mod tests {
         };
         assert_eq!(attributes[1], be32(NFTA_NAT_FAMILY, NFPROTO_IPV6));
         assert_eq!(attributes[3], be32(NFTA_NAT_REG_PROTO_MIN, 12));
+    }
+
+    #[test]
+    fn a_bounded_dynamic_set_carries_its_size_and_timeout() {
+        let set = Set {
+            name: "flows".into(),
+            key_type: crate::objects::datatype::concat(7, 13),
+            key_len: 8,
+            data: SetData::None,
+            timeout: Some(std::time::Duration::from_secs(900)),
+            size: Some(262_144),
+            elements: Vec::new(),
+        };
+        let m = set_message(&set, 1, DR_TABLE);
+        assert!(m
+            .attributes
+            .contains(&SetAttribute::Flags(SetFlags::Timeout | SetFlags::Eval)));
+        assert!(m
+            .attributes
+            .contains(&SetAttribute::Description(vec![SetDescription::Size(
+                262_144
+            )])));
+        assert!(m.attributes.contains(&SetAttribute::Timeout(900_000)));
     }
 
     #[test]

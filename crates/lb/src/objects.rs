@@ -233,6 +233,8 @@ pub struct Set {
     /// `Some` for a dynamic set whose elements expire (persistence): the
     /// packet path fills it and a change of servers keeps it.
     pub timeout: Option<Duration>,
+    /// Most elements the packet path may add (`None`: the kernel's default).
+    pub size: Option<u32>,
     /// Static elements (key, data).
     pub elements: Vec<(Vec<u8>, ElementData)>,
 }
@@ -274,7 +276,8 @@ pub struct IngressChain {
     pub rules: Vec<Vec<Expr>>,
 }
 
-/// The direct-routing table (family `netdev`): planned whole, replaced whole.
+/// The direct-routing table (family `netdev`), planned whole; a change touches only what
+/// changed, so the flow maps the packets fill survive it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DrRuleset {
     /// One base chain per ingress device.

@@ -20,7 +20,7 @@
 //! ```
 //!
 //! Direct-routing services live in a second table, `netdev tandem_lb_dr`,
-//! planned by [`dr`] and replaced whole in the same batch when they change.
+//! planned and diffed by [`dr`], changed in the same batch.
 //!
 //! Every rule is one `nft` can print: the scheduler's choice is a verdict
 //! (a `goto`), not a number fed to a second lookup. Persistence sets are
@@ -31,8 +31,8 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use crate::objects::{
-    datatype, reg, Chain, DrRuleset, DynsetOp, ElementData, Expr, Hook, MetaKey, PayloadBase,
-    Ruleset, ServiceObjects, Set, SetData,
+    datatype, reg, Chain, DynsetOp, ElementData, Expr, Hook, MetaKey, PayloadBase, Ruleset,
+    ServiceObjects, Set, SetData,
 };
 use crate::schedule;
 use crate::service::{Forwarding, Scheduler, Server, Service, ServiceKey};
@@ -353,6 +353,7 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
                 key_len: alen,
                 data: SetData::None,
                 timeout: Some(p.timeout),
+                size: None,
                 elements: Vec::new(),
             });
             let mut known_client = Vec::new();
@@ -379,6 +380,7 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
         key_len: 4,
         data: SetData::Verdict,
         timeout: None,
+        size: None,
         elements: slots
             .iter()
             .enumerate()
@@ -627,8 +629,16 @@ pub enum Op {
         /// Its expressions.
         exprs: Vec<Expr>,
     },
-    /// Replaces the direct-routing table (family `netdev`) with this one, whole.
-    ReplaceDr(DrRuleset),
+    /// Creates a `netdev` base chain on `device`'s ingress hook (direct-routing table).
+    AddIngressChain {
+        /// Chain name.
+        name: String,
+        /// The device whose ingress it hooks.
+        device: String,
+    },
+    /// These operations, on the direct-routing table (family `netdev`) rather than the NAT
+    /// table.
+    Dr(Vec<Op>),
     /// Removes the direct-routing table if it exists.
     DeleteDrTable,
 }
@@ -651,7 +661,7 @@ fn add_rules(out: &mut Vec<Op>, chains: &[Chain]) {
     }
 }
 
-fn add_service(out: &mut Vec<Op>, s: &ServiceObjects) {
+pub(crate) fn add_service(out: &mut Vec<Op>, s: &ServiceObjects) {
     out.extend(s.sets.iter().map(|x| Op::AddSet(x.definition())));
     out.extend(s.chains.iter().map(|c| Op::AddChain {
         name: c.name.clone(),
@@ -661,7 +671,7 @@ fn add_service(out: &mut Vec<Op>, s: &ServiceObjects) {
     add_rules(out, &s.chains);
 }
 
-fn remove_service(out: &mut Vec<Op>, s: &ServiceObjects) {
+pub(crate) fn remove_service(out: &mut Vec<Op>, s: &ServiceObjects) {
     out.extend(s.chains.iter().map(|c| Op::FlushChain(c.name.clone())));
     out.extend(s.sets.iter().map(|x| Op::DeleteSet(x.name.clone())));
     out.extend(s.chains.iter().map(|c| Op::DeleteChain(c.name.clone())));
@@ -669,7 +679,7 @@ fn remove_service(out: &mut Vec<Op>, s: &ServiceObjects) {
 
 /// A changed service: every chain flushed and refilled, static sets
 /// refilled, persistence sets kept when their server stays.
-fn change_service(out: &mut Vec<Op>, old: &ServiceObjects, new: &ServiceObjects) {
+pub(crate) fn change_service(out: &mut Vec<Op>, old: &ServiceObjects, new: &ServiceObjects) {
     let kept = |x: &Set| {
         new.sets
             .iter()
@@ -715,12 +725,12 @@ fn change_service(out: &mut Vec<Op>, old: &ServiceObjects, new: &ServiceObjects)
 /// survive a change of weights or of other servers.
 pub fn diff(old: Option<&Ruleset>, new: &Ruleset) -> Vec<Op> {
     let mut out = diff_inet(old, new);
-    // The direct-routing table holds no state packets fill: it is replaced whole.
-    if old.map(|o| &o.dr) != Some(&new.dr) {
+    let old_dr = old.map(|o| &o.dr);
+    if old_dr != Some(&new.dr) {
         out.push(if new.dr.is_empty() {
             Op::DeleteDrTable
         } else {
-            Op::ReplaceDr(new.dr.clone())
+            Op::Dr(dr::diff(old_dr.filter(|o| !o.is_empty()), &new.dr))
         });
     }
     out

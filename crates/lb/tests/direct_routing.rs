@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tandem_lab::{Lab, Netns};
+use tandem_lab::{EchoServer, FlowOptions, Lab, Netns, TcpFlows};
 use tandem_lb::{Backend, Link, Nftables, Persistence, Protocol, Scheduler, Service};
 
 const VIP: &str = "10.0.0.100";
@@ -28,6 +28,8 @@ struct Topology {
     eth0: u32,
     /// Requests answered, per server.
     counts: Vec<Arc<AtomicUsize>>,
+    /// The real servers' namespaces.
+    servers: Vec<Netns>,
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -72,6 +74,7 @@ impl Topology {
         director.ip("addr add fd00::1/64 dev eth0")?;
         director.ip(&format!("addr add {VIP6}/128 dev eth0"))?;
         let mut counts = Vec::new();
+        let mut servers = Vec::new();
         for (i, addr) in SERVERS.iter().enumerate() {
             let name = format!("rs{}", i + 1);
             let ns = lab.netns(&name)?;
@@ -87,6 +90,7 @@ impl Topology {
             ns.ip(&format!("addr add {}/64 dev eth0", SERVERS6[i]))?;
             ns.ip(&format!("addr add {VIP6}/128 dev lo"))?;
             counts.push(serve_http(&ns, name)?);
+            servers.push(ns);
         }
         for addr in SERVERS.iter().chain(&SERVERS6) {
             client.wait_ping(addr, Duration::from_secs(5))?;
@@ -98,6 +102,7 @@ impl Topology {
             director,
             eth0,
             counts,
+            servers,
         })
     }
 
@@ -112,9 +117,20 @@ impl Topology {
         scheduler: Scheduler,
         weights: &[u32],
     ) -> Service {
-        let mut s = Service::dr(ip(vip), PORT, Protocol::Tcp, scheduler, &["eth0"]);
+        self.service_at(vip, PORT, servers, scheduler, weights)
+    }
+
+    fn service_at(
+        &self,
+        vip: &str,
+        port: u16,
+        servers: &[&str],
+        scheduler: Scheduler,
+        weights: &[u32],
+    ) -> Service {
+        let mut s = Service::dr(ip(vip), port, Protocol::Tcp, scheduler, &["eth0"]);
         for (addr, &w) in servers.iter().zip(weights) {
-            s = s.server(ip(addr), PORT, w).egress(
+            s = s.server(ip(addr), port, w).egress(
                 ip(addr),
                 Link {
                     name: "eth0".into(),
@@ -326,6 +342,178 @@ fn dr_forwards_ipv6_by_neighbour_discovery() -> anyhow::Result<()> {
     eprintln!("IPv6 per server {counts:?}");
     assert_eq!(answers.len(), 90);
     assert!(counts.iter().all(|&c| c >= 10), "{counts:?}");
+    lb.clear()?;
+    Ok(())
+}
+
+/// Port of the long-lived connections' echo servers.
+const ECHO: u16 = 7000;
+
+/// Long-lived connections through the VIP, and the server each one reached.
+struct Held {
+    flows: TcpFlows,
+    /// Per flow (by id), the index of the server that accepted it.
+    owner: Vec<usize>,
+}
+
+impl Held {
+    fn open(t: &Topology, echo: &[EchoServer], n: usize) -> anyhow::Result<Held> {
+        let opts = FlowOptions {
+            interval: Duration::from_millis(50),
+            ..FlowOptions::default()
+        };
+        let flows = TcpFlows::start_with(&t.client, SocketAddr::new(ip(VIP), ECHO), n, opts)?;
+        flows.wait_all_progress(Duration::from_secs(10))?;
+        let owner = (flows.report().per_flow.iter())
+            .map(|f| {
+                let port = f.local.port();
+                echo.iter()
+                    .position(|e| e.peers().iter().any(|p| p.port() == port))
+                    .with_context(|| format!("no server accepted flow {}", f.id))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Held { flows, owner })
+    }
+
+    /// Connections per server.
+    fn spread(&self) -> [usize; 3] {
+        let mut out = [0; 3];
+        self.owner.iter().for_each(|&o| out[o] += 1);
+        out
+    }
+
+    /// Waits until every flow has echoed once more or died (a reset arrives one round trip
+    /// after the first packet sent to a server that does not know the connection); the ids
+    /// of the dead.
+    fn settle(&self) -> Vec<usize> {
+        let _ = self.flows.wait_all_progress(Duration::from_secs(5));
+        let dead: Vec<usize> = self.flows.report().dead().iter().map(|f| f.id).collect();
+        dead
+    }
+}
+
+fn echo_servers(t: &Topology) -> anyhow::Result<Vec<EchoServer>> {
+    t.servers
+        .iter()
+        .map(|ns| EchoServer::start(ns, ECHO))
+        .collect()
+}
+
+/// Empties the director's flow memory of the service on `ECHO` by hand: what a director
+/// without one (the stateless design, or a backup that just took over) does next.
+fn forget_flows(t: &Topology) -> anyhow::Result<()> {
+    for addr in SERVERS {
+        let set = format!("tcp_10_0_0_100_{ECHO}_f_{}_0", addr.replace('.', "_"));
+        // A server not in the pool has no set.
+        let _ = nft(&t.director, &format!("flush set netdev tandem_lb_dr {set}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn dr_connections_stay_on_their_server_when_a_server_joins_or_a_weight_changes(
+) -> anyhow::Result<()> {
+    tandem_lab::require_root!(Ok(()));
+    const FLOWS: usize = 60;
+    let t = Topology::new("lbdrj")?;
+    let echo = echo_servers(&t)?;
+    let mut lb = t.backend()?;
+    let service = |weights: &[u32]| {
+        t.service_at(
+            VIP,
+            ECHO,
+            &SERVERS[..weights.len()],
+            Scheduler::WeightedRoundRobin,
+            weights,
+        )
+    };
+    lb.apply(&[service(&[1, 1])])?;
+    let held = Held::open(&t, &echo, FLOWS)?;
+    let before = held.spread();
+    assert_eq!(before[2], 0, "rs3 is not in the pool yet: {before:?}");
+    let listing = nft(&t.director, "list table netdev tandem_lb_dr")?;
+    assert!(
+        listing.contains("update @tcp_10_0_0_100_7000_f_10_0_0_11_0"),
+        "{listing}"
+    );
+
+    // rs3 joins (its checker brought it back), then rs1's weight triples: the buckets they
+    // take move, the connections already in them stay where they are.
+    lb.apply(&[service(&[1, 1, 1])])?;
+    let joined = held.settle();
+    lb.apply(&[service(&[3, 1, 1])])?;
+    let reweighted = held.settle();
+    // New connections do follow the new pool.
+    let fresh = Held::open(&t, &echo, 30)?;
+    let fresh_spread = fresh.spread();
+
+    // The same connections with the memory emptied: what the stateless director did.
+    forget_flows(&t)?;
+    let forgotten = held.settle();
+    println!(
+        "DR, {FLOWS} connections over rs1, rs2 {before:?}; rs3 joined, then rs1's weight 1 -> 3: \
+         reset with the flow memory {} + {}, with the memory emptied {} (the stateless \
+         director's figure); new connections {fresh_spread:?}",
+        joined.len(),
+        reweighted.len(),
+        forgotten.len()
+    );
+    assert!(joined.is_empty(), "reset when rs3 joined: {joined:?}");
+    assert!(
+        reweighted.is_empty(),
+        "reset when rs1's weight changed: {reweighted:?}"
+    );
+    assert!(
+        fresh_spread[2] > 0,
+        "rs3 takes new connections: {fresh_spread:?}"
+    );
+    // The buckets did move: without the memory some connections are reset.
+    assert!(
+        !forgotten.is_empty(),
+        "the pool change moved no connection's bucket"
+    );
+    lb.clear()?;
+    Ok(())
+}
+
+#[test]
+fn dr_a_leaving_server_moves_only_its_connections() -> anyhow::Result<()> {
+    tandem_lab::require_root!(Ok(()));
+    const FLOWS: usize = 60;
+    let t = Topology::new("lbdrl")?;
+    let echo = echo_servers(&t)?;
+    let mut lb = t.backend()?;
+    let service = |servers: &[&str], weights: &[u32]| {
+        t.service_at(VIP, ECHO, servers, Scheduler::RoundRobin, weights)
+    };
+    lb.apply(&[service(&SERVERS, &[1, 1, 1])])?;
+    let held = Held::open(&t, &echo, FLOWS)?;
+    let spread = held.spread();
+    assert!(spread.iter().all(|&n| n >= 5), "{spread:?}");
+
+    // rs2 quiesced (weight 0): its connections stay, new ones avoid it.
+    lb.apply(&[service(&SERVERS, &[1, 0, 1])])?;
+    let quiesced = held.settle();
+    let fresh = Held::open(&t, &echo, 30)?;
+    assert!(
+        quiesced.is_empty(),
+        "reset when rs2 was quiesced: {quiesced:?}"
+    );
+    assert_eq!(fresh.spread()[1], 0, "{:?}", fresh.spread());
+
+    // rs2 leaves: exactly its connections move (to servers that reset them).
+    lb.apply(&[service(&[SERVERS[0], SERVERS[2]], &[1, 1])])?;
+    let dead = held.settle();
+    let of_rs2: Vec<usize> = (0..FLOWS).filter(|&i| held.owner[i] == 1).collect();
+    println!(
+        "DR, {FLOWS} connections {spread:?}; rs2 quiesced: {} reset; rs2 removed: {} reset, \
+         {} of them rs2's",
+        quiesced.len(),
+        dead.len(),
+        dead.iter().filter(|i| held.owner[**i] == 1).count()
+    );
+    assert_eq!(dead, of_rs2, "only rs2's connections move");
+    assert!(fresh.settle().is_empty(), "the new connections stay");
     lb.clear()?;
     Ok(())
 }
