@@ -294,6 +294,22 @@ fn inside_the_vm() {
         .expect("stopping a stopped daemon is fine");
     assert!(lb.daemons().unwrap().is_empty());
 
+    // Stopped the moment it started (as when an instance takes over at once): the kernel
+    // answers nothing when the daemon's thread has not run yet, but the daemon is gone.
+    for state in [DaemonState::Backup, DaemonState::Master] {
+        lb.start_daemon(&syncd, state).unwrap();
+        let t = Instant::now();
+        lb.stop_daemon(state)
+            .expect("stop a daemon started a moment before");
+        println!(
+            "{} daemon stopped right after its start in {:?}",
+            state.name(),
+            t.elapsed()
+        );
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        assert!(lb.daemons().unwrap().is_empty());
+    }
+
     // Clear removes tandem's services only.
     lb.clear().expect("clear");
     let listing = ipvsadm(&["-Ln"]);
