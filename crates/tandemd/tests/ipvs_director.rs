@@ -13,7 +13,9 @@
 //! - the sync daemon in backup state while the instance is BACKUP, in master state once it
 //!   took over (no peer: after its master-down interval);
 //! - a real server whose listener closes leaves after its retries, and comes back;
-//! - SIGTERM: tandem's service and the sync daemon gone, the operator's own service kept.
+//! - SIGTERM: tandem's service and the sync daemon gone (stopped in master state, not restarted
+//!   as backup on the way out), the operator's own service kept;
+//! - an address owner (priority 255) runs the master daemon from its start.
 //!
 //! Needs qemu-system-x86_64, busybox-static, ipvsadm, cpio and apt-get with Debian's package
 //! lists; without them the test skips, or fails under `TANDEM_LAB_REQUIRE=1`.
@@ -54,6 +56,9 @@ const DELAY_LOOP: u64 = 1;
 const RETRY: u64 = 2;
 const DELAY_BEFORE_RETRY: u64 = 1;
 const PERSISTENCE: u64 = 300;
+/// tandemd's control socket and log inside the VM.
+const CONTROL: &str = "/run/tandem.sock";
+const LOG: &str = "/tmp/tandemd.log";
 /// The operator's own service, which tandem must leave alone.
 const OPERATOR: &str = "10.9.9.9:22";
 
@@ -154,7 +159,7 @@ impl Listener {
     }
 }
 
-fn keepalived_conf() -> String {
+fn keepalived_conf(priority: u8) -> String {
     let reals: String = SERVERS
         .iter()
         .map(|(addr, weight)| {
@@ -178,7 +183,7 @@ fn keepalived_conf() -> String {
          \x20   state BACKUP\n\
          \x20   interface {IFACE}\n\
          \x20   virtual_router_id {VRID}\n\
-         \x20   priority {PRIORITY}\n\
+         \x20   priority {priority}\n\
          \x20   advert_int {ADVERT_INT}\n\
          \x20   virtual_ipaddress {{\n\
          \x20       {VIP}/24\n\
@@ -257,31 +262,29 @@ fn director_inside_the_vm() {
     ipvsadm(&["-A", "-t", OPERATOR, "-s", "rr"]);
     ipvsadm(&["-a", "-t", OPERATOR, "-r", "10.9.9.10:22", "-m"]);
 
-    let conf = Path::new("/tmp/keepalived.conf");
-    let toml = Path::new("/tmp/tandem.toml");
-    let control = Path::new("/run/tandem.sock");
-    let log = Path::new("/tmp/tandemd.log");
-    std::fs::write(conf, keepalived_conf()).unwrap();
-    std::fs::write(toml, "[lb]\nbackend = \"ipvs\"\n").unwrap();
-    let out = std::fs::File::create(log).unwrap();
+    let control = Path::new(CONTROL);
+    let log = Path::new(LOG);
     let start = Instant::now();
-    let mut tandemd = Command::new(TANDEMD)
-        .arg("-f")
-        .arg(conf)
-        .arg("-f")
-        .arg(toml)
-        .arg("--control")
-        .arg(control)
-        .args(["--log", "debug", "--log-target", "stderr"])
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("start tandemd");
+    let tandemd = start_tandemd(PRIORITY);
+
+    // BACKUP: the sync daemon listens (backup state), as keepalived starts it.
+    wait_for("VI_1 in BACKUP", Duration::from_secs(10), log, || {
+        vrrp_state(control) == "BACKUP"
+    });
+    let listing = daemons();
+    let backup = format!("backup sync daemon (mcast={IFACE}, syncid={VRID}");
+    assert!(lists(&listing, &backup), "{listing}");
+    assert!(!lists(&listing, "master sync daemon"), "{listing}");
+    assert_eq!(
+        vrrp_state(control),
+        "BACKUP",
+        "the daemons must be listed while VI_1 is BACKUP"
+    );
+    println!("while BACKUP: {listing}");
 
     // The service as keepalived.conf describes it, both servers up from the start.
     let service = format!("TCP {VIP}:80 wrr persistent {PERSISTENCE}");
-    let up = wait_for(
+    wait_for(
         "tandem's service with both servers",
         Duration::from_secs(20),
         log,
@@ -293,25 +296,11 @@ fn director_inside_the_vm() {
                     .all(|(addr, w)| lists(&l, &server_line(addr, *w)))
         },
     );
-    println!("service with both servers in IPVS {up:?} after tandemd started");
+    println!(
+        "service with both servers in IPVS {:?} after tandemd started",
+        start.elapsed()
+    );
     println!("{}", services());
-
-    // BACKUP: the sync daemon listens (backup state), as keepalived starts it.
-    let backup = format!("backup sync daemon (mcast={IFACE}, syncid={VRID}");
-    wait_for(
-        "the backup sync daemon",
-        Duration::from_secs(5),
-        log,
-        || lists(&daemons(), &backup),
-    );
-    let listing = daemons();
-    let state = vrrp_state(control);
-    assert_eq!(
-        state, "BACKUP",
-        "the backup daemon must be checked while VI_1 is BACKUP (took too long?)"
-    );
-    assert!(!lists(&listing, "master sync daemon"), "{listing}");
-    println!("while BACKUP: {listing}");
 
     // No peer: MASTER after the master-down interval; the daemon switches to master state.
     let master = format!("master sync daemon (mcast={IFACE}, syncid={VRID}");
@@ -365,20 +354,7 @@ fn director_inside_the_vm() {
     println!("real server back in IPVS {back:?} after its listener reopened");
 
     // SIGTERM: tandem's service and the sync daemon go, the operator's service stays.
-    let stop = Instant::now();
-    kill(Pid::from_raw(tandemd.id() as i32), Signal::SIGTERM).unwrap();
-    let status = wait_until(
-        "tandemd to exit",
-        Duration::from_secs(20),
-        Duration::from_millis(20),
-        || tandemd.try_wait().unwrap(),
-    )
-    .unwrap();
-    println!(
-        "tandemd exited ({status}) {:?} after SIGTERM",
-        stop.elapsed()
-    );
-    let logged = std::fs::read_to_string(log).unwrap_or_default();
+    let (status, logged) = stop_tandemd(tandemd);
     let l = services();
     let d = daemons();
     println!("after SIGTERM:\n{l}\n{d}");
@@ -398,8 +374,70 @@ fn director_inside_the_vm() {
         "the backup daemon was restarted at shutdown:\n{shutdown}"
     );
     assert!(!logged.contains("ERROR"), "{logged}");
+    println!("---- tandemd's log ----\n{logged}");
+
+    // The address owner (priority 255) takes over at once: the backup daemon started with
+    // tandemd gives way to the master daemon right away, without an error.
+    let start = Instant::now();
+    let owner = start_tandemd(255);
+    wait_for(
+        "the owner's master sync daemon",
+        Duration::from_secs(10),
+        log,
+        || {
+            let l = daemons();
+            lists(&l, &master) && !lists(&l, "backup sync daemon")
+        },
+    );
+    println!(
+        "owner (priority 255): sync daemon in master state {:?} after start",
+        start.elapsed()
+    );
+    assert_eq!(vrrp_state(control), "MASTER");
+    let (status, logged) = stop_tandemd(owner);
+    assert!(status.success(), "{logged}");
+    assert!(!logged.contains("ERROR"), "{logged}");
+    assert!(!daemons().contains("sync daemon"), "{}", daemons());
     for l in listeners.into_iter().flatten() {
         l.close();
     }
-    println!("---- tandemd's log ----\n{logged}");
+}
+
+/// Starts tandemd on keepalived.conf (VI_1 at `priority`) and tandem.toml choosing IPVS.
+fn start_tandemd(priority: u8) -> std::process::Child {
+    let conf = Path::new("/tmp/keepalived.conf");
+    let toml = Path::new("/tmp/tandem.toml");
+    std::fs::write(conf, keepalived_conf(priority)).unwrap();
+    std::fs::write(toml, "[lb]\nbackend = \"ipvs\"\n").unwrap();
+    let out = std::fs::File::create(LOG).unwrap();
+    Command::new(TANDEMD)
+        .arg("-f")
+        .arg(conf)
+        .arg("-f")
+        .arg(toml)
+        .args(["--control", CONTROL])
+        .args(["--log", "debug", "--log-target", "stderr"])
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("start tandemd")
+}
+
+/// SIGTERMs tandemd and waits for it; returns its exit status and log.
+fn stop_tandemd(mut tandemd: std::process::Child) -> (std::process::ExitStatus, String) {
+    let stop = Instant::now();
+    kill(Pid::from_raw(tandemd.id() as i32), Signal::SIGTERM).unwrap();
+    let status = wait_until(
+        "tandemd to exit",
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        || tandemd.try_wait().unwrap(),
+    )
+    .unwrap();
+    println!(
+        "tandemd exited ({status}) {:?} after SIGTERM",
+        stop.elapsed()
+    );
+    (status, std::fs::read_to_string(LOG).unwrap_or_default())
 }
