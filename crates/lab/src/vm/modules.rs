@@ -93,3 +93,65 @@ fn visit(
     order.push((name.to_string(), ko.clone()));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake `lib/modules/<version>`: module files holding only their `.modinfo` strings.
+    fn tree(tag: &str, modules: &[(&str, &str)], builtin: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tandem-mods-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (path, depends) in modules {
+            let file = dir.join("kernel").join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            let modinfo = format!("\0license=GPL\0depends={depends}\0intree=Y\0");
+            std::fs::write(file, modinfo).unwrap();
+        }
+        std::fs::write(dir.join("modules.builtin"), builtin).unwrap();
+        dir
+    }
+
+    fn names(order: &[(String, PathBuf)]) -> Vec<&str> {
+        order.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    #[test]
+    fn dependencies_load_first_once_and_builtins_are_skipped() {
+        let dir = tree(
+            "order",
+            &[
+                ("net/ip_vs_rr.ko", "ip_vs"),
+                ("net/ip_vs.ko", "nf_conntrack,libcrc32c"),
+                ("net/nf_conntrack.ko", "nf_defrag-ipv4,libcrc32c"),
+                ("lib/libcrc32c.ko", ""),
+                ("net/nf_defrag-ipv4.ko", ""),
+                ("drivers/dummy.ko", "crc32c_generic"),
+            ],
+            "kernel/crypto/crc32c_generic.ko\n",
+        );
+        let order = load_order(&dir, &["ip_vs_rr".into(), "dummy".into(), "ip_vs".into()]);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            names(&order.unwrap()),
+            [
+                "nf_defrag_ipv4",
+                "libcrc32c",
+                "nf_conntrack",
+                "ip_vs",
+                "ip_vs_rr",
+                "dummy"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_module_or_a_cycle_is_an_error() {
+        let dir = tree("bad", &[("a.ko", "b"), ("b.ko", "a"), ("c.ko", "gone")], "");
+        let cycle = load_order(&dir, &["a".into()]).unwrap_err().to_string();
+        let missing = load_order(&dir, &["c".into()]).unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(cycle.contains("cycle: a -> b -> a"), "{cycle}");
+        assert!(missing.contains("module gone is neither"), "{missing}");
+    }
+}
