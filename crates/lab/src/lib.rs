@@ -26,6 +26,7 @@ mod netns;
 mod pair;
 pub mod peers;
 mod ping;
+pub mod vm;
 
 use std::time::{Duration, Instant};
 

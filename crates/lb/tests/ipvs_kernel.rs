@@ -1,11 +1,11 @@
 //! The IPVS backend against a real kernel's `ip_vs`, in a virtual machine.
 //!
 //! The machines tandem is developed on have no `ip_vs`, Debian's kernel has
-//! it. The outer test, [`ipvs_backend_in_a_debian_kernel_vm`], downloads
-//! Debian's cloud kernel package (cached under cargo's target tmp dir),
-//! builds an initramfs with busybox, the IPVS modules, Debian's `ipvsadm`
-//! and this test binary (each with its shared libraries), and boots it in
-//! qemu (TCG). The VM's init runs the inner test, [`inside_the_vm`], which
+//! it. The outer test, [`ipvs_backend_in_a_debian_kernel_vm`], has
+//! `tandem_lab::vm` boot Debian's cloud kernel (cached under cargo's target
+//! tmp dir) in qemu (TCG) with busybox, the IPVS modules, Debian's `ipvsadm`
+//! and this test binary (each with its shared libraries). The VM's init
+//! runs the inner test, [`inside_the_vm`], which
 //! drives the real [`Ipvs`] backend and checks the kernel's state both
 //! through its own dumps and through `ipvsadm`'s output.
 //!
@@ -13,14 +13,12 @@
 //! Debian's package lists; without them the test skips, or fails under
 //! `TANDEM_LAB_REQUIRE=1`.
 
-use std::collections::BTreeSet;
-use std::io::Read;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use tandem_lab::vm::{self, Vm};
 use tandem_lb::ipvs::{DaemonState, RealServer, SyncDaemon, VirtualService};
 use tandem_lb::{
     Backend, Forwarding, Ipvs, Persistence, Protocol, Scheduler, Server, Service, ServiceKey,
@@ -28,21 +26,9 @@ use tandem_lb::{
 
 /// Set in the VM's environment: the inner test runs only there.
 const IN_VM: &str = "TANDEM_IPVS_VM";
-/// The line the VM's init prints after the inner test, with its exit code.
-const DONE_MARKER: &str = "TANDEM-IPVS-VM-DONE";
-/// Modules in load order: ip_vs's dependencies, ip_vs, the schedulers tested.
-const MODULES: &[&str] = &[
-    "libcrc32c",
-    "nf_defrag_ipv4",
-    "nf_defrag_ipv6",
-    "nf_conntrack",
-    "ip_vs",
-    "ip_vs_rr",
-    "ip_vs_wrr",
-    "ip_vs_sh",
-];
-/// How long the VM may take, boot to power-off (TCG: boot takes ~3 s).
-const VM_DEADLINE: Duration = Duration::from_secs(300);
+/// Modules loaded in the VM (their dependencies come along): ip_vs through
+/// the schedulers tested.
+const MODULES: &[&str] = &["ip_vs_rr", "ip_vs_wrr", "ip_vs_sh"];
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -50,243 +36,23 @@ fn ip(s: &str) -> IpAddr {
 
 // ---------------------------------------------------------------- outer
 
-/// Skips (or fails under TANDEM_LAB_REQUIRE=1) when the VM cannot be built.
-fn cannot_run(why: String) {
-    if std::env::var_os("TANDEM_LAB_REQUIRE").is_some_and(|v| v == "1") {
-        panic!("TANDEM_LAB_REQUIRE=1 but the IPVS kernel test cannot run: {why}");
-    }
-    eprintln!("skipped: the IPVS kernel test needs a Debian kernel VM: {why}");
-}
-
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    ensure!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-/// Debian's cloud kernel package, downloaded once into `cache`; returns the
-/// directory it is unpacked in.
-fn kernel_package(cache: &Path) -> Result<PathBuf> {
-    let unpacked = cache.join("kernel");
-    if unpacked.join("boot").is_dir() {
-        return Ok(unpacked);
-    }
-    let depends = run(Command::new("apt-cache").args(["depends", "linux-image-cloud-amd64"]))?;
-    let image = depends
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Depends: "))
-        .filter(|p| p.starts_with("linux-image-"))
-        .context("apt-cache names no kernel image for linux-image-cloud-amd64")?
-        .to_string();
-    let debs = cache.join("debs");
-    std::fs::create_dir_all(&debs)?;
-    run(Command::new("apt-get")
-        .args(["download", "-q", &image])
-        .current_dir(&debs))?;
-    let deb = std::fs::read_dir(&debs)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.to_string_lossy().contains(&image))
-        .context("apt-get download left no .deb")?;
-    let partial = cache.join("kernel.partial");
-    let _ = std::fs::remove_dir_all(&partial);
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&partial))?;
-    std::fs::rename(&partial, &unpacked)?;
-    Ok(unpacked)
-}
-
-fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let p = entry.path();
-        if p.is_dir() {
-            if let Some(found) = find_file(&p, name) {
-                return Some(found);
-            }
-        } else if p.file_name().is_some_and(|n| n == name) {
-            return Some(p);
-        }
-    }
-    None
-}
-
-/// The shared libraries `ldd` lists for `binary` (the loader included).
-fn libraries(binary: &Path) -> Result<BTreeSet<PathBuf>> {
-    let out = run(Command::new("ldd").arg(binary))?;
-    Ok(out
-        .lines()
-        .filter_map(|l| {
-            let path = match l.split_once("=>") {
-                Some((_, rest)) => rest.split_whitespace().next()?,
-                None => l.split_whitespace().next()?,
-            };
-            path.starts_with('/').then(|| PathBuf::from(path))
-        })
-        .collect())
-}
-
-/// Copies `from` to the same absolute path under `root`.
-fn copy_in(root: &Path, from: &Path, to: &str) -> Result<()> {
-    let dest = root.join(to.trim_start_matches('/'));
-    std::fs::create_dir_all(dest.parent().unwrap())?;
-    std::fs::copy(from, &dest).with_context(|| format!("copy {from:?} to {dest:?}"))?;
-    Ok(())
-}
-
-fn init_script() -> String {
-    let insmods: String = MODULES
-        .iter()
-        .map(|m| format!("insmod /mods/{m}.ko || echo \"insmod {m} failed\"\n"))
-        .collect();
-    format!(
-        "#!/bin/busybox sh\n\
-         /bin/busybox --install -s /bin\n\
-         export PATH=/bin:/sbin\n\
-         mount -t proc proc /proc\n\
-         mount -t sysfs sys /sys\n\
-         mount -t tmpfs tmp /tmp\n\
-         mount -t devtmpfs dev /dev\n\
-         {insmods}\
-         ip link set lo up\n\
-         {IN_VM}=1 RUST_BACKTRACE=1 /tandem-test --ignored --exact inside_the_vm --nocapture --test-threads=1\n\
-         echo \"{DONE_MARKER} rc=$?\"\n\
-         poweroff -f\n"
-    )
-}
-
-/// Builds the initramfs (an uncompressed newc cpio) and returns its path
-/// and the kernel image's.
-fn build_vm(cache: &Path) -> Result<(PathBuf, PathBuf)> {
-    let kernel = kernel_package(cache)?;
-    let vmlinuz = std::fs::read_dir(kernel.join("boot"))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("vmlinuz-")
-        })
-        .context("no vmlinuz in the kernel package")?;
-
-    let root = cache.join("initramfs");
-    let _ = std::fs::remove_dir_all(&root);
-    for d in ["bin", "sbin", "proc", "sys", "tmp", "dev", "mods"] {
-        std::fs::create_dir_all(root.join(d))?;
-    }
-    let busybox = which("busybox").context("busybox is not installed (busybox-static)")?;
-    ensure!(
-        run(Command::new("file").arg(&busybox)).map_or(true, |f| f.contains("statically")),
-        "{busybox:?} is not static: install busybox-static"
-    );
-    copy_in(&root, &busybox, "/bin/busybox")?;
-    for m in MODULES {
-        let ko = find_file(&kernel.join("lib/modules"), &format!("{m}.ko"))
-            .with_context(|| format!("module {m}.ko not in the kernel package"))?;
-        copy_in(&root, &ko, &format!("/mods/{m}.ko"))?;
-    }
-    let ipvsadm = which("ipvsadm").context("ipvsadm is not installed")?;
-    let me = std::env::current_exe()?;
-    copy_in(&root, &ipvsadm, "/sbin/ipvsadm")?;
-    copy_in(&root, &me, "/tandem-test")?;
-    for lib in libraries(&ipvsadm)?.union(&libraries(&me)?) {
-        copy_in(&root, lib, &lib.to_string_lossy())?;
-    }
-    let init = root.join("init");
-    std::fs::write(&init, init_script())?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755))?;
-
-    let image = cache.join("initramfs.cpio");
-    let cpio = std::fs::File::create(&image)?;
-    let status = Command::new("sh")
-        .args(["-c", "find . | cpio -o -H newc --quiet"])
-        .current_dir(&root)
-        .stdout(cpio)
-        .status()?;
-    ensure!(status.success(), "cpio failed");
-    Ok((vmlinuz, image))
-}
-
-/// Boots the VM and returns its serial console output.
-fn boot(vmlinuz: &Path, initramfs: &Path) -> Result<String> {
-    let mut qemu = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-m", "1024", "-nographic", "-no-reboot"])
-        .arg("-kernel")
-        .arg(vmlinuz)
-        .arg("-initrd")
-        .arg(initramfs)
-        .args(["-append", "console=ttyS0 panic=-1 loglevel=3"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start qemu-system-x86_64")?;
-    let mut stdout = qemu.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = stdout.read_to_end(&mut s);
-        String::from_utf8_lossy(&s).into_owned()
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = qemu.try_wait()? {
-            break status;
-        }
-        if start.elapsed() > VM_DEADLINE {
-            let _ = qemu.kill();
-            let _ = qemu.wait();
-            let out = reader.join().unwrap_or_default();
-            bail!("the VM did not power off within {VM_DEADLINE:?}; its console:\n{out}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = reader.join().unwrap_or_default();
-    eprintln!(
-        "VM ran {:.1} s, qemu {status}",
-        start.elapsed().as_secs_f64()
-    );
-    Ok(out)
-}
-
 #[test]
 fn ipvs_backend_in_a_debian_kernel_vm() {
+    const TEST: &str = "the IPVS kernel test";
     if std::env::var_os(IN_VM).is_some() {
         return;
     }
-    for tool in ["qemu-system-x86_64", "cpio", "apt-get", "dpkg-deb", "ldd"] {
-        if which(tool).is_none() {
-            return cannot_run(format!("{tool} is not installed"));
-        }
+    if let Some(tool) = vm::missing_tool() {
+        return vm::cannot_run(TEST, &format!("{tool} is not installed"));
     }
-    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ipvs-vm");
-    std::fs::create_dir_all(&cache).unwrap();
-    let (vmlinuz, initramfs) = match build_vm(&cache) {
-        Ok(v) => v,
-        Err(e) => return cannot_run(format!("{e:#}")),
-    };
-    let console = boot(&vmlinuz, &initramfs).unwrap();
-    println!("---- VM console ----\n{console}\n---- end ----");
-    assert!(
-        console.contains(&format!("{DONE_MARKER} rc=0")),
-        "the inner test failed or did not finish in the VM (console above)"
-    );
-    assert!(
-        console.contains("test result: ok. 1 passed"),
-        "the inner test did not pass in the VM (console above)"
-    );
+    let built = Vm::new(Path::new(env!("CARGO_TARGET_TMPDIR")), "ipvs-backend")
+        .modules(MODULES)
+        .binary_from_path("ipvsadm", "/sbin/ipvsadm")
+        .and_then(|vm| vm.run_test(IN_VM, "inside_the_vm"));
+    match built {
+        Ok(boot) => boot.assert_test_passed(),
+        Err(e) => vm::cannot_run(TEST, &format!("{e:#}")),
+    }
 }
 
 // ---------------------------------------------------------------- inner
@@ -527,6 +293,22 @@ fn inside_the_vm() {
     lb.stop_daemon(DaemonState::Backup)
         .expect("stopping a stopped daemon is fine");
     assert!(lb.daemons().unwrap().is_empty());
+
+    // Stopped the moment it started (as when an instance takes over at once): the kernel
+    // answers nothing when the daemon's thread has not run yet, but the daemon is gone.
+    for state in [DaemonState::Backup, DaemonState::Master] {
+        lb.start_daemon(&syncd, state).unwrap();
+        let t = Instant::now();
+        lb.stop_daemon(state)
+            .expect("stop a daemon started a moment before");
+        println!(
+            "{} daemon stopped right after its start in {:?}",
+            state.name(),
+            t.elapsed()
+        );
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        assert!(lb.daemons().unwrap().is_empty());
+    }
 
     // Clear removes tandem's services only.
     lb.clear().expect("clear");

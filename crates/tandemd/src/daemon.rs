@@ -325,12 +325,14 @@ impl Daemon {
             self.run_commands(commands).await;
         }
         self.trackers.stop();
-        let actions = self.plan.router.handle(Instant::now(), Input::Shutdown);
-        self.execute(actions).await;
-        self.alerts.shutdown().await;
+        // keepalived's order: the sync daemon stops in the state it runs in before the
+        // instances release their addresses (leaving MASTER must not restart it as backup).
         if let Some(mut syncd) = self.syncd.take() {
             syncd.stop();
         }
+        let actions = self.plan.router.handle(Instant::now(), Input::Shutdown);
+        self.execute(actions).await;
+        self.alerts.shutdown().await;
         if let Some(lb) = self.lb.take() {
             lb.stop().await;
         }

@@ -1,7 +1,8 @@
 //! IPVS's connection sync daemon (`lvs_sync_daemon` in global_defs), run as keepalived runs
 //! it: in backup state from the start, switched to master state when the named VRRP
 //! instance becomes MASTER (the backup daemon stopped first) and back to backup when it
-//! leaves MASTER; both stopped at shutdown.
+//! leaves MASTER. At shutdown the running daemon is stopped before the instances release
+//! their addresses, and not restarted in backup state by the instance leaving MASTER.
 
 use tandem_config::LvsSyncDaemon;
 use tandem_lb::ipvs::{DaemonState, SyncDaemon};
@@ -18,22 +19,25 @@ pub enum Step {
     Start(DaemonState),
 }
 
-/// The daemon state an instance's VRRP state asks for: master only while MASTER.
-pub fn wanted(instance: State) -> DaemonState {
-    if instance == State::Master {
-        DaemonState::Master
-    } else {
-        DaemonState::Backup
+/// The daemon state an instance's VRRP state asks for: master only while MASTER, none once
+/// the instance is stopped.
+pub fn wanted(instance: State) -> Option<DaemonState> {
+    match instance {
+        State::Master => Some(DaemonState::Master),
+        State::Stop => None,
+        State::Init | State::Backup | State::Fault => Some(DaemonState::Backup),
     }
 }
 
 /// The steps from `running` to `want`: the other state's daemon stopped, then `want`'s
 /// started (nothing when it already runs).
-pub fn steps(running: Option<DaemonState>, want: DaemonState) -> Vec<Step> {
-    match running {
-        Some(r) if r == want => vec![],
-        Some(r) => vec![Step::Stop(r), Step::Start(want)],
-        None => vec![Step::Start(want)],
+pub fn steps(running: Option<DaemonState>, want: Option<DaemonState>) -> Vec<Step> {
+    match (running, want) {
+        (Some(r), Some(w)) if r == w => vec![],
+        (Some(r), Some(w)) => vec![Step::Stop(r), Step::Start(w)],
+        (Some(r), None) => vec![Step::Stop(r)],
+        (None, Some(w)) => vec![Step::Start(w)],
+        (None, None) => vec![],
     }
 }
 
@@ -76,7 +80,7 @@ impl SyncDaemonDriver {
             instance: c.instance.clone(),
             running: None,
         };
-        driver.go(DaemonState::Backup);
+        driver.go(Some(DaemonState::Backup));
         Some(driver)
     }
 
@@ -87,7 +91,7 @@ impl SyncDaemonDriver {
         }
     }
 
-    fn go(&mut self, want: DaemonState) {
+    fn go(&mut self, want: Option<DaemonState>) {
         for step in steps(self.running, want) {
             let done = match step {
                 Step::Stop(s) => self.ipvs.stop_daemon(s).map(|()| None),
@@ -131,24 +135,27 @@ mod tests {
 
     #[test]
     fn master_only_while_the_instance_is_master_as_keepalived() {
-        assert_eq!(wanted(State::Master), DaemonState::Master);
+        assert_eq!(wanted(State::Master), Some(DaemonState::Master));
         for s in [State::Backup, State::Fault, State::Init] {
-            assert_eq!(wanted(s), DaemonState::Backup);
+            assert_eq!(wanted(s), Some(DaemonState::Backup));
         }
+        assert_eq!(wanted(State::Stop), None, "keepalived stops it at shutdown");
     }
 
     #[test]
     fn switching_stops_the_other_daemon_before_starting() {
         use DaemonState::*;
-        assert_eq!(steps(None, Backup), [Step::Start(Backup)]);
+        assert_eq!(steps(None, Some(Backup)), [Step::Start(Backup)]);
         assert_eq!(
-            steps(Some(Backup), Master),
+            steps(Some(Backup), Some(Master)),
             [Step::Stop(Backup), Step::Start(Master)]
         );
         assert_eq!(
-            steps(Some(Master), Backup),
+            steps(Some(Master), Some(Backup)),
             [Step::Stop(Master), Step::Start(Backup)]
         );
-        assert!(steps(Some(Master), Master).is_empty());
+        assert!(steps(Some(Master), Some(Master)).is_empty());
+        assert_eq!(steps(Some(Master), None), [Step::Stop(Master)]);
+        assert!(steps(None, None).is_empty());
     }
 }

@@ -148,7 +148,25 @@ impl Ipvs {
 
     /// Stops the sync daemon in `state`; stopping one that does not run is
     /// not an error.
+    ///
+    /// ip_vs does not answer the stop of a daemon whose thread has not run
+    /// yet (one started a millisecond before: the stop's EINTR makes netlink
+    /// drop the answer), although the daemon is gone: without an answer the
+    /// kernel's list of daemons decides.
     pub fn stop_daemon(&mut self, state: DaemonState) -> Result<(), IpvsError> {
+        match self.request_stop(state) {
+            Err(e @ IpvsError::NoAnswer { .. }) => {
+                if self.daemons()?.iter().any(|d| d.state == state) {
+                    Err(e)
+                } else {
+                    Ok(())
+                }
+            }
+            r => r,
+        }
+    }
+
+    fn request_stop(&mut self, state: DaemonState) -> Result<(), IpvsError> {
         let r = self.sock.request(
             IpvsMessage::new(
                 Command::DelDaemon,

@@ -33,6 +33,14 @@ pub enum IpvsError {
         /// The system error.
         source: io::Error,
     },
+    /// The kernel queued no answer, or did not finish one in time (the
+    /// request may still have taken effect: netlink drops the answer of a
+    /// request interrupted inside the kernel).
+    #[error("IPVS gave no answer to `{what}`")]
+    NoAnswer {
+        /// The request.
+        what: String,
+    },
     /// The kernel has no `IPVS` generic netlink family (no `ip_vs` module).
     #[error("the kernel has no IPVS generic netlink family (is the ip_vs module loaded?)")]
     NoFamily,
@@ -115,6 +123,21 @@ impl IpvsSocket {
             .ok_or(IpvsError::NoFamily)
     }
 
+    /// Whether the kernel queued an answer to the request just sent.
+    ///
+    /// The kernel handles a generic netlink request inside `send`: the
+    /// answer (a dump's first part included) is queued before `send`
+    /// returns, so nothing queued means nothing will come. Netlink drops the
+    /// answer of a handler that returned EINTR, which ip_vs does when it
+    /// stops a sync daemon whose thread has not run yet (stopped anyway).
+    fn answer_queued(&self) -> Result<bool, IpvsError> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
+        let ready = poll(&mut fds, PollTimeout::ZERO).map_err(|e| io_err("poll")(e.into()))?;
+        Ok(ready > 0)
+    }
+
     /// Sends `msg` and waits for the kernel's acknowledgement.
     pub fn request(&mut self, msg: IpvsMessage, what: &str) -> Result<(), IpvsError> {
         let msg = GenlMessage::new(GenlHeader { cmd: 0, version: 0 }, msg, self.family);
@@ -168,6 +191,11 @@ impl IpvsSocket {
         self.seq = self.seq.wrapping_add(1);
         let bytes = frame(out, flags, self.seq);
         self.sock.send(&bytes, 0).map_err(io_err("send"))?;
+        if !self.answer_queued()? {
+            return Err(IpvsError::NoAnswer {
+                what: what.to_string(),
+            });
+        }
 
         let decode = |reason: String| IpvsError::Decode {
             what: what.to_string(),
@@ -180,9 +208,8 @@ impl IpvsSocket {
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) {
-                    IpvsError::Io {
-                        op: "no answer within 5 s",
-                        source: e,
+                    IpvsError::NoAnswer {
+                        what: what.to_string(),
                     }
                 } else {
                     io_err("recv")(e)
