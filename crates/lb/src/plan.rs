@@ -374,24 +374,7 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
         }
     }
 
-    let sched = Set {
-        name: format!("{name}_sched"),
-        key_type: datatype::MARK,
-        key_len: 4,
-        data: SetData::Verdict,
-        timeout: None,
-        size: None,
-        elements: slots
-            .iter()
-            .enumerate()
-            .map(|(slot, &i)| {
-                (
-                    (slot as u32).to_ne_bytes().to_vec(),
-                    ElementData::Goto(to_chain(&pool[i])),
-                )
-            })
-            .collect(),
-    };
+    let sched = sched_map(&name, &slots, |i| to_chain(&pool[i]));
 
     let mut rules = persist_rules;
     if !slots.is_empty() {
@@ -455,6 +438,27 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
         chains,
         sets,
     })
+}
+
+/// A service's scheduler map `<name>_sched`: slot number (a mark-sized key) to a `goto` the
+/// chain of the server that owns the slot (`slots[n]` indexes the pool).
+pub(crate) fn sched_map(name: &str, slots: &[usize], chain: impl Fn(usize) -> String) -> Set {
+    Set {
+        name: format!("{name}_sched"),
+        key_type: datatype::MARK,
+        key_len: 4,
+        data: SetData::Verdict,
+        timeout: None,
+        size: None,
+        elements: (slots.iter().enumerate())
+            .map(|(slot, &i)| {
+                (
+                    (slot as u32).to_ne_bytes().to_vec(),
+                    ElementData::Goto(chain(i)),
+                )
+            })
+            .collect(),
+    }
 }
 
 /// The servers that take new connections: those of positive weight, else the sorry server.

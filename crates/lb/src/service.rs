@@ -158,12 +158,7 @@ impl Scheduler {
     /// configuration layer turns this into a located warning).
     pub fn approximation(self) -> Option<&'static str> {
         match self {
-            Scheduler::LeastConnection
-            | Scheduler::WeightedLeastConnection
-            | Scheduler::ShortestExpectedDelay
-            | Scheduler::NeverQueue
-            | Scheduler::LocalityLeastConnection
-            | Scheduler::LocalityLeastConnectionReplicated => Some(
+            s if s.uses_connection_counts() => Some(
                 "new connections are not placed one by one on the least loaded server: \
                  every 2 s tandem counts each real server's conntrack entries and spreads \
                  the next connections by weights derived from those counts (IPVS's \

@@ -48,8 +48,8 @@ use super::{
 use std::time::Duration;
 
 use crate::objects::{
-    datatype, reg, Chain, DrRuleset, DynsetOp, ElementData, Expr, IngressChain, MetaKey,
-    PayloadBase, ServiceObjects, Set, SetData,
+    datatype, reg, Chain, DrRuleset, DynsetOp, Expr, IngressChain, MetaKey, PayloadBase,
+    ServiceObjects, Set, SetData,
 };
 use crate::schedule;
 use crate::service::{Link, Protocol, Scheduler, Server, Service, ServiceKey};
@@ -284,24 +284,7 @@ pub fn service_objects(
         (None, [only]) => rules.push(vec![Expr::Goto(to_chain(&pool[*only]))]),
         (None, _) => unreachable!("failover_target picks one server"),
         (Some((key, _)), _) => {
-            let sched = Set {
-                name: format!("{name}_sched"),
-                key_type: datatype::MARK,
-                key_len: 4,
-                data: SetData::Verdict,
-                timeout: None,
-                size: None,
-                elements: slots
-                    .iter()
-                    .enumerate()
-                    .map(|(slot, &i)| {
-                        (
-                            (slot as u32).to_ne_bytes().to_vec(),
-                            ElementData::Goto(to_chain(&pool[i])),
-                        )
-                    })
-                    .collect(),
-            };
+            let sched = super::sched_map(&name, &slots, |i| to_chain(&pool[i]));
             let mut rule = load_key(key, v6, s.persistence.map(|p| p.prefix_len));
             rule.push(Expr::Jhash {
                 sreg: reg::CLIENT,
@@ -598,7 +581,7 @@ fn add_rules(out: &mut Vec<Op>, chain: &str, rules: &[Vec<Expr>]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::objects::Ruleset;
+    use crate::objects::{ElementData, Ruleset};
     use crate::plan::{diff, plan, validate};
     use crate::service::{Persistence, Protocol};
     use std::time::Duration;
