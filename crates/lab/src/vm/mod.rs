@@ -14,7 +14,7 @@
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
-//! let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+//! let cache = std::path::Path::new("target/tmp");
 //! let boot = tandem_lab::vm::Vm::new(cache, "doc")
 //!     .module("ip_vs_rr")
 //!     .binary_from_path("ipvsadm", "/sbin/ipvsadm")?
