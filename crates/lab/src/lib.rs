@@ -34,7 +34,7 @@ pub use child::Child;
 pub use example::{example_config, Side, SIDE_A, SIDE_B};
 pub use flows::{EchoServer, FlowOptions, FlowReport, FlowStat, TcpFlows, UdpFlow, UdpReport};
 pub use gateway::Gateway;
-pub use http::http_get;
+pub use http::{http_get, serve_http};
 pub use lab::{remove_stale, Lab};
 pub use netns::{Addr, Netns};
 pub use pair::{Pair, HOST_A, HOST_B, HOST_CLIENT};

@@ -2,13 +2,15 @@
 //! a client, a director holding the VIP and three real servers on one switch (a bridge);
 //! the servers hold the VIP on `lo` and neither answer nor announce ARP for it.
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener};
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use common::nft;
 use tandem_lab::{EchoServer, FlowOptions, Lab, Netns, TcpFlows};
 use tandem_lb::{Backend, Link, Nftables, Persistence, Protocol, Scheduler, Service};
 
@@ -172,46 +174,10 @@ impl Topology {
 
 /// An HTTP server on port 80 of `ns` answering with its name and padding to [`BODY`].
 fn serve_http(ns: &Netns, name: String) -> anyhow::Result<Arc<AtomicUsize>> {
-    // `::` takes IPv4 too (dual stack).
-    let listener = ns.enter(|| TcpListener::bind(("::", PORT)))??;
-    let count = Arc::new(AtomicUsize::new(0));
-    let counter = count.clone();
     let mut body = format!("{name}\n").into_bytes();
     body.resize(BODY, b'.');
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 1024];
-            let mut got = Vec::new();
-            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-            counter.fetch_add(1, Ordering::SeqCst);
-            let _ = write!(
-                s,
-                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            );
-            let _ = s.write_all(&body);
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
-        }
-    });
-    Ok(count)
-}
-
-fn nft(ns: &Netns, args: &str) -> anyhow::Result<String> {
-    let out = ns.exec(&["nft", args])?;
-    if !out.status.success() {
-        bail!(
-            "nft {args}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    // `::` takes IPv4 too (dual stack).
+    tandem_lab::serve_http(ns, SocketAddr::new(ip("::"), PORT), body)
 }
 
 #[test]

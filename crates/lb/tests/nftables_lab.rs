@@ -1,14 +1,15 @@
 //! The nftables backend in network namespaces: a client, a director holding
 //! the VIP, three real servers answering HTTP with their own name.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use common::nft;
 use tandem_lab::{Lab, Netns};
 use tandem_lb::{Backend, Nftables, Persistence, Protocol, Scheduler, Service};
 
@@ -95,33 +96,11 @@ impl Topology {
 
 /// A tiny HTTP server in `ns` answering every request with `name`.
 fn serve_http(ns: &Netns, name: String) -> anyhow::Result<Arc<AtomicUsize>> {
-    let listener = ns.enter(|| TcpListener::bind(("0.0.0.0", SERVER_PORT)))??;
-    let count = Arc::new(AtomicUsize::new(0));
-    let counter = count.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 1024];
-            let mut got = Vec::new();
-            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-            counter.fetch_add(1, Ordering::SeqCst);
-            let _ = write!(
-                s,
-                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{name}",
-                name.len()
-            );
-            // The client closes first, so TIME_WAIT stays with the client,
-            // which then never reuses a port the server still remembers.
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
-        }
-    });
-    Ok(count)
+    tandem_lab::serve_http(
+        ns,
+        SocketAddr::new(ip("0.0.0.0"), SERVER_PORT),
+        name.into_bytes(),
+    )
 }
 
 /// One HTTP/1.0 GET from source address `from`; the body.
@@ -135,18 +114,6 @@ fn service(scheduler: Scheduler, weights: &[u32]) -> Service {
         s = s.server(ip(addr), SERVER_PORT, w);
     }
     s
-}
-
-/// Runs `nft` with `args` as one argument (nft splits it itself).
-fn nft(ns: &Netns, args: &str) -> anyhow::Result<String> {
-    let out = ns.exec(&["nft", args])?;
-    if !out.status.success() {
-        bail!(
-            "nft {args}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn tally(names: &[String]) -> BTreeMap<String, usize> {

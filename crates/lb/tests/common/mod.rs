@@ -1,5 +1,6 @@
-//! Helpers for the checker tests: a tiny web server whose answers the test
-//! changes while it runs, and the checker runner driven from a namespace.
+//! Helpers for the lb tests: a tiny web server whose answers the test
+//! changes while it runs, the checker runner driven from a namespace, and
+//! `nft` run in a namespace.
 
 #![allow(dead_code)]
 
@@ -207,4 +208,17 @@ pub fn pool(action: &Action) -> Option<Vec<(SocketAddr, u32)>> {
         } => Some(destinations.iter().map(|d| (d.addr, d.weight)).collect()),
         _ => None,
     }
+}
+
+/// Runs `nft` with `args` as one argument (nft splits it itself) in `ns`;
+/// stdout, or an error with nft's stderr when it fails.
+pub fn nft(ns: &tandem_lab::Netns, args: &str) -> anyhow::Result<String> {
+    let out = ns.exec(&["nft", args])?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "nft {args}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
