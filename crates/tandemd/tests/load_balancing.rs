@@ -35,8 +35,9 @@ fn etc() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../etc")
 }
 
-/// A web server on `addr:8080` in the server namespace answering its name, healthy (200) or
-/// not (503) as the test says; counts the requests that came through the director's NAT.
+/// A web server on `addr:8080` (added to the server namespace's `eth0`) answering its name,
+/// healthy (200) or not (503) as the test says; counts the requests that came through the
+/// director's NAT.
 struct Web {
     healthy: Arc<AtomicBool>,
     client_requests: Arc<Mutex<usize>>,
@@ -44,6 +45,7 @@ struct Web {
 
 impl Web {
     fn start(ns: &Netns, addr: &str, name: &str) -> Result<Web> {
+        ns.ip(&format!("addr add {addr}/24 dev eth0"))?;
         let bind: SocketAddr = format!("{addr}:8080").parse()?;
         let listener = ns.enter(move || TcpListener::bind(bind))??;
         let healthy = Arc::new(AtomicBool::new(true));
@@ -103,6 +105,15 @@ fn get_from(client: &Netns, from: Option<IpAddr>) -> Result<String> {
     client.enter(move || tandem_lab::http_get(from, to))?
 }
 
+/// Waits for the VIP to answer the client (the director `d` set up and a server in).
+fn wait_answers(client: &Netns, d: &Daemon) -> Result<()> {
+    wait_until("the VIP answers", Duration::from_secs(10), ms(100), || {
+        get(client).ok()
+    })
+    .with_context(|| d.child.log())?;
+    Ok(())
+}
+
 fn tally(client: &Netns, n: usize) -> Result<BTreeMap<String, usize>> {
     let mut t = BTreeMap::new();
     for _ in 0..n {
@@ -136,14 +147,48 @@ fn nft_table(ns: &Netns) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// The connections `server` accepted from address `from`.
+fn connections_from(server: &EchoServer, from: &str) -> usize {
+    (server.peers().iter())
+        .filter(|p| p.ip().to_string() == from)
+        .count()
+}
+
+/// After director a's death (killed, its links down): waits for director `b` (in `b_ns`) to
+/// take `vip` and for every flow of `tcp` to move again, prints the figures, and asserts that
+/// no connection was lost and none was opened again elsewhere: each server holds exactly the
+/// ones it had (`per_server` counts them, `before` is what it counted before).
+fn survive_master_death(
+    kind: &str,
+    b_ns: &Netns,
+    b: &Daemon,
+    vip: &str,
+    tcp: &TcpFlows,
+    before: &[usize],
+    per_server: impl Fn() -> Vec<usize>,
+) -> Result<()> {
+    let took = wait_has(b_ns, vip, Duration::from_secs(5))?;
+    tcp.wait_all_progress(Duration::from_secs(10))
+        .with_context(|| format!("{}\n{}", tcp.report(), b.child.log()))?;
+    let report = tcp.report();
+    let after = per_server();
+    println!(
+        "{kind} director a killed: b took the VIP after {} ms; {}/{} balanced connections \
+         alive, longest stall {} ms; per server before {before:?}, after {after:?}",
+        took.as_millis(),
+        report.alive,
+        report.total,
+        report.longest_stall.as_millis()
+    );
+    assert_eq!(report.alive, tcp.len(), "{report}");
+    assert_eq!(before, after);
+    Ok(())
+}
+
 #[test]
 fn director_balances_per_weight_checks_servers_and_falls_back_to_the_sorry_server() -> Result<()> {
     require_root!(Ok(()));
     let gw = Gateway::new("lbdir")?;
-    for host in 11..=14 {
-        gw.server
-            .ip(&format!("addr add 10.2.0.{host}/24 dev eth0"))?;
-    }
     let webs = [
         Web::start(&gw.server, "10.2.0.11", "rs1")?,
         Web::start(&gw.server, "10.2.0.12", "rs2")?,
@@ -198,10 +243,7 @@ virtual_server {VIP} 80 {{
     );
     let mut d = start_tandemd_in(&gw.lab, &gw.a, &conf, &[])?;
     wait_has(&gw.a, VIP, Duration::from_secs(15))?;
-    wait_until("the VIP answers", Duration::from_secs(10), ms(100), || {
-        get(&gw.client).ok()
-    })
-    .with_context(|| d.child.log())?;
+    wait_answers(&gw.client, &d)?;
     let log_text = d.child.log();
     assert!(!log_text.contains("parsed but not applied"), "{log_text}");
 
@@ -337,12 +379,8 @@ fn balanced_connections_survive_the_master_directors_death() -> Result<()> {
     // in from the start (no alpha), so the flows can start now.
     let tcp = TcpFlows::start_with(&gw.client, to, FLOWS, opts)?;
     tcp.wait_all_progress(Duration::from_secs(10))?;
-    let per_server = |s: &EchoServer| {
-        (s.peers().iter())
-            .filter(|p| p.ip().to_string() == SNAT)
-            .count()
-    };
-    let before: Vec<usize> = servers.iter().map(per_server).collect();
+    let per_server = || servers.iter().map(|s| connections_from(s, SNAT)).collect();
+    let before: Vec<usize> = per_server();
     println!("50 connections over the three servers: {before:?}");
     assert_eq!(before.iter().sum::<usize>(), FLOWS, "{before:?}");
     assert!(before.iter().all(|&n| n >= 10), "rr spread: {before:?}");
@@ -358,27 +396,7 @@ fn balanced_connections_survive_the_master_directors_death() -> Result<()> {
     for dev in ["pub0", "int0", "sync0"] {
         gw.a.link_set(dev, false)?;
     }
-    let t = Instant::now();
-    wait_until("b holds the VIP", Duration::from_secs(5), ms(5), || {
-        gw.b.has_address(VIP).unwrap_or(false).then_some(())
-    })?;
-    let took = t.elapsed();
-    tcp.wait_all_progress(Duration::from_secs(10))
-        .with_context(|| format!("{}\n{}", tcp.report(), b.child.log()))?;
-    let report = tcp.report();
-    let after: Vec<usize> = servers.iter().map(per_server).collect();
-    println!(
-        "director a killed: b took the VIP after {} ms; {}/{} balanced connections alive, \
-         longest stall {} ms; per server before {before:?}, after {after:?}",
-        took.as_millis(),
-        report.alive,
-        report.total,
-        report.longest_stall.as_millis()
-    );
-    assert_eq!(report.alive, FLOWS, "{report}");
-    // No connection was re-opened elsewhere: each server holds exactly the ones it had.
-    assert_eq!(before, after);
-    Ok(())
+    survive_master_death("NAT", &gw.b, &b, VIP, &tcp, &before, per_server)
 }
 
 /// Both directors with `persistence_timeout 300` and `lb_algo rr`: persistent clients note
@@ -389,10 +407,6 @@ fn persistent_clients_keep_their_server_across_the_master_directors_death() -> R
     require_root!(Ok(()));
     const CLIENTS: u8 = 12;
     let gw = Gateway::new("lbpers")?;
-    for host in 11..=13 {
-        gw.server
-            .ip(&format!("addr add 10.2.0.{host}/24 dev eth0"))?;
-    }
     let _webs = [
         Web::start(&gw.server, "10.2.0.11", "rs1")?,
         Web::start(&gw.server, "10.2.0.12", "rs2")?,
@@ -414,16 +428,11 @@ fn persistent_clients_keep_their_server_across_the_master_directors_death() -> R
     );
     let mut a = start_director(&gw, &gw.a, SIDE_A, &vs)?;
     let b = start_director(&gw, &gw.b, SIDE_B, &vs)?;
-    wait_until("a holds the VIP", Duration::from_secs(15), ms(5), || {
-        gw.a.has_address(VIP).unwrap_or(false).then_some(())
-    })?;
+    wait_has(&gw.a, VIP, Duration::from_secs(15))?;
     wait_until("b's table", Duration::from_secs(10), ms(50), || {
         nft_table(&gw.b).then_some(())
     })?;
-    wait_until("the VIP answers", Duration::from_secs(10), ms(100), || {
-        get(&gw.client).ok()
-    })
-    .with_context(|| a.child.log())?;
+    wait_answers(&gw.client, &a)?;
 
     // Through a: each client's server, the same on a second connection (a's sets).
     let mut before = Vec::new();
@@ -450,9 +459,7 @@ fn persistent_clients_keep_their_server_across_the_master_directors_death() -> R
     for dev in ["pub0", "int0", "sync0"] {
         gw.a.link_set(dev, false)?;
     }
-    wait_until("b holds the VIP", Duration::from_secs(5), ms(5), || {
-        gw.b.has_address(VIP).unwrap_or(false).then_some(())
-    })?;
+    wait_has(&gw.b, VIP, Duration::from_secs(5))?;
     let mut after = Vec::new();
     for &c in &clients {
         let server = wait_until(
@@ -561,9 +568,7 @@ fn dr_connections_survive_the_master_directors_death() -> Result<()> {
     );
     let mut a = t.start(&t.a, 150, &vs)?;
     let b = t.start(&t.b, 100, &vs)?;
-    wait_until("a holds the VIP", Duration::from_secs(15), ms(5), || {
-        t.a.has_address(DR_VIP).unwrap_or(false).then_some(())
-    })?;
+    wait_has(&t.a, DR_VIP, Duration::from_secs(15))?;
     // Both directors forward to every server, the backup too.
     for (name, ns) in [("a", &t.a), ("b", &t.b)] {
         wait_until(
@@ -587,12 +592,13 @@ fn dr_connections_survive_the_master_directors_death() -> Result<()> {
     };
     let tcp = TcpFlows::start_with(&t.client, to, FLOWS, opts)?;
     tcp.wait_all_progress(Duration::from_secs(10))?;
-    let per_server = |s: &EchoServer| {
-        (s.peers().iter())
-            .filter(|p| p.ip().to_string() == "10.5.0.2")
-            .count()
+    let per_server = || {
+        servers
+            .iter()
+            .map(|s| connections_from(s, "10.5.0.2"))
+            .collect()
     };
-    let before: Vec<usize> = servers.iter().map(per_server).collect();
+    let before: Vec<usize> = per_server();
     assert_eq!(before.iter().sum::<usize>(), FLOWS, "{before:?}");
     assert!(
         before.iter().all(|&n| n >= 5),
@@ -602,27 +608,7 @@ fn dr_connections_survive_the_master_directors_death() -> Result<()> {
     tcp.mark();
     a.child.kill()?;
     t.a.link_set("eth0", false)?;
-    let started = Instant::now();
-    wait_until("b holds the VIP", Duration::from_secs(5), ms(5), || {
-        t.b.has_address(DR_VIP).unwrap_or(false).then_some(())
-    })?;
-    let took = started.elapsed();
-    tcp.wait_all_progress(Duration::from_secs(10))
-        .with_context(|| format!("{}\n{}", tcp.report(), b.child.log()))?;
-    let report = tcp.report();
-    let after: Vec<usize> = servers.iter().map(per_server).collect();
-    println!(
-        "DR director a killed: b took the VIP after {} ms; {}/{} connections alive, longest \
-         stall {} ms; per server before {before:?}, after {after:?}",
-        took.as_millis(),
-        report.alive,
-        report.total,
-        report.longest_stall.as_millis()
-    );
-    assert_eq!(report.alive, FLOWS, "{report}");
-    // No connection was opened again: each server holds exactly the ones it had.
-    assert_eq!(before, after);
-    Ok(())
+    survive_master_death("DR", &t.b, &b, DR_VIP, &tcp, &before, per_server)
 }
 
 /// `lb_algo lc` on one director: 20 long connections held by the only server up, then two
@@ -661,11 +647,7 @@ fn least_connection_sends_new_connections_to_the_idle_servers() -> Result<()> {
     };
     let held = TcpFlows::start_with(&gw.client, to, HELD, opts)?;
     held.wait_all_progress(Duration::from_secs(10))?;
-    let from_clients = |s: &EchoServer| {
-        (s.peers().iter())
-            .filter(|p| p.ip().to_string() == SNAT)
-            .count()
-    };
+    let from_clients = |s: &EchoServer| connections_from(s, SNAT);
     assert_eq!(from_clients(&busy), HELD);
     let idle = [
         EchoServer::start(&gw.server, PORTS[1])?,
@@ -715,10 +697,6 @@ fn least_connection_sends_new_connections_to_the_idle_servers() -> Result<()> {
 fn file_check_numbers_take_a_server_out_and_move_a_weight() -> Result<()> {
     require_root!(Ok(()));
     let gw = Gateway::new("lbfile")?;
-    for host in [11, 12] {
-        gw.server
-            .ip(&format!("addr add 10.2.0.{host}/24 dev eth0"))?;
-    }
     let _webs = [
         Web::start(&gw.server, "10.2.0.11", "rs1")?,
         Web::start(&gw.server, "10.2.0.12", "rs2")?,
@@ -760,10 +738,7 @@ virtual_server {VIP} 80 {{
     );
     let d = start_tandemd_in(&gw.lab, &gw.a, &conf, &[])?;
     wait_has(&gw.a, VIP, Duration::from_secs(15))?;
-    wait_until("the VIP answers", Duration::from_secs(10), ms(100), || {
-        get(&gw.client).ok()
-    })
-    .with_context(|| d.child.log())?;
+    wait_answers(&gw.client, &d)?;
     let log = d.child.log();
     assert!(!log.contains("FILE_CHECK is not run"), "{log}");
     assert_eq!(std::fs::read_to_string(&boost)?.trim(), "0", "init_file");
