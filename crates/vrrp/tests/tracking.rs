@@ -28,6 +28,25 @@ fn weighted(weight: i32, reverse: bool) -> Tracking {
     }
 }
 
+/// Script `chk` reports `state`.
+fn chk(state: TrackerState) -> Input<'static> {
+    Input::Tracker {
+        tracker: CHK,
+        state,
+    }
+}
+
+/// Follows `chk` with weight 0 before its first result: held in INIT until it answers.
+fn weight_zero_pending(r: &mut Router) {
+    script(r, TrackerState::Pending);
+    r.track(0, weighted(0, false));
+}
+
+/// The transitions of `node` so far: (node, instance, state entered, cause).
+fn transitions_of(sim: &Sim, node: usize) -> Vec<(usize, usize, State, Cause)> {
+    sim.causes.iter().filter(|c| c.0 == node).copied().collect()
+}
+
 /// Node 0 (priority 150, following `chk` as `setup` says) and node 1 (priority 100), started.
 fn pair(setup: fn(&mut Router)) -> Sim {
     let mut sim = Sim::new(7);
@@ -48,13 +67,7 @@ fn a_failing_script_with_a_negative_weight_hands_over_and_back() {
     sim.run(5 * SECOND);
     assert_eq!(sim.masters(0), vec![0]);
 
-    sim.input(
-        0,
-        Input::Tracker {
-            tracker: CHK,
-            state: TrackerState::Down,
-        },
-    );
+    sim.input(0, chk(TrackerState::Down));
     assert_eq!(sim.nodes[0].router.instance(0).priority(), 90);
     assert_eq!(
         sim.priority_changes.last(),
@@ -72,13 +85,7 @@ fn a_failing_script_with_a_negative_weight_hands_over_and_back() {
     );
     assert_eq!(sim.nodes[0].router.instance(0).state(), State::Backup);
 
-    sim.input(
-        0,
-        Input::Tracker {
-            tracker: CHK,
-            state: TrackerState::Up,
-        },
-    );
+    sim.input(0, chk(TrackerState::Up));
     assert_eq!(sim.nodes[0].router.instance(0).priority(), 150);
     sim.run(5 * SECOND);
     assert_eq!(sim.masters(0), vec![0], "back on recovery");
@@ -86,10 +93,7 @@ fn a_failing_script_with_a_negative_weight_hands_over_and_back() {
 
 #[test]
 fn weight_zero_holds_init_from_start_until_the_first_result_like_keepalived() {
-    let mut sim = pair(|r| {
-        script(r, TrackerState::Pending);
-        r.track(0, weighted(0, false));
-    });
+    let mut sim = pair(weight_zero_pending);
     // No FAULT (and so no notify) while the script has not answered: INIT, as keepalived.
     assert_eq!(sim.nodes[0].router.instance(0).state(), State::Init);
     assert!(sim.nodes[0].router.instance(0).held_in_init());
@@ -98,11 +102,7 @@ fn weight_zero_holds_init_from_start_until_the_first_result_like_keepalived() {
     assert_eq!(sim.masters(0), vec![1]);
     assert_eq!(sim.nodes[0].router.instance(0).state(), State::Init);
 
-    let up = Input::Tracker {
-        tracker: CHK,
-        state: TrackerState::Up,
-    };
-    sim.input(0, up);
+    sim.input(0, chk(TrackerState::Up));
     assert_eq!(sim.nodes[0].router.instance(0).state(), State::Backup);
     assert_eq!(
         sim.causes.iter().find(|c| c.0 == 0),
@@ -111,11 +111,7 @@ fn weight_zero_holds_init_from_start_until_the_first_result_like_keepalived() {
     sim.run(5 * SECOND);
     assert_eq!(sim.masters(0), vec![0]);
 
-    let down = Input::Tracker {
-        tracker: CHK,
-        state: TrackerState::Down,
-    };
-    sim.input(0, down);
+    sim.input(0, chk(TrackerState::Down));
     assert_eq!(sim.nodes[0].router.instance(0).state(), State::Fault);
     assert_eq!(
         sim.causes.last(),
@@ -131,15 +127,8 @@ fn weight_zero_holds_init_from_start_until_the_first_result_like_keepalived() {
 
 #[test]
 fn a_weight_zero_script_failing_its_first_run_means_fault_from_init() {
-    let mut sim = pair(|r| {
-        script(r, TrackerState::Pending);
-        r.track(0, weighted(0, false));
-    });
-    let down = Input::Tracker {
-        tracker: CHK,
-        state: TrackerState::Down,
-    };
-    sim.input(0, down);
+    let mut sim = pair(weight_zero_pending);
+    sim.input(0, chk(TrackerState::Down));
     assert_eq!(sim.nodes[0].router.instance(0).state(), State::Fault);
     assert_eq!(
         sim.causes.iter().find(|c| c.0 == 0),
@@ -155,13 +144,7 @@ fn reverse_flips_what_a_script_does() {
         r.track(0, weighted(0, true));
     });
     assert_eq!(sim.nodes[0].router.instance(0).state(), State::Backup);
-    sim.input(
-        0,
-        Input::Tracker {
-            tracker: CHK,
-            state: TrackerState::Up,
-        },
-    );
+    sim.input(0, chk(TrackerState::Up));
     assert_eq!(sim.nodes[0].router.instance(0).state(), State::Fault);
 
     let mut r = Router::new();
@@ -270,26 +253,14 @@ fn a_sync_group_tracker_reaches_every_member_and_one_members_fault_takes_the_gro
     assert_eq!(status[0].group, Some(0));
 
     // The group's tracker: both members FAULT, each naming the script.
-    sim.input(
-        a,
-        Input::Tracker {
-            tracker: CHK,
-            state: TrackerState::Down,
-        },
-    );
+    sim.input(a, chk(TrackerState::Down));
     let router = &sim.nodes[a].router;
     assert_eq!(router.instance(0).state(), State::Fault);
     assert_eq!(router.instance(1).state(), State::Fault);
     assert_eq!(router.group_state(0), State::Fault);
     sim.run(5 * SECOND);
     assert_eq!((sim.masters(0), sim.masters(1)), (vec![1], vec![1]));
-    sim.input(
-        a,
-        Input::Tracker {
-            tracker: CHK,
-            state: TrackerState::Up,
-        },
-    );
+    sim.input(a, chk(TrackerState::Up));
     sim.run(5 * SECOND);
     assert_eq!((sim.masters(0), sim.masters(1)), (vec![0], vec![0]));
 
@@ -369,10 +340,7 @@ fn group_pair(setup: fn(&mut Router)) -> (Sim, usize, usize) {
 
 #[test]
 fn a_sync_group_waits_in_init_for_a_members_first_script_result_like_keepalived() {
-    let (mut sim, a, _) = group_pair(|r| {
-        script(r, TrackerState::Pending);
-        r.track(0, weighted(0, false));
-    });
+    let (mut sim, a, _) = group_pair(weight_zero_pending);
     // The other member waits too, and nothing is reported (keepalived's group in INIT).
     let router = &sim.nodes[a].router;
     assert_eq!(router.instance(0).state(), State::Init);
@@ -380,17 +348,10 @@ fn a_sync_group_waits_in_init_for_a_members_first_script_result_like_keepalived(
     assert_eq!(router.group_state(0), State::Init);
     assert!(sim.causes.iter().all(|c| c.0 != a), "{:?}", sim.causes);
 
-    sim.input(
-        a,
-        Input::Tracker {
-            tracker: CHK,
-            state: TrackerState::Up,
-        },
-    );
+    sim.input(a, chk(TrackerState::Up));
     // The script's member first, then the group's other member.
-    let moved: Vec<_> = sim.causes.iter().filter(|c| c.0 == a).copied().collect();
     assert_eq!(
-        moved,
+        transitions_of(&sim, a),
         vec![
             (a, 0, State::Backup, Cause::Tracker(CHK)),
             (a, 1, State::Backup, Cause::SyncGroup)
@@ -401,20 +362,10 @@ fn a_sync_group_waits_in_init_for_a_members_first_script_result_like_keepalived(
 
 #[test]
 fn a_first_script_failure_takes_the_waiting_group_to_fault() {
-    let (mut sim, a, _) = group_pair(|r| {
-        script(r, TrackerState::Pending);
-        r.track(0, weighted(0, false));
-    });
-    sim.input(
-        a,
-        Input::Tracker {
-            tracker: CHK,
-            state: TrackerState::Down,
-        },
-    );
-    let moved: Vec<_> = sim.causes.iter().filter(|c| c.0 == a).copied().collect();
+    let (mut sim, a, _) = group_pair(weight_zero_pending);
+    sim.input(a, chk(TrackerState::Down));
     assert_eq!(
-        moved,
+        transitions_of(&sim, a),
         vec![
             (a, 0, State::Fault, Cause::Tracker(CHK)),
             (a, 1, State::Fault, Cause::SyncGroup)
