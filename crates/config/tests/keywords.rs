@@ -3,9 +3,15 @@
 //! by tandem or warned about at its line: none is an "unknown keyword" error, none is read in
 //! silence and dropped.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::PathBuf;
+
+use common::keyword_list;
 use tandem_config::{parse_str, ConfigError};
+
+/// keepalived 2.2.7's VRRP keywords, under tests/keywords.
+const LIST: &str = "keepalived-2.2.7.txt";
 
 /// Keywords tandem acts on: read into the model and used. Everything else must warn.
 const ACTED_ON: &[(&str, &str)] = &[
@@ -160,18 +166,6 @@ const SAMPLES: &[(&str, &str, &str)] = &[
 /// Tried in order when no sample is given: the first that parses without an error is used.
 const CANDIDATES: &[&str] = &["", " 1", " eth0", " /bin/true", " {\n }", " 10.0.0.1"];
 
-fn keyword_list() -> Vec<(String, String)> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keywords/keepalived-2.2.7.txt");
-    std::fs::read_to_string(&path)
-        .expect("keyword list")
-        .lines()
-        .map(|l| {
-            let (b, k) = l.split_once(' ').expect("`BLOCK KEYWORD`");
-            (b.to_owned(), k.to_owned())
-        })
-        .collect()
-}
-
 /// A configuration with `line` (keyword and value) placed in `block`, and the line it is on.
 fn placed(block: &str, line: &str) -> (String, u32) {
     let script = "vrrp_script chk {\n script /bin/true\n}\n";
@@ -220,7 +214,7 @@ fn file() -> PathBuf {
 
 #[test]
 fn the_list_is_keepalived_s_whole_vrrp_side() {
-    let list = keyword_list();
+    let list = keyword_list(LIST);
     assert!(list.len() > 250, "{} keywords", list.len());
     for (b, k) in [
         ("global_defs", "vrrp_garp_interval"),
@@ -236,7 +230,7 @@ fn the_list_is_keepalived_s_whole_vrrp_side() {
 #[test]
 fn every_keepalived_keyword_is_acted_on_or_warned_at_its_line() {
     let mut failures = Vec::new();
-    for (block, key) in keyword_list() {
+    for (block, key) in keyword_list(LIST) {
         let acted = ACTED_ON.iter().any(|(b, k)| *b == block && *k == key);
         if acted && block == "top" {
             // Whole blocks with required contents; every other test of this crate reads them.

@@ -6,9 +6,15 @@
 //! keepalived's default, must change `Config::virtual_servers` compared with the same file
 //! holding a comment on that line.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::PathBuf;
+
+use common::keyword_list;
 use tandem_config::{parse_str, Config, ConfigError};
+
+/// keepalived 2.2.7's load-balancing keywords, under tests/keywords.
+const LIST: &str = "keepalived-2.2.7-lvs.txt";
 
 /// A value for each keyword that differs from keepalived's default, and lines the block needs
 /// before it (present in the baseline too): (block, keyword, lines before, value).
@@ -113,19 +119,6 @@ const CHECKER_COMMON: &[(&str, &str)] = &[
 const REFUSED_BY_KEEPALIVED: &[(&str, &str)] =
     &[("HTTP_GET", "nb_get_retry"), ("SSL_GET", "nb_get_retry")];
 
-fn keyword_list() -> Vec<(String, String)> {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keywords/keepalived-2.2.7-lvs.txt");
-    std::fs::read_to_string(path)
-        .expect("keyword list")
-        .lines()
-        .map(|l| {
-            let (b, k) = l.split_once(' ').expect("`BLOCK KEYWORD`");
-            (b.to_owned(), k.to_owned())
-        })
-        .collect()
-}
-
 /// A director configuration with `line` in `block` (after `pre`), and the line it is on.
 fn placed(block: &str, key: &str, pre: &str, line: &str) -> (String, u32) {
     let algo = if key.starts_with("mh-") { "mh" } else { "sh" };
@@ -227,7 +220,7 @@ fn sample(block: &str, key: &str) -> (&'static str, String) {
 
 #[test]
 fn the_list_is_keepalived_s_whole_lvs_side() {
-    let list = keyword_list();
+    let list = keyword_list(LIST);
     assert!(list.len() > 200, "{} keywords", list.len());
     for (b, k) in [
         ("top", "virtual_server"),
@@ -248,7 +241,7 @@ fn every_lvs_keyword_is_read_into_the_model_or_warned_at_its_line() {
     let mut failures = Vec::new();
     let mut read = 0;
     let mut warned_count = 0;
-    for (block, key) in keyword_list() {
+    for (block, key) in keyword_list(LIST) {
         let opens_block = matches!(
             key.as_str(),
             "virtual_server" | "real_server" | "url" | "host"
