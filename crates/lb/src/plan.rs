@@ -665,6 +665,29 @@ fn add_rules(out: &mut Vec<Op>, chains: &[Chain]) {
     }
 }
 
+/// The services of `old` that `new` lacks removed, those it adds added and those it
+/// changes changed in place (a service is known by its first chain's name); the others
+/// are left alone. Dispatch rules are the caller's: they jump to these chains, so they go
+/// (are flushed) before this runs.
+pub(crate) fn diff_services(out: &mut Vec<Op>, old: &[ServiceObjects], new: &[ServiceObjects]) {
+    for o in old {
+        if service_named(new, &o.chains[0].name).is_none() {
+            remove_service(out, o);
+        }
+    }
+    for n in new {
+        match service_named(old, &n.chains[0].name) {
+            Some(o) if o == n => {}
+            Some(o) => change_service(out, o, n),
+            None => add_service(out, n),
+        }
+    }
+}
+
+fn service_named<'a>(services: &'a [ServiceObjects], name: &str) -> Option<&'a ServiceObjects> {
+    services.iter().find(|s| s.chains[0].name == name)
+}
+
 pub(crate) fn add_service(out: &mut Vec<Op>, s: &ServiceObjects) {
     out.extend(s.sets.iter().map(|x| Op::AddSet(x.definition())));
     out.extend(s.chains.iter().map(|c| Op::AddChain {
@@ -675,7 +698,7 @@ pub(crate) fn add_service(out: &mut Vec<Op>, s: &ServiceObjects) {
     add_rules(out, &s.chains);
 }
 
-pub(crate) fn remove_service(out: &mut Vec<Op>, s: &ServiceObjects) {
+fn remove_service(out: &mut Vec<Op>, s: &ServiceObjects) {
     out.extend(s.chains.iter().map(|c| Op::FlushChain(c.name.clone())));
     out.extend(s.sets.iter().map(|x| Op::DeleteSet(x.name.clone())));
     out.extend(s.chains.iter().map(|c| Op::DeleteChain(c.name.clone())));
@@ -683,7 +706,7 @@ pub(crate) fn remove_service(out: &mut Vec<Op>, s: &ServiceObjects) {
 
 /// A changed service: every chain flushed and refilled, static sets
 /// refilled, persistence sets kept when their server stays.
-pub(crate) fn change_service(out: &mut Vec<Op>, old: &ServiceObjects, new: &ServiceObjects) {
+fn change_service(out: &mut Vec<Op>, old: &ServiceObjects, new: &ServiceObjects) {
     let kept = |x: &Set| {
         new.sets
             .iter()
@@ -766,24 +789,7 @@ fn diff_inet(old: Option<&Ruleset>, new: &Ruleset) -> Vec<Op> {
             out.push(Op::FlushChain(name.to_string()));
         }
     }
-    let find = |r: &Ruleset, name: &str| -> Option<ServiceObjects> {
-        r.services
-            .iter()
-            .find(|s| s.chains[0].name == name)
-            .cloned()
-    };
-    for o in &old.services {
-        if find(new, &o.chains[0].name).is_none() {
-            remove_service(&mut out, o);
-        }
-    }
-    for n in &new.services {
-        match find(old, &n.chains[0].name) {
-            Some(o) if &o == n => {}
-            Some(o) => change_service(&mut out, &o, n),
-            None => add_service(&mut out, n),
-        }
-    }
+    diff_services(&mut out, &old.services, &new.services);
     if dispatch_changed {
         add_dispatch(&mut out, new);
     }

@@ -41,10 +41,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::{
-    add_service, addr_bytes, change_service, prefix_mask, remove_service, server_name, Op,
-    PlanError,
-};
+use super::{add_service, addr_bytes, diff_services, prefix_mask, server_name, Op, PlanError};
 use std::time::Duration;
 
 use crate::objects::{
@@ -535,24 +532,7 @@ pub fn diff(old: Option<&DrRuleset>, new: &DrRuleset) -> Vec<Op> {
             out.push(Op::DeleteChain(chain.name.clone()));
         }
     }
-    let service = |r: &DrRuleset, name: &str| {
-        r.services
-            .iter()
-            .find(|s| s.chains[0].name == name)
-            .cloned()
-    };
-    for o in &old.services {
-        if service(new, &o.chains[0].name).is_none() {
-            remove_service(&mut out, o);
-        }
-    }
-    for n in &new.services {
-        match service(old, &n.chains[0].name) {
-            Some(o) if &o == n => {}
-            Some(o) => change_service(&mut out, &o, n),
-            None => add_service(&mut out, n),
-        }
-    }
+    diff_services(&mut out, &old.services, &new.services);
     for chain in &new.ingress {
         match ingress(old, &chain.name) {
             Some(o) if &o == chain => {}
