@@ -522,25 +522,30 @@ pub fn diff(old: Option<&DrRuleset>, new: &DrRuleset) -> Vec<Op> {
         }
         return out;
     };
-    let ingress = |r: &DrRuleset, name: &str| r.ingress.iter().find(|c| c.name == name).cloned();
     // Dispatch rules jump to service chains: they go before a service chain can.
     for chain in &old.ingress {
-        if ingress(new, &chain.name).as_ref() != Some(chain) {
-            out.push(Op::FlushChain(chain.name.clone()));
-        }
-        if ingress(new, &chain.name).is_none() {
-            out.push(Op::DeleteChain(chain.name.clone()));
+        match ingress(new, &chain.name) {
+            Some(n) if n == chain => {}
+            Some(_) => out.push(Op::FlushChain(chain.name.clone())),
+            None => out.extend([
+                Op::FlushChain(chain.name.clone()),
+                Op::DeleteChain(chain.name.clone()),
+            ]),
         }
     }
     diff_services(&mut out, &old.services, &new.services);
     for chain in &new.ingress {
         match ingress(old, &chain.name) {
-            Some(o) if &o == chain => {}
+            Some(o) if o == chain => {}
             Some(_) => add_rules(&mut out, &chain.name, &chain.rules),
             None => add_ingress(&mut out, chain),
         }
     }
     out
+}
+
+fn ingress<'a>(r: &'a DrRuleset, name: &str) -> Option<&'a IngressChain> {
+    r.ingress.iter().find(|c| c.name == name)
 }
 
 fn add_ingress(out: &mut Vec<Op>, chain: &IngressChain) {
