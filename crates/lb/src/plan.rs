@@ -656,13 +656,12 @@ fn add_elements(out: &mut Vec<Op>, s: &Set) {
     }
 }
 
-fn add_rules(out: &mut Vec<Op>, chains: &[Chain]) {
-    for c in chains {
-        out.extend(c.rules.iter().map(|r| Op::AddRule {
-            chain: c.name.clone(),
-            exprs: r.clone(),
-        }));
-    }
+/// Appends `rules` to chain `chain`, in order.
+pub(crate) fn add_rules(out: &mut Vec<Op>, chain: &str, rules: &[Vec<Expr>]) {
+    out.extend(rules.iter().map(|r| Op::AddRule {
+        chain: chain.to_string(),
+        exprs: r.clone(),
+    }));
 }
 
 /// The services of `old` that `new` lacks removed, those it adds added and those it
@@ -695,7 +694,9 @@ pub(crate) fn add_service(out: &mut Vec<Op>, s: &ServiceObjects) {
         hook: None,
     }));
     s.sets.iter().for_each(|x| add_elements(out, x));
-    add_rules(out, &s.chains);
+    for c in &s.chains {
+        add_rules(out, &c.name, &c.rules);
+    }
 }
 
 fn remove_service(out: &mut Vec<Op>, s: &ServiceObjects) {
@@ -743,7 +744,9 @@ fn change_service(out: &mut Vec<Op>, old: &ServiceObjects, new: &ServiceObjects)
         .iter()
         .filter(|x| !x.is_dynamic())
         .for_each(|x| add_elements(out, x));
-    add_rules(out, &new.chains);
+    for c in &new.chains {
+        add_rules(out, &c.name, &c.rules);
+    }
 }
 
 /// The operations that turn the kernel's table from `old` (None: unknown,

@@ -41,7 +41,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::{add_service, addr_bytes, diff_services, prefix_mask, server_name, Op, PlanError};
+use super::{
+    add_rules, add_service, addr_bytes, diff_services, prefix_mask, server_name, Op, PlanError,
+};
 use std::time::Duration;
 
 use crate::objects::{
@@ -554,13 +556,6 @@ fn add_ingress(out: &mut Vec<Op>, chain: &IngressChain) {
         device: chain.device.clone(),
     });
     add_rules(out, &chain.name, &chain.rules);
-}
-
-fn add_rules(out: &mut Vec<Op>, chain: &str, rules: &[Vec<Expr>]) {
-    out.extend(rules.iter().map(|r| Op::AddRule {
-        chain: chain.to_string(),
-        exprs: r.clone(),
-    }));
 }
 
 #[cfg(test)]
