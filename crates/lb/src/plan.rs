@@ -39,6 +39,8 @@ use crate::service::{Forwarding, Scheduler, Server, Service, ServiceKey};
 
 pub mod dr;
 
+use dr::HashKey;
+
 /// The table tandem owns (family `inet`); nothing else is ever touched.
 pub const TABLE: &str = "tandem_lb";
 
@@ -276,23 +278,8 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
     };
     let to_chain = |sv: &Server| format!("{name}_to_{}", server_name(sv));
     let persist_set = |sv: &Server| format!("{name}_p_{}", server_name(sv));
-    let src_offset = if v6 { 8 } else { 12 };
-    let load_client = |out: &mut Vec<Expr>| {
-        out.push(Expr::Payload {
-            base: PayloadBase::Network,
-            offset: src_offset,
-            len: alen,
-            dreg: reg::CLIENT,
-        });
-        if let Some(p) = &s.persistence {
-            if u32::from(p.prefix_len) < alen * 8 {
-                out.push(Expr::And {
-                    reg: reg::CLIENT,
-                    mask: prefix_mask(alen as usize, p.prefix_len),
-                });
-            }
-        }
-    };
+    // The client's address (masked by the persistence granularity) in `reg::CLIENT`.
+    let load_client = dr::load_key(HashKey::Client, v6, s.persistence.map(|p| p.prefix_len));
     // nft prints a port rewrite only after a transport protocol match, so
     // rules that rewrite ports carry one (it always holds after dispatch).
     let l4proto_guard = match s.key {
@@ -316,7 +303,7 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
         let port = if sv.port == 0 { service_port } else { sv.port };
         let mut rule = Vec::new();
         if s.persistence.is_some() {
-            load_client(&mut rule);
+            rule.extend_from_slice(&load_client);
             rule.push(Expr::Dynset {
                 op: DynsetOp::Add,
                 set: persist_set(sv),
@@ -356,8 +343,7 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
                 size: None,
                 elements: Vec::new(),
             });
-            let mut known_client = Vec::new();
-            load_client(&mut known_client);
+            let mut known_client = load_client.clone();
             known_client.push(Expr::Lookup {
                 set: persist_set(sv),
                 sreg: reg::CLIENT,
@@ -382,7 +368,7 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
         let modulus = slots.len() as u32;
         match s.scheduler {
             _ if hashed_first_choice => {
-                load_client(&mut schedule_rule);
+                schedule_rule.extend_from_slice(&load_client);
                 schedule_rule.push(Expr::Jhash {
                     sreg: reg::CLIENT,
                     len: alen,
@@ -392,17 +378,11 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
                 });
             }
             Scheduler::SourceHash | Scheduler::MaglevHash | Scheduler::DestinationHash => {
-                let offset = match (s.scheduler, v6) {
-                    (Scheduler::DestinationHash, false) => 16,
-                    (Scheduler::DestinationHash, true) => 24,
-                    _ => src_offset,
+                let key = match s.scheduler {
+                    Scheduler::DestinationHash => HashKey::Destination,
+                    _ => HashKey::Client,
                 };
-                schedule_rule.push(Expr::Payload {
-                    base: PayloadBase::Network,
-                    offset,
-                    len: alen,
-                    dreg: reg::CLIENT,
-                });
+                schedule_rule.extend(dr::load_key(key, v6, None));
                 schedule_rule.push(Expr::Jhash {
                     sreg: reg::CLIENT,
                     len: alen,

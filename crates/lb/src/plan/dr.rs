@@ -391,8 +391,8 @@ fn key_len(key: HashKey, v6: bool) -> u32 {
     }
 }
 
-/// Loads the hash key into `reg::CLIENT` onwards.
-fn load_key(key: HashKey, v6: bool, prefix_len: Option<u8>) -> Vec<Expr> {
+/// Loads the hash key into `reg::CLIENT` onwards (NAT services load theirs alike).
+pub(super) fn load_key(key: HashKey, v6: bool, prefix_len: Option<u8>) -> Vec<Expr> {
     let alen: u32 = if v6 { 16 } else { 4 };
     let (saddr, daddr) = if v6 { (8, 24) } else { (12, 16) };
     let mut out = vec![Expr::Payload {
