@@ -488,17 +488,10 @@ pub fn new_connection_weights(s: &Service) -> Option<Vec<u32>> {
 /// deterministic as they are and keep their own choice.
 pub fn persistent_clients_are_hashed(s: &Service) -> bool {
     s.persistence.is_some()
-        && matches!(
+        && (matches!(
             s.scheduler,
-            Scheduler::RoundRobin
-                | Scheduler::WeightedRoundRobin
-                | Scheduler::LeastConnection
-                | Scheduler::WeightedLeastConnection
-                | Scheduler::ShortestExpectedDelay
-                | Scheduler::NeverQueue
-                | Scheduler::LocalityLeastConnection
-                | Scheduler::LocalityLeastConnectionReplicated
-        )
+            Scheduler::RoundRobin | Scheduler::WeightedRoundRobin
+        ) || s.scheduler.uses_connection_counts())
 }
 
 pub(crate) fn prefix_mask(len: usize, prefix_len: u8) -> Vec<u8> {
