@@ -366,9 +366,25 @@ fn ingress_chain(name: &str, device: &str) -> Described {
 fn table_messages(op: &Op, t: Table, set_id: &mut u32, out: &mut Vec<Described>) {
     let table = || vec![TableAttribute::Name(t.name.to_string())];
     let (family, fam, tn) = (t.family, t.family_name, t.name);
-    {
-        match op {
-            Op::ResetTable | Op::DeleteTable => {
+    match op {
+        Op::ResetTable | Op::DeleteTable => {
+            out.push((
+                NfTablesMessage::NewTable(TableMessage {
+                    attributes: table(),
+                }),
+                family,
+                NLM_F_CREATE,
+                format!("add table {fam} {tn}"),
+            ));
+            out.push((
+                NfTablesMessage::DeleteTable(TableMessage {
+                    attributes: table(),
+                }),
+                family,
+                0,
+                format!("delete table {fam} {tn}"),
+            ));
+            if *op == Op::ResetTable {
                 out.push((
                     NfTablesMessage::NewTable(TableMessage {
                         attributes: table(),
@@ -377,135 +393,117 @@ fn table_messages(op: &Op, t: Table, set_id: &mut u32, out: &mut Vec<Described>)
                     NLM_F_CREATE,
                     format!("add table {fam} {tn}"),
                 ));
-                out.push((
-                    NfTablesMessage::DeleteTable(TableMessage {
-                        attributes: table(),
-                    }),
-                    family,
-                    0,
-                    format!("delete table {fam} {tn}"),
-                ));
-                if *op == Op::ResetTable {
-                    out.push((
-                        NfTablesMessage::NewTable(TableMessage {
-                            attributes: table(),
-                        }),
-                        family,
-                        NLM_F_CREATE,
-                        format!("add table {fam} {tn}"),
-                    ));
-                }
             }
-            Op::AddChain { name, hook } => {
-                let mut attributes = vec![
+        }
+        Op::AddChain { name, hook } => {
+            let mut attributes = vec![
+                ChainAttribute::Table(tn.to_string()),
+                ChainAttribute::Name(name.clone()),
+            ];
+            if let Some(h) = hook {
+                let number = match h.number {
+                    0 => InetHookNumber::PreRouting,
+                    1 => InetHookNumber::LocalIn,
+                    2 => InetHookNumber::Forward,
+                    3 => InetHookNumber::LocalOut,
+                    _ => InetHookNumber::PostRouting,
+                };
+                attributes.push(ChainAttribute::Hook(vec![
+                    NlHook::Number(HookNumber::Inet(number)),
+                    NlHook::Priority(h.priority as u32),
+                ]));
+                attributes.push(ChainAttribute::Policy(1)); // NF_ACCEPT
+                attributes.push(ChainAttribute::Type("nat".to_string()));
+            }
+            out.push((
+                NfTablesMessage::NewChain(ChainMessage { attributes }),
+                family,
+                NLM_F_CREATE,
+                format!("add chain {fam} {tn} {name}"),
+            ));
+        }
+        Op::FlushChain(name) => out.push((
+            NfTablesMessage::DeleteRule(RuleMessage {
+                attributes: vec![
+                    RuleAttribute::Table(tn.to_string()),
+                    RuleAttribute::Chain(name.clone()),
+                ],
+            }),
+            family,
+            0,
+            format!("flush chain {fam} {tn} {name}"),
+        )),
+        Op::DeleteChain(name) => out.push((
+            NfTablesMessage::DeleteChain(ChainMessage {
+                attributes: vec![
                     ChainAttribute::Table(tn.to_string()),
                     ChainAttribute::Name(name.clone()),
-                ];
-                if let Some(h) = hook {
-                    let number = match h.number {
-                        0 => InetHookNumber::PreRouting,
-                        1 => InetHookNumber::LocalIn,
-                        2 => InetHookNumber::Forward,
-                        3 => InetHookNumber::LocalOut,
-                        _ => InetHookNumber::PostRouting,
-                    };
-                    attributes.push(ChainAttribute::Hook(vec![
-                        NlHook::Number(HookNumber::Inet(number)),
-                        NlHook::Priority(h.priority as u32),
-                    ]));
-                    attributes.push(ChainAttribute::Policy(1)); // NF_ACCEPT
-                    attributes.push(ChainAttribute::Type("nat".to_string()));
-                }
-                out.push((
-                    NfTablesMessage::NewChain(ChainMessage { attributes }),
-                    family,
-                    NLM_F_CREATE,
-                    format!("add chain {fam} {tn} {name}"),
-                ));
-            }
-            Op::FlushChain(name) => out.push((
-                NfTablesMessage::DeleteRule(RuleMessage {
-                    attributes: vec![
-                        RuleAttribute::Table(tn.to_string()),
-                        RuleAttribute::Chain(name.clone()),
-                    ],
-                }),
+                ],
+            }),
+            family,
+            0,
+            format!("delete chain {fam} {tn} {name}"),
+        )),
+        Op::AddSet(set) => {
+            *set_id += 1;
+            out.push((
+                NfTablesMessage::NewSet(set_message(set, *set_id, tn)),
                 family,
-                0,
-                format!("flush chain {fam} {tn} {name}"),
-            )),
-            Op::DeleteChain(name) => out.push((
-                NfTablesMessage::DeleteChain(ChainMessage {
-                    attributes: vec![
-                        ChainAttribute::Table(tn.to_string()),
-                        ChainAttribute::Name(name.clone()),
-                    ],
-                }),
-                family,
-                0,
-                format!("delete chain {fam} {tn} {name}"),
-            )),
-            Op::AddSet(set) => {
-                *set_id += 1;
-                out.push((
-                    NfTablesMessage::NewSet(set_message(set, *set_id, tn)),
-                    family,
-                    NLM_F_CREATE,
-                    format!("add set {fam} {tn} {}", set.name),
-                ));
-            }
-            Op::FlushSet(name) => out.push((
-                NfTablesMessage::DeleteSetElement(elements_message(tn, name, &[])),
-                family,
-                0,
-                format!("flush set {fam} {tn} {name}"),
-            )),
-            Op::DeleteSet(name) => out.push((
-                NfTablesMessage::DeleteSet(SetMessage {
-                    attributes: vec![
-                        SetAttribute::Table(tn.to_string()),
-                        SetAttribute::Name(name.clone()),
-                    ],
-                }),
-                family,
-                0,
-                format!("delete set {fam} {tn} {name}"),
-            )),
-            Op::AddElements { set, elements } => {
-                for chunk in elements.chunks(ELEMENTS_PER_MESSAGE) {
-                    out.push((
-                        NfTablesMessage::NewSetElement(elements_message(tn, set, chunk)),
-                        family,
-                        NLM_F_CREATE,
-                        format!("add element {fam} {tn} {set} ({} elements)", chunk.len()),
-                    ));
-                }
-            }
-            Op::AddRule { chain, exprs } => out.push((
-                NfTablesMessage::NewRule(RuleMessage {
-                    attributes: vec![
-                        RuleAttribute::Table(tn.to_string()),
-                        RuleAttribute::Chain(chain.clone()),
-                        RuleAttribute::Expressions(
-                            exprs
-                                .iter()
-                                .map(|e| ListAttribute::<ExpressionAttribute>::from(expression(e)))
-                                .collect(),
-                        ),
-                    ],
-                }),
-                family,
-                NLM_F_CREATE | NLM_F_APPEND,
-                format!("add rule {fam} {tn} {chain} {exprs:?}"),
-            )),
-            Op::AddIngressChain { name, device } => out.push(ingress_chain(name, device)),
-            Op::Dr(ops) => {
-                for op in ops {
-                    table_messages(op, NETDEV, set_id, out);
-                }
-            }
-            Op::DeleteDrTable => table_messages(&Op::DeleteTable, NETDEV, set_id, out),
+                NLM_F_CREATE,
+                format!("add set {fam} {tn} {}", set.name),
+            ));
         }
+        Op::FlushSet(name) => out.push((
+            NfTablesMessage::DeleteSetElement(elements_message(tn, name, &[])),
+            family,
+            0,
+            format!("flush set {fam} {tn} {name}"),
+        )),
+        Op::DeleteSet(name) => out.push((
+            NfTablesMessage::DeleteSet(SetMessage {
+                attributes: vec![
+                    SetAttribute::Table(tn.to_string()),
+                    SetAttribute::Name(name.clone()),
+                ],
+            }),
+            family,
+            0,
+            format!("delete set {fam} {tn} {name}"),
+        )),
+        Op::AddElements { set, elements } => {
+            for chunk in elements.chunks(ELEMENTS_PER_MESSAGE) {
+                out.push((
+                    NfTablesMessage::NewSetElement(elements_message(tn, set, chunk)),
+                    family,
+                    NLM_F_CREATE,
+                    format!("add element {fam} {tn} {set} ({} elements)", chunk.len()),
+                ));
+            }
+        }
+        Op::AddRule { chain, exprs } => out.push((
+            NfTablesMessage::NewRule(RuleMessage {
+                attributes: vec![
+                    RuleAttribute::Table(tn.to_string()),
+                    RuleAttribute::Chain(chain.clone()),
+                    RuleAttribute::Expressions(
+                        exprs
+                            .iter()
+                            .map(|e| ListAttribute::<ExpressionAttribute>::from(expression(e)))
+                            .collect(),
+                    ),
+                ],
+            }),
+            family,
+            NLM_F_CREATE | NLM_F_APPEND,
+            format!("add rule {fam} {tn} {chain} {exprs:?}"),
+        )),
+        Op::AddIngressChain { name, device } => out.push(ingress_chain(name, device)),
+        Op::Dr(ops) => {
+            for op in ops {
+                table_messages(op, NETDEV, set_id, out);
+            }
+        }
+        Op::DeleteDrTable => table_messages(&Op::DeleteTable, NETDEV, set_id, out),
     }
 }
 

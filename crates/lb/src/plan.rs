@@ -39,6 +39,8 @@ use crate::service::{Forwarding, Scheduler, Server, Service, ServiceKey};
 
 pub mod dr;
 
+use dr::HashKey;
+
 /// The table tandem owns (family `inet`); nothing else is ever touched.
 pub const TABLE: &str = "tandem_lb";
 
@@ -276,23 +278,8 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
     };
     let to_chain = |sv: &Server| format!("{name}_to_{}", server_name(sv));
     let persist_set = |sv: &Server| format!("{name}_p_{}", server_name(sv));
-    let src_offset = if v6 { 8 } else { 12 };
-    let load_client = |out: &mut Vec<Expr>| {
-        out.push(Expr::Payload {
-            base: PayloadBase::Network,
-            offset: src_offset,
-            len: alen,
-            dreg: reg::CLIENT,
-        });
-        if let Some(p) = &s.persistence {
-            if u32::from(p.prefix_len) < alen * 8 {
-                out.push(Expr::And {
-                    reg: reg::CLIENT,
-                    mask: prefix_mask(alen as usize, p.prefix_len),
-                });
-            }
-        }
-    };
+    // The client's address (masked by the persistence granularity) in `reg::CLIENT`.
+    let load_client = dr::load_key(HashKey::Client, v6, s.persistence.map(|p| p.prefix_len));
     // nft prints a port rewrite only after a transport protocol match, so
     // rules that rewrite ports carry one (it always holds after dispatch).
     let l4proto_guard = match s.key {
@@ -316,7 +303,7 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
         let port = if sv.port == 0 { service_port } else { sv.port };
         let mut rule = Vec::new();
         if s.persistence.is_some() {
-            load_client(&mut rule);
+            rule.extend_from_slice(&load_client);
             rule.push(Expr::Dynset {
                 op: DynsetOp::Add,
                 set: persist_set(sv),
@@ -356,8 +343,7 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
                 size: None,
                 elements: Vec::new(),
             });
-            let mut known_client = Vec::new();
-            load_client(&mut known_client);
+            let mut known_client = load_client.clone();
             known_client.push(Expr::Lookup {
                 set: persist_set(sv),
                 sreg: reg::CLIENT,
@@ -382,7 +368,7 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
         let modulus = slots.len() as u32;
         match s.scheduler {
             _ if hashed_first_choice => {
-                load_client(&mut schedule_rule);
+                schedule_rule.extend_from_slice(&load_client);
                 schedule_rule.push(Expr::Jhash {
                     sreg: reg::CLIENT,
                     len: alen,
@@ -392,17 +378,11 @@ fn service_objects(s: &Service, name: String) -> Result<ServiceObjects, PlanErro
                 });
             }
             Scheduler::SourceHash | Scheduler::MaglevHash | Scheduler::DestinationHash => {
-                let offset = match (s.scheduler, v6) {
-                    (Scheduler::DestinationHash, false) => 16,
-                    (Scheduler::DestinationHash, true) => 24,
-                    _ => src_offset,
+                let key = match s.scheduler {
+                    Scheduler::DestinationHash => HashKey::Destination,
+                    _ => HashKey::Client,
                 };
-                schedule_rule.push(Expr::Payload {
-                    base: PayloadBase::Network,
-                    offset,
-                    len: alen,
-                    dreg: reg::CLIENT,
-                });
+                schedule_rule.extend(dr::load_key(key, v6, None));
                 schedule_rule.push(Expr::Jhash {
                     sreg: reg::CLIENT,
                     len: alen,
@@ -508,17 +488,10 @@ pub fn new_connection_weights(s: &Service) -> Option<Vec<u32>> {
 /// deterministic as they are and keep their own choice.
 pub fn persistent_clients_are_hashed(s: &Service) -> bool {
     s.persistence.is_some()
-        && matches!(
+        && (matches!(
             s.scheduler,
-            Scheduler::RoundRobin
-                | Scheduler::WeightedRoundRobin
-                | Scheduler::LeastConnection
-                | Scheduler::WeightedLeastConnection
-                | Scheduler::ShortestExpectedDelay
-                | Scheduler::NeverQueue
-                | Scheduler::LocalityLeastConnection
-                | Scheduler::LocalityLeastConnectionReplicated
-        )
+            Scheduler::RoundRobin | Scheduler::WeightedRoundRobin
+        ) || s.scheduler.uses_connection_counts())
 }
 
 pub(crate) fn prefix_mask(len: usize, prefix_len: u8) -> Vec<u8> {
@@ -656,13 +629,35 @@ fn add_elements(out: &mut Vec<Op>, s: &Set) {
     }
 }
 
-fn add_rules(out: &mut Vec<Op>, chains: &[Chain]) {
-    for c in chains {
-        out.extend(c.rules.iter().map(|r| Op::AddRule {
-            chain: c.name.clone(),
-            exprs: r.clone(),
-        }));
+/// Appends `rules` to chain `chain`, in order.
+pub(crate) fn add_rules(out: &mut Vec<Op>, chain: &str, rules: &[Vec<Expr>]) {
+    out.extend(rules.iter().map(|r| Op::AddRule {
+        chain: chain.to_string(),
+        exprs: r.clone(),
+    }));
+}
+
+/// The services of `old` that `new` lacks removed, those it adds added and those it
+/// changes changed in place (a service is known by its first chain's name); the others
+/// are left alone. Dispatch rules are the caller's: they jump to these chains, so they go
+/// (are flushed) before this runs.
+pub(crate) fn diff_services(out: &mut Vec<Op>, old: &[ServiceObjects], new: &[ServiceObjects]) {
+    for o in old {
+        if service_named(new, &o.chains[0].name).is_none() {
+            remove_service(out, o);
+        }
     }
+    for n in new {
+        match service_named(old, &n.chains[0].name) {
+            Some(o) if o == n => {}
+            Some(o) => change_service(out, o, n),
+            None => add_service(out, n),
+        }
+    }
+}
+
+fn service_named<'a>(services: &'a [ServiceObjects], name: &str) -> Option<&'a ServiceObjects> {
+    services.iter().find(|s| s.chains[0].name == name)
 }
 
 pub(crate) fn add_service(out: &mut Vec<Op>, s: &ServiceObjects) {
@@ -672,10 +667,12 @@ pub(crate) fn add_service(out: &mut Vec<Op>, s: &ServiceObjects) {
         hook: None,
     }));
     s.sets.iter().for_each(|x| add_elements(out, x));
-    add_rules(out, &s.chains);
+    for c in &s.chains {
+        add_rules(out, &c.name, &c.rules);
+    }
 }
 
-pub(crate) fn remove_service(out: &mut Vec<Op>, s: &ServiceObjects) {
+fn remove_service(out: &mut Vec<Op>, s: &ServiceObjects) {
     out.extend(s.chains.iter().map(|c| Op::FlushChain(c.name.clone())));
     out.extend(s.sets.iter().map(|x| Op::DeleteSet(x.name.clone())));
     out.extend(s.chains.iter().map(|c| Op::DeleteChain(c.name.clone())));
@@ -683,7 +680,7 @@ pub(crate) fn remove_service(out: &mut Vec<Op>, s: &ServiceObjects) {
 
 /// A changed service: every chain flushed and refilled, static sets
 /// refilled, persistence sets kept when their server stays.
-pub(crate) fn change_service(out: &mut Vec<Op>, old: &ServiceObjects, new: &ServiceObjects) {
+fn change_service(out: &mut Vec<Op>, old: &ServiceObjects, new: &ServiceObjects) {
     let kept = |x: &Set| {
         new.sets
             .iter()
@@ -720,7 +717,9 @@ pub(crate) fn change_service(out: &mut Vec<Op>, old: &ServiceObjects, new: &Serv
         .iter()
         .filter(|x| !x.is_dynamic())
         .for_each(|x| add_elements(out, x));
-    add_rules(out, &new.chains);
+    for c in &new.chains {
+        add_rules(out, &c.name, &c.rules);
+    }
 }
 
 /// The operations that turn the kernel's table from `old` (None: unknown,
@@ -766,24 +765,7 @@ fn diff_inet(old: Option<&Ruleset>, new: &Ruleset) -> Vec<Op> {
             out.push(Op::FlushChain(name.to_string()));
         }
     }
-    let find = |r: &Ruleset, name: &str| -> Option<ServiceObjects> {
-        r.services
-            .iter()
-            .find(|s| s.chains[0].name == name)
-            .cloned()
-    };
-    for o in &old.services {
-        if find(new, &o.chains[0].name).is_none() {
-            remove_service(&mut out, o);
-        }
-    }
-    for n in &new.services {
-        match find(old, &n.chains[0].name) {
-            Some(o) if &o == n => {}
-            Some(o) => change_service(&mut out, &o, n),
-            None => add_service(&mut out, n),
-        }
-    }
+    diff_services(&mut out, &old.services, &new.services);
     if dispatch_changed {
         add_dispatch(&mut out, new);
     }

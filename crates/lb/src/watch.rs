@@ -8,7 +8,7 @@
 
 use std::io;
 
-use netlink_packet_core::NetlinkBuffer;
+use netlink_packet_core::{NetlinkBuffer, NlasIterator};
 use netlink_sys::{protocols::NETLINK_NETFILTER, AsyncSocket, AsyncSocketExt, TokioSocket};
 
 /// nf_tables' netlink subsystem (NFNL_SUBSYS_NFTABLES).
@@ -103,20 +103,16 @@ pub fn foreign_changes(datagram: &[u8], own_port: u32) -> Vec<ForeignChange> {
     out
 }
 
-/// The table named by the first-level attributes of one message.
-fn table_name(mut attrs: &[u8]) -> Option<String> {
-    while attrs.len() >= 4 {
-        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
-        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
-        if len < 4 || len > attrs.len() {
-            return None;
-        }
-        if kind == ATTR_TABLE {
-            let value = &attrs[4..len];
+/// The table named by the first-level attributes of one message (None at the first
+/// malformed attribute).
+fn table_name(attrs: &[u8]) -> Option<String> {
+    for nla in NlasIterator::new(attrs) {
+        let nla = nla.ok()?;
+        if nla.kind() == ATTR_TABLE {
+            let value = nla.value();
             let end = value.iter().position(|&b| b == 0).unwrap_or(value.len());
             return String::from_utf8(value[..end].to_vec()).ok();
         }
-        attrs = &attrs[((len + 3) & !3).min(attrs.len())..];
     }
     None
 }
@@ -187,6 +183,24 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn the_table_attribute_is_found_past_others_and_not_past_a_malformed_one() {
+        let table = [
+            &8u16.to_ne_bytes()[..],
+            &ATTR_TABLE.to_ne_bytes(),
+            b"lb\0\0",
+        ]
+        .concat();
+        let other = [&5u16.to_ne_bytes()[..], &3u16.to_ne_bytes(), &[9, 0, 0, 0]].concat();
+        let too_long = [&64u16.to_ne_bytes()[..], &3u16.to_ne_bytes()].concat();
+        assert_eq!(
+            table_name(&[&other[..], &table].concat()),
+            Some("lb".into())
+        );
+        assert_eq!(table_name(&[&too_long[..], &table].concat()), None);
+        assert_eq!(table_name(&other), None);
     }
 
     #[test]

@@ -42,8 +42,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::{
-    add_service, addr_bytes, change_service, prefix_mask, remove_service, server_name, Op,
-    PlanError,
+    add_rules, add_service, addr_bytes, diff_services, prefix_mask, server_name, Op, PlanError,
 };
 use std::time::Duration;
 
@@ -392,8 +391,8 @@ fn key_len(key: HashKey, v6: bool) -> u32 {
     }
 }
 
-/// Loads the hash key into `reg::CLIENT` onwards.
-fn load_key(key: HashKey, v6: bool, prefix_len: Option<u8>) -> Vec<Expr> {
+/// Loads the hash key into `reg::CLIENT` onwards (NAT services load theirs alike).
+pub(super) fn load_key(key: HashKey, v6: bool, prefix_len: Option<u8>) -> Vec<Expr> {
     let alen: u32 = if v6 { 16 } else { 4 };
     let (saddr, daddr) = if v6 { (8, 24) } else { (12, 16) };
     let mut out = vec![Expr::Payload {
@@ -525,42 +524,30 @@ pub fn diff(old: Option<&DrRuleset>, new: &DrRuleset) -> Vec<Op> {
         }
         return out;
     };
-    let ingress = |r: &DrRuleset, name: &str| r.ingress.iter().find(|c| c.name == name).cloned();
     // Dispatch rules jump to service chains: they go before a service chain can.
     for chain in &old.ingress {
-        if ingress(new, &chain.name).as_ref() != Some(chain) {
-            out.push(Op::FlushChain(chain.name.clone()));
-        }
-        if ingress(new, &chain.name).is_none() {
-            out.push(Op::DeleteChain(chain.name.clone()));
-        }
-    }
-    let service = |r: &DrRuleset, name: &str| {
-        r.services
-            .iter()
-            .find(|s| s.chains[0].name == name)
-            .cloned()
-    };
-    for o in &old.services {
-        if service(new, &o.chains[0].name).is_none() {
-            remove_service(&mut out, o);
+        match ingress(new, &chain.name) {
+            Some(n) if n == chain => {}
+            Some(_) => out.push(Op::FlushChain(chain.name.clone())),
+            None => out.extend([
+                Op::FlushChain(chain.name.clone()),
+                Op::DeleteChain(chain.name.clone()),
+            ]),
         }
     }
-    for n in &new.services {
-        match service(old, &n.chains[0].name) {
-            Some(o) if &o == n => {}
-            Some(o) => change_service(&mut out, &o, n),
-            None => add_service(&mut out, n),
-        }
-    }
+    diff_services(&mut out, &old.services, &new.services);
     for chain in &new.ingress {
         match ingress(old, &chain.name) {
-            Some(o) if &o == chain => {}
+            Some(o) if o == chain => {}
             Some(_) => add_rules(&mut out, &chain.name, &chain.rules),
             None => add_ingress(&mut out, chain),
         }
     }
     out
+}
+
+fn ingress<'a>(r: &'a DrRuleset, name: &str) -> Option<&'a IngressChain> {
+    r.ingress.iter().find(|c| c.name == name)
 }
 
 fn add_ingress(out: &mut Vec<Op>, chain: &IngressChain) {
@@ -569,13 +556,6 @@ fn add_ingress(out: &mut Vec<Op>, chain: &IngressChain) {
         device: chain.device.clone(),
     });
     add_rules(out, &chain.name, &chain.rules);
-}
-
-fn add_rules(out: &mut Vec<Op>, chain: &str, rules: &[Vec<Expr>]) {
-    out.extend(rules.iter().map(|r| Op::AddRule {
-        chain: chain.to_string(),
-        exprs: r.clone(),
-    }));
 }
 
 #[cfg(test)]

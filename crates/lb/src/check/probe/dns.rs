@@ -11,7 +11,6 @@ use std::time::Duration;
 use hickory_proto::op::{Header, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::binary::BinDecodable;
-use tokio::net::UdpSocket;
 
 use super::ProbeError;
 use crate::check::action::Outcome;
@@ -63,20 +62,7 @@ impl DnsProbe {
 
     async fn exchange(&self) -> Result<(), String> {
         let to = self.to;
-        let local = self.bind.unwrap_or_else(|| {
-            if to.is_ipv4() {
-                SocketAddr::from(([0, 0, 0, 0], 0))
-            } else {
-                SocketAddr::from(([0u16; 8], 0))
-            }
-        });
-        let socket = UdpSocket::bind(local)
-            .await
-            .map_err(|e| format!("binding to {local}: {e}"))?;
-        socket
-            .connect(to)
-            .await
-            .map_err(|e| format!("connecting to {to}: {e}"))?;
+        let socket = super::udp::connected_socket(to, self.bind).await?;
         let id: u16 = rand::random();
         let mut request = Message::new(id, MessageType::Query, OpCode::Query);
         request.metadata.recursion_desired = true;

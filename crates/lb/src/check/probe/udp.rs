@@ -56,14 +56,7 @@ impl UdpProbe {
 
     async fn exchange(&self) -> Result<(), String> {
         let to = self.to;
-        let local = self.bind.unwrap_or_else(|| unspecified(to));
-        let socket = UdpSocket::bind(local)
-            .await
-            .map_err(|e| format!("binding to {local}: {e}"))?;
-        socket
-            .connect(to)
-            .await
-            .map_err(|e| format!("connecting to {to}: {e}"))?;
+        let socket = connected_socket(to, self.bind).await?;
         socket
             .send(&self.payload)
             .await
@@ -82,12 +75,27 @@ impl UdpProbe {
     }
 }
 
-fn unspecified(to: SocketAddr) -> SocketAddr {
-    if to.is_ipv4() {
-        SocketAddr::from(([0, 0, 0, 0], 0))
-    } else {
-        SocketAddr::from(([0u16; 8], 0))
-    }
+/// A UDP socket bound to `bind` (any address of `to`'s family when `None`) and connected
+/// to `to`, so ICMP errors come back as errors; failures say which step.
+pub(super) async fn connected_socket(
+    to: SocketAddr,
+    bind: Option<SocketAddr>,
+) -> Result<UdpSocket, String> {
+    let local = bind.unwrap_or_else(|| {
+        if to.is_ipv4() {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        } else {
+            SocketAddr::from(([0u16; 8], 0))
+        }
+    });
+    let socket = UdpSocket::bind(local)
+        .await
+        .map_err(|e| format!("binding to {local}: {e}"))?;
+    socket
+        .connect(to)
+        .await
+        .map_err(|e| format!("connecting to {to}: {e}"))?;
+    Ok(socket)
 }
 
 /// keepalived's rule: with expected bytes, the length must be within
