@@ -2,7 +2,6 @@
 //! and sync groups, read with keepalived 2.2's rules (ranges, defaults, what `param_match`
 //! implies) but refusing what keepalived only logs and skips.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::instance::tracked_weight;
@@ -256,26 +255,6 @@ pub(crate) fn track_process_block(block: &Block, ctx: &mut Ctx) -> Vec<TrackProc
             },
             name: line.key.clone(),
         });
-    }
-    out
-}
-
-/// Keeps the trackers with unique names (a second definition is an error).
-pub(crate) fn unique(
-    defined: Vec<(VrrpTrackProcess, Word)>,
-    ctx: &mut Ctx,
-) -> Vec<VrrpTrackProcess> {
-    let mut seen: HashMap<String, ()> = HashMap::new();
-    let mut out = Vec::new();
-    for (t, w) in defined {
-        if seen.insert(t.name.clone(), ()).is_some() {
-            ctx.error(
-                &w,
-                format!("vrrp_track_process `{}` is defined twice", t.name),
-            );
-            continue;
-        }
-        out.push(t);
     }
     out
 }
