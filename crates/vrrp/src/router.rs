@@ -14,7 +14,7 @@ use std::time::Instant;
 use crate::instance::{Cause, Instance, InstanceAction, InstanceConfig, State};
 use crate::packet::{self, DropReason, Version};
 use crate::stats::Stats;
-use crate::tracker::{Effect, TrackerId, TrackerKind, TrackerState, Tracking};
+use crate::tracker::{TrackerId, TrackerKind, TrackerState, Tracking};
 
 mod reload;
 mod tracking;
@@ -236,17 +236,11 @@ impl Router {
                 } else {
                     TrackerState::Down
                 };
-                match t.effect(state) {
-                    Effect::Priority(p) => p,
-                    Effect::Fault => 0,
-                }
+                t.effect(state).added()
             })
             .sum();
         let trackers: i32 = (slot.trackings.iter())
-            .map(|(t, _)| match t.effect(self.trackers[t.tracker].state) {
-                Effect::Priority(p) => p,
-                Effect::Fault => 0,
-            })
+            .map(|(t, _)| t.effect(self.trackers[t.tracker].state).added())
             .sum();
         let base = i32::from(slot.instance.config().priority);
         let priority = (base + links + trackers).clamp(1, 254) as u8;
