@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::keywords::{INSTANCE_NOT_YET, INSTANCE_UNSUPPORTED, VIP_OPTIONS_UNSUPPORTED};
 use crate::model::{
     Authentication, Broadcast, GlobalDefs, InitialState, NotifyScripts, Scope, TrackFileRef,
-    TrackInterface, TrackScript, VirtualAddress, VrrpInstance,
+    TrackInterface, TrackScript, VirtualAddress, VrrpInstance, VrrpScript,
 };
 use crate::parser::{block_name, notify_keyword};
 use crate::tree::{Block, Stmt, Word};
@@ -711,7 +711,7 @@ pub(crate) fn tracked_weight(
 pub(crate) fn finish(
     mut p: ParsedInstance,
     global: &GlobalDefs,
-    scripts: &[&str],
+    scripts: &[VrrpScript],
     ctx: &mut Ctx,
 ) -> Option<ParsedInstance> {
     let errors_before = ctx.errors.len();
@@ -823,8 +823,25 @@ pub(crate) fn finish(
             format!("vrrp_instance `{name}`: `state MASTER` cannot be used with `auth_type AH` (keepalived clears the state and reports a configuration error); use `state BACKUP`"),
         );
     }
-    for (t, w) in p.instance.track_scripts.iter().zip(&p.track_script_words) {
-        if !scripts.contains(&t.name.as_str()) {
+    check_track_scripts(
+        &p.instance.track_scripts,
+        &p.track_script_words,
+        scripts,
+        ctx,
+    );
+    (ctx.errors.len() == errors_before).then_some(p)
+}
+
+/// Errors for `track_script` lines (of an instance or a sync group; `words` names each one
+/// where it was written) that name no defined vrrp_script.
+pub(crate) fn check_track_scripts(
+    tracks: &[TrackScript],
+    words: &[Word],
+    scripts: &[VrrpScript],
+    ctx: &mut Ctx,
+) {
+    for (t, w) in tracks.iter().zip(words) {
+        if !scripts.iter().any(|s| s.name == t.name) {
             ctx.error(
                 w,
                 format!(
@@ -834,7 +851,6 @@ pub(crate) fn finish(
             );
         }
     }
-    (ctx.errors.len() == errors_before).then_some(p)
 }
 
 fn advert_int(w: &Word, version: u8, ctx: &mut Ctx) -> Option<Duration> {

@@ -102,10 +102,9 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
             track_process::resolve(lines, &config.track_processes, &owner, ctx);
     }
 
-    let script_names: Vec<&str> = config.scripts.iter().map(|s| s.name.as_str()).collect();
     let instances: Vec<ParsedInstance> = instances
         .into_iter()
-        .filter_map(|p| instance::finish(p, &config.global, &script_names, ctx))
+        .filter_map(|p| instance::finish(p, &config.global, &config.scripts, ctx))
         .collect();
     check_instances(&instances, ctx);
     crate::track_file::check_refs(
@@ -869,17 +868,12 @@ fn check_groups(groups: Vec<ParsedGroup>, config: &Config, ctx: &mut Ctx) -> Vec
             owner.insert(m.text.clone(), p.group.name.clone());
             p.group.members.push(m.text.clone());
         }
-        for (t, w) in p.group.track_scripts.iter().zip(&p.script_words) {
-            if !config.scripts.iter().any(|s| s.name == t.name) {
-                ctx.error(
-                    w,
-                    format!(
-                        "`track_script` names `{}`, but no vrrp_script by that name is defined",
-                        t.name
-                    ),
-                );
-            }
-        }
+        instance::check_track_scripts(
+            &p.group.track_scripts,
+            &p.script_words,
+            &config.scripts,
+            ctx,
+        );
         crate::track_file::check_refs(p.group.track_files.iter(), &config.track_files, ctx);
         out.push(p.group);
     }
