@@ -251,6 +251,18 @@ impl Router {
         (before != after).then_some((before, after))
     }
 
+    /// [`Router::reweigh`], reporting a change of priority with its `cause`.
+    fn reweigh_reporting(&mut self, id: InstanceId, cause: Cause, out: &mut Vec<Action>) {
+        if let Some((from, to)) = self.reweigh(id) {
+            out.push(Action::PriorityChanged {
+                id,
+                from,
+                to,
+                cause,
+            });
+        }
+    }
+
     /// Adds a sync group. Members already in another group are moved to this one.
     pub fn add_group(&mut self, name: &str, members: &[InstanceId]) -> GroupId {
         let id = self.groups.len();
@@ -514,14 +526,7 @@ impl Router {
         };
         for id in 0..self.slots.len() {
             if (self.slots[id].weighted.iter()).any(|t| t.tracker == link as TrackerId) {
-                if let Some((from, to)) = self.reweigh(id) {
-                    out.push(Action::PriorityChanged {
-                        id,
-                        from,
-                        to,
-                        cause,
-                    });
-                }
+                self.reweigh_reporting(id, cause, out);
             }
             let slot = &mut self.slots[id];
             if !slot.tracked.contains(&link) {
