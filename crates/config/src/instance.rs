@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::keywords::{INSTANCE_NOT_YET, INSTANCE_UNSUPPORTED, VIP_OPTIONS_UNSUPPORTED};
 use crate::model::{
     Authentication, Broadcast, GlobalDefs, InitialState, NotifyScripts, Scope, TrackFileRef,
-    TrackInterface, TrackScript, VirtualAddress, VrrpInstance,
+    TrackInterface, TrackScript, VirtualAddress, VrrpInstance, VrrpScript,
 };
 use crate::parser::{block_name, notify_keyword};
 use crate::tree::{Block, Stmt, Word};
@@ -639,7 +639,7 @@ fn track_interface(line: &Stmt, ctx: &mut Ctx) -> Option<TrackInterface> {
         return None;
     }
     let weight = tracked_weight("track_interface", line, 253, ctx)?;
-    let (weight, reverse) = weight.unwrap_or((0, false));
+    let (weight, reverse) = weight.map_or((0, false), |(w, r)| (w, r == Some(true)));
     if weight == 0 && reverse {
         ctx.warn(
             &line.key,
@@ -662,7 +662,7 @@ pub(crate) fn track_script(line: &Stmt, ctx: &mut Ctx) -> Option<TrackScript> {
     Some(TrackScript {
         name: line.key.text.clone(),
         weight: weight.map(|(w, _)| w),
-        reverse: weight.is_some_and(|(_, r)| r),
+        reverse: weight.is_some_and(|(_, r)| r == Some(true)),
     })
 }
 
@@ -675,18 +675,19 @@ pub(crate) fn track_file_ref(line: &Stmt, ctx: &mut Ctx) -> Option<TrackFileRef>
     Some(TrackFileRef {
         name: line.key.text.clone(),
         weight: weight.map(|(w, _)| w),
-        reverse: weight.is_some_and(|(_, r)| r),
+        reverse: weight.is_some_and(|(_, r)| r == Some(true)),
         location: line.key.loc.clone(),
     })
 }
 
-/// `NAME [weight N [reverse|noreverse]]`: `Some(None)` when no weight is given.
-fn tracked_weight(
+/// `NAME [weight N [reverse|noreverse]]` (a `track_*` line): `Some(None)` when no weight is
+/// given; the direction is `None` when not written.
+pub(crate) fn tracked_weight(
     key: &str,
     line: &Stmt,
     limit: i32,
     ctx: &mut Ctx,
-) -> Option<Option<(i32, bool)>> {
+) -> Option<Option<(i32, Option<bool>)>> {
     match line.args.split_first() {
         None => Some(None),
         Some((w, rest)) if w.text == "weight" => {
@@ -697,10 +698,10 @@ fn tracked_weight(
                 );
                 return None;
             }
-            ctx.weight_within("weight", rest, limit).map(Some)
+            ctx.weight_direction("weight", rest, limit).map(Some)
         }
         Some((w, _)) => {
-            ctx.error(w, format!("`{key}` expects `NAME [weight N]` on each line, found `{}` (put each name on its own line)", w.text));
+            ctx.error(w, format!("`{key}` expects `NAME [weight N [reverse]]` on each line, found `{}` (put each name on its own line)", w.text));
             None
         }
     }
@@ -710,7 +711,7 @@ fn tracked_weight(
 pub(crate) fn finish(
     mut p: ParsedInstance,
     global: &GlobalDefs,
-    scripts: &[&str],
+    scripts: &[VrrpScript],
     ctx: &mut Ctx,
 ) -> Option<ParsedInstance> {
     let errors_before = ctx.errors.len();
@@ -822,8 +823,25 @@ pub(crate) fn finish(
             format!("vrrp_instance `{name}`: `state MASTER` cannot be used with `auth_type AH` (keepalived clears the state and reports a configuration error); use `state BACKUP`"),
         );
     }
-    for (t, w) in p.instance.track_scripts.iter().zip(&p.track_script_words) {
-        if !scripts.contains(&t.name.as_str()) {
+    check_track_scripts(
+        &p.instance.track_scripts,
+        &p.track_script_words,
+        scripts,
+        ctx,
+    );
+    (ctx.errors.len() == errors_before).then_some(p)
+}
+
+/// Errors for `track_script` lines (of an instance or a sync group; `words` names each one
+/// where it was written) that name no defined vrrp_script.
+pub(crate) fn check_track_scripts(
+    tracks: &[TrackScript],
+    words: &[Word],
+    scripts: &[VrrpScript],
+    ctx: &mut Ctx,
+) {
+    for (t, w) in tracks.iter().zip(words) {
+        if !scripts.iter().any(|s| s.name == t.name) {
             ctx.error(
                 w,
                 format!(
@@ -833,7 +851,6 @@ pub(crate) fn finish(
             );
         }
     }
-    (ctx.errors.len() == errors_before).then_some(p)
 }
 
 fn advert_int(w: &Word, version: u8, ctx: &mut Ctx) -> Option<Duration> {

@@ -1,7 +1,7 @@
 //! Turns the statement tree into the typed [`Config`]: top level, `global_defs`,
 //! `vrrp_script` and `vrrp_sync_group`, then the checks that span several blocks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -86,21 +86,9 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
         }
     }
 
-    // vrrp_script names: unique.
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (script, name) in scripts {
-        if seen.contains_key(&script.name) {
-            ctx.error(
-                &name,
-                format!("vrrp_script `{}` is defined twice", script.name),
-            );
-            continue;
-        }
-        seen.insert(script.name.clone(), config.scripts.len());
-        config.scripts.push(script);
-    }
-
-    config.track_processes = track_process::unique(trackers, ctx);
+    config.scripts = unique_blocks(scripts, "vrrp_script", ctx);
+    config.track_processes = unique_blocks(trackers, "vrrp_track_process", ctx);
+    config.track_files = unique_blocks(files, "track_file", ctx);
     for p in &mut instances {
         let lines = std::mem::take(&mut p.track_process_lines);
         let owner = format!("vrrp_instance `{}`", p.instance.name);
@@ -113,21 +101,10 @@ pub(crate) fn parse(stmts: &[Stmt], ctx: &mut Ctx) -> Config {
         g.group.track_processes =
             track_process::resolve(lines, &config.track_processes, &owner, ctx);
     }
-    for (file, name) in files {
-        if config.track_files.iter().any(|f| f.name == file.name) {
-            ctx.error(
-                &name,
-                format!("track_file `{}` is defined twice", file.name),
-            );
-            continue;
-        }
-        config.track_files.push(file);
-    }
 
-    let script_names: Vec<&str> = config.scripts.iter().map(|s| s.name.as_str()).collect();
     let instances: Vec<ParsedInstance> = instances
         .into_iter()
-        .filter_map(|p| instance::finish(p, &config.global, &script_names, ctx))
+        .filter_map(|p| instance::finish(p, &config.global, &config.scripts, ctx))
         .collect();
     check_instances(&instances, ctx);
     crate::track_file::check_refs(
@@ -534,6 +511,21 @@ struct MailWords {
     server: Option<Word>,
 }
 
+/// Named blocks of one kind (`kind` as the message names it) whose names are unique: a
+/// second definition is an error at its name, and the first one stays.
+fn unique_blocks<T>(defined: Vec<(T, Word)>, kind: &str, ctx: &mut Ctx) -> Vec<T> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (block, name) in defined {
+        if seen.insert(name.text.clone()) {
+            out.push(block);
+        } else {
+            ctx.error(&name, format!("{kind} `{}` is defined twice", name.text));
+        }
+    }
+    out
+}
+
 /// The name of a named block (`vrrp_script NAME {`), checked to be one word.
 pub(crate) fn block_name(stmt: &Stmt, ctx: &mut Ctx) -> Option<Word> {
     let k = &stmt.key.text;
@@ -876,17 +868,12 @@ fn check_groups(groups: Vec<ParsedGroup>, config: &Config, ctx: &mut Ctx) -> Vec
             owner.insert(m.text.clone(), p.group.name.clone());
             p.group.members.push(m.text.clone());
         }
-        for (t, w) in p.group.track_scripts.iter().zip(&p.script_words) {
-            if !config.scripts.iter().any(|s| s.name == t.name) {
-                ctx.error(
-                    w,
-                    format!(
-                        "`track_script` names `{}`, but no vrrp_script by that name is defined",
-                        t.name
-                    ),
-                );
-            }
-        }
+        instance::check_track_scripts(
+            &p.group.track_scripts,
+            &p.script_words,
+            &config.scripts,
+            ctx,
+        );
         crate::track_file::check_refs(p.group.track_files.iter(), &config.track_files, ctx);
         out.push(p.group);
     }

@@ -2,9 +2,9 @@
 //! and sync groups, read with keepalived 2.2's rules (ranges, defaults, what `param_match`
 //! implies) but refusing what keepalived only logs and skips.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::instance::tracked_weight;
 use crate::model::{ParamMatch, TrackProcess, VrrpTrackProcess};
 use crate::parser::block_name;
 use crate::tree::{Block, Stmt, Word};
@@ -133,9 +133,10 @@ pub(crate) fn vrrp_track_process(stmt: &Stmt, ctx: &mut Ctx) -> Option<(VrrpTrac
                         &s.key,
                         format!("`weight` expects -{WEIGHT_MAX}..={WEIGHT_MAX} [reverse], found end of line"),
                     );
-                } else if let Some((w, reverse)) = weight(ctx, "weight", &s.args) {
+                } else if let Some((w, reverse)) = ctx.weight_within("weight", &s.args, WEIGHT_MAX)
+                {
                     t.weight = w;
-                    t.reverse = reverse.unwrap_or(false);
+                    t.reverse = reverse;
                 }
             }
             "quorum" => {
@@ -219,39 +220,6 @@ pub(crate) fn vrrp_track_process(stmt: &Stmt, ctx: &mut Ctx) -> Option<(VrrpTrac
     (ctx.errors.len() == errors_before).then_some((t, name))
 }
 
-/// `weight N [reverse|noreverse]` with keepalived's bound for processes: the weight and, when
-/// written, the direction.
-fn weight(ctx: &mut Ctx, key: &str, words: &[Word]) -> Option<(i32, Option<bool>)> {
-    let value = words.first()?;
-    let w = ctx.int_word(key, value, -WEIGHT_MAX, WEIGHT_MAX)?;
-    let reverse = match words.get(1) {
-        None => None,
-        Some(r) if r.text == "reverse" => Some(true),
-        Some(r) if r.text == "noreverse" => Some(false),
-        Some(r) => {
-            ctx.error(
-                r,
-                format!(
-                    "`{key}` expects `weight N [reverse|noreverse]`, found `{}`",
-                    r.text
-                ),
-            );
-            return None;
-        }
-    };
-    if let Some(extra) = words.get(2) {
-        ctx.error(
-            extra,
-            format!(
-                "`{key}` expects `weight N [reverse|noreverse]`, found extra `{}`",
-                extra.text
-            ),
-        );
-        return None;
-    }
-    Some((w, reverse))
-}
-
 /// A delay of 1 µs to an hour (keepalived refuses 0).
 fn delay(ctx: &mut Ctx, key: &str, w: &Word) -> Option<Duration> {
     match parse_seconds(&w.text) {
@@ -276,57 +244,17 @@ pub(crate) fn track_process_block(block: &Block, ctx: &mut Ctx) -> Vec<TrackProc
         if !ctx.no_block(line) {
             continue;
         }
-        let (weight, reverse) = match line.args.split_first() {
-            None => (None, None),
-            Some((w, rest)) if w.text == "weight" => {
-                if rest.is_empty() {
-                    ctx.error(
-                        w,
-                        format!("`weight` in `track_process` expects -{WEIGHT_MAX}..={WEIGHT_MAX}, found end of line"),
-                    );
-                    continue;
-                }
-                match weight(ctx, "weight", rest) {
-                    Some((w, r)) => (Some(w), r),
-                    None => continue,
-                }
-            }
-            Some((w, _)) => {
-                ctx.error(
-                    w,
-                    format!("`track_process` expects `NAME [weight N [reverse]]` on each line, found `{}` (put each name on its own line)", w.text),
-                );
-                continue;
-            }
+        let Some(weight) = tracked_weight("track_process", line, WEIGHT_MAX, ctx) else {
+            continue;
         };
         out.push(TrackProcessLine {
             track: TrackProcess {
                 name: line.key.text.clone(),
-                weight,
-                reverse,
+                weight: weight.map(|(w, _)| w),
+                reverse: weight.and_then(|(_, r)| r),
             },
             name: line.key.clone(),
         });
-    }
-    out
-}
-
-/// Keeps the trackers with unique names (a second definition is an error).
-pub(crate) fn unique(
-    defined: Vec<(VrrpTrackProcess, Word)>,
-    ctx: &mut Ctx,
-) -> Vec<VrrpTrackProcess> {
-    let mut seen: HashMap<String, ()> = HashMap::new();
-    let mut out = Vec::new();
-    for (t, w) in defined {
-        if seen.insert(t.name.clone(), ()).is_some() {
-            ctx.error(
-                &w,
-                format!("vrrp_track_process `{}` is defined twice", t.name),
-            );
-            continue;
-        }
-        out.push(t);
     }
     out
 }

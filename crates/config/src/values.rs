@@ -246,12 +246,24 @@ impl Ctx {
 
     /// [`Ctx::weight`] within `-limit..=limit`.
     pub fn weight_within(&mut self, key: &str, words: &[Word], limit: i32) -> Option<(i32, bool)> {
+        let (weight, reverse) = self.weight_direction(key, words, limit)?;
+        Some((weight, reverse.unwrap_or(false)))
+    }
+
+    /// [`Ctx::weight_within`] telling an unwritten direction (`None`) from `noreverse`, for
+    /// references whose direction, when written, overrides the tracker's own.
+    pub fn weight_direction(
+        &mut self,
+        key: &str,
+        words: &[Word],
+        limit: i32,
+    ) -> Option<(i32, Option<bool>)> {
         let value = words.first()?;
         let weight = self.int_word(key, value, -limit, limit)?;
         let reverse = match words.get(1) {
-            None => false,
-            Some(w) if w.text == "noreverse" => false,
-            Some(w) if w.text == "reverse" => true,
+            None => None,
+            Some(w) if w.text == "noreverse" => Some(false),
+            Some(w) if w.text == "reverse" => Some(true),
             Some(w) => {
                 let found = &w.text;
                 self.error(

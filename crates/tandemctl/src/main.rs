@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::parser::ValueSource;
 use clap::FromArgMatches;
+use serde_json::Value;
 use tandemctl_cli::{Args, DEFAULT_CONTROL, LEGACY_CONTROL};
 
 mod status_table;
@@ -108,14 +109,16 @@ fn main() -> Result<()> {
             command.as_str()
         };
         let reply = ask(&control, asked)?;
-        match serde_json::from_str::<serde_json::Value>(&reply) {
-            Ok(status) if table => print!("{}", status_table::render(&status)),
+        // Read once, for the table and for the verdict.
+        let document = serde_json::from_str::<Value>(&reply).ok();
+        match &document {
+            Some(status) if table => print!("{}", status_table::render(status)),
             _ => print!("{reply}"),
         }
         if reply.starts_with("error:") {
             std::process::exit(1);
         }
-        unhealthy |= reports_failure(&reply);
+        unhealthy |= reports_failure(&reply, document.as_ref());
     }
     if unhealthy {
         // Monitoring checks read the exit status: 2 is "critical" to Nagios-style checks.
@@ -143,11 +146,11 @@ fn moved_default(given: &Path, is_default: bool) -> PathBuf {
 }
 
 /// Whether a status reply says the node is failing (an instance in FAULT, a silent sync
-/// peer): its verdict line is `health=failing ...`.
-fn reports_failure(reply: &str) -> bool {
+/// peer): its verdict line is `health=failing ...`, or, for a reply that is the JSON
+/// `document`, its `health.ok` is false.
+fn reports_failure(reply: &str, document: Option<&Value>) -> bool {
     reply.lines().any(|l| l.starts_with("health=failing"))
-        || serde_json::from_str::<serde_json::Value>(reply)
-            .is_ok_and(|v| v["health"]["ok"] == serde_json::Value::Bool(false))
+        || document.is_some_and(|v| v["health"]["ok"] == Value::Bool(false))
 }
 
 /// Where `etc/tandem.toml` looks for the sync key.
@@ -191,7 +194,11 @@ fn ask(control: &Path, command: &str) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::reports_failure;
+    /// [`super::reports_failure`] as `main` calls it.
+    fn reports_failure(reply: &str) -> bool {
+        let document = serde_json::from_str(reply).ok();
+        super::reports_failure(reply, document.as_ref())
+    }
 
     #[test]
     fn only_a_failing_verdict_fails() {

@@ -14,7 +14,7 @@ use std::time::Instant;
 use crate::instance::{Cause, Instance, InstanceAction, InstanceConfig, State};
 use crate::packet::{self, DropReason, Version};
 use crate::stats::Stats;
-use crate::tracker::{Effect, TrackerId, TrackerKind, TrackerState, Tracking};
+use crate::tracker::{TrackerId, TrackerKind, TrackerState, Tracking};
 
 mod reload;
 mod tracking;
@@ -236,17 +236,11 @@ impl Router {
                 } else {
                     TrackerState::Down
                 };
-                match t.effect(state) {
-                    Effect::Priority(p) => p,
-                    Effect::Fault => 0,
-                }
+                t.effect(state).added()
             })
             .sum();
         let trackers: i32 = (slot.trackings.iter())
-            .map(|(t, _)| match t.effect(self.trackers[t.tracker].state) {
-                Effect::Priority(p) => p,
-                Effect::Fault => 0,
-            })
+            .map(|(t, _)| t.effect(self.trackers[t.tracker].state).added())
             .sum();
         let base = i32::from(slot.instance.config().priority);
         let priority = (base + links + trackers).clamp(1, 254) as u8;
@@ -255,6 +249,18 @@ impl Router {
         instance.set_priority(priority);
         let after = instance.priority();
         (before != after).then_some((before, after))
+    }
+
+    /// [`Router::reweigh`], reporting a change of priority with its `cause`.
+    fn reweigh_reporting(&mut self, id: InstanceId, cause: Cause, out: &mut Vec<Action>) {
+        if let Some((from, to)) = self.reweigh(id) {
+            out.push(Action::PriorityChanged {
+                id,
+                from,
+                to,
+                cause,
+            });
+        }
     }
 
     /// Adds a sync group. Members already in another group are moved to this one.
@@ -520,14 +526,7 @@ impl Router {
         };
         for id in 0..self.slots.len() {
             if (self.slots[id].weighted.iter()).any(|t| t.tracker == link as TrackerId) {
-                if let Some((from, to)) = self.reweigh(id) {
-                    out.push(Action::PriorityChanged {
-                        id,
-                        from,
-                        to,
-                        cause,
-                    });
-                }
+                self.reweigh_reporting(id, cause, out);
             }
             let slot = &mut self.slots[id];
             if !slot.tracked.contains(&link) {

@@ -85,6 +85,16 @@ pub enum Effect {
     Priority(i32),
 }
 
+impl Effect {
+    /// What it adds to the priority: FAULT adds nothing (it acts on the state instead).
+    pub fn added(self) -> i32 {
+        match self {
+            Effect::Priority(p) => p,
+            Effect::Fault => 0,
+        }
+    }
+}
+
 /// Lowest file contribution; this value or below means FAULT (keepalived's -254).
 const FILE_FAULT: i64 = -254;
 /// Highest file contribution (keepalived's 253).

@@ -186,14 +186,7 @@ impl Router {
     ) {
         let previous = self.slots[id].instance.tracker_fault();
         let cause = Cause::Tracker(changed.or(previous).unwrap_or(usize::MAX));
-        if let Some((from, to)) = self.reweigh(id) {
-            out.push(Action::PriorityChanged {
-                id,
-                from,
-                to,
-                cause,
-            });
-        }
+        self.reweigh_reporting(id, cause, out);
         let fault = self.tracker_fault_of(id);
         let pending = self.fault_pending(id);
         let instance = &self.slots[id].instance;
