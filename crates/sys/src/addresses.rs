@@ -210,10 +210,10 @@ impl Addresses {
             .address()
             .add(spec.ifindex, spec.address, spec.prefix_len);
         fill_message(req.message_mut(), spec);
-        let mut msg =
-            NetlinkMessage::from(RouteNetlinkMessage::NewAddress(req.message_mut().clone()));
-        msg.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE;
-        msg
+        request(
+            RouteNetlinkMessage::NewAddress(req.message_mut().clone()),
+            true,
+        )
     }
 
     /// Sends the requests in one datagram and returns each one's answer, in
@@ -348,8 +348,21 @@ fn remove_request(spec: &AddressSpec) -> NetlinkMessage<RouteNetlinkMessage> {
     if spec.address.is_ipv4() {
         msg.attributes.push(AddressAttribute::Address(spec.address));
     }
-    let mut msg = NetlinkMessage::from(RouteNetlinkMessage::DelAddress(msg));
-    msg.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    request(RouteNetlinkMessage::DelAddress(msg), false)
+}
+
+/// `payload` as a request of a batch: acknowledged, and when it adds (`add`), an error if
+/// the object is there already (the batch counts that answer as success).
+pub(crate) fn request(
+    payload: RouteNetlinkMessage,
+    add: bool,
+) -> NetlinkMessage<RouteNetlinkMessage> {
+    let mut msg = NetlinkMessage::from(payload);
+    msg.header.flags = if add {
+        NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE
+    } else {
+        NLM_F_REQUEST | NLM_F_ACK
+    };
     msg
 }
 
