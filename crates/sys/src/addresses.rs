@@ -179,27 +179,20 @@ impl Addresses {
         let mut out = self
             .results(addresses, answers, (verb, prep), harmless)
             .await;
-        let gone = |route: bool| match (add, route) {
-            (true, _) => libc::EEXIST,
-            (false, true) => libc::ESRCH,
-            (false, false) => libc::ENOENT,
+        // Already there, or already gone: a missing route answers ESRCH, a missing rule ENOENT.
+        let (route_done, rule_done) = if add {
+            (libc::EEXIST, libc::EEXIST)
+        } else {
+            (libc::ESRCH, libc::ENOENT)
         };
-        for (r, answer) in routes.iter().zip(route_answers) {
-            out.push(match answer {
-                Err(e) if netlink_errno(&e) != Some(gone(true)) => {
-                    Err(SysError::netlink(format!("{verb} {r}"), e))
-                }
-                _ => Ok(()),
-            });
-        }
-        for (r, answer) in rules.iter().zip(rule_answers) {
-            out.push(match answer {
-                Err(e) if netlink_errno(&e) != Some(gone(false)) => {
-                    Err(SysError::netlink(format!("{verb} {r}"), e))
-                }
-                _ => Ok(()),
-            });
-        }
+        let checked = |what: &dyn std::fmt::Display, answer, done| match answer {
+            Err(e) if netlink_errno(&e) != Some(done) => {
+                Err(SysError::netlink(format!("{verb} {what}"), e))
+            }
+            _ => Ok(()),
+        };
+        out.extend((routes.iter().zip(route_answers)).map(|(r, a)| checked(r, a, route_done)));
+        out.extend((rules.iter().zip(rule_answers)).map(|(r, a)| checked(r, a, rule_done)));
         out
     }
 
