@@ -127,6 +127,13 @@ impl Plan {
             .flat_map(|i| i.addresses.iter().cloned())
             .collect()
     }
+
+    /// The name of the interface with index `ifindex`, among those the configuration names.
+    pub fn interface_name(&self, ifindex: u32) -> Option<&str> {
+        (self.interfaces.values())
+            .find(|i| i.index == ifindex)
+            .map(|i| i.name.as_str())
+    }
 }
 
 /// Looks up every interface the configuration names.
