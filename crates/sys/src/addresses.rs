@@ -179,27 +179,20 @@ impl Addresses {
         let mut out = self
             .results(addresses, answers, (verb, prep), harmless)
             .await;
-        let gone = |route: bool| match (add, route) {
-            (true, _) => libc::EEXIST,
-            (false, true) => libc::ESRCH,
-            (false, false) => libc::ENOENT,
+        // Already there, or already gone: a missing route answers ESRCH, a missing rule ENOENT.
+        let (route_done, rule_done) = if add {
+            (libc::EEXIST, libc::EEXIST)
+        } else {
+            (libc::ESRCH, libc::ENOENT)
         };
-        for (r, answer) in routes.iter().zip(route_answers) {
-            out.push(match answer {
-                Err(e) if netlink_errno(&e) != Some(gone(true)) => {
-                    Err(SysError::netlink(format!("{verb} {r}"), e))
-                }
-                _ => Ok(()),
-            });
-        }
-        for (r, answer) in rules.iter().zip(rule_answers) {
-            out.push(match answer {
-                Err(e) if netlink_errno(&e) != Some(gone(false)) => {
-                    Err(SysError::netlink(format!("{verb} {r}"), e))
-                }
-                _ => Ok(()),
-            });
-        }
+        let checked = |what: &dyn std::fmt::Display, answer, done| match answer {
+            Err(e) if netlink_errno(&e) != Some(done) => {
+                Err(SysError::netlink(format!("{verb} {what}"), e))
+            }
+            _ => Ok(()),
+        };
+        out.extend((routes.iter().zip(route_answers)).map(|(r, a)| checked(r, a, route_done)));
+        out.extend((rules.iter().zip(rule_answers)).map(|(r, a)| checked(r, a, rule_done)));
         out
     }
 
@@ -210,10 +203,10 @@ impl Addresses {
             .address()
             .add(spec.ifindex, spec.address, spec.prefix_len);
         fill_message(req.message_mut(), spec);
-        let mut msg =
-            NetlinkMessage::from(RouteNetlinkMessage::NewAddress(req.message_mut().clone()));
-        msg.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE;
-        msg
+        request(
+            RouteNetlinkMessage::NewAddress(req.message_mut().clone()),
+            true,
+        )
     }
 
     /// Sends the requests in one datagram and returns each one's answer, in
@@ -348,8 +341,21 @@ fn remove_request(spec: &AddressSpec) -> NetlinkMessage<RouteNetlinkMessage> {
     if spec.address.is_ipv4() {
         msg.attributes.push(AddressAttribute::Address(spec.address));
     }
-    let mut msg = NetlinkMessage::from(RouteNetlinkMessage::DelAddress(msg));
-    msg.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    request(RouteNetlinkMessage::DelAddress(msg), false)
+}
+
+/// `payload` as a request of a batch: acknowledged, and when it adds (`add`), an error if
+/// the object is there already (the batch counts that answer as success).
+pub(crate) fn request(
+    payload: RouteNetlinkMessage,
+    add: bool,
+) -> NetlinkMessage<RouteNetlinkMessage> {
+    let mut msg = NetlinkMessage::from(payload);
+    msg.header.flags = if add {
+        NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE
+    } else {
+        NLM_F_REQUEST | NLM_F_ACK
+    };
     msg
 }
 

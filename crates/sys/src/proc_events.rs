@@ -234,13 +234,6 @@ pub struct ProcEvents {
     buf: Vec<u8>,
 }
 
-fn socket_error(op: &str, source: io::Error) -> SysError {
-    SysError::Socket {
-        op: op.into(),
-        source,
-    }
-}
-
 impl ProcEvents {
     /// Opens the socket (in the initial network namespace, see the module's doc) and
     /// subscribes. Must run inside a tokio runtime.
@@ -253,7 +246,7 @@ impl ProcEvents {
             Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
                 Self::subscribed_elsewhere(nonce).await?
             }
-            Err(e) => return Err(socket_error("subscribing to process events", e)),
+            Err(e) => return Err(SysError::socket("subscribing to process events", e)),
         };
         let mut events = ProcEvents {
             socket,
@@ -334,7 +327,7 @@ impl ProcEvents {
     pub fn set_receive_buffer(&self, bytes: usize) -> Result<(), SysError> {
         (self.socket.socket_ref())
             .set_rx_buf_sz(bytes)
-            .map_err(|e| socket_error("setting the process events receive buffer", e))
+            .map_err(|e| SysError::socket("setting the process events receive buffer", e))
     }
 
     /// The next event from the kernel; datagrams from anyone else, or that do not decode,
@@ -345,7 +338,7 @@ impl ProcEvents {
             let from = match self.socket.recv_from(&mut self.buf).await {
                 Ok(from) => from,
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(Received::Lost),
-                Err(e) => return Err(socket_error("receiving process events", e)),
+                Err(e) => return Err(SysError::socket("receiving process events", e)),
             };
             if from.port_number() != 0 {
                 continue;
@@ -365,12 +358,13 @@ impl Drop for ProcEvents {
 }
 
 fn open_socket() -> Result<TokioSocket, SysError> {
-    let mut socket = TokioSocket::new(NETLINK_CONNECTOR)
-        .map_err(|e| socket_error("opening the process events socket (NETLINK_CONNECTOR)", e))?;
+    let mut socket = TokioSocket::new(NETLINK_CONNECTOR).map_err(|e| {
+        SysError::socket("opening the process events socket (NETLINK_CONNECTOR)", e)
+    })?;
     socket
         .socket_mut()
         .bind(&SocketAddr::new(0, CN_IDX_PROC))
-        .map_err(|e| socket_error("joining the process events group (CN_IDX_PROC)", e))?;
+        .map_err(|e| SysError::socket("joining the process events group (CN_IDX_PROC)", e))?;
     Ok(socket)
 }
 
@@ -382,9 +376,9 @@ fn open_socket_in(path: &str) -> Result<TokioSocket, SysError> {
         s.spawn(move || {
             let _in_runtime = runtime.enter();
             let ns = std::fs::File::open(path)
-                .map_err(|e| socket_error(&format!("opening {path}"), e))?;
+                .map_err(|e| SysError::socket(format!("opening {path}"), e))?;
             nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
-                socket_error(&format!("entering the network namespace {path}"), e.into())
+                SysError::socket(format!("entering the network namespace {path}"), e)
             })?;
             open_socket()
         })

@@ -5,12 +5,14 @@
 
 use std::net::IpAddr;
 
-use netlink_packet_core::{NetlinkMessage, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
+use netlink_packet_core::NetlinkMessage;
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use crate::addresses::request;
 
 /// `RTN_*` route types, as `ip route` names them.
 pub mod route_type {
@@ -212,33 +214,23 @@ fn rule_message(spec: &RuleSpec) -> RuleMessage {
 /// The request adding (`add`) or removing the route.
 pub(crate) fn route_request(spec: &RouteSpec, add: bool) -> NetlinkMessage<RouteNetlinkMessage> {
     let m = route_message(spec);
-    let (payload, flags) = if add {
-        (
-            RouteNetlinkMessage::NewRoute(m),
-            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-        )
+    let payload = if add {
+        RouteNetlinkMessage::NewRoute(m)
     } else {
-        (RouteNetlinkMessage::DelRoute(m), NLM_F_REQUEST | NLM_F_ACK)
+        RouteNetlinkMessage::DelRoute(m)
     };
-    let mut msg = NetlinkMessage::from(payload);
-    msg.header.flags = flags;
-    msg
+    request(payload, add)
 }
 
 /// The request adding (`add`) or removing the rule.
 pub(crate) fn rule_request(spec: &RuleSpec, add: bool) -> NetlinkMessage<RouteNetlinkMessage> {
     let m = rule_message(spec);
-    let (payload, flags) = if add {
-        (
-            RouteNetlinkMessage::NewRule(m),
-            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-        )
+    let payload = if add {
+        RouteNetlinkMessage::NewRule(m)
     } else {
-        (RouteNetlinkMessage::DelRule(m), NLM_F_REQUEST | NLM_F_ACK)
+        RouteNetlinkMessage::DelRule(m)
     };
-    let mut msg = NetlinkMessage::from(payload);
-    msg.header.flags = flags;
-    msg
+    request(payload, add)
 }
 
 /// What the kernel's route lookup (`ip route get`) answers for one destination.

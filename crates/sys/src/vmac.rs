@@ -19,11 +19,11 @@ pub fn virtual_mac(vrid: u8, ipv6: bool) -> [u8; 6] {
     [0x00, 0x00, 0x5e, 0x00, if ipv6 { 0x02 } else { 0x01 }, vrid]
 }
 
-/// One `/proc/sys` setting changed, with the value to put back (None: leave it).
+/// One `/proc/sys` setting changed, with the value to put back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Changed {
     path: PathBuf,
-    before: Option<String>,
+    before: String,
 }
 
 /// A macvlan this daemon created, and the base interface settings it changed.
@@ -91,10 +91,7 @@ pub async fn create(
         match write_sysctl(&path, value) {
             Ok(before) => {
                 if keep && before != value {
-                    restore.push(Changed {
-                        path,
-                        before: Some(before),
-                    });
+                    restore.push(Changed { path, before });
                 }
             }
             Err(e) => tracing::warn!("{e}"),
@@ -131,10 +128,8 @@ pub async fn create(
 /// reverse order.
 pub async fn remove(handle: &rtnetlink::Handle, vmac: &Vmac) -> Result<(), SysError> {
     for c in &vmac.restore {
-        if let Some(before) = &c.before {
-            if let Err(e) = write_sysctl(&c.path, before) {
-                tracing::warn!("{e}");
-            }
+        if let Err(e) = write_sysctl(&c.path, &c.before) {
+            tracing::warn!("{e}");
         }
     }
     match handle.link().del(vmac.index).execute().await {

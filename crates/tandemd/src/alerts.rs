@@ -16,7 +16,7 @@ use tandem_vrrp::State;
 use tracing::{error, warn};
 
 use crate::notify::Subject;
-use crate::tracking::Policy;
+use crate::tracking::{located, Policy};
 
 pub use fifo::FifoPlan;
 pub use mail::{Letter, MailPlan};
@@ -109,14 +109,13 @@ fn fifo_plan(
     script: Option<&FifoScript>,
     policy: &Policy,
 ) -> Option<FifoPlan> {
-    let at = |l: &tandem_config::Location| format!("{}:{}", l.file.display(), l.line);
     let owner = match policy.user_for(fifo.user.as_deref(), fifo.group.as_deref()) {
         Ok(user) => Some(user),
         // keepalived ignores the FIFO when its user does not exist.
         Err(e) if fifo.user.is_some() => {
             error!(
                 "{}: {keyword} {} is not opened: {e}",
-                at(&fifo.location),
+                located(&fifo.location),
                 fifo.path.display()
             );
             return None;
@@ -130,14 +129,14 @@ fn fifo_plan(
         match verdict {
             Ok((user, warning)) => {
                 if let Some(w) = warning {
-                    warn!("{}: {keyword}_script: {w}", at(&s.location));
+                    warn!("{}: {keyword}_script: {w}", located(&s.location));
                 }
                 Some((s.command.clone(), user))
             }
             Err(e) => {
                 error!(
                     "{}: {keyword}_script `{}` will not run: {e}",
-                    at(&s.location),
+                    located(&s.location),
                     s.command
                 );
                 None

@@ -39,7 +39,7 @@ use tandem_lb::{
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::tracking::{located, FileSpec, Policy, ScriptUser};
+use crate::tracking::{FileSpec, Policy, ScriptUser};
 pub use convert::{convert, Conversion, PlannedService};
 
 /// How long a burst of nf_tables changes may pause before the table is put back.
@@ -72,12 +72,7 @@ impl LbPlan {
         };
         let files = (config.track_files.iter())
             .filter(|f| followed(&f.name))
-            .map(|f| FileSpec {
-                name: f.name.clone(),
-                path: f.file.clone(),
-                init: f.init,
-                location: located(&f.location),
-            })
+            .map(FileSpec::from_config)
             .collect();
         let plan = LbPlan {
             services,

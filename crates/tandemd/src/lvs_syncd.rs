@@ -10,6 +10,8 @@ use tandem_lb::Ipvs;
 use tandem_vrrp::State;
 use tracing::{error, info, warn};
 
+use crate::tracking::located;
+
 /// One change to the kernel's sync daemons.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -65,12 +67,8 @@ impl SyncDaemonDriver {
         let ipvs = match Ipvs::open() {
             Ok(ipvs) => ipvs,
             Err(e) => {
-                let at = &c.instance_location;
-                warn!(
-                    "{}:{}: lvs_sync_daemon: {e}; IPVS connections are not synchronised",
-                    at.file.display(),
-                    at.line
-                );
+                let at = located(&c.instance_location);
+                warn!("{at}: lvs_sync_daemon: {e}; IPVS connections are not synchronised");
                 return None;
             }
         };

@@ -217,13 +217,8 @@ async fn run_with(
         metrics::server::spawn(m.listen, control_tx.clone())
             .await
             .with_context(|| {
-                let at = &m.location;
-                format!(
-                    "{}:{}: [metrics] listen {}",
-                    at.file.display(),
-                    at.line,
-                    m.listen
-                )
+                let at = tracking::located(&m.location);
+                format!("{at}: [metrics] listen {}", m.listen)
             })?;
     }
     let group = control::control_group(args.control_group.as_deref())?;

@@ -15,7 +15,7 @@ use tandem_vrrp::{
     Tracking, Version, PRIORITY_OWNER,
 };
 
-use crate::tracking::{Policy, ScriptUser, TrackingPlan};
+use crate::tracking::{located, Policy, ScriptUser, TrackingPlan};
 
 /// Which socket an instance sends and receives on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -127,6 +127,13 @@ impl Plan {
             .flat_map(|i| i.addresses.iter().cloned())
             .collect()
     }
+
+    /// The name of the interface with index `ifindex`, among those the configuration names.
+    pub fn interface_name(&self, ifindex: u32) -> Option<&str> {
+        (self.interfaces.values())
+            .find(|i| i.index == ifindex)
+            .map(|i| i.name.as_str())
+    }
 }
 
 /// Looks up every interface the configuration names.
@@ -182,14 +189,7 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
     let mut instances = Vec::new();
     let mut sockets: BTreeMap<SocketKey, SocketPlan> = BTreeMap::new();
     for vi in &config.instances {
-        let context = || {
-            format!(
-                "{}:{}: vrrp_instance {}",
-                vi.location.file.display(),
-                vi.location.line,
-                vi.name
-            )
-        };
+        let context = || format!("{}: vrrp_instance {}", located(&vi.location), vi.name);
         let iface = lookup(&vi.interface).with_context(context)?;
         let ipv4 = vi
             .virtual_addresses
@@ -291,12 +291,7 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
             let home = vi.use_vmac.as_deref().unwrap_or(&vi.interface);
             let dev = va.dev.as_deref().unwrap_or(home);
             let on = lookup(dev).with_context(|| {
-                format!(
-                    "{}:{}: virtual address {}",
-                    va.location.file.display(),
-                    va.location.line,
-                    va.address
-                )
+                format!("{}: virtual address {}", located(&va.location), va.address)
             })?;
             addresses.push(address_spec(va, on.index));
             announce.push(Announce {
@@ -305,7 +300,7 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
                 mac: on.mac,
                 link_local: on.ipv6_link_local,
                 address: va.address,
-                location: format!("{}:{}", va.location.file.display(), va.location.line),
+                location: located(&va.location),
             });
         }
 
@@ -499,12 +494,7 @@ pub fn build(config: &Config, interfaces: &BTreeMap<String, InterfaceInfo>) -> R
             .filter_map(|m| instances.iter().position(|i| &i.name == m))
             .collect();
         let gid = router.add_group(&sg.name, &members);
-        let context = format!(
-            "{}:{}: vrrp_sync_group {}",
-            sg.location.file.display(),
-            sg.location.line,
-            sg.name
-        );
+        let context = format!("{}: vrrp_sync_group {}", located(&sg.location), sg.name);
         // keepalived: a group with an address owner among its members cannot move priorities.
         let has_owner = (sg.members.iter()).any(|m| {
             (config.instances.iter()).any(|i| &i.name == m && i.priority == PRIORITY_OWNER)
@@ -651,13 +641,7 @@ fn route_spec<'a>(
     let oif = match &r.dev {
         Some(dev) => Some(
             lookup(dev)
-                .with_context(|| {
-                    format!(
-                        "{}:{}: virtual route",
-                        r.location.file.display(),
-                        r.location.line
-                    )
-                })?
+                .with_context(|| format!("{}: virtual route", located(&r.location)))?
                 .index,
         ),
         None => None,

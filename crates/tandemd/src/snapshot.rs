@@ -234,10 +234,7 @@ fn vips(plan: &Plan, id: InstanceId) -> Vec<Vip> {
     (plan.instances[id].addresses.iter())
         .map(|spec| Vip {
             address: spec.to_string(),
-            dev: (plan.interfaces.values())
-                .find(|i| i.index == spec.ifindex)
-                .map_or("?", |i| i.name.as_str())
-                .to_string(),
+            dev: plan.interface_name(spec.ifindex).unwrap_or("?").to_string(),
             scope: match spec.scope {
                 Some(253) => "link",
                 Some(254) => "host",

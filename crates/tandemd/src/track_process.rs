@@ -22,6 +22,8 @@ use tandem_vrrp::process_watch::{
 };
 use tandem_vrrp::{Router, TrackerId, TrackerKind, TrackerState, Tracking, PRIORITY_OWNER};
 
+use crate::tracking::located;
+
 /// How long to let a burst settle after lost events before reading `/proc` again.
 const RESCAN_AFTER: Duration = Duration::from_secs(1);
 /// The most of a command line read (arguments beyond it are not compared).
@@ -83,10 +85,9 @@ pub fn add_to_router(config: &Config, router: &mut Router) -> Vec<ProcessTracker
         for mut tracking in sg.track_processes.iter().filter_map(reference) {
             if has_owner && tracking.weight != 0 {
                 warn!(
-                    "{}:{}: vrrp_sync_group {}: track_process weight {} taken as weight 0 \
+                    "{}: vrrp_sync_group {}: track_process weight {} taken as weight 0 \
                      (FAULT instead): a member has priority 255",
-                    sg.location.file.display(),
-                    sg.location.line,
+                    located(&sg.location),
                     sg.name,
                     tracking.weight
                 );

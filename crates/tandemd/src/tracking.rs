@@ -59,6 +59,18 @@ pub struct FileSpec {
     pub location: String,
 }
 
+impl FileSpec {
+    /// The `track_file` block `f` as its watchers need it (the VRRP side's and FILE_CHECK's).
+    pub fn from_config(f: &tandem_config::TrackFile) -> FileSpec {
+        FileSpec {
+            name: f.name.clone(),
+            path: f.file.clone(),
+            init: f.init,
+            location: located(&f.location),
+        }
+    }
+}
+
 /// The trackers a configuration asks for (only those some instance or group follows).
 #[derive(Debug, Clone, Default)]
 pub struct TrackingPlan {
@@ -117,12 +129,7 @@ impl TrackingPlan {
             .collect();
         let files = (config.track_files.iter())
             .filter(|f| followed_file(&f.name))
-            .map(|f| FileSpec {
-                name: f.name.clone(),
-                path: f.file.clone(),
-                init: f.init,
-                location: located(&f.location),
-            })
+            .map(FileSpec::from_config)
             .collect();
         TrackingPlan { scripts, files }
     }

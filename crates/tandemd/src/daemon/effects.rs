@@ -267,12 +267,7 @@ impl Daemon {
             return;
         };
         let name = instance.map_or("-", |id| self.plan.instances[id].name.as_str());
-        let ifname = self
-            .plan
-            .interfaces
-            .values()
-            .find(|i| i.index == interface)
-            .map_or("?", |i| i.name.as_str());
+        let ifname = self.plan.interface_name(interface).unwrap_or("?");
         let more = if count > 1 {
             format!(" ({count} such packets since the last line)")
         } else {

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use tracing::{error, info, warn};
 
-use tandem_sys::{AddressSpec, RouteSpec, RuleSpec};
+use tandem_sys::AddressSpec;
 use tandem_vrrp::State;
 
 use super::Daemon;
@@ -110,26 +110,28 @@ impl Daemon {
             Ok(watched) => watched,
             Err(e) => return refused(&format!("error: {e:#}\n")),
         };
-        let mut notes = String::new();
-        if config.sync != self.running.sync {
-            let note =
+        // Settings read at start only: a change is said, and waits for the next restart.
+        let restart_only = [
+            (
+                config.sync != self.running.sync,
                 "conntrack replication settings changed: they take effect at the next restart \
-                        (the running replication and its caches are kept)";
-            warn!("{note}");
-            let _ = writeln!(notes, "warning: {note}");
-        }
-        if config.global.lvs_sync_daemon != self.running.lvs_sync_daemon {
-            let note = "lvs_sync_daemon changed: it takes effect at the next restart";
-            warn!("{note}");
-            let _ = writeln!(notes, "warning: {note}");
-        }
-        if config.lb_backend != self.running.lb_backend {
-            let note = "[lb] backend changed: it takes effect at the next restart";
-            warn!("{note}");
-            let _ = writeln!(notes, "warning: {note}");
-        }
-        if config.metrics != self.running.metrics {
-            let note = "[metrics] changed: the listener changes at the next restart";
+                 (the running replication and its caches are kept)",
+            ),
+            (
+                config.global.lvs_sync_daemon != self.running.lvs_sync_daemon,
+                "lvs_sync_daemon changed: it takes effect at the next restart",
+            ),
+            (
+                config.lb_backend != self.running.lb_backend,
+                "[lb] backend changed: it takes effect at the next restart",
+            ),
+            (
+                config.metrics != self.running.metrics,
+                "[metrics] changed: the listener changes at the next restart",
+            ),
+        ];
+        let mut notes = String::new();
+        for (_, note) in restart_only.iter().filter(|(changed, _)| *changed) {
             warn!("{note}");
             let _ = writeln!(notes, "warning: {note}");
         }
@@ -164,17 +166,7 @@ impl Daemon {
                     &self.plan.instances[old].addresses,
                     &next.instances[new].addresses,
                 );
-                let add = after
-                    .iter()
-                    .filter(|a| !before.contains(a))
-                    .cloned()
-                    .collect();
-                let remove = before
-                    .iter()
-                    .filter(|a| !after.contains(a))
-                    .cloned()
-                    .collect();
-                (new, add, remove)
+                (new, missing(after, before), missing(before, after))
             })
             .collect();
         // Masters whose routes or rules changed: the old lists, and the new instance.
@@ -284,19 +276,13 @@ impl Daemon {
     /// come; the ones it keeps are not touched.
     async fn move_routes(&mut self, old: &InstancePlan, id: usize) {
         let new = &self.plan.instances[id];
-        let gone = |now: &[RouteSpec], then: &[RouteSpec]| -> Vec<RouteSpec> {
-            then.iter().filter(|r| !now.contains(r)).cloned().collect()
-        };
-        let gone_rules = |now: &[RuleSpec], then: &[RuleSpec]| -> Vec<RuleSpec> {
-            then.iter().filter(|r| !now.contains(r)).cloned().collect()
-        };
         let (remove_routes, remove_rules) = (
-            gone(&new.routes, &old.routes),
-            gone_rules(&new.rules, &old.rules),
+            missing(&old.routes, &new.routes),
+            missing(&old.rules, &new.rules),
         );
         let (add_routes, add_rules) = (
-            gone(&old.routes, &new.routes),
-            gone_rules(&old.rules, &new.rules),
+            missing(&new.routes, &old.routes),
+            missing(&new.rules, &old.rules),
         );
         let name = new.name.clone();
         let removed = self
@@ -355,6 +341,16 @@ fn refused(report: &str) -> String {
     }
     error!("Reload refused: the running configuration stays in force");
     format!("{report}error: reload refused: the running configuration stays in force\n")
+}
+
+/// The items of `these` that `those` does not hold, in order: what a reload adds (new list
+/// against old) or removes (old against new).
+fn missing<T: PartialEq + Clone>(these: &[T], those: &[T]) -> Vec<T> {
+    these
+        .iter()
+        .filter(|x| !those.contains(x))
+        .cloned()
+        .collect()
 }
 
 /// What identifies a loaded configuration: two reads of unchanged files give the same value.

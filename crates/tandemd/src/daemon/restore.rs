@@ -44,9 +44,8 @@ impl Daemon {
                 if self.addresses.present(spec).await.unwrap_or(true) {
                     continue;
                 }
-                let interface = (self.plan.interfaces.iter())
-                    .find(|(_, info)| info.index == gone.ifindex)
-                    .map_or_else(|| format!("index {}", gone.ifindex), |(n, _)| n.clone());
+                let interface = (self.plan.interface_name(gone.ifindex))
+                    .map_or_else(|| format!("index {}", gone.ifindex), str::to_string);
                 warn!(
                     "({}) {spec} was removed from {interface} by another program while MASTER: \
                      restoring it",
