@@ -453,6 +453,12 @@ fn new_connection_pool(s: &Service) -> Vec<Server> {
     pool
 }
 
+/// Whether the daemon must count `s`'s connections: a least-connection service whose
+/// schedule follows the counts (a persistent one keeps its configured weights).
+pub fn follows_connection_counts(s: &Service) -> bool {
+    s.scheduler.uses_connection_counts() && !persistent_clients_are_hashed(s)
+}
+
 /// For a least-connection service that is not persistent, the weights its schedule is
 /// filled with, one per server of the new-connection pool in order:
 /// [`schedule::effective_weights`] of the configured weights and [`Service::loads`].
@@ -461,7 +467,7 @@ fn new_connection_pool(s: &Service) -> Vec<Server> {
 /// Persistent services keep their configured weights: their first choice is a hash table
 /// both directors must compute alike (see [`persistent_clients_are_hashed`]).
 pub fn new_connection_weights(s: &Service) -> Option<Vec<u32>> {
-    if !s.scheduler.uses_connection_counts() || persistent_clients_are_hashed(s) {
+    if !follows_connection_counts(s) {
         return None;
     }
     let pool = new_connection_pool(s);

@@ -376,10 +376,8 @@ impl Balancer {
 
     /// Whether some running service spreads by connection counts.
     fn counts_connections(&self) -> bool {
-        (self.active.iter()).any(|a| {
-            (a.planned.templates.iter())
-                .any(|t| tandem_lb::plan::new_connection_weights(t).is_some())
-        })
+        (self.active.iter())
+            .any(|a| (a.planned.templates.iter()).any(tandem_lb::plan::follows_connection_counts))
     }
 
     /// Counts the connections of every least-connection service (one conntrack dump each,
@@ -394,7 +392,7 @@ impl Balancer {
             let counted = a.services_with(&a.applied_loads).into_iter();
             wanted.extend(
                 counted
-                    .filter(|s| tandem_lb::plan::new_connection_weights(s).is_some())
+                    .filter(tandem_lb::plan::follows_connection_counts)
                     .map(|s| (i, s)),
             );
         }
